@@ -1,0 +1,2 @@
+/* Placeholder replaced when the C API lands. */
+int main(void) { return 0; }

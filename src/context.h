@@ -1,0 +1,42 @@
+/* A context: the KV cache, activation buffers and logits of one conversation. */
+#ifndef CHORD_CONTEXT_H
+#define CHORD_CONTEXT_H
+
+#include "model.h"
+
+/* Activations of one chunk of up to n_batch tokens, in one backend's memory. */
+typedef struct chord_acts {
+    float *x;      /* [n_batch][n_embd] residual stream */
+    float *xb;     /* [n_batch][n_embd] normed input of a block */
+    float *q;      /* [n_batch][n_head*head_dim] */
+    float *k;      /* [n_batch][n_head_kv*head_dim] */
+    float *v;      /* [n_batch][n_head_kv*head_dim] */
+    float *att;    /* [n_batch][n_head*head_dim] attention output */
+    float *gate;   /* [n_batch][n_ff] */
+    float *up;     /* [n_batch][n_ff] */
+    float *logits; /* [n_batch][n_vocab] (only on the output backend) */
+} chord_acts;
+
+struct chord_context {
+    chord_model *model;
+    chord_backend *backends[CHORD_MAX_BACKENDS]; /* [0] own CPU backend, [1] model->gpu */
+    int n_threads;
+    int n_ctx;
+    int n_batch;
+    int n_past;          /* tokens in the KV cache */
+    chord_kv *kv;        /* [n_layer], in the memory of the layer's backend */
+    chord_acts acts[CHORD_MAX_BACKENDS];
+    float *host_x;       /* [n_batch][n_embd] staging when layers change backend */
+    float *logits;       /* host [logits_cap][n_vocab] */
+    int logits_cap;
+    int n_logits;        /* rows valid after the last eval */
+    int logits_first;    /* index (in the last eval) of the first row held */
+    int last_n;          /* tokens in the last eval */
+};
+
+/* Runs n tokens (n <= n_batch) at positions pos0.. through the model; writes the
+ * logits of tokens [first, n) to out (host, [n-first][n_vocab]); first = n means none. */
+chord_status forward_chunk(chord_context *ctx, const int32_t *tokens, int n, int pos0,
+                           int first, float *out, chord_error *err);
+
+#endif

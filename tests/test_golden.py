@@ -1,0 +1,71 @@
+"""Golden logits: every ../shared/golden model through `chord logits`, in one batch and
+token by token through the KV cache, against llama.cpp's logits (tolerances from
+shared/golden/README.md), for every CPU instruction set this machine has."""
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+BIN = os.environ["CHORD_BIN"]
+GOLDEN = os.path.join(os.environ["CHORD_SHARED"], "golden")
+TYPES = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1",
+         "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q4_K_M"]
+TOL = {"F32": 1e-4, "F16": 1e-3, "BF16": 5e-3}
+
+
+def isas():
+    """Instruction sets to force (CHORD_ISA); the kernels report what the CPU has."""
+    out = subprocess.run([BIN, "bench", "--isa-list"], capture_output=True, text=True)
+    if out.returncode != 0 or not out.stdout.strip():
+        return [None]
+    return out.stdout.split()
+
+
+def run(model, tokens, out, step, isa, extra=()):
+    env = dict(os.environ)
+    if isa:
+        env["CHORD_ISA"] = isa
+    cmd = [BIN, "logits", "-m", model, "--tokens", tokens, "-o", out, "-ngl", "0", *extra]
+    if step:
+        cmd.append("--step")
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {r.stderr.strip()}")
+    return np.fromfile(out, dtype=np.float32)
+
+
+def main():
+    tokens = os.path.join(GOLDEN, "tokens.txt")
+    n_tok = len(open(tokens).read().split())
+    passed = failed = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "out.bin")
+        for isa in isas():
+            for t in TYPES:
+                model = os.path.join(GOLDEN, f"dev-{t}.gguf")
+                ref = np.fromfile(os.path.join(GOLDEN, f"dev-{t}.logits"), dtype=np.float32)
+                ref = ref.reshape(n_tok, -1)
+                for step in (False, True):
+                    name = f"{isa or 'default'} {t} {'step' if step else 'batch'}"
+                    try:
+                        got = run(model, tokens, out, step, isa).reshape(n_tok, -1)
+                    except RuntimeError as e:
+                        print(f"FAIL {name}: {e}")
+                        failed += 1
+                        continue
+                    err = float(np.linalg.norm(got - ref) / np.linalg.norm(ref))
+                    tol = TOL.get(t, 1e-2)
+                    agree = int((got.argmax(1) == ref.argmax(1)).sum())
+                    ok = err <= tol and agree == n_tok
+                    print(f"{'ok  ' if ok else 'FAIL'} {name:28s} rel_l2 {err:.2e} (tol {tol:.0e}) "
+                          f"argmax {agree}/{n_tok}")
+                    passed += ok
+                    failed += not ok
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+#include "testutil.h"
+
+#include <stdlib.h>
+
+int test_failures = 0;
+int test_checks = 0;
+
+int test_summary(const char *name) {
+    printf("%s: %d checks, %d failed\n", name, test_checks, test_failures);
+    return test_failures ? 1 : 0;
+}
+
+void *test_read_file(const char *path, size_t *size) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    if (buf) {
+        buf[n] = 0;
+        if (size) *size = (size_t)n;
+    }
+    return buf;
+}
+
+const char *test_shared(const char *rel) {
+    static char buf[4096];
+    const char *base = getenv("CHORD_SHARED");
+#ifdef CHORD_SHARED_DIR
+    if (!base) base = CHORD_SHARED_DIR;
+#endif
+    if (!base) base = "../shared";
+    snprintf(buf, sizeof buf, "%s/%s", base, rel);
+    return buf;
+}
