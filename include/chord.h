@@ -108,8 +108,11 @@ const float *chord_get_logits(const chord_context *ctx, int i);
 
 /* ------------------------------------------------------------ tokenizer */
 
-/* Encodes text. Returns the number of tokens; if that exceeds max_tokens, nothing
- * useful is written and the caller retries with a larger buffer. Negative: error. */
+/* Encodes text. add_bos: start with BOS when the model's metadata asks for one
+ * (tokenizer.ggml.add_bos_token). parse_special: control tokens spelled in the text
+ * (e.g. "<|im_start|>") become those tokens. Returns the number of tokens; if that
+ * exceeds max_tokens, nothing is written and the caller retries with a larger buffer
+ * (tokens may be NULL to ask for the count). Negative: error. */
 int chord_tokenize(const chord_model *model, const char *text, size_t text_len,
                    int32_t *tokens, int max_tokens, bool add_bos, bool parse_special,
                    chord_error *err);

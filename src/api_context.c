@@ -94,9 +94,11 @@ chord_status chord_context_new(chord_model *m, const chord_context_params *param
         s = chord_fail(err, CHORD_E_NOMEM, "out of memory");
         goto fail;
     }
-    size_t kv_bytes = (size_t)p.n_ctx * hp->n_head_kv * hp->head_dim * sizeof(float);
+    int kv_dim = hp->n_head_kv * hp->head_dim;
     for (int l = 0; l < hp->n_layer; l++) {
         chord_backend *be = ctx->backends[m->layer_be[l]];
+        size_t kv_bytes = be->ops->kv_bytes ? be->ops->kv_bytes(be, p.n_ctx, kv_dim)
+                                            : (size_t)p.n_ctx * kv_dim * sizeof(float);
         ctx->kv[l].k = be->ops->alloc(be, kv_bytes);
         ctx->kv[l].v = be->ops->alloc(be, kv_bytes);
         if (!ctx->kv[l].k || !ctx->kv[l].v) {

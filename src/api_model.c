@@ -108,7 +108,7 @@ int chord_tokenize(const chord_model *m, const char *text, size_t len, int32_t *
     }
     int32_t *ids = NULL;
     size_t n = 0;
-    if (tok_encode(m->vocab, text ? text : "", len, add_bos, parse_special, &ids, &n, err) !=
+    if (tok_encode(m->vocab, text ? text : "", len, add_bos && tok_add_bos(m->vocab), parse_special, &ids, &n, err) !=
         CHORD_OK)
         return -1;
     if (n > (size_t)INT32_MAX) {

@@ -26,10 +26,11 @@ typedef struct chord_weight {
     size_t nbytes;
 } chord_weight;
 
-/* Per-layer attention cache, allocated by the backend that runs the layer. */
+/* Per-layer attention cache, allocated by the backend that runs the layer, in the
+ * layout and precision it chooses (kv_bytes says how big each of k and v is). */
 typedef struct chord_kv {
-    void *k; /* [n_ctx][n_head_kv * head_dim] float32 */
-    void *v; /* [n_ctx][n_head_kv * head_dim] float32 */
+    void *k;
+    void *v;
 } chord_kv;
 
 typedef struct chord_attn_shape {
@@ -64,7 +65,11 @@ typedef struct chord_backend_ops {
     void (*free)(chord_backend *be, void *p);
     void (*to_host)(chord_backend *be, void *dst, const void *src, size_t bytes);
     void (*from_host)(chord_backend *be, void *dst, const void *src, size_t bytes);
+    /* Waits for queued work; returns (and clears) the first failure of any op since the
+     * last sync: ops themselves return nothing. */
     chord_status (*sync)(chord_backend *be, chord_error *err);
+    /* Bytes of each of k and v for one layer; NULL means float32 [n_ctx][kv_dim]. */
+    size_t (*kv_bytes)(chord_backend *be, int n_ctx, int kv_dim);
 
     /* out[i] = emb row tokens[i] (dequantized), out is [n][emb->n_in]. tokens are host. */
     void (*get_rows)(chord_backend *be, float *out, const chord_weight *emb,
@@ -97,6 +102,7 @@ struct chord_backend {
 
 /* CPU backend with n_threads workers (0: physical cores). */
 chord_status chord_backend_cpu_new(int n_threads, chord_backend **out, chord_error *err);
+int chord_backend_cpu_threads(chord_backend *cpu_backend);
 
 #ifdef CHORD_HAVE_CUDA
 /* Fails (with a reason in err) when no usable CUDA device is present. */

@@ -116,7 +116,7 @@ chord_status chord_generate(chord_context *ctx, chord_sampler *smp, const char *
 
     stop_filter sf = {.stop = gp.stop, .n_stop = gp.stop ? gp.n_stop : 0};
     tok_stream ts = {0};
-    char piece[256], text[512];
+    char piece[256], text[TOK_STREAM_OUT_MAX(256)];
     bool cont = true;
     int n_vocab = m->hp.n_vocab;
     t0 = now_seconds();

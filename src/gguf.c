@@ -22,7 +22,7 @@
 
 #define GGUF_MAGIC "GGUF"
 #define GGUF_DEFAULT_ALIGNMENT 32u
-#define GGUF_MAX_DEPTH 8 /* a top-level array is depth 1 */
+#define GGUF_MAX_DEPTH 8     /* a top-level array is depth 1 */
 #define KV_MIN_BYTES 13u     /* u64 key length + u32 type + a 1-byte value */
 #define TENSOR_MIN_BYTES 32u /* u64 name length + u32 n_dims + one u64 ne + u32 + u64 */
 #define NAME_SHOW 64         /* bytes of a key / tensor name quoted in messages */
@@ -30,7 +30,8 @@
 
 typedef struct gguf_hash {
     uint64_t *slots; /* index + 1; 0 = empty */
-    uint64_t mask;
+    uint64_t mask;   /* capacity - 1 (a power of two) */
+    uint64_t count;
 } gguf_hash;
 
 struct gguf_file {
@@ -39,17 +40,22 @@ struct gguf_file {
     uint32_t version;
     uint64_t alignment;
     uint64_t data_offset;
-    uint64_t n_kv;
+    /* The arrays grow as records are parsed (a corrupt count allocates nothing up front);
+     * after a successful parse n_kv/n_tensors entries are filled. */
+    uint64_t n_kv, kv_len, kv_cap;
     gguf_kv *kv;
-    uint64_t n_tensors;
+    uint64_t n_tensors, tensor_len, tensor_cap;
     gguf_tensor *tensors;
+    uint64_t *info_at; /* parse time only: file offset of each tensor info */
     gguf_hash kv_hash;
     gguf_hash tensor_hash;
 };
 
 /* ------------------------------------------------------------ byte helpers */
 
-static inline uint16_t le16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static inline uint16_t le16(const uint8_t *p) {
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
 static inline uint32_t le32(const uint8_t *p) {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
            ((uint32_t)p[3] << 24);
@@ -60,20 +66,28 @@ static inline uint64_t le64(const uint8_t *p) {
 
 static size_t scalar_size(uint32_t t) {
     switch (t) {
-    case GGUF_U8: case GGUF_I8: case GGUF_BOOL: return 1;
-    case GGUF_U16: case GGUF_I16: return 2;
-    case GGUF_U32: case GGUF_I32: case GGUF_F32: return 4;
-    case GGUF_U64: case GGUF_I64: case GGUF_F64: return 8;
+    case GGUF_U8:
+    case GGUF_I8:
+    case GGUF_BOOL: return 1;
+    case GGUF_U16:
+    case GGUF_I16: return 2;
+    case GGUF_U32:
+    case GGUF_I32:
+    case GGUF_F32: return 4;
+    case GGUF_U64:
+    case GGUF_I64:
+    case GGUF_F64: return 8;
     default: return 0;
     }
 }
 
-static bool vtype_valid(uint32_t t) { return t <= GGUF_F64; }
+static bool vtype_valid(uint32_t t) {
+    return t <= GGUF_F64;
+}
 
 const char *gguf_vtype_name(uint32_t t) {
-    static const char *const names[] = {"u8",  "i8",   "u16",    "i16",   "u32",
-                                        "i32", "f32",  "bool",   "string", "array",
-                                        "u64", "i64",  "f64"};
+    static const char *const names[] = {"u8",   "i8",     "u16",   "i16", "u32", "i32", "f32",
+                                        "bool", "string", "array", "u64", "i64", "f64"};
     return vtype_valid(t) ? names[t] : "unknown";
 }
 
@@ -81,7 +95,8 @@ const char *gguf_vtype_name(uint32_t t) {
  * replacing control bytes with '?'. */
 static void show_name(char *dst, const uint8_t *s, uint64_t len) {
     size_t n = len > NAME_SHOW ? NAME_SHOW : (size_t)len, k = 0;
-    for (size_t i = 0; i < n; i++) dst[k++] = (s[i] < 0x20 || s[i] == 0x7f) ? '?' : (char)s[i];
+    for (size_t i = 0; i < n; i++)
+        dst[k++] = (s[i] < 0x20 || s[i] == 0x7f) ? '?' : (char)s[i];
     if (len > NAME_SHOW) {
         memcpy(dst + k, "...", 3);
         k += 3;
@@ -108,25 +123,43 @@ bool gguf_str_eq(gguf_str s, const char *cstr) {
     return str_eq_bytes(s, cstr, strlen(cstr));
 }
 
-static bool hash_init(gguf_hash *h, uint64_t n) {
-    uint64_t cap = 8;
-    while (cap < 2 * n) cap *= 2;
-    if (cap > SIZE_MAX / sizeof(uint64_t)) return false;
-    h->slots = calloc((size_t)cap, sizeof(uint64_t));
-    h->mask = cap - 1;
-    return h->slots != NULL;
+typedef gguf_str (*name_fn)(const gguf_file *, uint64_t);
+
+/* Keeps the load factor <= 1/2; false when out of memory. */
+static bool hash_reserve(gguf_hash *h, uint64_t n, name_fn name_of, const gguf_file *f) {
+    uint64_t cap = h->slots ? h->mask + 1 : 0;
+    if (cap && 2 * n <= cap) return true;
+    uint64_t ncap = cap ? cap : 16;
+    while (ncap < 2 * n)
+        ncap *= 2;
+    if (ncap > SIZE_MAX / sizeof(uint64_t)) return false;
+    uint64_t *slots = calloc((size_t)ncap, sizeof(uint64_t));
+    if (!slots) return false;
+    for (uint64_t k = 0; k < cap; k++) {
+        uint64_t s = h->slots[k];
+        if (!s) continue;
+        gguf_str nm = name_of(f, s - 1);
+        uint64_t i = hash_bytes(nm.ptr, nm.len) & (ncap - 1);
+        while (slots[i])
+            i = (i + 1) & (ncap - 1);
+        slots[i] = s;
+    }
+    free(h->slots);
+    h->slots = slots;
+    h->mask = ncap - 1;
+    return true;
 }
 
 /* Returns the index of the existing entry with this name, or inserts idx and returns
- * UINT64_MAX. `name_of` maps an index to its name. */
-static uint64_t hash_insert(gguf_hash *h, gguf_str name, uint64_t idx,
-                            gguf_str (*name_of)(const gguf_file *, uint64_t),
+ * UINT64_MAX. `name_of` maps an index to its name. The table has room (hash_reserve). */
+static uint64_t hash_insert(gguf_hash *h, gguf_str name, uint64_t idx, name_fn name_of,
                             const gguf_file *f) {
     uint64_t i = hash_bytes(name.ptr, name.len) & h->mask;
     for (;; i = (i + 1) & h->mask) {
         uint64_t s = h->slots[i];
         if (!s) {
             h->slots[i] = idx + 1;
+            h->count++;
             return UINT64_MAX;
         }
         gguf_str other = name_of(f, s - 1);
@@ -135,8 +168,7 @@ static uint64_t hash_insert(gguf_hash *h, gguf_str name, uint64_t idx,
     }
 }
 
-static uint64_t hash_find(const gguf_hash *h, const char *name,
-                          gguf_str (*name_of)(const gguf_file *, uint64_t),
+static uint64_t hash_find(const gguf_hash *h, const char *name, name_fn name_of,
                           const gguf_file *f) {
     if (!h->slots || !name) return UINT64_MAX;
     size_t n = strlen(name);
@@ -148,8 +180,27 @@ static uint64_t hash_find(const gguf_hash *h, const char *name,
     }
 }
 
-static gguf_str kv_name(const gguf_file *f, uint64_t i) { return f->kv[i].key; }
-static gguf_str tensor_name(const gguf_file *f, uint64_t i) { return f->tensors[i].name; }
+static gguf_str kv_name(const gguf_file *f, uint64_t i) {
+    return f->kv[i].key;
+}
+static gguf_str tensor_name(const gguf_file *f, uint64_t i) {
+    return f->tensors[i].name;
+}
+
+/* Makes room for entry `len` of an array of `elem`-byte entries (capacity *cap, at most
+ * `max` entries ever), zeroing new entries. False when out of memory. */
+static bool grow(void **arr, uint64_t *cap, uint64_t len, uint64_t max, size_t elem) {
+    if (len < *cap) return true;
+    uint64_t ncap = *cap ? *cap * 2 : 16;
+    if (ncap > max) ncap = max;
+    if (ncap <= len || ncap > SIZE_MAX / elem) return false;
+    void *p = realloc(*arr, (size_t)ncap * elem);
+    if (!p) return false;
+    memset((char *)p + (size_t)*cap * elem, 0, (size_t)(ncap - *cap) * elem);
+    *arr = p;
+    *cap = ncap;
+    return true;
+}
 
 /* ------------------------------------------------------------------ reader */
 
@@ -161,7 +212,9 @@ typedef struct reader {
     char where[160]; /* "kv 3 ('general.name')": prefixes every message */
 } reader;
 
-static uint64_t left(const reader *r) { return r->size - r->pos; }
+static uint64_t left(const reader *r) {
+    return r->size - r->pos;
+}
 
 /* Fails unless n more bytes are available; `what` names the field. */
 static chord_status need(reader *r, uint64_t n, const char *what) {
@@ -291,6 +344,10 @@ static chord_status rd_array_elems(reader *r, uint32_t elem, uint64_t count, uin
 
 static chord_status parse_kvs(gguf_file *f, reader *r) {
     for (uint64_t i = 0; i < f->n_kv; i++) {
+        if (!grow((void **)&f->kv, &f->kv_cap, i, f->n_kv, sizeof *f->kv) ||
+            !hash_reserve(&f->kv_hash, i + 1, kv_name, f))
+            return chord_fail(r->err, CHORD_E_NOMEM, "out of memory at kv %" PRIu64, i);
+        f->kv_len = i + 1;
         gguf_kv *kv = &f->kv[i];
         uint64_t key_at = r->pos;
         snprintf(r->where, sizeof r->where, "kv %" PRIu64, i);
@@ -360,16 +417,23 @@ static chord_status parse_alignment(gguf_file *f, reader *r) {
     uint32_t a = le32(kv->value.data);
     if (a == 0 || (a & (a - 1)))
         return chord_fail_at(r->err, CHORD_E_FORMAT, (int64_t)kv->value.offset,
-                             "general.alignment: %" PRIu32
-                             " at offset %" PRIu64 " is not a nonzero power of two",
+                             "general.alignment: %" PRIu32 " at offset %" PRIu64
+                             " is not a nonzero power of two",
                              a, kv->value.offset);
     f->alignment = a;
     return CHORD_OK;
 }
 
-static chord_status parse_tensor_infos(gguf_file *f, reader *r, uint64_t *info_at) {
+static chord_status parse_tensor_infos(gguf_file *f, reader *r) {
     for (uint64_t i = 0; i < f->n_tensors; i++) {
+        uint64_t cap = f->tensor_cap;
+        if (!grow((void **)&f->tensors, &f->tensor_cap, i, f->n_tensors, sizeof *f->tensors) ||
+            !grow((void **)&f->info_at, &cap, i, f->n_tensors, sizeof *f->info_at) ||
+            !hash_reserve(&f->tensor_hash, i + 1, tensor_name, f))
+            return chord_fail(r->err, CHORD_E_NOMEM, "out of memory at tensor %" PRIu64, i);
+        f->tensor_len = i + 1;
         gguf_tensor *t = &f->tensors[i];
+        uint64_t *info_at = f->info_at;
         info_at[i] = r->pos;
         snprintf(r->where, sizeof r->where, "tensor %" PRIu64, i);
         chord_status st = rd_str(r, &t->name, "name");
@@ -387,7 +451,8 @@ static chord_status parse_tensor_infos(gguf_file *f, reader *r, uint64_t *info_a
                                  r->where, t->n_dims, at, GGUF_MAX_DIMS);
         int64_t nelem = 1;
         uint64_t ne0_at = r->pos;
-        for (int d = 0; d < GGUF_MAX_DIMS; d++) t->ne[d] = 1;
+        for (int d = 0; d < GGUF_MAX_DIMS; d++)
+            t->ne[d] = 1;
         for (uint32_t d = 0; d < t->n_dims; d++) {
             at = r->pos;
             uint64_t ne;
@@ -413,14 +478,13 @@ static chord_status parse_tensor_infos(gguf_file *f, reader *r, uint64_t *info_a
         const chord_type_traits *tr = chord_type_get(t->type);
         if (!tr)
             return chord_fail_at(r->err, CHORD_E_UNSUPPORTED, (int64_t)at,
-                                 "tensor '%s' has unknown type id %" PRIu32
-                                 " (tensor %" PRIu64 ", type at offset %" PRIu64 ")",
+                                 "tensor '%s' has unknown type id %" PRIu32 " (tensor %" PRIu64
+                                 ", type at offset %" PRIu64 ")",
                                  name, t->type, i, at);
         if (t->ne[0] % tr->block_size)
             return chord_fail_at(r->err, CHORD_E_FORMAT, (int64_t)ne0_at,
                                  "%s: ne[0] = %" PRId64 " at offset %" PRIu64
-                                 " is not a multiple of the block size %" PRId64
-                                 " of type %s",
+                                 " is not a multiple of the block size %" PRId64 " of type %s",
                                  r->where, t->ne[0], ne0_at, tr->block_size, tr->name);
         uint64_t row = (uint64_t)(t->ne[0] / tr->block_size) * (uint64_t)tr->type_size;
         uint64_t rows = (uint64_t)(nelem / t->ne[0]);
@@ -459,7 +523,8 @@ static int span_cmp(const void *a, const void *b) {
     return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
-static chord_status check_data(gguf_file *f, reader *r, const uint64_t *info_at) {
+static chord_status check_data(gguf_file *f, reader *r) {
+    const uint64_t *info_at = f->info_at;
     uint64_t a = f->alignment, pos = r->pos;
     uint64_t pad = (a - pos % a) % a;
     f->data_offset = pos + pad; /* pos <= size < 2^64 - 2^32: no overflow */
@@ -568,8 +633,7 @@ static chord_status parse_header(gguf_file *f, reader *r) {
 chord_status gguf_parse(const void *data, size_t size, gguf_file **out, chord_error *err) {
     if (!out) return chord_fail(err, CHORD_E_INVALID_ARG, "gguf_parse: out is NULL");
     *out = NULL;
-    if (!data && size)
-        return chord_fail(err, CHORD_E_INVALID_ARG, "gguf_parse: data is NULL");
+    if (!data && size) return chord_fail(err, CHORD_E_INVALID_ARG, "gguf_parse: data is NULL");
     if ((uint64_t)size > UINT64_MAX / 2)
         return chord_fail(err, CHORD_E_INVALID_ARG, "gguf_parse: size too large");
 
@@ -578,41 +642,28 @@ chord_status gguf_parse(const void *data, size_t size, gguf_file **out, chord_er
     f->base = data;
     f->size = size;
     reader r = {.b = data, .size = size, .pos = 0, .err = err};
-    uint64_t *info_at = NULL;
 
     chord_status st = parse_header(f, &r);
-    if (st) goto fail;
-    /* counts are bounded by the file size, so these allocations are too */
-    if (f->n_kv && !(f->kv = calloc((size_t)f->n_kv, sizeof *f->kv))) goto nomem;
-    if (f->n_tensors && !(f->tensors = calloc((size_t)f->n_tensors, sizeof *f->tensors)))
-        goto nomem;
-    if (f->n_tensors && !(info_at = malloc((size_t)f->n_tensors * sizeof *info_at)))
-        goto nomem;
-    if (!hash_init(&f->kv_hash, f->n_kv) || !hash_init(&f->tensor_hash, f->n_tensors))
-        goto nomem;
-    if ((st = parse_kvs(f, &r))) goto fail;
-    if ((st = parse_alignment(f, &r))) goto fail;
-    if ((st = parse_tensor_infos(f, &r, info_at))) goto fail;
-    if ((st = check_data(f, &r, info_at))) goto fail;
-    free(info_at);
+    if (!st) st = parse_kvs(f, &r);
+    if (!st) st = parse_alignment(f, &r);
+    if (!st) st = parse_tensor_infos(f, &r);
+    if (!st) st = check_data(f, &r);
+    free(f->info_at);
+    f->info_at = NULL;
+    if (st) {
+        gguf_free(f);
+        return st;
+    }
     *out = f;
     return CHORD_OK;
-
-nomem:
-    st = chord_fail(err, CHORD_E_NOMEM,
-                    "gguf_parse: out of memory for %" PRIu64 " kvs and %" PRIu64 " tensors",
-                    f->n_kv, f->n_tensors);
-fail:
-    free(info_at);
-    gguf_free(f);
-    return st;
 }
 
 void gguf_free(gguf_file *f) {
     if (!f) return;
-    if (f->kv)
-        for (uint64_t i = 0; i < f->n_kv; i++) free((void *)f->kv[i].value.str_index_);
+    for (uint64_t i = 0; i < f->kv_len; i++)
+        free((void *)f->kv[i].value.str_index_);
     free(f->kv);
+    free(f->info_at);
     free(f->tensors);
     free(f->kv_hash.slots);
     free(f->tensor_hash.slots);
@@ -621,12 +672,24 @@ void gguf_free(gguf_file *f) {
 
 /* --------------------------------------------------------------- accessors */
 
-uint32_t gguf_version(const gguf_file *f) { return f->version; }
-uint64_t gguf_alignment(const gguf_file *f) { return f->alignment; }
-uint64_t gguf_data_offset(const gguf_file *f) { return f->data_offset; }
-size_t gguf_size(const gguf_file *f) { return f->size; }
-uint64_t gguf_n_kv(const gguf_file *f) { return f->n_kv; }
-uint64_t gguf_n_tensors(const gguf_file *f) { return f->n_tensors; }
+uint32_t gguf_version(const gguf_file *f) {
+    return f->version;
+}
+uint64_t gguf_alignment(const gguf_file *f) {
+    return f->alignment;
+}
+uint64_t gguf_data_offset(const gguf_file *f) {
+    return f->data_offset;
+}
+size_t gguf_size(const gguf_file *f) {
+    return f->size;
+}
+uint64_t gguf_n_kv(const gguf_file *f) {
+    return f->n_kv;
+}
+uint64_t gguf_n_tensors(const gguf_file *f) {
+    return f->n_tensors;
+}
 
 const gguf_kv *gguf_kv_at(const gguf_file *f, uint64_t i) {
     return i < f->n_kv ? &f->kv[i] : NULL;
@@ -735,7 +798,8 @@ gguf_str gguf_arr_str(const gguf_value *arr, uint64_t i) {
         p = arr->data + arr->str_index_[i];
     } else {
         p = arr->data;
-        for (uint64_t k = 0; k < i; k++) p += 8 + le64(p);
+        for (uint64_t k = 0; k < i; k++)
+            p += 8 + le64(p);
     }
     s.len = le64(p);
     s.ptr = (const char *)p + 8;
@@ -765,7 +829,8 @@ int64_t gguf_arr_i64(const gguf_value *arr, uint64_t i) {
     if (arr->arr_type == GGUF_BOOL) return p[0] ? 1 : 0;
     uint64_t u = 0;
     int64_t s = 0;
-    if (read_int(arr->arr_type, p, &u, &s) > 0) return u > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)u;
+    if (read_int(arr->arr_type, p, &u, &s) > 0)
+        return u > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)u;
     return s;
 }
 
@@ -785,7 +850,9 @@ static void sb_put(sbuf *b, const char *s, size_t n) {
     b->buf[b->len] = 0;
 }
 
-static void sb_cstr(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
+static void sb_cstr(sbuf *b, const char *s) {
+    sb_put(b, s, strlen(s));
+}
 
 static void sb_printf(sbuf *b, const char *fmt, ...) CHORD_PRINTF(2, 3);
 static void sb_printf(sbuf *b, const char *fmt, ...) {
@@ -797,13 +864,16 @@ static void sb_printf(sbuf *b, const char *fmt, ...) {
     if (n > 0) sb_put(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
 }
 
-static bool sb_full(const sbuf *b) { return !b->size || b->len + 1 >= b->size; }
+static bool sb_full(const sbuf *b) {
+    return !b->size || b->len + 1 >= b->size;
+}
 
 static void fmt_string(sbuf *b, const uint8_t *s, uint64_t len) {
     uint64_t n = len;
     if (n > STR_SHOW) {
         n = STR_SHOW;
-        while (n > 0 && (s[n] & 0xc0) == 0x80) n--; /* do not cut a UTF-8 sequence */
+        while (n > 0 && (s[n] & 0xc0) == 0x80)
+            n--; /* do not cut a UTF-8 sequence */
     }
     sb_put(b, "\"", 1);
     for (uint64_t i = 0; i < n; i++) {
@@ -815,8 +885,10 @@ static void fmt_string(sbuf *b, const uint8_t *s, uint64_t len) {
         case '\r': sb_put(b, "\\r", 2); break;
         case '\t': sb_put(b, "\\t", 2); break;
         default:
-            if (c < 0x20 || c == 0x7f) sb_printf(b, "\\x%02x", c);
-            else sb_put(b, (const char *)&c, 1);
+            if (c < 0x20 || c == 0x7f)
+                sb_printf(b, "\\x%02x", c);
+            else
+                sb_put(b, (const char *)&c, 1);
         }
     }
     sb_put(b, "\"", 1);
@@ -831,8 +903,10 @@ static void fmt_scalar(sbuf *b, uint32_t type, const uint8_t *p) {
     case GGUF_F32:
     case GGUF_F64: sb_printf(b, "%g", read_float(type, p)); return;
     default:
-        if (read_int(type, p, &u, &s) > 0) sb_printf(b, "%" PRIu64, u);
-        else sb_printf(b, "%" PRId64, s);
+        if (read_int(type, p, &u, &s) > 0)
+            sb_printf(b, "%" PRIu64, u);
+        else
+            sb_printf(b, "%" PRId64, s);
     }
 }
 
@@ -847,7 +921,8 @@ static const uint8_t *elem_end(uint32_t t, const uint8_t *p) {
     p += 12;
     es = scalar_size(et);
     if (es) return p + n * es;
-    for (uint64_t i = 0; i < n; i++) p = elem_end(et, p);
+    for (uint64_t i = 0; i < n; i++)
+        p = elem_end(et, p);
     return p;
 }
 
@@ -886,7 +961,9 @@ void gguf_value_format(const gguf_value *v, char *buf, size_t size, int max_item
     case GGUF_STRING: fmt_string(&b, v->data + 8, le64(v->data)); break;
     case GGUF_ARRAY: fmt_array(&b, v->arr_type, v->arr_n, v->data, max_items, 1); break;
     default:
-        if (vtype_valid(v->type)) fmt_scalar(&b, v->type, v->data);
-        else sb_printf(&b, "<invalid type %" PRIu32 ">", v->type);
+        if (vtype_valid(v->type))
+            fmt_scalar(&b, v->type, v->data);
+        else
+            sb_printf(&b, "<invalid type %" PRIu32 ">", v->type);
     }
 }

@@ -90,8 +90,8 @@ chord_status chord_map_file(const char *path, chord_mapping *m, chord_error *err
     if (n < 0 || fseek(f, 0, SEEK_SET) != 0) {
         int e = errno;
         fclose(f);
-        return chord_fail(err, CHORD_E_IO, "%s: can not determine size (directory?): %s",
-                          path, strerror(e));
+        return chord_fail(err, CHORD_E_IO, "%s: can not determine size (directory?): %s", path,
+                          strerror(e));
     }
     if (n == 0) {
         fclose(f);
@@ -107,8 +107,8 @@ chord_status chord_map_file(const char *path, chord_mapping *m, chord_error *err
     fclose(f);
     if (got != (size_t)n) {
         free(buf);
-        return chord_fail(err, CHORD_E_IO, "%s: short read (%zu of %ld bytes): %s", path,
-                          got, n, strerror(e));
+        return chord_fail(err, CHORD_E_IO, "%s: short read (%zu of %ld bytes): %s", path, got,
+                          n, strerror(e));
     }
     m->data = buf;
     m->size = (size_t)n;

@@ -32,7 +32,8 @@ typedef struct wbuf {
 static void w_bytes(wbuf *w, const void *src, size_t n) {
     if (w->n + n > w->cap) {
         size_t cap = w->cap ? w->cap : 256;
-        while (cap < w->n + n) cap *= 2;
+        while (cap < w->n + n)
+            cap *= 2;
         uint8_t *p = realloc(w->p, cap);
         if (!p) abort();
         w->p = p;
@@ -41,7 +42,9 @@ static void w_bytes(wbuf *w, const void *src, size_t n) {
     if (n) memcpy(w->p + w->n, src, n);
     w->n += n;
 }
-static void w_u8(wbuf *w, uint8_t v) { w_bytes(w, &v, 1); }
+static void w_u8(wbuf *w, uint8_t v) {
+    w_bytes(w, &v, 1);
+}
 static void w_u16(wbuf *w, uint16_t v) {
     w_u8(w, (uint8_t)v);
     w_u8(w, (uint8_t)(v >> 8));
@@ -68,7 +71,9 @@ static void w_strn(wbuf *w, const char *s, size_t n) {
     w_u64(w, n);
     w_bytes(w, s, n);
 }
-static void w_str(wbuf *w, const char *s) { w_strn(w, s, strlen(s)); }
+static void w_str(wbuf *w, const char *s) {
+    w_strn(w, s, strlen(s));
+}
 static void w_key(wbuf *w, const char *key, uint32_t type) {
     w_str(w, key);
     w_u32(w, type);
@@ -77,9 +82,9 @@ static void w_key(wbuf *w, const char *key, uint32_t type) {
 /* ------------------------------------------------------------- real files */
 
 static const char *const LAYER_TENSORS[] = {
-    "attn_norm.weight", "attn_q.weight",  "attn_k.weight",  "attn_v.weight",
-    "attn_output.weight", "ffn_norm.weight", "ffn_gate.weight", "ffn_up.weight",
-    "ffn_down.weight"};
+    "attn_norm.weight", "attn_q.weight",      "attn_k.weight",
+    "attn_v.weight",    "attn_output.weight", "ffn_norm.weight",
+    "ffn_gate.weight",  "ffn_up.weight",      "ffn_down.weight"};
 
 static char *name_cstr(gguf_str s, char *buf, size_t size) {
     size_t n = s.len < size - 1 ? (size_t)s.len : size - 1;
@@ -120,17 +125,15 @@ static void check_golden(const char *path, const char *fname) {
     CHECK(gguf_get_u64(f, "llama.attention.head_count_kv", &u) && u == 2, "%s: n_head_kv",
           fname);
     CHECK(!gguf_get_f64(f, "llama.embedding_length", &d), "%s: u32 as f64", fname);
-    CHECK(gguf_get_f64(f, "llama.rope.freq_base", &d) && d == 10000.0, "%s: freq base",
-          fname);
-    CHECK(gguf_get_f64(f, "llama.attention.layer_norm_rms_epsilon", &d) &&
-              (float)d == 1e-5f,
+    CHECK(gguf_get_f64(f, "llama.rope.freq_base", &d) && d == 10000.0, "%s: freq base", fname);
+    CHECK(gguf_get_f64(f, "llama.attention.layer_norm_rms_epsilon", &d) && (float)d == 1e-5f,
           "%s: eps %g", fname, d);
     CHECK(!gguf_get_u64(f, "llama.rope.freq_base", &u), "%s: f32 as u64", fname);
     CHECK(!gguf_get_str(f, "llama.embedding_length", &s), "%s: u32 as str", fname);
     CHECK(!gguf_get_u64(f, "no.such.key", &u) && !gguf_find_kv(f, "no.such.key"),
           "%s: missing key", fname);
-    CHECK(!gguf_find_kv(f, "llama.embedding_lengt") && !gguf_find_kv(f, ""),
-          "%s: prefix key", fname);
+    CHECK(!gguf_find_kv(f, "llama.embedding_lengt") && !gguf_find_kv(f, ""), "%s: prefix key",
+          fname);
 
     gguf_value toks, scores, types;
     CHECK(gguf_get_arr(f, "tokenizer.ggml.tokens", &toks) && toks.arr_type == GGUF_STRING &&
@@ -149,8 +152,8 @@ static void check_golden(const char *path, const char *fname) {
     CHECK(gguf_get_arr(f, "tokenizer.ggml.scores", &scores) && scores.arr_type == GGUF_F32 &&
               scores.arr_n == 512,
           "%s: scores", fname);
-    CHECK(gguf_get_arr(f, "tokenizer.ggml.token_type", &types) &&
-              types.arr_type == GGUF_I32 && types.arr_n == 512,
+    CHECK(gguf_get_arr(f, "tokenizer.ggml.token_type", &types) && types.arr_type == GGUF_I32 &&
+              types.arr_n == 512,
           "%s: token types", fname);
     if (types.arr_n == 512) {
         CHECK(gguf_arr_i64(&types, 0) == 2 && gguf_arr_i64(&types, 1) == 3 &&
@@ -173,7 +176,8 @@ static void check_golden(const char *path, const char *fname) {
             found += t != NULL;
         }
     const char *top[] = {"token_embd.weight", "output_norm.weight", "output.weight"};
-    for (int k = 0; k < 3; k++) found += gguf_find_tensor(f, top[k]) != NULL;
+    for (int k = 0; k < 3; k++)
+        found += gguf_find_tensor(f, top[k]) != NULL;
     CHECK(found == 21, "%s: found %d", fname, found);
     CHECK(!gguf_find_tensor(f, "blk.2.attn_q.weight") && !gguf_find_tensor(f, "output"),
           "%s: missing tensor", fname);
@@ -189,8 +193,8 @@ static void check_golden(const char *path, const char *fname) {
         char tname[16] = {0};
         memcpy(tname, ty, tl < 15 ? tl : 15);
         if (strcmp(tname, "Q4_K_M") != 0)
-            CHECK(emb->type == (uint32_t)chord_type_from_name(tname), "%s: embd type %s",
-                  fname, chord_type_name(emb->type));
+            CHECK(emb->type == (uint32_t)chord_type_from_name(tname), "%s: embd type %s", fname,
+                  chord_type_name(emb->type));
     }
     const gguf_tensor *on = gguf_find_tensor(f, "output_norm.weight");
     if (on)
@@ -210,15 +214,16 @@ static void check_golden(const char *path, const char *fname) {
         size_t row = chord_row_size((chord_type)t->type, t->ne[0]);
         CHECK(t->nbytes == row * (uint64_t)(t->ne[1] * t->ne[2] * t->ne[3]), "%s: %s nbytes",
               fname, nb);
-        CHECK((const uint8_t *)t->data == base + gguf_data_offset(f) + t->offset,
-              "%s: %s data", fname, nb);
+        CHECK((const uint8_t *)t->data == base + gguf_data_offset(f) + t->offset, "%s: %s data",
+              fname, nb);
         CHECK(((const uint8_t *)t->data - base) % 32 == 0, "%s: %s aligned", fname, nb);
         total += t->nbytes;
         if (t->offset + t->nbytes > max_end) max_end = t->offset + t->nbytes;
     }
     CHECK(gguf_tensor_at(f, 21) == NULL && gguf_kv_at(f, gguf_n_kv(f)) == NULL,
           "%s: out of range", fname);
-    CHECK(gguf_data_offset(f) + max_end <= m.size && m.size - gguf_data_offset(f) - max_end < 32,
+    CHECK(gguf_data_offset(f) + max_end <= m.size &&
+              m.size - gguf_data_offset(f) - max_end < 32,
           "%s: data section ends at EOF", fname);
     CHECK(total <= max_end, "%s: bytes", fname);
 
@@ -373,7 +378,7 @@ static void test_getters(void) {
     w_key(&w, "u32", GGUF_U32), w_u32(&w, 4000000000u);
     w_key(&w, "i32", GGUF_I32), w_u32(&w, (uint32_t)-1);
     w_key(&w, "u64", GGUF_U64), w_u64(&w, (1ull << 63) + 1);
-    w_key(&w, "i64", GGUF_I64), w_u64(&w, (uint64_t)-(1ll << 40));
+    w_key(&w, "i64", GGUF_I64), w_u64(&w, (uint64_t) - (1ll << 40));
     w_key(&w, "f32", GGUF_F32), w_f32(&w, 0.25f);
     w_key(&w, "f64", GGUF_F64), w_f64(&w, -1.5e300);
     w_key(&w, "bool", GGUF_BOOL), w_u8(&w, 0);
@@ -399,7 +404,8 @@ static void test_getters(void) {
         w_u8(&w, 8);
     w_u32(&w, GGUF_F32), w_u64(&w, 0);
     w_key(&w, "a.i32", GGUF_ARRAY), w_u32(&w, GGUF_I32), w_u64(&w, 10);
-    for (int i = 0; i < 10; i++) w_u32(&w, (uint32_t)(i * 10));
+    for (int i = 0; i < 10; i++)
+        w_u32(&w, (uint32_t)(i * 10));
 
     gguf_file *f = NULL;
     chord_error e;
@@ -462,8 +468,8 @@ static void test_getters(void) {
           "a.nest");
     CHECK(gguf_arr_str(&v, 0).ptr == NULL && gguf_arr_i64(&v, 0) == 0, "nested elems");
     CHECK(gguf_str_eq((gguf_str){"ab", 2}, "ab") && !gguf_str_eq((gguf_str){"ab", 2}, "a") &&
-              !gguf_str_eq((gguf_str){"ab", 2}, "abc") && gguf_str_eq((gguf_str){NULL, 0}, "") &&
-              !gguf_str_eq((gguf_str){"ab", 2}, NULL),
+              !gguf_str_eq((gguf_str){"ab", 2}, "abc") &&
+              gguf_str_eq((gguf_str){NULL, 0}, "") && !gguf_str_eq((gguf_str){"ab", 2}, NULL),
           "str_eq");
 
     /* formatting */
@@ -543,8 +549,7 @@ static void test_mapfile(void) {
     CHECK(m.data == NULL, "missing: data");
 
     CHECK(chord_map_file("/tmp", &m, &e) == CHORD_E_IO, "directory");
-    CHECK(strstr(e.message, "/tmp") && strstr(e.message, "directory"), "dir: '%s'",
-          e.message);
+    CHECK(strstr(e.message, "/tmp") && strstr(e.message, "directory"), "dir: '%s'", e.message);
 
     char path[] = "/tmp/chord_test_gguf_XXXXXX";
     int fd = mkstemp(path);
@@ -571,10 +576,14 @@ int main(void) {
     test_getters();
     test_mapfile();
     int n = for_each_gguf(test_shared("golden"), check_golden);
-    if (n < 0) printf("skipped golden: %s not found\n", test_shared("golden"));
-    else CHECK(n >= 14, "only %d golden files", n);
+    if (n < 0)
+        printf("skipped golden: %s not found\n", test_shared("golden"));
+    else
+        CHECK(n >= 14, "only %d golden files", n);
     n = for_each_gguf(test_shared("vocab"), check_vocab);
-    if (n < 0) printf("skipped vocab: %s not found\n", test_shared("vocab"));
-    else CHECK(n >= 3, "only %d vocab files", n);
+    if (n < 0)
+        printf("skipped vocab: %s not found\n", test_shared("vocab"));
+    else
+        CHECK(n >= 3, "only %d vocab files", n);
     return test_summary("test_gguf");
 }

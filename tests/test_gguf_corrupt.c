@@ -21,7 +21,8 @@ typedef struct wbuf {
 static void w_bytes(wbuf *w, const void *src, size_t n) {
     if (w->n + n > w->cap) {
         size_t cap = w->cap ? w->cap : 256;
-        while (cap < w->n + n) cap *= 2;
+        while (cap < w->n + n)
+            cap *= 2;
         uint8_t *p = realloc(w->p, cap);
         if (!p) abort();
         w->p = p;
@@ -30,7 +31,9 @@ static void w_bytes(wbuf *w, const void *src, size_t n) {
     if (n) memcpy(w->p + w->n, src, n);
     w->n += n;
 }
-static void w_u8(wbuf *w, uint8_t v) { w_bytes(w, &v, 1); }
+static void w_u8(wbuf *w, uint8_t v) {
+    w_bytes(w, &v, 1);
+}
 static void w_u32(wbuf *w, uint32_t v) {
     uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
     w_bytes(w, b, 4);
@@ -63,15 +66,18 @@ static void w_tinfo(wbuf *w, const char *name, uint32_t n_dims, const uint64_t *
                     uint32_t type, uint64_t offset) {
     w_str(w, name);
     w_u32(w, n_dims);
-    for (uint32_t d = 0; d < n_dims; d++) w_u64(w, ne[d]);
+    for (uint32_t d = 0; d < n_dims; d++)
+        w_u64(w, ne[d]);
     w_u32(w, type);
     w_u64(w, offset);
 }
 static void w_zeros(wbuf *w, size_t n) {
-    for (size_t i = 0; i < n; i++) w_u8(w, 0);
+    for (size_t i = 0; i < n; i++)
+        w_u8(w, 0);
 }
 static void w_pad(wbuf *w, size_t align) {
-    while (w->n % align) w_u8(w, 0);
+    while (w->n % align)
+        w_u8(w, 0);
 }
 
 /* Parses w's bytes from an exactly-sized copy (so ASan sees any over-read). */
@@ -96,25 +102,24 @@ static chord_status parse(const wbuf *w, chord_error *err) {
 
 /* Expects status `code`, `field` in the message, and err.offset == `offset`
  * (offset < 0: any offset >= 0). */
-#define EXPECT(w, want, field, off)                                                       \
-    do {                                                                                  \
-        chord_error e_;                                                                   \
-        int64_t off_ = (int64_t)(off);                                                    \
-        chord_status st_ = parse((w), &e_);                                               \
-        CHECK(st_ == (want), "status %d, want %d (%s)", (int)st_, (int)(want),            \
-              e_.message);                                                                \
-        if (st_ != CHORD_OK) {                                                            \
-            CHECK(strstr(e_.message, (field)) != NULL, "message '%s' lacks '%s'",         \
-                  e_.message, (field));                                                   \
-            CHECK(e_.code == st_, "err.code %d", (int)e_.code);                           \
-            if (off_ >= 0)                                                                \
-                CHECK(e_.offset == off_, "offset %" PRId64 ", want %" PRId64 " (%s)",     \
-                      e_.offset, off_, e_.message);                                       \
-            else                                                                          \
-                CHECK(e_.offset >= 0, "offset %" PRId64 " (%s)", e_.offset, e_.message);  \
-        }                                                                                 \
-        free((w)->p);                                                                     \
-        memset((w), 0, sizeof *(w));                                                      \
+#define EXPECT(w, want, field, off)                                                            \
+    do {                                                                                       \
+        chord_error e_;                                                                        \
+        int64_t off_ = (int64_t)(off);                                                         \
+        chord_status st_ = parse((w), &e_);                                                    \
+        CHECK(st_ == (want), "status %d, want %d (%s)", (int)st_, (int)(want), e_.message);    \
+        if (st_ != CHORD_OK) {                                                                 \
+            CHECK(strstr(e_.message, (field)) != NULL, "message '%s' lacks '%s'", e_.message,  \
+                  (field));                                                                    \
+            CHECK(e_.code == st_, "err.code %d", (int)e_.code);                                \
+            if (off_ >= 0)                                                                     \
+                CHECK(e_.offset == off_, "offset %" PRId64 ", want %" PRId64 " (%s)",          \
+                      e_.offset, off_, e_.message);                                            \
+            else                                                                               \
+                CHECK(e_.offset >= 0, "offset %" PRId64 " (%s)", e_.offset, e_.message);       \
+        }                                                                                      \
+        free((w)->p);                                                                          \
+        memset((w), 0, sizeof *(w));                                                           \
     } while (0)
 
 /* One F32 tensor [n] named `name` at data offset 0, alignment 32, one kv. */
@@ -166,9 +171,9 @@ static void rich_file(wbuf *w) {
     w_u32(w, 0x3f800000u);
     w_u32(w, 0x40000000u);
     uint64_t ne_a[2] = {32, 2}, ne_b[1] = {3}, ne_c[1] = {256};
-    w_tinfo(w, "q8", 2, ne_a, CHORD_TYPE_Q8_0, 0);          /* 68 bytes */
-    w_tinfo(w, "f32", 1, ne_b, CHORD_TYPE_F32, 128);        /* 12 bytes */
-    w_tinfo(w, "q4k", 1, ne_c, CHORD_TYPE_Q4_K, 192);       /* 144 bytes */
+    w_tinfo(w, "q8", 2, ne_a, CHORD_TYPE_Q8_0, 0);    /* 68 bytes */
+    w_tinfo(w, "f32", 1, ne_b, CHORD_TYPE_F32, 128);  /* 12 bytes */
+    w_tinfo(w, "q4k", 1, ne_c, CHORD_TYPE_Q4_K, 192); /* 144 bytes */
     w_pad(w, 64);
     w_zeros(w, 192 + 144);
 }
@@ -439,7 +444,8 @@ static void test_tensors(void) {
         w_str(&w, "blk.0.attn_q.weight");
         at = w.n;
         w_u32(&w, nd);
-        for (uint32_t d = 0; d < nd; d++) w_u64(&w, ne[d]);
+        for (uint32_t d = 0; d < nd; d++)
+            w_u64(&w, ne[d]);
         w_u32(&w, CHORD_TYPE_F32);
         w_u64(&w, 0);
         w_zeros(&w, 1024);
@@ -556,8 +562,7 @@ static void test_tensors(void) {
         w_tinfo(&w, "blk.0.attn_q.weight", 1, ne, CHORD_TYPE_F32, 0);
         w_pad(&w, 32);
         w_zeros(&w, 32 * 4 - 1);
-        EXPECT(&w, CHORD_E_FORMAT,
-               "tensor 0 ('blk.0.attn_q.weight'): data [", info);
+        EXPECT(&w, CHORD_E_FORMAT, "tensor 0 ('blk.0.attn_q.weight'): data [", info);
         w_hdr(&w, 3, 1, 0);
         info = w.n;
         w_tinfo(&w, "x", 1, ne, CHORD_TYPE_F32, UINT64_MAX - 31);
@@ -743,7 +748,7 @@ static void test_flips(void) {
                                       : (r >> 1) % region);
             old[j] = buf[pos[j]];
             uint64_t how = rng(&seed) % 3;
-            buf[pos[j]] = how == 0 ? (uint8_t)(old[j] ^ (1u << (rng(&seed) % 8)))
+            buf[pos[j]] = how == 0   ? (uint8_t)(old[j] ^ (1u << (rng(&seed) % 8)))
                           : how == 1 ? (uint8_t)rng(&seed)
                                      : (uint8_t)(0xff * (rng(&seed) & 1));
         }
@@ -757,7 +762,8 @@ static void test_flips(void) {
             CHECK(f == NULL && e.message[0], "error without message");
         }
         gguf_free(f);
-        for (int j = k - 1; j >= 0; j--) buf[pos[j]] = old[j];
+        for (int j = k - 1; j >= 0; j--)
+            buf[pos[j]] = old[j];
     }
     printf("flips: %d parsed, %d rejected (acc %u)\n", n_ok, n_err, acc);
     CHECK(n_err > 0, "no flip was rejected");

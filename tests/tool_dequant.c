@@ -15,7 +15,10 @@
 #include "quant/types.h"
 
 static int fail(const char *what, const chord_error *err) {
-    fprintf(stderr, "tool_dequant: %s: %s\n", what, err ? err->message : strerror(errno));
+    if (err) /* chord's messages name the file already */
+        fprintf(stderr, "tool_dequant: %s\n", err->message);
+    else
+        fprintf(stderr, "tool_dequant: %s: %s\n", what, strerror(errno));
     return 1;
 }
 

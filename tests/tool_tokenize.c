@@ -63,7 +63,8 @@ int main(int argc, char **argv) {
     for (size_t pos = 0; pos < size;) {
         /* The case ends at the next separator; the last one ends the file. */
         size_t end = pos;
-        while (end + sep <= size && memcmp(inp + end, SEP, sep) != 0) end++;
+        while (end + sep <= size && memcmp(inp + end, SEP, sep) != 0)
+            end++;
         if (end + sep > size) break; /* trailing bytes without a separator */
         int32_t *ids;
         size_t n;
@@ -75,7 +76,8 @@ int main(int argc, char **argv) {
         }
         clock_gettime(CLOCK_MONOTONIC, &t1);
         total += (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
-        for (size_t i = 0; i < n; i++) printf(" %d", ids[i]);
+        for (size_t i = 0; i < n; i++)
+            printf(" %d", ids[i]);
         printf("\n");
         free(ids);
         pos = end + sep;

@@ -70,7 +70,7 @@ static char *read_line(FILE *f) {
 /* Drops every message but the system prompt, keeping the last user message. */
 static void forget_history(chat_state *c, bool has_system) {
     size_t keep_first = has_system ? 1 : 0;
-    char *last = c->msgs[c->n - 1].content;
+    char *last = (char *)c->msgs[c->n - 1].content;
     for (size_t i = keep_first; i + 1 < c->n; i++) free((char *)c->msgs[i].content);
     c->msgs[keep_first] = (chord_chat_message){"user", last};
     c->n = keep_first + 1;

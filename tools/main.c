@@ -10,6 +10,9 @@ int cmd_logits(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
+int cmd_genmodel(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 static const chord_command COMMANDS[] = {
     {"info", cmd_info, "show what a GGUF file holds"},
@@ -17,6 +20,9 @@ static const chord_command COMMANDS[] = {
     {"chat", cmd_chat, "interactive multi-turn chat"},
     {"tokenize", cmd_tokenize, "text to token ids"},
     {"logits", cmd_logits, "evaluate token ids, write float32 logits"},
+    {"quantize", cmd_quantize, "convert a model's weights to another type (Q4_K_M, ...)"},
+    {"genmodel", cmd_genmodel, "write a random-weight llama model at a real shape"},
+    {"bench", cmd_bench, "llama-bench style speed table; --kernels for kernel GB/s"},
     {NULL, NULL, NULL},
 };
 

@@ -15,7 +15,8 @@
  *
  * Deliberate differences from Jinja2: an undefined value stays undefined through
  * attribute/item access (Jinja2 raises there); calling an unknown method raises.
- * upper/lower/title/capitalize change ASCII letters only.
+ * Integers are 64-bit (overflow is an error). Case mapping (upper, lower, title,
+ * capitalize) covers ASCII, Latin-1, Latin Extended-A, Greek and Cyrillic.
  *
  * Errors (syntax, unknown filter or test, type errors, raise_exception, limits) are
  * CHORD_E_TEMPLATE with "line L, column C: ..." in the message. A template cannot run

@@ -1,30 +1,39 @@
-/* The CPU backend: activations in host memory, weights read in place from the mapping. */
+/* The CPU backend: activations in host memory, weights read in place from the mapping,
+ * fused quantized kernels picked once by cpuid, work spread over a persistent pool. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
+#include "cpu/kernels.h"
+#include "cpu/matmul.h"
+#include "cpu/threadpool.h"
 #include "error.h"
 
 typedef struct cpu_backend {
     chord_backend base;
-    int n_threads;
-    float *row;      /* scratch: one dequantized weight row */
-    size_t row_cap;
+    cpu_pool *pool;
+    const cpu_kernels *k;
+    cpu_matmul_ctx *mm;
+    float *scratch;     /* per thread: attention scores and f16-rounded query */
+    size_t scratch_cap; /* floats per thread */
+    chord_status failed; /* sticky: the first failure since the last sync */
+    chord_error err;
 } cpu_backend;
 
 static cpu_backend *cpu(chord_backend *be) { return (cpu_backend *)be; }
 
 static void cpu_destroy(chord_backend *be) {
     if (!be) return;
-    free(cpu(be)->row);
+    cpu_pool_free(cpu(be)->pool);
+    cpu_matmul_ctx_free(cpu(be)->mm);
+    free(cpu(be)->scratch);
     free(be);
 }
 
 static bool cpu_supports_type(chord_backend *be, chord_type t) {
-    const chord_type_traits *tr = chord_type_get((uint32_t)t);
-    return tr && tr->to_float;
+    return (uint32_t)t < CHORD_TYPE_COUNT && cpu(be)->k->t[t].act != CPU_ACT_NONE;
 }
 
 static chord_status cpu_upload(chord_backend *be, chord_weight *w, chord_error *err) {
@@ -40,105 +49,98 @@ static void cpu_free(chord_backend *be, void *p) { free(p); }
 static void cpu_copy(chord_backend *be, void *dst, const void *src, size_t bytes) {
     if (dst != src) memcpy(dst, src, bytes);
 }
-static chord_status cpu_sync(chord_backend *be, chord_error *err) { return CHORD_OK; }
+/* Ops cannot fail mid-pass without leaving the pass; a failure is kept and reported
+ * here, at the end of the forward chunk. */
+static chord_status cpu_sync(chord_backend *be, chord_error *err) {
+    cpu_backend *c = cpu(be);
+    chord_status s = c->failed;
+    if (s != CHORD_OK && err) *err = c->err;
+    c->failed = CHORD_OK;
+    return s;
+}
 
-static float *row_scratch(cpu_backend *c, size_t n) {
-    if (n > c->row_cap) {
-        float *p = realloc(c->row, n * sizeof(float));
-        CHORD_ASSERT(p);
-        c->row = p;
-        c->row_cap = n;
-    }
-    return c->row;
+/* Splits [0, n) into nth near-equal parts. */
+static void split(int64_t n, int ith, int nth, int64_t *lo, int64_t *hi) {
+    *lo = n * ith / nth;
+    *hi = n * (ith + 1) / nth;
+}
+
+typedef struct rows_job {
+    float *out;
+    const float *x, *y;
+    const chord_weight *w;
+    const int32_t *tokens;
+    int n, dim;
+    float eps;
+} rows_job;
+
+static void get_rows_fn(void *arg, int ith, int nth) {
+    rows_job *j = arg;
+    const chord_type_traits *tr = chord_type_get(j->w->type);
+    size_t rs = chord_row_size(j->w->type, j->w->n_in);
+    int64_t lo, hi;
+    split(j->n, ith, nth, &lo, &hi);
+    for (int64_t i = lo; i < hi; i++)
+        tr->to_float((const char *)j->w->host + (size_t)j->tokens[i] * rs,
+                     j->out + (size_t)i * j->w->n_in, j->w->n_in);
 }
 
 static void cpu_get_rows(chord_backend *be, float *out, const chord_weight *emb,
                          const int32_t *tokens, int n) {
-    const chord_type_traits *tr = chord_type_get(emb->type);
-    size_t rs = chord_row_size(emb->type, emb->n_in);
-    for (int i = 0; i < n; i++)
-        tr->to_float((const char *)emb->host + (size_t)tokens[i] * rs, out + (size_t)i * emb->n_in,
-                     emb->n_in);
+    rows_job j = {.out = out, .w = emb, .tokens = tokens, .n = n};
+    cpu_pool_run(cpu(be)->pool, get_rows_fn, &j);
+}
+
+static void rmsnorm_fn(void *arg, int ith, int nth) {
+    rows_job *j = arg;
+    const float *g = j->w->host;
+    int64_t lo, hi;
+    split(j->n, ith, nth, &lo, &hi);
+    for (int64_t t = lo; t < hi; t++) {
+        const float *xr = j->x + (size_t)t * j->dim;
+        float *o = j->out + (size_t)t * j->dim;
+        double ss = 0; /* products in float, sum in double: as llama.cpp rounds */
+        for (int i = 0; i < j->dim; i++) ss += (double)(xr[i] * xr[i]);
+        float scale = 1.0f / sqrtf((float)(ss / j->dim) + j->eps);
+        for (int i = 0; i < j->dim; i++) o[i] = xr[i] * scale * g[i];
+    }
 }
 
 static void cpu_rmsnorm(chord_backend *be, float *out, const float *x, const chord_weight *w,
                         int n, int dim, float eps) {
-    const float *g = w->host;
-    for (int t = 0; t < n; t++) {
-        const float *xr = x + (size_t)t * dim;
-        float *o = out + (size_t)t * dim;
-        double ss = 0;
-        for (int i = 0; i < dim; i++) ss += (double)(xr[i] * xr[i]);
-        float scale = 1.0f / sqrtf((float)(ss / dim) + eps);
-        for (int i = 0; i < dim; i++) o[i] = xr[i] * scale * g[i];
-    }
+    rows_job j = {.out = out, .x = x, .w = w, .n = n, .dim = dim, .eps = eps};
+    cpu_pool_run(cpu(be)->pool, rmsnorm_fn, &j);
 }
 
-/* The activation format each weight type's dot product uses (as llama.cpp does, so
- * results agree with it to rounding): integer dots against Q8 activations for the
- * quantized types, half / bfloat16 activations for F16 / BF16. */
-static chord_type act_type(chord_type w) {
-    switch (w) {
-    case CHORD_TYPE_F16: return CHORD_TYPE_F16;
-    case CHORD_TYPE_BF16: return CHORD_TYPE_BF16;
-    case CHORD_TYPE_Q4_0: case CHORD_TYPE_Q5_0: case CHORD_TYPE_Q8_0: return CHORD_TYPE_Q8_0;
-    case CHORD_TYPE_Q4_1: case CHORD_TYPE_Q5_1: return CHORD_TYPE_Q8_1;
-    case CHORD_TYPE_Q2_K: case CHORD_TYPE_Q3_K: case CHORD_TYPE_Q4_K: case CHORD_TYPE_Q5_K:
-    case CHORD_TYPE_Q6_K: return CHORD_TYPE_Q8_K;
-    default: return CHORD_TYPE_F32;
-    }
-}
-
-/* Rounds x through the activation format (quantize, dequantize), n_rows rows of k. */
-static void round_acts(chord_type at, const float *x, float *out, int n_rows, int64_t k) {
-    const chord_type_traits *tr = chord_type_get(at);
-    void *q = malloc(chord_row_size(at, k));
-    CHORD_ASSERT(q);
-    for (int r = 0; r < n_rows; r++) {
-        tr->from_float(x + (size_t)r * k, q, k);
-        tr->to_float(q, out + (size_t)r * k, k);
-    }
-    free(q);
-}
-
-/* Reference matmul: dequantize each weight row to float, then float dots against the
- * activations rounded as the fused kernels see them. */
-static void cpu_matmul(chord_backend *be, int n_w, float *const *ys, const chord_weight *const *ws,
-                       const float *x_in, int n) {
+static void cpu_op_matmul(chord_backend *be, int n_w, float *const *ys,
+                          const chord_weight *const *ws, const float *x, int n) {
     cpu_backend *c = cpu(be);
-    for (int k = 0; k < n_w; k++) {
-        const chord_weight *w = ws[k];
-        float *x = malloc((size_t)n * w->n_in * sizeof(float));
-        CHORD_ASSERT(x);
-        round_acts(act_type(w->type), x_in, x, n, w->n_in);
-        const chord_type_traits *tr = chord_type_get(w->type);
-        size_t rs = chord_row_size(w->type, w->n_in);
-        float *row = row_scratch(c, (size_t)w->n_in);
-        for (int64_t o = 0; o < w->n_out; o++) {
-            tr->to_float((const char *)w->host + (size_t)o * rs, row, w->n_in);
-            for (int t = 0; t < n; t++) {
-                const float *xr = x + (size_t)t * w->n_in;
-                float s = 0;
-                for (int64_t i = 0; i < w->n_in; i++) s += row[i] * xr[i];
-                ys[k][(size_t)t * w->n_out + o] = s;
-            }
-        }
-        free(x);
-    }
+    if (c->failed) return;
+    c->failed = cpu_matmul(c->pool, c->k, c->mm, n_w, ys, ws, x, n, &c->err);
 }
 
-static void cpu_rope(chord_backend *be, float *x, int n, int pos0, const chord_rope_shape *s) {
+typedef struct rope_job {
+    float *x;
+    int n, pos0;
+    const chord_rope_shape *s;
+} rope_job;
+
+static void rope_fn(void *arg, int ith, int nth) {
+    rope_job *j = arg;
+    const chord_rope_shape *s = j->s;
     int half = s->n_rot / 2;
     /* theta_i = p * base^(-2i/n_rot), stepped by repeated multiplication as llama.cpp
      * does, so rounding agrees with it */
     const float step = powf(s->freq_base, -2.0f / (float)s->n_rot);
-    for (int t = 0; t < n; t++) {
-        float theta = (float)(pos0 + t) * s->freq_scale;
+    int64_t lo, hi;
+    split(j->n, ith, nth, &lo, &hi);
+    for (int64_t t = lo; t < hi; t++) {
+        float theta = (float)(j->pos0 + t) * s->freq_scale;
         for (int i = 0; i < half; i++, theta *= step) {
             float cs = cosf(theta), sn = sinf(theta);
+            int a = s->neox ? i : 2 * i, b = s->neox ? i + half : 2 * i + 1;
             for (int h = 0; h < s->n_head; h++) {
-                float *v = x + ((size_t)t * s->n_head + h) * s->head_dim;
-                int a = s->neox ? i : 2 * i, b = s->neox ? i + half : 2 * i + 1;
+                float *v = j->x + ((size_t)t * s->n_head + h) * s->head_dim;
                 float x0 = v[a], x1 = v[b];
                 v[a] = x0 * cs - x1 * sn;
                 v[b] = x0 * sn + x1 * cs;
@@ -147,51 +149,145 @@ static void cpu_rope(chord_backend *be, float *x, int n, int pos0, const chord_r
     }
 }
 
-static void cpu_attention(chord_backend *be, float *out, const float *q, const float *k,
-                          const float *v, chord_kv *kv, int n, int pos0, const chord_attn_shape *s) {
-    const int hd = s->head_dim, kvd = s->n_head_kv * hd, group = s->n_head / s->n_head_kv;
-    float *kc = kv->k, *vc = kv->v;
-    for (size_t i = 0; i < (size_t)n * kvd; i++) {
-        kc[(size_t)pos0 * kvd + i] = chord_half_to_float(chord_float_to_half(k[i]));
-        vc[(size_t)pos0 * kvd + i] = chord_half_to_float(chord_float_to_half(v[i]));
+static void cpu_rope(chord_backend *be, float *x, int n, int pos0, const chord_rope_shape *s) {
+    rope_job j = {x, n, pos0, s};
+    cpu_pool_run(cpu(be)->pool, rope_fn, &j);
+}
+
+/* x rounded to half precision, kept as float: the KV cache is F16 and llama.cpp
+ * rounds the query and the attention weights to F16 for its dot products, so doing the
+ * same keeps results within rounding of it. */
+static inline float round_half(float x) {
+    float a = fabsf(x);
+    if (a >= 6.103515625e-05f && a < 65504.0f) {
+        uint32_t u;
+        memcpy(&u, &x, 4);
+        u += 0xfffu + ((u >> 13) & 1u);
+        u &= ~0x1fffu;
+        memcpy(&x, &u, 4);
+        return x;
     }
-    float *sc = row_scratch(cpu(be), (size_t)(pos0 + n));
-    for (int t = 0; t < n; t++) {
-        int len = pos0 + t + 1;
-        for (int h = 0; h < s->n_head; h++) {
-            const float *qh = q + ((size_t)t * s->n_head + h) * hd;
-            const int kh = h / group; /* the shared K/V head, read in place */
-            float mx = -INFINITY;
-            for (int j = 0; j < len; j++) {
-                const float *kr = kc + (size_t)j * kvd + (size_t)kh * hd;
-                float d = 0;
-                for (int i = 0; i < hd; i++) d += chord_half_to_float(chord_float_to_half(qh[i])) * kr[i];
-                sc[j] = d * s->scale;
-                if (sc[j] > mx) mx = sc[j];
-            }
-            double sum = 0;
-            for (int j = 0; j < len; j++) {
-                sc[j] = expf(sc[j] - mx);
-                sum += sc[j];
-            }
-            float inv = (float)(1.0 / sum);
-            float *o = out + ((size_t)t * s->n_head + h) * hd;
-            memset(o, 0, (size_t)hd * sizeof(float));
-            for (int j = 0; j < len; j++) {
-                const float *vr = vc + (size_t)j * kvd + (size_t)kh * hd;
-                float p = chord_half_to_float(chord_float_to_half(sc[j] * inv));
-                for (int i = 0; i < hd; i++) o[i] += p * vr[i];
-            }
+    return chord_half_to_float(chord_float_to_half(x));
+}
+
+typedef struct attn_job {
+    cpu_backend *c;
+    float *out;
+    const float *q;
+    chord_kv *kv;
+    int n, pos0;
+    const chord_attn_shape *s;
+} attn_job;
+
+/* K is [n_ctx][kv_dim] F16; V is stored transposed, [kv_dim][n_ctx] F16, so both
+ * products are contiguous F16 dot products. Query heads of one group read their shared
+ * K/V head in place. */
+static void attn_fn(void *arg, int ith, int nth) {
+    attn_job *j = arg;
+    const chord_attn_shape *s = j->s;
+    const int hd = s->head_dim, kvd = s->n_head_kv * hd, group = s->n_head / s->n_head_kv;
+    const chord_half *kc = j->kv->k, *vt = j->kv->v;
+    cpu_vec_dot_fn dot = j->c->k->t[CHORD_TYPE_F16].vec_dot;
+    float *sc = j->c->scratch + (size_t)ith * j->c->scratch_cap;
+    float *qr = sc + s->n_ctx;
+    int64_t lo, hi;
+    split((int64_t)j->n * s->n_head, ith, nth, &lo, &hi);
+    for (int64_t w = lo; w < hi; w++) {
+        int t = (int)(w / s->n_head), h = (int)(w % s->n_head), kh = h / group;
+        int len = j->pos0 + t + 1;
+        const float *qh = j->q + ((size_t)t * s->n_head + h) * hd;
+        for (int i = 0; i < hd; i++) qr[i] = round_half(qh[i]);
+        float mx = -INFINITY;
+        for (int p = 0; p < len; p++) {
+            dot(hd, &sc[p], kc + (size_t)p * kvd + (size_t)kh * hd, qr);
+            sc[p] *= s->scale;
+            if (sc[p] > mx) mx = sc[p];
+        }
+        double sum = 0;
+        for (int p = 0; p < len; p++) {
+            sc[p] = expf(sc[p] - mx);
+            sum += sc[p];
+        }
+        float inv = (float)(1.0 / sum);
+        for (int p = 0; p < len; p++) sc[p] = round_half(sc[p] * inv);
+        float *o = j->out + ((size_t)t * s->n_head + h) * hd;
+        for (int i = 0; i < hd; i++)
+            dot(len, &o[i], vt + ((size_t)kh * hd + i) * s->n_ctx, sc);
+    }
+}
+
+typedef struct store_job {
+    chord_kv *kv;
+    const float *k, *v;
+    int n, pos0, kvd, n_ctx;
+} store_job;
+
+static void store_fn(void *arg, int ith, int nth) {
+    store_job *j = arg;
+    chord_half *kc = j->kv->k, *vt = j->kv->v;
+    int64_t lo, hi;
+    split(j->kvd, ith, nth, &lo, &hi);
+    for (int t = 0; t < j->n; t++) {
+        size_t pos = (size_t)(j->pos0 + t);
+        for (int64_t i = lo; i < hi; i++) {
+            kc[pos * j->kvd + i] = chord_float_to_half(j->k[(size_t)t * j->kvd + i]);
+            vt[(size_t)i * j->n_ctx + pos] = chord_float_to_half(j->v[(size_t)t * j->kvd + i]);
         }
     }
 }
 
+static void cpu_attention(chord_backend *be, float *out, const float *q, const float *k,
+                          const float *v, chord_kv *kv, int n, int pos0, const chord_attn_shape *s) {
+    cpu_backend *c = cpu(be);
+    size_t need = (size_t)s->n_ctx + (size_t)s->head_dim + 16;
+    if (c->failed) return;
+    if (need > c->scratch_cap) {
+        float *p = realloc(c->scratch, need * sizeof(float) * (size_t)cpu_pool_size(c->pool));
+        if (!p) {
+            c->failed = chord_fail(&c->err, CHORD_E_NOMEM, "out of memory for attention scratch");
+            return;
+        }
+        c->scratch = p;
+        c->scratch_cap = need;
+    }
+    store_job sj = {kv, k, v, n, pos0, s->n_head_kv * s->head_dim, s->n_ctx};
+    cpu_pool_run(c->pool, store_fn, &sj);
+    attn_job aj = {c, out, q, kv, n, pos0, s};
+    cpu_pool_run(c->pool, attn_fn, &aj);
+}
+
+typedef struct elem_job {
+    float *out;
+    const float *a, *b;
+    size_t n;
+} elem_job;
+
+static void add_fn(void *arg, int ith, int nth) {
+    elem_job *j = arg;
+    int64_t lo, hi;
+    split((int64_t)j->n, ith, nth, &lo, &hi);
+    for (int64_t i = lo; i < hi; i++) j->out[i] += j->b[i];
+}
+
+static void swiglu_fn(void *arg, int ith, int nth) {
+    elem_job *j = arg;
+    int64_t lo, hi;
+    split((int64_t)j->n, ith, nth, &lo, &hi);
+    for (int64_t i = lo; i < hi; i++) j->out[i] = j->a[i] / (1.0f + expf(-j->a[i])) * j->b[i];
+}
+
 static void cpu_add(chord_backend *be, float *x, const float *y, size_t n) {
-    for (size_t i = 0; i < n; i++) x[i] += y[i];
+    elem_job j = {x, NULL, y, n};
+    cpu_pool_run(cpu(be)->pool, add_fn, &j);
 }
 
 static void cpu_swiglu(chord_backend *be, float *out, const float *g, const float *u, size_t n) {
-    for (size_t i = 0; i < n; i++) out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    elem_job j = {out, g, u, n};
+    cpu_pool_run(cpu(be)->pool, swiglu_fn, &j);
+}
+
+static size_t cpu_kv_bytes(chord_backend *be, int n_ctx, int kv_dim) {
+    return (size_t)n_ctx * (size_t)kv_dim * sizeof(chord_half);
 }
 
 static const chord_backend_ops CPU_OPS = {
@@ -204,9 +300,10 @@ static const chord_backend_ops CPU_OPS = {
     .to_host = cpu_copy,
     .from_host = cpu_copy,
     .sync = cpu_sync,
+    .kv_bytes = cpu_kv_bytes,
     .get_rows = cpu_get_rows,
     .rmsnorm = cpu_rmsnorm,
-    .matmul = cpu_matmul,
+    .matmul = cpu_op_matmul,
     .rope = cpu_rope,
     .attention = cpu_attention,
     .add = cpu_add,
@@ -217,9 +314,18 @@ chord_status chord_backend_cpu_new(int n_threads, chord_backend **out, chord_err
     cpu_backend *c = calloc(1, sizeof *c);
     if (!c) return chord_fail(err, CHORD_E_NOMEM, "out of memory creating the CPU backend");
     c->base.ops = &CPU_OPS;
-    c->n_threads = n_threads > 0 ? n_threads : 1;
-    snprintf(c->base.desc, sizeof c->base.desc, "cpu (scalar, %d thread%s)", c->n_threads,
-             c->n_threads == 1 ? "" : "s");
+    c->k = cpu_kernels_get(cpu_isa_detect());
+    c->pool = cpu_pool_new(n_threads);
+    c->mm = cpu_matmul_ctx_new();
+    if (!c->pool || !c->mm) {
+        cpu_destroy(&c->base);
+        return chord_fail(err, CHORD_E_NOMEM, "could not start %d CPU threads", n_threads);
+    }
+    int nt = cpu_pool_size(c->pool);
+    snprintf(c->base.desc, sizeof c->base.desc, "cpu (%s, %d thread%s)", cpu_isa_name(c->k->isa), nt,
+             nt == 1 ? "" : "s");
     *out = &c->base;
     return CHORD_OK;
 }
+
+int chord_backend_cpu_threads(chord_backend *be) { return cpu_pool_size(cpu(be)->pool); }

@@ -120,7 +120,8 @@ static void try_pair(bpe_ctx *c, int32_t l) {
 static bool grow(bpe_ctx *c, size_t n) {
     if (n <= c->cap) return true;
     size_t cap = c->cap ? c->cap : 64;
-    while (cap < n) cap *= 2;
+    while (cap < n)
+        cap *= 2;
     int32_t *id = realloc(c->id, cap * sizeof *id);
     if (id) c->id = id;
     int32_t *prev = realloc(c->prev, cap * sizeof *prev);
@@ -175,7 +176,8 @@ static bool bpe_piece(void *user, size_t start, size_t end) {
         c->next[i] = i + 1 < n ? (int32_t)i + 1 : -1;
     }
     c->heap_n = 0;
-    for (size_t i = 0; i + 1 < n; i++) try_pair(c, (int32_t)i);
+    for (size_t i = 0; i + 1 < n; i++)
+        try_pair(c, (int32_t)i);
     while (c->heap_n) {
         heap_ent e = heap_pop(c);
         int32_t l = e.pos, r = c->next[l];

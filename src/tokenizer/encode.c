@@ -57,8 +57,8 @@ chord_status tok_encode(const tok_vocab *v, const char *text, size_t len, bool a
     size_t raw = 0;
     for (size_t i = 0; i < len;) {
         size_t mlen = 0;
-        int32_t id = v->special_start[256] ? match_special(v, text, len, i, parse_special, &mlen)
-                                           : -1;
+        int32_t id =
+            v->special_start[256] ? match_special(v, text, len, i, parse_special, &mlen) : -1;
         if (id < 0) {
             i++;
             continue;
@@ -93,8 +93,10 @@ chord_status tok_decode(const tok_vocab *v, const int32_t *ids, size_t n, char *
     size_t total = 0;
     for (size_t i = 0; i < n; i++) {
         if (ids[i] < 0 || ids[i] >= v->n)
-            return chord_fail(err, CHORD_E_INVALID_ARG, "token id %d at position %zu is not in "
-                              "the vocabulary (%d tokens)", ids[i], i, v->n);
+            return chord_fail(err, CHORD_E_INVALID_ARG,
+                              "token id %d at position %zu is not in "
+                              "the vocabulary (%d tokens)",
+                              ids[i], i, v->n);
         total += v->piece_off[ids[i] + 1] - v->piece_off[ids[i]];
     }
     char *s = malloc(total + 1);

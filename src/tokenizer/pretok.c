@@ -14,31 +14,41 @@ typedef struct span {
     size_t hi;
 } span;
 
-static inline bool is_crlf(uint32_t c) { return c == '\r' || c == '\n'; }
+static inline bool is_crlf(uint32_t c) {
+    return c == '\r' || c == '\n';
+}
 /* [^\s\p{L}\p{N}] */
-static inline bool is_other(uint8_t f) { return !(f & (UNI_L | UNI_N | UNI_SPACE)); }
+static inline bool is_other(uint8_t f) {
+    return !(f & (UNI_L | UNI_N | UNI_SPACE));
+}
 
 static size_t run_flag(const span *s, size_t i, uint8_t flag) {
-    while (i < s->hi && (s->fl[i] & flag)) i++;
+    while (i < s->hi && (s->fl[i] & flag))
+        i++;
     return i;
 }
 
 static size_t run_other(const span *s, size_t i) {
-    while (i < s->hi && is_other(s->fl[i])) i++;
+    while (i < s->hi && is_other(s->fl[i]))
+        i++;
     return i;
 }
 
-static inline uint32_t ascii_lower(uint32_t c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
+/* Simple case folding, as far as the contractions need it (U+017F LONG S folds to s). */
+static inline uint32_t fold(uint32_t c) {
+    if (c >= 'A' && c <= 'Z') return c + 32;
+    return c == 0x17F ? 's' : c;
+}
 
 /* 's|'t|'re|'ve|'m|'ll|'d (case-insensitive when ci): the match length, or 0. */
 static size_t contraction(const span *s, size_t i, bool ci) {
     if (s->cp[i] != '\'' || i + 1 >= s->hi) return 0;
     uint32_t a = s->cp[i + 1];
-    if (ci) a = ascii_lower(a);
+    if (ci) a = fold(a);
     if (a == 's' || a == 't' || a == 'm' || a == 'd') return 2;
     if (i + 2 < s->hi) {
         uint32_t b = s->cp[i + 2];
-        if (ci) b = ascii_lower(b);
+        if (ci) b = fold(b);
         if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l'))
             return 3;
     }
@@ -48,7 +58,7 @@ static size_t contraction(const span *s, size_t i, bool ci) {
 /* \s+(?!\S)|\s+ at a white-space character i. */
 static size_t trailing_space(const span *s, size_t i) {
     size_t e = run_flag(s, i, UNI_SPACE);
-    if (e == s->hi) return e;    /* the run ends the string */
+    if (e == s->hi) return e;     /* the run ends the string */
     if (e - i >= 2) return e - 1; /* leave the last one to prefix the next word */
     return i + 1;
 }
@@ -77,13 +87,15 @@ static size_t match_llama3(const span *s, size_t i, size_t max_digits) {
         return run_flag(s, i + 1, UNI_L);
     if (f & UNI_N) {
         size_t e = i;
-        while (e < s->hi && e - i < max_digits && (s->fl[e] & UNI_N)) e++;
+        while (e < s->hi && e - i < max_digits && (s->fl[e] & UNI_N))
+            e++;
         return e;
     }
     size_t j = (s->cp[i] == ' ' && i + 1 < s->hi) ? i + 1 : i;
     if (is_other(s->fl[j])) {
         size_t e = run_other(s, j);
-        while (e < s->hi && is_crlf(s->cp[e])) e++;
+        while (e < s->hi && is_crlf(s->cp[e]))
+            e++;
         return e;
     }
     if (f & UNI_SPACE) {

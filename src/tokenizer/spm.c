@@ -68,8 +68,8 @@ static void try_bigram(spm_ctx *c, int32_t l, int32_t r) {
     heap_push(c, (bigram){c->v->scores[id], l, r, len});
 }
 
-chord_status tok_spm_encode(const tok_vocab *v, const char *text, size_t len,
-                            bool add_prefix, tok_ivec *out, chord_error *err) {
+chord_status tok_spm_encode(const tok_vocab *v, const char *text, size_t len, bool add_prefix,
+                            tok_ivec *out, chord_error *err) {
     static const char ws[3] = {(char)0xE2, (char)0x96, (char)0x81}; /* U+2581 */
     size_t cap = 3 * len + 3;
     char *s = malloc(cap ? cap : 1);
@@ -105,7 +105,8 @@ chord_status tok_spm_encode(const tok_vocab *v, const char *text, size_t len,
         i += k;
     }
     spm_ctx c = {v, s, sy, heap, 0};
-    for (int32_t i = 0; i + 1 < ns; i++) try_bigram(&c, i, i + 1);
+    for (int32_t i = 0; i + 1 < ns; i++)
+        try_bigram(&c, i, i + 1);
     while (c.heap_n) {
         bigram b = heap_pop(&c);
         sym *l = &sy[b.left], *r = &sy[b.right];

@@ -44,7 +44,7 @@ struct tok_vocab {
     tok_merge *merges; /* open addressing, BPE only */
     uint32_t merge_mask;
 
-    int32_t byte_tok[256]; /* SPM: <0xNN>; BPE: the byte's byte-level character; -1 */
+    int32_t byte_tok[256];  /* SPM: <0xNN>; BPE: the byte's byte-level character; -1 */
     char byte_char[256][2]; /* BPE: UTF-8 of the byte-level character of each byte */
     uint8_t byte_char_len[256];
     uint8_t ascii_flags[128]; /* uni_flags of ASCII, cached */
@@ -72,8 +72,8 @@ bool tok_merge_insert(tok_merge *tab, uint32_t mask, int32_t a, int32_t b, int32
                       int32_t result);
 
 /* Encoders for one fragment of raw text (no special tokens inside). */
-chord_status tok_spm_encode(const tok_vocab *v, const char *text, size_t len,
-                            bool add_prefix, tok_ivec *out, chord_error *err);
+chord_status tok_spm_encode(const tok_vocab *v, const char *text, size_t len, bool add_prefix,
+                            tok_ivec *out, chord_error *err);
 chord_status tok_bpe_encode(const tok_vocab *v, const char *text, size_t len, tok_ivec *out,
                             chord_error *err);
 

@@ -7,13 +7,13 @@
 
 /* Flags of a code point: its general category class, plus the White_Space property. */
 enum {
-    UNI_L = 0x01, /* letter */
-    UNI_N = 0x02, /* number */
-    UNI_P = 0x04, /* punctuation */
-    UNI_S = 0x08, /* symbol */
-    UNI_M = 0x10, /* mark */
-    UNI_Z = 0x20, /* separator */
-    UNI_C = 0x40, /* other (control, format, unassigned, surrogate, private use) */
+    UNI_L = 0x01,     /* letter */
+    UNI_N = 0x02,     /* number */
+    UNI_P = 0x04,     /* punctuation */
+    UNI_S = 0x08,     /* symbol */
+    UNI_M = 0x10,     /* mark */
+    UNI_Z = 0x20,     /* separator */
+    UNI_C = 0x40,     /* other (control, format, unassigned, surrogate, private use) */
     UNI_SPACE = 0x80, /* White_Space (what \s matches) */
 };
 

@@ -11,12 +11,14 @@
 
 static inline uint32_t text_hash(const char *s, size_t n) {
     uint32_t h = 2166136261u; /* FNV-1a */
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
     return h;
 }
 
 int32_t tok_find(const tok_vocab *v, const char *text, size_t len) {
     if (!v || (!text && len)) return -1;
+    if (!text) text = "";
     for (uint32_t i = text_hash(text, len) & v->hash_mask;; i = (i + 1) & v->hash_mask) {
         int32_t id = v->hash[i];
         if (id < 0) return -1;
@@ -28,15 +30,16 @@ int32_t tok_find(const tok_vocab *v, const char *text, size_t len) {
 
 static uint32_t pow2_at_least(uint64_t n) {
     uint32_t p = 16;
-    while (p < n) p *= 2;
+    while (p < n)
+        p *= 2;
     return p;
 }
 
 static chord_status fmt_err(chord_error *err, const gguf_file *g, const char *key,
                             const char *what) {
     const gguf_kv *kv = gguf_find_kv(g, key);
-    return chord_fail_at(err, CHORD_E_FORMAT, kv ? (int64_t)kv->value.offset : -1, "%s %s",
-                         key, what);
+    return chord_fail_at(err, CHORD_E_FORMAT, kv ? (int64_t)kv->value.offset : -1, "%s %s", key,
+                         what);
 }
 
 /* An optional bool key: absent -> def; present but not a bool -> error. */
@@ -81,17 +84,22 @@ typedef struct pre_name {
 } pre_name;
 
 static const pre_name PRE_NAMES[] = {
-    {"default", TOK_PRE_GPT2},         {"gpt-2", TOK_PRE_GPT2},
-    {"gpt2", TOK_PRE_GPT2},            {"llama-bpe", TOK_PRE_LLAMA3},
-    {"llama3", TOK_PRE_LLAMA3},        {"qwen2", TOK_PRE_QWEN2},
-    {"deepseek-r1-qwen", TOK_PRE_QWEN2}, {"smollm", TOK_PRE_DIGITS_GPT2},
-    {"starcoder", TOK_PRE_DIGITS_GPT2}, {"refact", TOK_PRE_DIGITS_GPT2},
+    {"default", TOK_PRE_GPT2},
+    {"gpt-2", TOK_PRE_GPT2},
+    {"gpt2", TOK_PRE_GPT2},
+    {"llama-bpe", TOK_PRE_LLAMA3},
+    {"llama3", TOK_PRE_LLAMA3},
+    {"qwen2", TOK_PRE_QWEN2},
+    {"deepseek-r1-qwen", TOK_PRE_QWEN2},
+    {"smollm", TOK_PRE_DIGITS_GPT2},
+    {"starcoder", TOK_PRE_DIGITS_GPT2},
+    {"refact", TOK_PRE_DIGITS_GPT2},
 };
 
 /* Control tokens with these spellings end a generation. */
 static const char *const EOG_TEXTS[] = {
-    "<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<end_of_turn>", "<|end|>",
-    "<|endoftext|>", "</s>", "<|end_of_text|>", "<EOT>", "<|return|>", "<|call|>",
+    "<|im_end|>", "<|eot_id|>",      "<|eom_id|>", "<end_of_turn>", "<|end|>",  "<|endoftext|>",
+    "</s>",       "<|end_of_text|>", "<EOT>",      "<|return|>",    "<|call|>",
 };
 
 /* Parses "<0xNN>"; -1 if it is not that. */
@@ -195,14 +203,15 @@ static chord_status load_merges(tok_vocab *v, const gguf_file *g, chord_error *e
                              "%s is an array of %s, not of strings", KEY("merges"),
                              gguf_vtype_name(arr.arr_type));
     if (arr.arr_n > INT32_MAX)
-        return chord_fail_at(err, CHORD_E_FORMAT, (int64_t)arr.offset, "%s has too many entries",
-                             KEY("merges"));
+        return chord_fail_at(err, CHORD_E_FORMAT, (int64_t)arr.offset,
+                             "%s has too many entries", KEY("merges"));
     v->merge_mask = pow2_at_least(arr.arr_n * 2 + 1) - 1;
     v->merges = malloc(((size_t)v->merge_mask + 1) * sizeof *v->merges);
     char *buf = NULL;
     size_t buf_cap = 0;
     if (!v->merges) return chord_fail(err, CHORD_E_NOMEM, "out of memory loading merges");
-    for (size_t i = 0; i <= v->merge_mask; i++) v->merges[i].left = -1;
+    for (size_t i = 0; i <= v->merge_mask; i++)
+        v->merges[i].left = -1;
     for (uint64_t i = 0; i < arr.arr_n; i++) {
         gguf_str s = gguf_arr_str(&arr, i);
         /* "left right": split at the first space after the first byte. */
@@ -255,7 +264,8 @@ chord_status tok_load(const gguf_file *g, tok_vocab **out, chord_error *err) {
 
     gguf_value toks;
     if (!gguf_get_arr(g, KEY("tokens"), &toks)) {
-        if (gguf_find_kv(g, KEY("tokens"))) return fmt_err(err, g, KEY("tokens"), "is not an array");
+        if (gguf_find_kv(g, KEY("tokens")))
+            return fmt_err(err, g, KEY("tokens"), "is not an array");
         return chord_fail(err, CHORD_E_FORMAT, "%s is missing", KEY("tokens"));
     }
     if (toks.arr_type != GGUF_STRING)
@@ -263,9 +273,8 @@ chord_status tok_load(const gguf_file *g, tok_vocab **out, chord_error *err) {
                              "%s is an array of %s, not of strings", KEY("tokens"),
                              gguf_vtype_name(toks.arr_type));
     if (toks.arr_n == 0 || toks.arr_n >= INT32_MAX / 2)
-        return chord_fail_at(err, CHORD_E_FORMAT, (int64_t)toks.offset,
-                             "%s has %llu entries", KEY("tokens"),
-                             (unsigned long long)toks.arr_n);
+        return chord_fail_at(err, CHORD_E_FORMAT, (int64_t)toks.offset, "%s has %llu entries",
+                             KEY("tokens"), (unsigned long long)toks.arr_n);
     int32_t n = (int32_t)toks.arr_n;
 
     gguf_value scores = {0}, types = {0};
@@ -308,7 +317,8 @@ chord_status tok_load(const gguf_file *g, tok_vocab **out, chord_error *err) {
 
     /* Token texts, copied. */
     uint64_t total = 0;
-    for (int32_t i = 0; i < n; i++) total += gguf_arr_str(&toks, (uint64_t)i).len;
+    for (int32_t i = 0; i < n; i++)
+        total += gguf_arr_str(&toks, (uint64_t)i).len;
     if (total >= UINT32_MAX / 2) {
         st = chord_fail_at(err, CHORD_E_FORMAT, (int64_t)toks.offset, "%s is too large",
                            KEY("tokens"));
@@ -332,14 +342,18 @@ chord_status tok_load(const gguf_file *g, tok_vocab **out, chord_error *err) {
         int64_t t = has_types ? gguf_arr_i64(&types, (uint64_t)i) : TOK_TYPE_NORMAL;
         if (t < 0 || t > TOK_TYPE_BYTE) {
             st = chord_fail_at(err, CHORD_E_FORMAT, (int64_t)types.offset,
-                               "%s[%d] = %lld is not a token type (0..6)", KEY("token_type"),
-                               i, (long long)t);
+                               "%s[%d] = %lld is not a token type (0..6)", KEY("token_type"), i,
+                               (long long)t);
             goto fail;
         }
         v->types[i] = (uint8_t)(t == TOK_TYPE_UNDEFINED ? TOK_TYPE_NORMAL : t);
+        /* Without token types, SPM byte tokens are known by their spelling. */
+        if (!has_types && kind == TOK_MODEL_SPM && parse_byte_token(s.ptr, s.len) >= 0)
+            v->types[i] = TOK_TYPE_BYTE;
     }
     v->text_off[n] = off;
-    for (uint32_t i = 0; i <= v->hash_mask; i++) v->hash[i] = -1;
+    for (uint32_t i = 0; i <= v->hash_mask; i++)
+        v->hash[i] = -1;
     for (int32_t id = 0; id < n; id++) {
         size_t len;
         const char *t = tok_text_at(v, id, &len);
@@ -402,7 +416,8 @@ chord_status tok_load(const gguf_file *g, tok_vocab **out, chord_error *err) {
         }
         v->ignore_merges = v->pre == TOK_PRE_LLAMA3;
     }
-    for (uint32_t c = 0; c < 128; c++) v->ascii_flags[c] = uni_flags(c);
+    for (uint32_t c = 0; c < 128; c++)
+        v->ascii_flags[c] = uni_flags(c);
 
     /* Byte tokens. */
     for (int b = 0; b < 256; b++) {
@@ -411,8 +426,8 @@ chord_status tok_load(const gguf_file *g, tok_vocab **out, chord_error *err) {
             snprintf(name, sizeof name, "<0x%02X>", b);
             v->byte_tok[b] = tok_find(v, name, 6);
         } else {
-            v->byte_char_len[b] = (uint8_t)uni_utf8_encode(tok_byte_to_cp((unsigned)b),
-                                                           v->byte_char[b]);
+            v->byte_char_len[b] =
+                (uint8_t)uni_utf8_encode(tok_byte_to_cp((unsigned)b), v->byte_char[b]);
             v->byte_tok[b] = tok_find(v, v->byte_char[b], v->byte_char_len[b]);
         }
     }
@@ -420,7 +435,8 @@ chord_status tok_load(const gguf_file *g, tok_vocab **out, chord_error *err) {
 
     /* Decoded pieces. */
     uint64_t ptotal = 0;
-    for (int32_t i = 0; i < n; i++) ptotal += make_piece(v, i, NULL);
+    for (int32_t i = 0; i < n; i++)
+        ptotal += make_piece(v, i, NULL);
     v->piece = malloc(ptotal ? ptotal : 1);
     v->piece_off = malloc(((size_t)n + 1) * sizeof *v->piece_off);
     if (!v->piece || !v->piece_off) goto nomem;
@@ -470,7 +486,8 @@ chord_status tok_load(const gguf_file *g, tok_vocab **out, chord_error *err) {
         v->special[i] = keys[i].id;
         v->special_start[keys[i].first + 1]++;
     }
-    for (int b = 0; b < 256; b++) v->special_start[b + 1] += v->special_start[b];
+    for (int b = 0; b < 256; b++)
+        v->special_start[b + 1] += v->special_start[b];
     free(keys);
 
     *out = v;
@@ -484,16 +501,36 @@ fail:
 
 /* ------------------------------------------------------------------ accessors */
 
-tok_model tok_get_model(const tok_vocab *v) { return v->model; }
-const char *tok_pre_name(const tok_vocab *v) { return v->pre_name; }
-int tok_n_vocab(const tok_vocab *v) { return v ? v->n : 0; }
-int32_t tok_bos(const tok_vocab *v) { return v->bos; }
-int32_t tok_eos(const tok_vocab *v) { return v->eos; }
-int32_t tok_eot(const tok_vocab *v) { return v->eot; }
-int32_t tok_unk(const tok_vocab *v) { return v->unk; }
-int32_t tok_pad(const tok_vocab *v) { return v->pad; }
-bool tok_add_bos(const tok_vocab *v) { return v->add_bos; }
-bool tok_add_eos(const tok_vocab *v) { return v->add_eos; }
+tok_model tok_get_model(const tok_vocab *v) {
+    return v->model;
+}
+const char *tok_pre_name(const tok_vocab *v) {
+    return v->pre_name;
+}
+int tok_n_vocab(const tok_vocab *v) {
+    return v ? v->n : 0;
+}
+int32_t tok_bos(const tok_vocab *v) {
+    return v->bos;
+}
+int32_t tok_eos(const tok_vocab *v) {
+    return v->eos;
+}
+int32_t tok_eot(const tok_vocab *v) {
+    return v->eot;
+}
+int32_t tok_unk(const tok_vocab *v) {
+    return v->unk;
+}
+int32_t tok_pad(const tok_vocab *v) {
+    return v->pad;
+}
+bool tok_add_bos(const tok_vocab *v) {
+    return v->add_bos;
+}
+bool tok_add_eos(const tok_vocab *v) {
+    return v->add_eos;
+}
 
 bool tok_is_eog(const tok_vocab *v, int32_t id) {
     return v && id >= 0 && id < v->n && v->eog[id];

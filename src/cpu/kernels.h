@@ -1,0 +1,96 @@
+/* CPU compute kernels: fused dequantize x dot products on quantized weight rows (read
+ * straight from the mapped file) against activations quantized once per matmul, with
+ * one table of kernels per ISA, chosen at run time.
+ *
+ * Activation formats (cpu_act), one row of n elements:
+ *   CPU_ACT_F32     float x[n]                                    (F32, F16, BF16 weights)
+ *   CPU_ACT_Q8_32   int8 qs[n]; float d[n/32]; float ds[n/32]     (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0)
+ *                   x[i] ~= d[i/32] * qs[i], ds[b] = d[b] * sum of block b's qs
+ *   CPU_ACT_Q8_256  int8 qs[n]; float d[n/256]; int16 bsums[n/16] (Q2_K .. Q6_K)
+ *                   x[i] ~= d[i/256] * qs[i], bsums[s] = sum of qs[16s..16s+15]
+ * The qs of a row are contiguous, so SIMD kernels load them with plain vector loads.
+ * Quantization: d = max|x| / 127, q = round-to-nearest-even(x * (127 / max|x|)), so
+ * q is in -127..127; every ISA produces the same bytes.
+ *
+ * Kernel contracts (n: elements per row, a multiple of the weight type's block size):
+ *   vec_dot(n, s, w, a):   *s = dot(weight row w, activation row a)
+ *   gemm_tile(n, nw, na, s, lds, w, ldw, a, lda):
+ *       s[c * lds + r] = dot(w + r * ldw, a + c * lda) for r < nw, c < na
+ *       (ldw, lda in bytes). Each weight block is unpacked once and used for several
+ *       activation rows, so this is much faster than nw * na vec_dot calls. */
+#ifndef CHORD_CPU_KERNELS_H
+#define CHORD_CPU_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "quant/types.h"
+
+typedef enum cpu_isa {
+    CPU_ISA_SCALAR = 0,
+    CPU_ISA_AVX2 = 1,   /* AVX2 + FMA + F16C + BMI2 */
+    CPU_ISA_AVX512 = 2, /* AVX-512 F/BW/VL/DQ + VNNI */
+    CPU_ISA_COUNT = 3,
+} cpu_isa;
+
+/* Best ISA the CPU and OS support (detected once), capped by the environment variable
+ * CHORD_ISA=scalar|avx2|avx512 (read on every call). */
+cpu_isa cpu_isa_detect(void);
+/* Same without the environment cap. */
+cpu_isa cpu_isa_hardware(void);
+const char *cpu_isa_name(cpu_isa isa); /* "scalar", "avx2", "avx512" */
+
+typedef enum cpu_act {
+    CPU_ACT_NONE = 0, /* the type has no kernels */
+    CPU_ACT_F32,
+    CPU_ACT_Q8_32,
+    CPU_ACT_Q8_256,
+} cpu_act;
+
+/* Bytes of one activation row of n elements, rounded up to 64 (rows stay aligned). */
+size_t cpu_act_row_size(cpu_act act, int64_t n);
+/* Scalar: converts one activation row back to floats (for tests). */
+void cpu_act_dequant(cpu_act act, const void *a, float *x, int64_t n);
+
+typedef void (*cpu_quantize_fn)(const float *x, void *a, int64_t n);
+typedef void (*cpu_vec_dot_fn)(int64_t n, float *s, const void *w, const void *a);
+typedef void (*cpu_gemm_tile_fn)(int64_t n, int nw, int na, float *s, size_t lds,
+                                 const void *w, size_t ldw, const void *a, size_t lda);
+
+typedef struct cpu_type_kernels {
+    cpu_act act;                  /* CPU_ACT_NONE: no kernels for this weight type */
+    cpu_quantize_fn quantize_act; /* float row -> activation row of `act` */
+    cpu_vec_dot_fn vec_dot;
+    cpu_gemm_tile_fn gemm_tile;
+} cpu_type_kernels;
+
+typedef struct cpu_kernels {
+    cpu_isa isa;
+    cpu_type_kernels t[CHORD_TYPE_COUNT];
+} cpu_kernels;
+
+/* The static table of an ISA (isa must be <= cpu_isa_hardware() to be called). */
+const cpu_kernels *cpu_kernels_get(cpu_isa isa);
+
+/* ---- internal: per-ISA entry points, defined in kernels_<isa>.c ---- */
+#define CPU_KERNEL_TYPES(X, isa)                                                        \
+    X(f32, isa) X(f16, isa) X(bf16, isa) X(q4_0, isa) X(q4_1, isa) X(q5_0, isa)          \
+    X(q5_1, isa) X(q8_0, isa) X(q2_K, isa) X(q3_K, isa) X(q4_K, isa) X(q5_K, isa)        \
+    X(q6_K, isa)
+
+#define CPU_DECLARE_TYPE_KERNELS(t, isa)                                                \
+    void cpu_vec_dot_##t##_##isa(int64_t n, float *s, const void *w, const void *a);     \
+    void cpu_gemm_##t##_##isa(int64_t n, int nw, int na, float *s, size_t lds,           \
+                              const void *w, size_t ldw, const void *a, size_t lda);
+
+#define CPU_DECLARE_ISA_KERNELS(isa)                                                    \
+    void cpu_quantize_q8_32_##isa(const float *x, void *a, int64_t n);                   \
+    void cpu_quantize_q8_256_##isa(const float *x, void *a, int64_t n);                  \
+    CPU_KERNEL_TYPES(CPU_DECLARE_TYPE_KERNELS, isa)
+
+void cpu_quantize_f32(const float *x, void *a, int64_t n); /* a copy */
+CPU_DECLARE_ISA_KERNELS(scalar)
+CPU_DECLARE_ISA_KERNELS(avx2)
+CPU_DECLARE_ISA_KERNELS(avx512)
+
+#endif

@@ -1,0 +1,36 @@
+/* C-callable extras of the CUDA backend for tests and benchmarks (not used by the
+ * library itself). Only declared when chord is built with CUDA. */
+#ifndef CHORD_CUDA_API_H
+#define CHORD_CUDA_API_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#include "backend.h"
+
+#ifdef CHORD_HAVE_CUDA
+/* Times ops->matmul with one weight per call for each of the n_w weights (pass several
+ * copies so the data exceeds the L2 cache), n tokens, x / y device buffers sized for the
+ * largest weight. The calls are captured once in a CUDA graph and replayed `reps`
+ * times, each replay timed with events; *us_per_call is the median per matmul.
+ * kernel_only (n = 1): the activations are quantized once before, and only the matvec
+ * kernels are timed. */
+chord_status cuda_bench_matmul(chord_backend *be, const chord_weight *const *ws, int n_w,
+                               const float *x, float *y, int n, int kernel_only, int reps,
+                               double *us_per_call, chord_error *err);
+
+/* Device-to-device copy of `bytes`: median GB/s counting bytes read plus written. */
+chord_status cuda_bench_copy(chord_backend *be, size_t bytes, double *gb_per_s, chord_error *err);
+
+/* Times ops->attention for n tokens at positions pos0.. (graph replay, median us). */
+chord_status cuda_bench_attention(chord_backend *be, float *out, const float *q, const float *k,
+                                  const float *v, chord_kv *kv, int n, int pos0,
+                                  const chord_attn_shape *s, int reps, double *us,
+                                  chord_error *err);
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,165 @@
+/* Shared by the CUDA backend's translation units: the backend struct, error recording,
+ * the device view of a (repacked) weight, and the host launchers each .cu file exports.
+ *
+ * Error model: the vtable ops return void, so every CUDA failure is recorded in the
+ * backend (first one wins, with file:line and CUDA's message) and returned by the next
+ * sync as CHORD_E_BACKEND. Nothing here exits or prints. */
+#ifndef CHORD_CUDA_COMMON_CUH
+#define CHORD_CUDA_COMMON_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* error.h uses C11 _Noreturn, which C++ lacks. */
+#ifndef _Noreturn
+#define _Noreturn __attribute__((noreturn))
+#endif
+extern "C" {
+#include "backend.h"
+#include "error.h"
+}
+
+typedef struct cuda_scratch {
+    void *p;
+    size_t cap;
+} cuda_scratch;
+
+enum { CUDA_SCRATCH_XQ = 0, CUDA_SCRATCH_ATTN = 1, CUDA_SCRATCH_COUNT = 2 };
+
+typedef struct cuda_backend {
+    chord_backend base;
+    int device;
+    int n_sm;
+    size_t smem_per_block_optin;
+    cudaStream_t stream;
+    /* first recorded failure since the last sync */
+    chord_status err_code;
+    char err_msg[400];
+    /* every device allocation we own (weights, alloc(), scratch), freed by destroy */
+    void **allocs;
+    size_t n_allocs, cap_allocs;
+    cuda_scratch scratch[CUDA_SCRATCH_COUNT];
+} cuda_backend;
+
+static inline cuda_backend *cuda_be(chord_backend *be) { return (cuda_backend *)be; }
+
+/* Records a CUDA failure (first one wins); returns false when e is an error. */
+bool cuda_record(cuda_backend *be, cudaError_t e, const char *what, const char *file, int line);
+/* Records a non-CUDA failure (unsupported shape, missing upload, ...). */
+void cuda_fail(cuda_backend *be, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define CUDA_CHECK(be, call) cuda_record((be), (call), #call, __FILE__, __LINE__)
+/* After every kernel launch: catches bad launch configurations at once. */
+#define CUDA_LAUNCHED(be, name) cuda_record((be), cudaGetLastError(), name, __FILE__, __LINE__)
+
+/* A device buffer of at least `bytes` that lives until the next call asking for more.
+ * Growing waits for the stream first. NULL (with the error recorded) on failure. */
+void *cuda_scratch_get(cuda_backend *be, int slot, size_t bytes);
+
+/* --------------------------------------------------------------- weights */
+
+/* Device view of an uploaded weight. Quantized types are repacked at upload into two
+ * regions: every block's quant bytes (qlen per block, a multiple of 16, so 16-byte loads
+ * are aligned) for all rows, then every block's remaining bytes (scales etc.) in their
+ * original order. Float types are stored as in the file. */
+typedef struct wview {
+    const uint8_t *q;
+    const uint8_t *s;
+    int64_t n_in, n_out;
+    int64_t nb; /* blocks per row */
+} wview;
+
+/* Layout of one block: elements, bytes, and the quant byte range [qoff, qoff+qlen). */
+typedef struct qinfo {
+    int blk, tsize, qoff, qlen;
+} qinfo;
+
+__host__ __device__ constexpr qinfo qinfo_of(int t) {
+    return t == CHORD_TYPE_F32    ? qinfo{1, 4, 0, 4}
+           : t == CHORD_TYPE_F16  ? qinfo{1, 2, 0, 2}
+           : t == CHORD_TYPE_BF16 ? qinfo{1, 2, 0, 2}
+           : t == CHORD_TYPE_Q4_0 ? qinfo{32, 18, 2, 16}
+           : t == CHORD_TYPE_Q4_1 ? qinfo{32, 20, 4, 16}
+           : t == CHORD_TYPE_Q5_0 ? qinfo{32, 22, 6, 16}
+           : t == CHORD_TYPE_Q5_1 ? qinfo{32, 24, 8, 16}
+           : t == CHORD_TYPE_Q8_0 ? qinfo{32, 34, 2, 32}
+           : t == CHORD_TYPE_Q2_K ? qinfo{256, 84, 16, 64}
+           : t == CHORD_TYPE_Q3_K ? qinfo{256, 110, 0, 96}
+           : t == CHORD_TYPE_Q4_K ? qinfo{256, 144, 16, 128}
+           : t == CHORD_TYPE_Q5_K ? qinfo{256, 176, 16, 160}
+           : t == CHORD_TYPE_Q6_K ? qinfo{256, 210, 0, 192}
+                                  : qinfo{0, 0, 0, 0};
+}
+
+__host__ __device__ constexpr bool type_is_float(int t) {
+    return t == CHORD_TYPE_F32 || t == CHORD_TYPE_F16 || t == CHORD_TYPE_BF16;
+}
+
+/* Every type the CUDA kernels handle. */
+static inline bool cuda_type_ok(int t) { return qinfo_of(t).blk != 0; }
+
+static inline wview wview_of(const chord_weight *w) {
+    qinfo qi = qinfo_of(w->type);
+    wview v;
+    v.n_in = w->n_in;
+    v.n_out = w->n_out;
+    v.q = (const uint8_t *)w->dev;
+    if (type_is_float(w->type)) {
+        v.nb = w->n_in;
+        v.s = NULL;
+    } else {
+        v.nb = w->n_in / qi.blk;
+        v.s = v.q + (size_t)w->n_out * (size_t)v.nb * (size_t)qi.qlen;
+    }
+    return v;
+}
+
+/* Calls F<TYPE>(args...) for a run-time type id; `otherwise` runs for any other id. */
+#define CUDA_TYPE_SWITCH(t, F, otherwise, ...)                                            \
+    switch (t) {                                                                          \
+    case CHORD_TYPE_F32: F<CHORD_TYPE_F32>(__VA_ARGS__); break;                           \
+    case CHORD_TYPE_F16: F<CHORD_TYPE_F16>(__VA_ARGS__); break;                           \
+    case CHORD_TYPE_BF16: F<CHORD_TYPE_BF16>(__VA_ARGS__); break;                         \
+    case CHORD_TYPE_Q4_0: F<CHORD_TYPE_Q4_0>(__VA_ARGS__); break;                         \
+    case CHORD_TYPE_Q4_1: F<CHORD_TYPE_Q4_1>(__VA_ARGS__); break;                         \
+    case CHORD_TYPE_Q5_0: F<CHORD_TYPE_Q5_0>(__VA_ARGS__); break;                         \
+    case CHORD_TYPE_Q5_1: F<CHORD_TYPE_Q5_1>(__VA_ARGS__); break;                         \
+    case CHORD_TYPE_Q8_0: F<CHORD_TYPE_Q8_0>(__VA_ARGS__); break;                         \
+    case CHORD_TYPE_Q2_K: F<CHORD_TYPE_Q2_K>(__VA_ARGS__); break;                         \
+    case CHORD_TYPE_Q3_K: F<CHORD_TYPE_Q3_K>(__VA_ARGS__); break;                         \
+    case CHORD_TYPE_Q4_K: F<CHORD_TYPE_Q4_K>(__VA_ARGS__); break;                         \
+    case CHORD_TYPE_Q5_K: F<CHORD_TYPE_Q5_K>(__VA_ARGS__); break;                         \
+    case CHORD_TYPE_Q6_K: F<CHORD_TYPE_Q6_K>(__VA_ARGS__); break;                         \
+    default: otherwise; break;                                                            \
+    }
+
+/* ------------------------------------------------------- host launchers */
+
+/* elementwise.cu */
+void cuda_repack(cuda_backend *be, uint8_t *dst, const uint8_t *raw, chord_type type,
+                 int64_t n_blocks);
+void cuda_get_rows(cuda_backend *be, float *out, const chord_weight *emb, const int32_t *tokens,
+                   int n);
+void cuda_rmsnorm(cuda_backend *be, float *out, const float *x, const float *w, int n, int dim,
+                  float eps);
+void cuda_rope(cuda_backend *be, float *x, int n, int pos0, const chord_rope_shape *s);
+void cuda_add(cuda_backend *be, float *x, const float *y, size_t n);
+void cuda_swiglu(cuda_backend *be, float *out, const float *g, const float *u, size_t n);
+
+/* matvec.cu: y = W x for one token. xq/xd: x quantized (see cuda_quantize_x). */
+void cuda_quantize_x(cuda_backend *be, int8_t *xq, float *xd, const float *x, int64_t n_in);
+void cuda_matvec(cuda_backend *be, const chord_weight *w, const float *x, const int8_t *xq,
+                 const float *xd, float *y);
+
+/* gemm.cu: y[t][o] = sum_i W[o][i] x[t][i] for n tokens. */
+void cuda_gemm(cuda_backend *be, const chord_weight *w, const float *x, float *y, int n);
+
+/* attention.cu: the KV cache is half [n_ctx][kv_dim] for each of k and v */
+size_t cuda_kv_bytes(int n_ctx, int kv_dim);
+void cuda_attention(cuda_backend *be, float *out, const float *q, const float *k, const float *v,
+                    chord_kv *kv, int n, int pos0, const chord_attn_shape *s);
+
+#endif

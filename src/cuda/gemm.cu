@@ -1,0 +1,207 @@
+/* Prefill matmul (n > 1 tokens): y[t][o] = sum_i W[o][i] x[t][i].
+ *
+ * Tensor-core path (every quantized type, F16, BF16; n_in % 32 == 0): 64x64 output
+ * tiles, 4 warps of 32x32, K steps of 32. Each step dequantizes a 64x32 weight tile and
+ * converts a 64x32 activation tile to f16 (bf16 for BF16 weights: the same rounding as
+ * the reference engine applies to the activations) in shared memory, then wmma
+ * 16x16x16 with float accumulators. The next step's global loads are issued before the
+ * current step's matrix products.
+ *
+ * F32 weights keep float precision: a SIMT float GEMM (also the fallback for float
+ * types whose row length is not a multiple of 32). */
+#include <mma.h>
+
+#include "quant.cuh"
+
+using namespace nvcuda;
+
+#define GM 64
+#define GN 64
+#define GK 32
+#define GPAD 8
+#define GLD (GK + GPAD)
+#define CLD (GN + 4)
+
+template <typename E> __device__ __forceinline__ E to_e(float f);
+template <> __device__ __forceinline__ __half to_e<__half>(float f) { return __float2half_rn(f); }
+template <> __device__ __forceinline__ __nv_bfloat16 to_e<__nv_bfloat16>(float f) {
+    return __float2bfloat16_rn(f);
+}
+
+/* 16 floats -> 16 E at dst (32-byte aligned smem row piece). */
+template <typename E> __device__ __forceinline__ void store16(E *dst, const float *v) {
+    union {
+        E e[16];
+        uint4 u[2];
+    } p;
+#pragma unroll
+    for (int j = 0; j < 16; j++) p.e[j] = to_e<E>(v[j]);
+    uint4 *d = reinterpret_cast<uint4 *>(dst);
+    d[0] = p.u[0];
+    d[1] = p.u[1];
+}
+
+template <int T, typename E>
+__global__ void __launch_bounds__(128)
+    gemm_wmma_kernel(wview w, const float *__restrict__ x, float *__restrict__ y, int n) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    __trap(); /* never launched: the backend requires compute capability 8.0 */
+#else
+    constexpr int AB_BYTES = 2 * GM * GLD * (int)sizeof(E);
+    constexpr int C_BYTES = GM * CLD * (int)sizeof(float);
+    __shared__ __align__(128) unsigned char smem[AB_BYTES > C_BYTES ? AB_BYTES : C_BYTES];
+    E *As = reinterpret_cast<E *>(smem);          /* [GM][GLD] activations */
+    E *Bs = As + GM * GLD;                         /* [GN][GLD] weights */
+    float *Cs = reinterpret_cast<float *>(smem);   /* [GM][CLD] epilogue */
+
+    const int t0 = blockIdx.y * GM;
+    const int64_t o0 = (int64_t)blockIdx.x * GN;
+    const int tid = threadIdx.x, warp = tid >> 5;
+    const int wm = warp >> 1, wn = warp & 1;
+    const int lr = tid >> 1, lc = (tid & 1) * 16;
+    const int t = t0 + lr;
+    const int64_t o = o0 + lr;
+    const bool t_ok = t < n, o_ok = o < w.n_out;
+
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2];
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 2; j++) wmma::fill_fragment(acc[i][j], 0.0f);
+
+    float va[16], vb[16];
+    auto load = [&](int64_t k0) {
+        if (t_ok) {
+            const float4 *p = reinterpret_cast<const float4 *>(x + (size_t)t * w.n_in + k0 + lc);
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                float4 f = __ldg(p + i);
+                va[4 * i] = f.x, va[4 * i + 1] = f.y, va[4 * i + 2] = f.z, va[4 * i + 3] = f.w;
+            }
+        } else {
+#pragma unroll
+            for (int i = 0; i < 16; i++) va[i] = 0.f;
+        }
+        if (o_ok) {
+            dq16<T>(w, o, k0 + lc, vb);
+        } else {
+#pragma unroll
+            for (int i = 0; i < 16; i++) vb[i] = 0.f;
+        }
+    };
+
+    load(0);
+    for (int64_t k0 = 0; k0 < w.n_in; k0 += GK) {
+        store16<E>(As + lr * GLD + lc, va);
+        store16<E>(Bs + lr * GLD + lc, vb);
+        __syncthreads();
+        if (k0 + GK < w.n_in) load(k0 + GK);
+#pragma unroll
+        for (int kk = 0; kk < GK; kk += 16) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, E, wmma::row_major> a[2];
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, E, wmma::col_major> b[2];
+#pragma unroll
+            for (int i = 0; i < 2; i++) wmma::load_matrix_sync(a[i], As + (wm * 32 + 16 * i) * GLD + kk, GLD);
+#pragma unroll
+            for (int j = 0; j < 2; j++) wmma::load_matrix_sync(b[j], Bs + (wn * 32 + 16 * j) * GLD + kk, GLD);
+#pragma unroll
+            for (int i = 0; i < 2; i++)
+#pragma unroll
+                for (int j = 0; j < 2; j++) wmma::mma_sync(acc[i][j], a[i], b[j], acc[i][j]);
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 2; j++)
+            wmma::store_matrix_sync(Cs + (wm * 32 + 16 * i) * CLD + wn * 32 + 16 * j, acc[i][j], CLD,
+                                    wmma::mem_row_major);
+    __syncthreads();
+    for (int idx = tid; idx < GM * GN; idx += 128) {
+        int r = idx / GN, c = idx % GN;
+        int tt = t0 + r;
+        int64_t oo = o0 + c;
+        if (tt < n && oo < w.n_out) y[(size_t)tt * w.n_out + oo] = Cs[r * CLD + c];
+    }
+#endif
+}
+
+/* SIMT float GEMM: 64x64 tiles, 256 threads with 4x4 outputs each, K steps of 16. */
+template <int T>
+__global__ void __launch_bounds__(256)
+    gemm_f32_kernel(wview w, const float *__restrict__ x, float *__restrict__ y, int n) {
+    __shared__ float As[16][GM + 4];
+    __shared__ float Bs[16][GN + 4];
+    const int t0 = blockIdx.y * GM;
+    const int64_t o0 = (int64_t)blockIdx.x * GN;
+    const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
+    float acc[4][4] = {};
+    for (int64_t k0 = 0; k0 < w.n_in; k0 += 16) {
+#pragma unroll
+        for (int r = 0; r < 4; r++) {
+            int idx = tid + 256 * r, rr = idx >> 4, kk = idx & 15;
+            int64_t k = k0 + kk;
+            int tt = t0 + rr;
+            int64_t oo = o0 + rr;
+            As[kk][rr] = (tt < n && k < w.n_in) ? x[(size_t)tt * w.n_in + k] : 0.f;
+            Bs[kk][rr] = (oo < w.n_out && k < w.n_in) ? ld_elem<T>(w, oo, k) : 0.f;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < 16; kk++) {
+            float a[4], b[4];
+#pragma unroll
+            for (int i = 0; i < 4; i++) a[i] = As[kk][ty * 4 + i], b[i] = Bs[kk][tx * 4 + i];
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) acc[i][j] += a[i] * b[j];
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        int tt = t0 + ty * 4 + i;
+        if (tt >= n) continue;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            int64_t oo = o0 + tx * 4 + j;
+            if (oo < w.n_out) y[(size_t)tt * w.n_out + oo] = acc[i][j];
+        }
+    }
+}
+
+template <int T>
+static void launch_gemm(cuda_backend *be, const wview &w, const float *x, float *y, int n) {
+    dim3 grid((unsigned)((w.n_out + GN - 1) / GN), (unsigned)((n + GM - 1) / GM));
+    bool tc_ok = w.n_in % GK == 0 && ((uintptr_t)x & 15) == 0;
+    if constexpr (type_is_float(T)) {
+        if (T != CHORD_TYPE_F32 && tc_ok && w.n_in % 8 == 0) {
+            if constexpr (T == CHORD_TYPE_BF16)
+                gemm_wmma_kernel<T, __nv_bfloat16><<<grid, 128, 0, be->stream>>>(w, x, y, n);
+            else
+                gemm_wmma_kernel<T, __half><<<grid, 128, 0, be->stream>>>(w, x, y, n);
+        } else {
+            gemm_f32_kernel<T><<<grid, 256, 0, be->stream>>>(w, x, y, n);
+        }
+    } else {
+        if (!tc_ok) {
+            cuda_fail(be, "matmul: activations not 16-byte aligned");
+            return;
+        }
+        gemm_wmma_kernel<T, __half><<<grid, 128, 0, be->stream>>>(w, x, y, n);
+    }
+    CUDA_LAUNCHED(be, "gemm_kernel");
+}
+
+void cuda_gemm(cuda_backend *be, const chord_weight *w, const float *x, float *y, int n) {
+    if (n <= 0) return;
+    if ((n + GM - 1) / GM > 65535) {
+        cuda_fail(be, "matmul: %d tokens in one call is too many", n);
+        return;
+    }
+    wview v = wview_of(w);
+    CUDA_TYPE_SWITCH(w->type, launch_gemm, cuda_fail(be, "matmul: unsupported type %d", w->type),
+                     be, v, x, y, n);
+}

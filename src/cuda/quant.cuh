@@ -1,0 +1,462 @@
+/* Device-side decoding of every weight type, on the repacked layout (cuda_common.cuh):
+ *  - dq16<T>: 16 consecutive elements of a row (k0 % 16 == 0) as floats. Used by
+ *    get_rows and the prefill GEMM tile loader.
+ *  - unit_dot<T>: one 16-byte "unit" of quant bytes dotted with the activations
+ *    quantized to int8 (32 per scale), with dp4a. Used by the decode matvec.
+ * The arithmetic follows src/quant/ref.c (the ground truth). */
+#ifndef CHORD_CUDA_QUANT_CUH
+#define CHORD_CUDA_QUANT_CUH
+
+#include "cuda_common.cuh"
+
+#define M4 0x0F0F0F0Fu
+#define ONES 0x01010101
+
+__device__ __forceinline__ uint4 ld16(const uint8_t *p) {
+    return __ldg(reinterpret_cast<const uint4 *>(p));
+}
+/* Weights are read once per matvec: keep them out of L1 so the activations stay. */
+__device__ __forceinline__ uint4 ld16_stream(const uint8_t *p) {
+    uint4 r;
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+                 : "l"(p));
+    return r;
+}
+__device__ __forceinline__ int4 ldx16(const int8_t *p) {
+    return __ldg(reinterpret_cast<const int4 *>(p));
+}
+__device__ __forceinline__ float ldh(const uint8_t *p) {
+    return __half2float(__ushort_as_half(__ldg(reinterpret_cast<const unsigned short *>(p))));
+}
+__device__ __forceinline__ uint32_t ldu16(const uint8_t *p) {
+    return __ldg(reinterpret_cast<const unsigned short *>(p));
+}
+__device__ __forceinline__ int ldb(const uint8_t *p) { return __ldg(p); }
+__device__ __forceinline__ float bf16_bits(uint32_t b) { return __uint_as_float(b << 16); }
+__device__ __forceinline__ uint32_t byte_of(const uint32_t a[4], int j) {
+    return (a[j >> 2] >> (8 * (j & 3))) & 0xFFu;
+}
+
+/* Q4_K / Q5_K 6-bit scale and min of sub-block j (as k4_scale_min in ref.c). */
+__device__ __forceinline__ void k4_scale_min(const uint8_t *q, int j, int *sc, int *mn) {
+    if (j < 4) {
+        *sc = ldb(q + j) & 63;
+        *mn = ldb(q + j + 4) & 63;
+    } else {
+        int a = ldb(q + j + 4), lo = ldb(q + j - 4), hi = ldb(q + j);
+        *sc = (a & 0x0F) | ((lo >> 6) << 4);
+        *mn = (a >> 4) | ((hi >> 6) << 4);
+    }
+}
+
+/* Q3_K 6-bit scale s (0..15), bias removed. */
+__device__ __forceinline__ int q3k_scale(const uint8_t *sc, int s) {
+    int lo = (ldb(sc + (s & 7)) >> (4 * (s >> 3))) & 0x0F;
+    int hi = (ldb(sc + 8 + (s & 3)) >> (2 * (s >> 2))) & 0x03;
+    return (lo | hi << 4) - 32;
+}
+
+/* ---------------------------------------------------------------- dq16 */
+
+template <int T> __device__ __forceinline__ void dq16(const wview &w, int64_t row, int64_t k0, float *o);
+
+template <> __device__ __forceinline__ void dq16<CHORD_TYPE_F32>(const wview &w, int64_t row,
+                                                                 int64_t k0, float *o) {
+    const float4 *p = reinterpret_cast<const float4 *>(w.q + ((size_t)row * w.n_in + k0) * 4);
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        float4 v = __ldg(p + i);
+        o[4 * i] = v.x, o[4 * i + 1] = v.y, o[4 * i + 2] = v.z, o[4 * i + 3] = v.w;
+    }
+}
+template <> __device__ __forceinline__ void dq16<CHORD_TYPE_F16>(const wview &w, int64_t row,
+                                                                 int64_t k0, float *o) {
+    const uint8_t *p = w.q + ((size_t)row * w.n_in + k0) * 2;
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        uint4 v = ld16(p + 16 * i);
+        const __half2 *h = reinterpret_cast<const __half2 *>(&v);
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            float2 f = __half22float2(h[j]);
+            o[8 * i + 2 * j] = f.x, o[8 * i + 2 * j + 1] = f.y;
+        }
+    }
+}
+template <> __device__ __forceinline__ void dq16<CHORD_TYPE_BF16>(const wview &w, int64_t row,
+                                                                  int64_t k0, float *o) {
+    const uint8_t *p = w.q + ((size_t)row * w.n_in + k0) * 2;
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        uint4 v = ld16(p + 16 * i);
+        uint32_t a[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            o[8 * i + 2 * j] = __uint_as_float(a[j] << 16);
+            o[8 * i + 2 * j + 1] = __uint_as_float(a[j] & 0xFFFF0000u);
+        }
+    }
+}
+
+template <> __device__ __forceinline__ void dq16<CHORD_TYPE_Q4_0>(const wview &w, int64_t row,
+                                                                  int64_t k0, float *o) {
+    size_t idx = (size_t)row * w.nb + (size_t)(k0 >> 5);
+    uint4 v = ld16(w.q + idx * 16);
+    float d = ldh(w.s + idx * 2);
+    int sh = (k0 & 16) ? 4 : 0;
+    uint32_t a[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int j = 0; j < 16; j++) o[j] = d * (float)((int)((byte_of(a, j) >> sh) & 15) - 8);
+}
+template <> __device__ __forceinline__ void dq16<CHORD_TYPE_Q4_1>(const wview &w, int64_t row,
+                                                                  int64_t k0, float *o) {
+    size_t idx = (size_t)row * w.nb + (size_t)(k0 >> 5);
+    uint4 v = ld16(w.q + idx * 16);
+    float d = ldh(w.s + idx * 4), m = ldh(w.s + idx * 4 + 2);
+    int sh = (k0 & 16) ? 4 : 0;
+    uint32_t a[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int j = 0; j < 16; j++) o[j] = d * (float)((byte_of(a, j) >> sh) & 15) + m;
+}
+template <> __device__ __forceinline__ void dq16<CHORD_TYPE_Q5_0>(const wview &w, int64_t row,
+                                                                  int64_t k0, float *o) {
+    size_t idx = (size_t)row * w.nb + (size_t)(k0 >> 5);
+    uint4 v = ld16(w.q + idx * 16);
+    const uint8_t *s = w.s + idx * 6;
+    float d = ldh(s);
+    uint32_t qh = ldu16(s + 2) | ldu16(s + 4) << 16;
+    int sh = (k0 & 16) ? 4 : 0, hb = (int)(k0 & 16);
+    uint32_t a[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int j = 0; j < 16; j++) {
+        int q = (int)((byte_of(a, j) >> sh) & 15) | (int)(((qh >> (j + hb)) & 1) << 4);
+        o[j] = d * (float)(q - 16);
+    }
+}
+template <> __device__ __forceinline__ void dq16<CHORD_TYPE_Q5_1>(const wview &w, int64_t row,
+                                                                  int64_t k0, float *o) {
+    size_t idx = (size_t)row * w.nb + (size_t)(k0 >> 5);
+    uint4 v = ld16(w.q + idx * 16);
+    const uint8_t *s = w.s + idx * 8;
+    float d = ldh(s), m = ldh(s + 2);
+    uint32_t qh = __ldg(reinterpret_cast<const uint32_t *>(s + 4));
+    int sh = (k0 & 16) ? 4 : 0, hb = (int)(k0 & 16);
+    uint32_t a[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int j = 0; j < 16; j++) {
+        int q = (int)((byte_of(a, j) >> sh) & 15) | (int)(((qh >> (j + hb)) & 1) << 4);
+        o[j] = d * (float)q + m;
+    }
+}
+template <> __device__ __forceinline__ void dq16<CHORD_TYPE_Q8_0>(const wview &w, int64_t row,
+                                                                  int64_t k0, float *o) {
+    size_t idx = (size_t)row * w.nb + (size_t)(k0 >> 5);
+    uint4 v = ld16(w.q + idx * 32 + (k0 & 16));
+    float d = ldh(w.s + idx * 2);
+    uint32_t a[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int j = 0; j < 16; j++) o[j] = (float)(int8_t)byte_of(a, j) * d;
+}
+template <> __device__ __forceinline__ void dq16<CHORD_TYPE_Q2_K>(const wview &w, int64_t row,
+                                                                  int64_t k0, float *o) {
+    size_t idx = (size_t)row * w.nb + (size_t)(k0 >> 8);
+    int e = (int)(k0 & 255), half = e >> 7, g = (e >> 5) & 3, l0 = e & 16;
+    uint4 v = ld16(w.q + idx * 64 + 32 * half + l0);
+    const uint8_t *s = w.s + idx * 20;
+    int sc = ldb(s + (e >> 4));
+    float d = ldh(s + 16), dmin = ldh(s + 18);
+    float dl = d * (float)(sc & 15), ml = dmin * (float)(sc >> 4);
+    uint32_t a[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int j = 0; j < 16; j++) o[j] = dl * (float)((byte_of(a, j) >> (2 * g)) & 3) - ml;
+}
+template <> __device__ __forceinline__ void dq16<CHORD_TYPE_Q3_K>(const wview &w, int64_t row,
+                                                                  int64_t k0, float *o) {
+    size_t idx = (size_t)row * w.nb + (size_t)(k0 >> 8);
+    int e = (int)(k0 & 255), half = e >> 7, g = (e >> 5) & 3, l0 = e & 16;
+    const uint8_t *qb = w.q + idx * 96;
+    uint4 vq = ld16(qb + 32 + 32 * half + l0), vh = ld16(qb + l0);
+    const uint8_t *s = w.s + idx * 14;
+    float dl = ldh(s + 12) * (float)q3k_scale(s, e >> 4);
+    int bit = 4 * half + g;
+    uint32_t a[4] = {vq.x, vq.y, vq.z, vq.w}, h[4] = {vh.x, vh.y, vh.z, vh.w};
+#pragma unroll
+    for (int j = 0; j < 16; j++) {
+        int q = (int)((byte_of(a, j) >> (2 * g)) & 3) - (((byte_of(h, j) >> bit) & 1) ? 0 : 4);
+        o[j] = dl * (float)q;
+    }
+}
+template <> __device__ __forceinline__ void dq16<CHORD_TYPE_Q4_K>(const wview &w, int64_t row,
+                                                                  int64_t k0, float *o) {
+    size_t idx = (size_t)row * w.nb + (size_t)(k0 >> 8);
+    int e = (int)(k0 & 255), c = e >> 6, sh = (e & 32) ? 4 : 0, l0 = e & 16;
+    uint4 v = ld16(w.q + idx * 128 + 32 * c + l0);
+    const uint8_t *s = w.s + idx * 16;
+    int sc, mn;
+    k4_scale_min(s + 4, e >> 5, &sc, &mn);
+    float dl = ldh(s) * (float)sc, ml = ldh(s + 2) * (float)mn;
+    uint32_t a[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int j = 0; j < 16; j++) o[j] = dl * (float)((byte_of(a, j) >> sh) & 15) - ml;
+}
+template <> __device__ __forceinline__ void dq16<CHORD_TYPE_Q5_K>(const wview &w, int64_t row,
+                                                                  int64_t k0, float *o) {
+    size_t idx = (size_t)row * w.nb + (size_t)(k0 >> 8);
+    int e = (int)(k0 & 255), c = e >> 6, sh = (e & 32) ? 4 : 0, l0 = e & 16, j5 = e >> 5;
+    const uint8_t *qb = w.q + idx * 160;
+    uint4 v = ld16(qb + 32 + 32 * c + l0), vh = ld16(qb + l0);
+    const uint8_t *s = w.s + idx * 16;
+    int sc, mn;
+    k4_scale_min(s + 4, j5, &sc, &mn);
+    float dl = ldh(s) * (float)sc, ml = ldh(s + 2) * (float)mn;
+    uint32_t a[4] = {v.x, v.y, v.z, v.w}, h[4] = {vh.x, vh.y, vh.z, vh.w};
+#pragma unroll
+    for (int j = 0; j < 16; j++) {
+        int q = (int)((byte_of(a, j) >> sh) & 15) + (((byte_of(h, j) >> j5) & 1) ? 16 : 0);
+        o[j] = dl * (float)q - ml;
+    }
+}
+template <> __device__ __forceinline__ void dq16<CHORD_TYPE_Q6_K>(const wview &w, int64_t row,
+                                                                  int64_t k0, float *o) {
+    size_t idx = (size_t)row * w.nb + (size_t)(k0 >> 8);
+    int e = (int)(k0 & 255), half = e >> 7, g = (e >> 5) & 3, l0 = e & 16;
+    const uint8_t *qb = w.q + idx * 192;
+    uint4 vl = ld16(qb + 64 * half + 32 * (g & 1) + l0), vh = ld16(qb + 128 + 32 * half + l0);
+    const uint8_t *s = w.s + idx * 18;
+    float dl = ldh(s + 16) * (float)(int8_t)ldb(s + (e >> 4));
+    int sh = g >= 2 ? 4 : 0;
+    uint32_t a[4] = {vl.x, vl.y, vl.z, vl.w}, h[4] = {vh.x, vh.y, vh.z, vh.w};
+#pragma unroll
+    for (int j = 0; j < 16; j++) {
+        int q = (int)(((byte_of(a, j) >> sh) & 15) | (((byte_of(h, j) >> (2 * g)) & 3) << 4)) - 32;
+        o[j] = dl * (float)q;
+    }
+}
+
+/* One element of a float-type row (any alignment). */
+template <int T> __device__ __forceinline__ float ld_elem(const wview &w, int64_t row, int64_t k) {
+    size_t i = (size_t)row * w.n_in + k;
+    if (T == CHORD_TYPE_F32) return __ldg(reinterpret_cast<const float *>(w.q) + i);
+    uint32_t b = __ldg(reinterpret_cast<const unsigned short *>(w.q) + i);
+    if (T == CHORD_TYPE_F16) return __half2float(__ushort_as_half((unsigned short)b));
+    return bf16_bits(b);
+}
+
+/* ----------------------------------------------------- decode dot units */
+
+/* Units per block of the type: each unit is 16 bytes of its main quant array. */
+__host__ __device__ constexpr int units_per_block(int t) {
+    return t == CHORD_TYPE_Q4_K || t == CHORD_TYPE_Q5_K || t == CHORD_TYPE_Q6_K ? 8
+           : t == CHORD_TYPE_Q2_K || t == CHORD_TYPE_Q3_K                        ? 4
+                                                                                 : 1;
+}
+
+__device__ __forceinline__ int dot16(uint32_t w0, uint32_t w1, uint32_t w2, uint32_t w3, int4 x,
+                                     int acc) {
+    acc = __dp4a((int)w0, x.x, acc);
+    acc = __dp4a((int)w1, x.y, acc);
+    acc = __dp4a((int)w2, x.z, acc);
+    return __dp4a((int)w3, x.w, acc);
+}
+__device__ __forceinline__ int sum16(int4 x) { return dot16(ONES, ONES, ONES, ONES, x, 0); }
+
+/* The 4 low bits of h become bit 4 of the 4 bytes. */
+__device__ __forceinline__ uint32_t expand4(uint32_t h) {
+    return ((h & 1u) << 4) | ((h & 2u) << 11) | ((h & 4u) << 18) | ((h & 8u) << 25);
+}
+
+/* Dot product of unit u of `row` with the quantized activations xq (int8) / xd (one
+ * float scale per 32). */
+template <int T>
+__device__ __forceinline__ float unit_dot(const wview &w, int64_t row, int u, const int8_t *xq,
+                                          const float *xd);
+
+template <>
+__device__ __forceinline__ float unit_dot<CHORD_TYPE_Q4_0>(const wview &w, int64_t row, int u,
+                                                           const int8_t *xq, const float *xd) {
+    size_t idx = (size_t)row * w.nb + u;
+    uint4 v = ld16_stream(w.q + idx * 16);
+    int4 x0 = ldx16(xq + 32 * u), x1 = ldx16(xq + 32 * u + 16);
+    float d = ldh(w.s + idx * 2), dx = __ldg(xd + u);
+    int si = dot16(v.x & M4, v.y & M4, v.z & M4, v.w & M4, x0, 0);
+    si = dot16((v.x >> 4) & M4, (v.y >> 4) & M4, (v.z >> 4) & M4, (v.w >> 4) & M4, x1, si);
+    int sx = sum16(x0) + sum16(x1);
+    return d * dx * (float)(si - 8 * sx);
+}
+template <>
+__device__ __forceinline__ float unit_dot<CHORD_TYPE_Q4_1>(const wview &w, int64_t row, int u,
+                                                           const int8_t *xq, const float *xd) {
+    size_t idx = (size_t)row * w.nb + u;
+    uint4 v = ld16_stream(w.q + idx * 16);
+    int4 x0 = ldx16(xq + 32 * u), x1 = ldx16(xq + 32 * u + 16);
+    float d = ldh(w.s + idx * 4), m = ldh(w.s + idx * 4 + 2), dx = __ldg(xd + u);
+    int si = dot16(v.x & M4, v.y & M4, v.z & M4, v.w & M4, x0, 0);
+    si = dot16((v.x >> 4) & M4, (v.y >> 4) & M4, (v.z >> 4) & M4, (v.w >> 4) & M4, x1, si);
+    int sx = sum16(x0) + sum16(x1);
+    return dx * (d * (float)si + m * (float)sx);
+}
+template <>
+__device__ __forceinline__ float unit_dot<CHORD_TYPE_Q5_0>(const wview &w, int64_t row, int u,
+                                                           const int8_t *xq, const float *xd) {
+    size_t idx = (size_t)row * w.nb + u;
+    uint4 v = ld16_stream(w.q + idx * 16);
+    int4 x0 = ldx16(xq + 32 * u), x1 = ldx16(xq + 32 * u + 16);
+    const uint8_t *s = w.s + idx * 6;
+    float d = ldh(s), dx = __ldg(xd + u);
+    uint32_t qh = ldu16(s + 2) | ldu16(s + 4) << 16;
+    int si = dot16((v.x & M4) | expand4(qh), (v.y & M4) | expand4(qh >> 4),
+                   (v.z & M4) | expand4(qh >> 8), (v.w & M4) | expand4(qh >> 12), x0, 0);
+    si = dot16(((v.x >> 4) & M4) | expand4(qh >> 16), ((v.y >> 4) & M4) | expand4(qh >> 20),
+               ((v.z >> 4) & M4) | expand4(qh >> 24), ((v.w >> 4) & M4) | expand4(qh >> 28), x1,
+               si);
+    int sx = sum16(x0) + sum16(x1);
+    return d * dx * (float)(si - 16 * sx);
+}
+template <>
+__device__ __forceinline__ float unit_dot<CHORD_TYPE_Q5_1>(const wview &w, int64_t row, int u,
+                                                           const int8_t *xq, const float *xd) {
+    size_t idx = (size_t)row * w.nb + u;
+    uint4 v = ld16_stream(w.q + idx * 16);
+    int4 x0 = ldx16(xq + 32 * u), x1 = ldx16(xq + 32 * u + 16);
+    const uint8_t *s = w.s + idx * 8;
+    float d = ldh(s), m = ldh(s + 2), dx = __ldg(xd + u);
+    uint32_t qh = __ldg(reinterpret_cast<const uint32_t *>(s + 4));
+    int si = dot16((v.x & M4) | expand4(qh), (v.y & M4) | expand4(qh >> 4),
+                   (v.z & M4) | expand4(qh >> 8), (v.w & M4) | expand4(qh >> 12), x0, 0);
+    si = dot16(((v.x >> 4) & M4) | expand4(qh >> 16), ((v.y >> 4) & M4) | expand4(qh >> 20),
+               ((v.z >> 4) & M4) | expand4(qh >> 24), ((v.w >> 4) & M4) | expand4(qh >> 28), x1,
+               si);
+    int sx = sum16(x0) + sum16(x1);
+    return dx * (d * (float)si + m * (float)sx);
+}
+template <>
+__device__ __forceinline__ float unit_dot<CHORD_TYPE_Q8_0>(const wview &w, int64_t row, int u,
+                                                           const int8_t *xq, const float *xd) {
+    size_t idx = (size_t)row * w.nb + u;
+    uint4 v0 = ld16_stream(w.q + idx * 32), v1 = ld16_stream(w.q + idx * 32 + 16);
+    int4 x0 = ldx16(xq + 32 * u), x1 = ldx16(xq + 32 * u + 16);
+    float d = ldh(w.s + idx * 2), dx = __ldg(xd + u);
+    int si = dot16(v0.x, v0.y, v0.z, v0.w, x0, 0);
+    si = dot16(v1.x, v1.y, v1.z, v1.w, x1, si);
+    return d * dx * (float)si;
+}
+template <>
+__device__ __forceinline__ float unit_dot<CHORD_TYPE_Q2_K>(const wview &w, int64_t row, int u,
+                                                           const int8_t *xq, const float *xd) {
+    int b = u >> 2, i = u & 3, hh = i >> 1, l0 = (i & 1) * 16;
+    size_t idx = (size_t)row * w.nb + b;
+    uint4 v = ld16_stream(w.q + idx * 64 + 32 * hh + l0);
+    const uint8_t *s = w.s + idx * 20;
+    float d = ldh(s + 16), dmin = ldh(s + 18);
+    const int8_t *xb = xq + 256 * b + 128 * hh + l0;
+    const float *db = xd + 8 * b + 4 * hh;
+    float acc = 0.f;
+#pragma unroll
+    for (int g = 0; g < 4; g++) {
+        int4 x = ldx16(xb + 32 * g);
+        int si = dot16((v.x >> (2 * g)) & 0x03030303u, (v.y >> (2 * g)) & 0x03030303u,
+                       (v.z >> (2 * g)) & 0x03030303u, (v.w >> (2 * g)) & 0x03030303u, x, 0);
+        int sx = sum16(x);
+        int sc = ldb(s + 8 * hh + 2 * g + (l0 >> 4));
+        acc += __ldg(db + g) * (d * (float)(sc & 15) * (float)si - dmin * (float)(sc >> 4) * (float)sx);
+    }
+    return acc;
+}
+template <>
+__device__ __forceinline__ float unit_dot<CHORD_TYPE_Q3_K>(const wview &w, int64_t row, int u,
+                                                           const int8_t *xq, const float *xd) {
+    int b = u >> 2, i = u & 3, hh = i >> 1, l0 = (i & 1) * 16;
+    size_t idx = (size_t)row * w.nb + b;
+    const uint8_t *qb = w.q + idx * 96;
+    uint4 v = ld16_stream(qb + 32 + 32 * hh + l0), h = ld16(qb + l0);
+    const uint8_t *s = w.s + idx * 14;
+    const int8_t *xb = xq + 256 * b + 128 * hh + l0;
+    const float *db = xd + 8 * b + 4 * hh;
+    float acc = 0.f;
+#pragma unroll
+    for (int g = 0; g < 4; g++) {
+        int4 x = ldx16(xb + 32 * g);
+        int bit = 4 * hh + g;
+        int si = dot16(((v.x >> (2 * g)) & 0x03030303u) | (((h.x >> bit) & ONES) << 2),
+                       ((v.y >> (2 * g)) & 0x03030303u) | (((h.y >> bit) & ONES) << 2),
+                       ((v.z >> (2 * g)) & 0x03030303u) | (((h.z >> bit) & ONES) << 2),
+                       ((v.w >> (2 * g)) & 0x03030303u) | (((h.w >> bit) & ONES) << 2), x, 0);
+        int sx = sum16(x);
+        int sc = q3k_scale(s, 8 * hh + 2 * g + (l0 >> 4));
+        acc += __ldg(db + g) * (float)sc * (float)(si - 4 * sx);
+    }
+    return ldh(s + 12) * acc;
+}
+template <>
+__device__ __forceinline__ float unit_dot<CHORD_TYPE_Q4_K>(const wview &w, int64_t row, int u,
+                                                           const int8_t *xq, const float *xd) {
+    int b = u >> 3, i = u & 7, c = i >> 1, l0 = (i & 1) * 16;
+    size_t idx = (size_t)row * w.nb + b;
+    uint4 v = ld16_stream(w.q + idx * 128 + 32 * c + l0);
+    const uint8_t *s = w.s + idx * 16;
+    int4 xl = ldx16(xq + 256 * b + 64 * c + l0), xh = ldx16(xq + 256 * b + 64 * c + 32 + l0);
+    int sil = dot16(v.x & M4, v.y & M4, v.z & M4, v.w & M4, xl, 0);
+    int sih = dot16((v.x >> 4) & M4, (v.y >> 4) & M4, (v.z >> 4) & M4, (v.w >> 4) & M4, xh, 0);
+    int sxl = sum16(xl), sxh = sum16(xh);
+    int scl, mnl, sch, mnh;
+    k4_scale_min(s + 4, 2 * c, &scl, &mnl);
+    k4_scale_min(s + 4, 2 * c + 1, &sch, &mnh);
+    float d = ldh(s), dmin = ldh(s + 2);
+    float dxl = __ldg(xd + 8 * b + 2 * c), dxh = __ldg(xd + 8 * b + 2 * c + 1);
+    return dxl * (d * (float)(scl * sil) - dmin * (float)(mnl * sxl)) +
+           dxh * (d * (float)(sch * sih) - dmin * (float)(mnh * sxh));
+}
+template <>
+__device__ __forceinline__ float unit_dot<CHORD_TYPE_Q5_K>(const wview &w, int64_t row, int u,
+                                                           const int8_t *xq, const float *xd) {
+    int b = u >> 3, i = u & 7, c = i >> 1, l0 = (i & 1) * 16;
+    size_t idx = (size_t)row * w.nb + b;
+    const uint8_t *qb = w.q + idx * 160;
+    uint4 v = ld16_stream(qb + 32 + 32 * c + l0), h = ld16(qb + l0);
+    const uint8_t *s = w.s + idx * 16;
+    int4 xl = ldx16(xq + 256 * b + 64 * c + l0), xh = ldx16(xq + 256 * b + 64 * c + 32 + l0);
+    int bl = 2 * c, bh = 2 * c + 1;
+    int sil = dot16((v.x & M4) | (((h.x >> bl) & ONES) << 4), (v.y & M4) | (((h.y >> bl) & ONES) << 4),
+                    (v.z & M4) | (((h.z >> bl) & ONES) << 4), (v.w & M4) | (((h.w >> bl) & ONES) << 4),
+                    xl, 0);
+    int sih = dot16(((v.x >> 4) & M4) | (((h.x >> bh) & ONES) << 4),
+                    ((v.y >> 4) & M4) | (((h.y >> bh) & ONES) << 4),
+                    ((v.z >> 4) & M4) | (((h.z >> bh) & ONES) << 4),
+                    ((v.w >> 4) & M4) | (((h.w >> bh) & ONES) << 4), xh, 0);
+    int sxl = sum16(xl), sxh = sum16(xh);
+    int scl, mnl, sch, mnh;
+    k4_scale_min(s + 4, bl, &scl, &mnl);
+    k4_scale_min(s + 4, bh, &sch, &mnh);
+    float d = ldh(s), dmin = ldh(s + 2);
+    float dxl = __ldg(xd + 8 * b + 2 * c), dxh = __ldg(xd + 8 * b + 2 * c + 1);
+    return dxl * (d * (float)(scl * sil) - dmin * (float)(mnl * sxl)) +
+           dxh * (d * (float)(sch * sih) - dmin * (float)(mnh * sxh));
+}
+template <>
+__device__ __forceinline__ float unit_dot<CHORD_TYPE_Q6_K>(const wview &w, int64_t row, int u,
+                                                           const int8_t *xq, const float *xd) {
+    int b = u >> 3, i = u & 7, hh = i >> 2, k = (i >> 1) & 1, l0 = (i & 1) * 16;
+    size_t idx = (size_t)row * w.nb + b;
+    const uint8_t *qb = w.q + idx * 192;
+    uint4 v = ld16_stream(qb + 64 * hh + 32 * k + l0), h = ld16(qb + 128 + 32 * hh + l0);
+    const uint8_t *s = w.s + idx * 18;
+    int el = 256 * b + 128 * hh + 32 * k + l0, eh = el + 64;
+    int4 xl = ldx16(xq + el), xh = ldx16(xq + eh);
+    int bl = 2 * k, bh = 2 * k + 4;
+    int sil = dot16((v.x & M4) | (((h.x >> bl) & 0x03030303u) << 4),
+                    (v.y & M4) | (((h.y >> bl) & 0x03030303u) << 4),
+                    (v.z & M4) | (((h.z >> bl) & 0x03030303u) << 4),
+                    (v.w & M4) | (((h.w >> bl) & 0x03030303u) << 4), xl, 0);
+    int sih = dot16(((v.x >> 4) & M4) | (((h.x >> bh) & 0x03030303u) << 4),
+                    ((v.y >> 4) & M4) | (((h.y >> bh) & 0x03030303u) << 4),
+                    ((v.z >> 4) & M4) | (((h.z >> bh) & 0x03030303u) << 4),
+                    ((v.w >> 4) & M4) | (((h.w >> bh) & 0x03030303u) << 4), xh, 0);
+    int sxl = sum16(xl), sxh = sum16(xh);
+    int scl = (int8_t)ldb(s + 8 * hh + 2 * k + (l0 >> 4));
+    int sch = (int8_t)ldb(s + 8 * hh + 2 * (k + 2) + (l0 >> 4));
+    float dxl = __ldg(xd + (el >> 5)), dxh = __ldg(xd + (eh >> 5));
+    return ldh(s + 16) * (dxl * (float)(scl * (sil - 32 * sxl)) + dxh * (float)(sch * (sih - 32 * sxh)));
+}
+
+#endif

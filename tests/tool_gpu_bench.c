@@ -1,0 +1,229 @@
+/* GPU benchmarks of the CUDA backend (run by scripts/gpu_check.sh on a GPU machine):
+ *   tool_gpu_bench                 decode matvec GB/s per weight type for TinyLlama-shaped
+ *                                  5632x2048 and 2048x5632 matrices, the copy ceiling,
+ *                                  prefill GEMM TFLOP/s and attention times
+ *   tool_gpu_bench --backend MODEL [NGL]
+ *                                  loads MODEL and prints which device runs it
+ * Timings: CUDA graph replays timed with events, median; weights rotate over several
+ * copies so that they do not sit in the 50 MB L2 cache. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "chord.h"
+#include "quant/types.h"
+#ifdef CHORD_HAVE_CUDA
+#include "cuda/cuda_api.h"
+#endif
+
+static int cmd_backend(int argc, char **argv) {
+    chord_model_params mp = chord_model_default_params();
+    if (argc >= 4) mp.n_gpu_layers = atoi(argv[3]);
+    chord_model *m = NULL;
+    chord_error err = {0};
+    if (chord_model_load(argv[2], &mp, &m, &err) != CHORD_OK) {
+        fprintf(stderr, "tool_gpu_bench: %s: %s\n", argv[2], err.message);
+        return 1;
+    }
+    printf("backend: %s\n", chord_model_backend(m));
+    const char *notice = chord_model_backend_notice(m);
+    if (notice && *notice) printf("notice: %s\n", notice);
+    chord_model_free(m);
+    return 0;
+}
+
+#ifndef CHORD_HAVE_CUDA
+int main(int argc, char **argv) {
+    if (argc >= 3 && !strcmp(argv[1], "--backend")) return cmd_backend(argc, argv);
+    printf("skipped: no CUDA device (chord built without CUDA)\n");
+    return 0;
+}
+#else
+
+#define PEAK_GBS 3000.0
+
+static uint64_t rng = 0x243F6A8885A308D3ull;
+static uint64_t rnext(void) {
+    rng ^= rng >> 12;
+    rng ^= rng << 25;
+    rng ^= rng >> 27;
+    return rng * 2685821657736338717ull;
+}
+static float runif(void) { return (float)((double)(rnext() >> 11) / 9007199254740992.0 * 2.0 - 1.0); }
+
+static int half_fields(chord_type t, int off[2]) {
+    switch (t) {
+    case CHORD_TYPE_Q4_0: case CHORD_TYPE_Q5_0: case CHORD_TYPE_Q8_0: off[0] = 0; return 1;
+    case CHORD_TYPE_Q4_1: case CHORD_TYPE_Q5_1: case CHORD_TYPE_Q4_K: case CHORD_TYPE_Q5_K:
+        off[0] = 0, off[1] = 2; return 2;
+    case CHORD_TYPE_Q2_K: off[0] = 80, off[1] = 82; return 2;
+    case CHORD_TYPE_Q3_K: off[0] = 108; return 1;
+    case CHORD_TYPE_Q6_K: off[0] = 208; return 1;
+    default: return 0;
+    }
+}
+
+/* Random, finite weight bytes of type t. */
+static void *make_data(chord_type t, int64_t n_out, int64_t n_in, size_t *nbytes) {
+    const chord_type_traits *tr = chord_type_get(t);
+    size_t n = chord_row_size(t, n_in) * (size_t)n_out;
+    uint8_t *d = malloc(n);
+    if (!d) return NULL;
+    if (t == CHORD_TYPE_F32 || t == CHORD_TYPE_F16 || t == CHORD_TYPE_BF16) {
+        size_t cnt = (size_t)n_out * n_in;
+        float *f = malloc(cnt * sizeof *f);
+        for (size_t i = 0; i < cnt; i++) f[i] = runif() * 0.05f;
+        tr->from_float(f, d, (int64_t)cnt);
+        free(f);
+    } else {
+        for (size_t i = 0; i < n; i++) d[i] = (uint8_t)(rnext() >> 56);
+        int off[2], nf = half_fields(t, off);
+        for (size_t b = 0; b < n / tr->type_size; b++)
+            for (int k = 0; k < nf; k++) {
+                chord_half h = chord_float_to_half(0.001f + 0.002f * (runif() + 1.0f));
+                memcpy(d + b * tr->type_size + off[k], &h, 2);
+            }
+    }
+    *nbytes = n;
+    return d;
+}
+
+static float *dev_random(chord_backend *g, size_t n) {
+    float *h = malloc(n * sizeof *h);
+    for (size_t i = 0; i < n; i++) h[i] = runif();
+    float *d = g->ops->alloc(g, n * sizeof *d);
+    if (d) g->ops->from_host(g, d, h, n * sizeof *d);
+    free(h);
+    return d;
+}
+
+/* Times n-token matmuls of one weight type and shape; returns us per call (< 0: error). */
+static double bench_type(chord_backend *g, chord_type t, int64_t n_out, int64_t n_in, int n,
+                         int kernel_only, size_t min_bytes, size_t *nbytes_out) {
+    size_t nbytes = 0;
+    void *data = make_data(t, n_out, n_in, &nbytes);
+    if (!data) return -1;
+    int copies = (int)((min_bytes + nbytes - 1) / nbytes);
+    if (copies < 2) copies = 2;
+    if (copies > 64) copies = 64;
+    chord_weight *ws = calloc((size_t)copies, sizeof *ws);
+    const chord_weight **wp = calloc((size_t)copies, sizeof *wp);
+    chord_error err = {0};
+    double us = -1;
+    int up = 0;
+    for (; up < copies; up++) {
+        chord_weight w = {.name = "bench", .type = t, .n_in = n_in, .n_out = n_out, .host = data,
+                          .nbytes = nbytes};
+        ws[up] = w;
+        if (g->ops->upload(g, &ws[up], &err) != CHORD_OK) {
+            fprintf(stderr, "upload: %s\n", err.message);
+            break;
+        }
+        wp[up] = &ws[up];
+    }
+    float *x = dev_random(g, (size_t)n * n_in), *y = g->ops->alloc(g, (size_t)n * n_out * sizeof(float));
+    if (up == copies && x && y) {
+        int reps = n == 1 ? 50 : 10;
+        if (cuda_bench_matmul(g, wp, copies, x, y, n, kernel_only, reps, &us, &err) != CHORD_OK) {
+            fprintf(stderr, "bench %s: %s\n", chord_type_name(t), err.message);
+            us = -1;
+        }
+    }
+    for (int i = 0; i < up; i++) g->ops->free(g, ws[i].dev);
+    g->ops->free(g, x);
+    g->ops->free(g, y);
+    free(ws);
+    free(wp);
+    free(data);
+    *nbytes_out = nbytes;
+    return us;
+}
+
+int main(int argc, char **argv) {
+    if (argc >= 3 && !strcmp(argv[1], "--backend")) return cmd_backend(argc, argv);
+    chord_backend *g = NULL;
+    chord_error err = {0};
+    if (chord_backend_cuda_new(&g, &err) != CHORD_OK) {
+        printf("skipped: no CUDA device (%s)\n", err.message);
+        return 0;
+    }
+    printf("device: %s\n", g->desc);
+    double copy = 0;
+    if (cuda_bench_copy(g, (size_t)1 << 30, &copy, &err) == CHORD_OK)
+        printf("device-to-device copy: %.0f GB/s (read + write)\n", copy);
+    else
+        printf("copy bench failed: %s\n", err.message);
+
+    static const chord_type types[] = {
+        CHORD_TYPE_F32,  CHORD_TYPE_F16,  CHORD_TYPE_BF16, CHORD_TYPE_Q8_0, CHORD_TYPE_Q4_0,
+        CHORD_TYPE_Q4_1, CHORD_TYPE_Q5_0, CHORD_TYPE_Q5_1, CHORD_TYPE_Q2_K, CHORD_TYPE_Q3_K,
+        CHORD_TYPE_Q4_K, CHORD_TYPE_Q5_K, CHORD_TYPE_Q6_K,
+    };
+    const int64_t shapes[2][2] = {{5632, 2048}, {2048, 5632}}; /* n_out x n_in */
+    printf("\ndecode matvec (n = 1), weights rotating over >= 256 MiB; GB/s of weight bytes, %% of %.0f GB/s\n"
+           "kernel: the matvec kernel alone; op: ops->matmul (x quantized per call, one weight per call)\n",
+           PEAK_GBS);
+    printf("%-6s %-10s %7s | %8s %6s %6s | %8s %6s %6s\n", "type", "n_out x n_in", "MiB", "kern us", "GB/s", "%",
+           "op us", "GB/s", "%");
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        for (int s = 0; s < 2; s++) {
+            size_t nb = 0;
+            double us_k = bench_type(g, types[i], shapes[s][0], shapes[s][1], 1, 1, (size_t)256 << 20, &nb);
+            double us_o = bench_type(g, types[i], shapes[s][0], shapes[s][1], 1, 0, (size_t)256 << 20, &nb);
+            double gk = us_k > 0 ? (double)nb / (us_k * 1e-6) / 1e9 : 0;
+            double go = us_o > 0 ? (double)nb / (us_o * 1e-6) / 1e9 : 0;
+            char shp[32];
+            snprintf(shp, sizeof shp, "%lldx%lld", (long long)shapes[s][0], (long long)shapes[s][1]);
+            printf("%-6s %-12s %7.2f | %8.2f %6.0f %5.1f%% | %8.2f %6.0f %5.1f%%\n", chord_type_name(types[i]), shp,
+                   (double)nb / (1 << 20), us_k, gk, 100.0 * gk / PEAK_GBS, us_o, go, 100.0 * go / PEAK_GBS);
+        }
+        fflush(stdout);
+    }
+
+    printf("\nprefill matmul (n = 512 tokens), 5632x2048\n");
+    static const chord_type ptypes[] = {CHORD_TYPE_F16, CHORD_TYPE_BF16, CHORD_TYPE_Q8_0,
+                                        CHORD_TYPE_Q4_0, CHORD_TYPE_Q4_K, CHORD_TYPE_Q6_K,
+                                        CHORD_TYPE_F32};
+    for (size_t i = 0; i < sizeof ptypes / sizeof ptypes[0]; i++) {
+        size_t nb = 0;
+        double us = bench_type(g, ptypes[i], 5632, 2048, 512, 0, 0, &nb);
+        double tf = us > 0 ? 2.0 * 512 * 5632 * 2048 / (us * 1e-6) / 1e12 : 0;
+        printf("%-6s %10.1f us %8.1f TFLOP/s\n", chord_type_name(ptypes[i]), us, tf);
+    }
+
+    printf("\nattention, TinyLlama shape (32 heads, 4 kv heads, head_dim 64)\n");
+    {
+        const int nh = 32, nkv = 4, hd = 64, n_ctx = 4096;
+        chord_attn_shape s = {nh, nkv, hd, n_ctx, 0.125f};
+        size_t kvb = g->ops->kv_bytes ? g->ops->kv_bytes(g, n_ctx, nkv * hd) : (size_t)n_ctx * nkv * hd * 4;
+        chord_kv kv = {g->ops->alloc(g, kvb), g->ops->alloc(g, kvb)};
+        float *q = dev_random(g, (size_t)512 * nh * hd), *k = dev_random(g, (size_t)512 * nkv * hd),
+              *v = dev_random(g, (size_t)512 * nkv * hd), *o = g->ops->alloc(g, (size_t)512 * nh * hd * 4);
+        for (int p = 0; p < n_ctx; p += 512) g->ops->attention(g, o, q, k, v, &kv, 512, p, &s); /* fill */
+        const int cases[][2] = {{1, 511}, {1, 2047}, {1, 4095}, {512, 0}, {512, 3584}};
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+            int n = cases[c][0], pos0 = cases[c][1];
+            double us = 0;
+            if (cuda_bench_attention(g, o, q, k, v, &kv, n, pos0, &s, 20, &us, &err) != CHORD_OK) {
+                printf("attention failed: %s\n", err.message);
+                break;
+            }
+            double kv_bytes = 2.0 * (double)kvb / n_ctx * (pos0 + n);
+            printf("n=%-4d keys %-5d %9.1f us   (KV %.1f MiB, %.0f GB/s if read once)\n", n, pos0 + n, us,
+                   kv_bytes / (1 << 20), kv_bytes / (us * 1e-6) / 1e9);
+        }
+        g->ops->free(g, kv.k), g->ops->free(g, kv.v), g->ops->free(g, q), g->ops->free(g, k);
+        g->ops->free(g, v), g->ops->free(g, o);
+    }
+    chord_status st = g->ops->sync(g, &err);
+    g->ops->destroy(g);
+    if (st != CHORD_OK) {
+        printf("error: %s\n", err.message);
+        return 1;
+    }
+    return 0;
+}
+#endif
