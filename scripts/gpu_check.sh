@@ -27,9 +27,11 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --f
 
 note "build ($BUILD)"
 t0=$(date +%s)
-# devices.c trips -Wformat-truncation with CUDA on (reported); do not let that stop the GPU checks.
+# Workarounds (reported): devices.c trips -Wformat-truncation with CUDA on, and
+# CMakeLists.txt sets CMAKE_CUDA_ARCHITECTURES after creating the target (newer CMake
+# then stops with "CUDA_ARCHITECTURES is empty"); the -gencode flags choose the targets.
 if cmake -S . -B "$BUILD" -G Ninja -DCHORD_CUDA=ON -DCMAKE_BUILD_TYPE=Release \
-        -DCMAKE_C_FLAGS=-Wno-error=format-truncation > "$OUTDIR/cmake.log" 2>&1 &&
+        -DCMAKE_C_FLAGS=-Wno-error=format-truncation -DCMAKE_CUDA_ARCHITECTURES=OFF > "$OUTDIR/cmake.log" 2>&1 &&
     ninja -C "$BUILD" -j "$JOBS" chord_cli test_gpu_ops tool_gpu_bench 2>&1 | tail -n 30; then
     result build ok
 else

@@ -236,13 +236,80 @@ static void test_filters(void) {
     s = make(p);
     /* cumulative mass of tokens 0..m ~ (1 - e^{-0.001 m}) / (1 - e^{-50}): half at m ~ 693 */
     int maxt = 0;
-    for (int i = 0; i < 2000; i++) {
+    for (int i = 0; i < 500; i++) {
         int32_t t = chord_sampler_sample(s, big, N);
         if (t > maxt) maxt = t;
     }
-    CHECK(maxt <= 694 && maxt > 600, "top_p nucleus over 50k tokens ends near 693 (%d)", maxt);
+    CHECK(maxt <= 694 && maxt > 550, "top_p nucleus over 50k tokens ends near 693 (%d)", maxt);
     chord_sampler_free(s);
     free(big);
+}
+
+typedef struct ref_cand {
+    float l;
+    int id;
+} ref_cand;
+
+static int ref_cmp(const void *a, const void *b) {
+    const ref_cand *x = a, *y = b;
+    if (x->l != y->l) return x->l > y->l ? -1 : 1;
+    return x->id - y->id;
+}
+
+/* The kept set of top-k / top-p against a full sort: at a huge temperature the draw is
+ * ~uniform over the kept tokens, so every draw must be in the reference set and (for
+ * small sets) every member must show up. Logits are quantized to force many ties. */
+static void test_sets_vs_reference(void) {
+    enum { N = 20000, DRAWS = 4000 };
+    float *l = malloc(N * sizeof *l);
+    ref_cand *r = malloc(N * sizeof *r);
+    char *in_set = malloc(N), *seen = malloc(N);
+    for (int trial = 0; trial < 12; trial++) {
+        fill_logits(l, N, 1000u + (uint32_t)trial);
+        for (int i = 0; i < N; i++) l[i] = floorf(l[i] * (trial % 3 == 0 ? 2.0f : 20.0f)) / 10.0f;
+        for (int i = 0; i < N; i++) r[i] = (ref_cand){l[i], i};
+        qsort(r, N, sizeof *r, ref_cmp);
+        chord_sampler_params p = plain(1e6f, (uint64_t)trial);
+        size_t keep;
+        if (trial % 2 == 0) {
+            static const int ks[] = {1, 7, 40, 333, 1500, 9999};
+            p.top_k = ks[(trial / 2) % 6];
+            keep = (size_t)p.top_k;
+        } else {
+            p.top_p = trial < 6 ? 0.05f : 0.5f;
+            double max = r[0].l, total = 0, acc = 0;
+            for (int i = 0; i < N; i++) total += exp((double)l[i] - max);
+            keep = N;
+            for (int i = 0; i < N; i++) {
+                acc += exp((double)r[i].l - max);
+                if (acc >= (double)p.top_p * total) {
+                    keep = (size_t)i + 1;
+                    break;
+                }
+            }
+        }
+        memset(in_set, 0, N);
+        memset(seen, 0, N);
+        for (size_t i = 0; i < keep; i++) in_set[r[i].id] = 1;
+        chord_sampler *s = make(p);
+        int outside = 0;
+        for (int d = 0; d < DRAWS; d++) {
+            int32_t t = chord_sampler_sample(s, l, N);
+            if (t < 0 || t >= N || !in_set[t]) outside++;
+            else seen[t] = 1;
+        }
+        size_t n_seen = 0;
+        for (int i = 0; i < N; i++) n_seen += (size_t)seen[i];
+        CHECK(outside == 0, "trial %d: %d draws outside the reference set of %zu", trial, outside,
+              keep);
+        if (keep <= 200)
+            CHECK(n_seen == keep, "trial %d: saw %zu of %zu kept tokens", trial, n_seen, keep);
+        chord_sampler_free(s);
+    }
+    free(l);
+    free(r);
+    free(in_set);
+    free(seen);
 }
 
 static void test_penalty(void) {
@@ -347,6 +414,7 @@ int main(void) {
     test_determinism();
     test_distribution();
     test_filters();
+    test_sets_vs_reference();
     test_penalty();
     test_nonfinite();
     test_vocab_growth();

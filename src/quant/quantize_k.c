@@ -114,7 +114,13 @@ float quant_search_sym(int n, int nmax, const float *x, const float *w, int8_t *
 static inline float fit_ab(float sw, float swx, float swx2, float sl, float sl2, float slx,
                            float bmax, float *a, float *b) {
     const float det = sw * sl2 - sl * sl;
-    if (!(det > 0.0f)) return FLT_MAX;
+    if (!(det > 0.0f)) {
+        /* every level equal (a constant block): any offset fits, take b = 0 */
+        if (!(sl2 > 0.0f)) return FLT_MAX;
+        *b = 0.0f;
+        *a = slx / sl2;
+        return *a > 0.0f ? swx2 - *a * slx : FLT_MAX;
+    }
     const float an = sw * slx - sl * swx, bn = sl2 * swx - sl * slx;
     if (bn <= bmax * det) {
         const float id = 1.0f / det;
@@ -202,6 +208,15 @@ float quant_search_asym(int n, int nmax, const float *x, const float *w, uint8_t
 
 static inline float h2f(chord_half h) { return chord_half_to_float(h); }
 
+/* The half nearest to v, moved one step away from zero when that rounded its magnitude
+ * down: super-block scales never shrink, so the largest sub-block scale still fits in
+ * its integer range (this matters for tiny, subnormal half scales). */
+static chord_half half_not_below(float v) {
+    chord_half h = chord_float_to_half(v);
+    if (isfinite(v) && fabsf(h2f(h)) < fabsf(v) && (h & 0x7fff) < 0x7bff) h++;
+    return h;
+}
+
 /* Levels and weighted error of x ~ dl * l - ml, l in [0, nmax]. */
 static inline float requant_asym(int n, int nmax, const float *x, const float *w, float dl,
                                  float ml, uint8_t *lv) {
@@ -281,8 +296,8 @@ static void k_asym_block(int nsub, int sub, int nmax, int bits, const float *x, 
         max_scale = scales[j] > max_scale ? scales[j] : max_scale;
         max_min = mins[j] > max_min ? mins[j] : max_min;
     }
-    chord_half dh = chord_float_to_half(max_scale / (float)qmax);
-    chord_half mh = chord_float_to_half(max_min / (float)qmax);
+    chord_half dh = half_not_below(max_scale / (float)qmax);
+    chord_half mh = half_not_below(max_min / (float)qmax);
     float best = k_asym_pick(nsub, sub, nmax, qmax, x, w, scales, mins, h2f(dh), h2f(mh), sc,
                              mn, lv);
     uint8_t sc2[16], mn2[16], lv2[QK_K];
@@ -382,7 +397,7 @@ void quantize_row_q3_K(const float *x, void *y, int64_t n) {
                 smax = scales[j];
             }
         }
-        const chord_half dh = chord_float_to_half(amax > 0.0f ? smax / -32.0f : 0.0f);
+        const chord_half dh = half_not_below(amax > 0.0f ? smax / -32.0f : 0.0f);
         const float d = h2f(dh);
         b[i].d = dh;
         int sc[16];
@@ -497,7 +512,7 @@ void quantize_row_q6_K(const float *x, void *y, int64_t n) {
                 smax = scales[j];
             }
         }
-        const chord_half dh = chord_float_to_half(amax > 0.0f ? smax / -128.0f : 0.0f);
+        const chord_half dh = half_not_below(amax > 0.0f ? smax / -128.0f : 0.0f);
         const float d = h2f(dh);
         b[i].d = dh;
         for (int j = 0; j < 16; j++) {
