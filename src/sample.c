@@ -13,7 +13,8 @@
  * - If the buffers cannot be allocated, sampling falls back to greedy argmax.
  *
  * Cost per call: O(n_vocab) for the penalty, top-k (radix selection on the float bits, no
- * sort of the vocabulary), min-p and the draw; only the kept candidates are sorted. With
+ * sort of the vocabulary; two passes over the vocabulary in all), min-p and the draw;
+ * only the kept candidates are sorted. With
  * top-k off and top-p on, the nucleus is found by selecting growing top sets (256, 2048, ...),
  * so a full sort happens only when the nucleus is most of the vocabulary.
  *
@@ -43,7 +44,7 @@ struct chord_sampler {
     int32_t *hist;
     int hist_cap, hist_n, hist_pos;
     /* per-call buffers, grown to the largest n_vocab seen */
-    cand *cand;
+    cand *cand, *cand2; /* candidates, and those of one radix bucket */
     uint8_t *flag;
     uint32_t *keys, *keys2; /* radix keys of the candidates, and of one bucket */
     double *w;              /* softmax weights */
@@ -60,7 +61,9 @@ static uint64_t splitmix64(uint64_t *x) {
     return z ^ (z >> 31);
 }
 
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static uint64_t rotl(uint64_t x, int k) {
+    return (x << k) | (x >> (64 - k));
+}
 
 static uint64_t xoshiro_next(uint64_t s[4]) {
     uint64_t result = rotl(s[1] * 5, 7) * 9;
@@ -76,7 +79,8 @@ static uint64_t xoshiro_next(uint64_t s[4]) {
 
 static void rng_seed(chord_sampler *s) {
     uint64_t x = s->seed;
-    for (int i = 0; i < 4; i++) s->rng[i] = splitmix64(&x);
+    for (int i = 0; i < 4; i++)
+        s->rng[i] = splitmix64(&x);
 }
 
 /* Uniform in [0, 1). */
@@ -130,7 +134,8 @@ chord_status chord_sampler_new(const chord_sampler_params *params, chord_sampler
                           (double)p.repeat_penalty);
     if (p.repeat_last_n < 0 || p.repeat_last_n > (1 << 20))
         return chord_fail(err, CHORD_E_INVALID_ARG,
-                          "sampler: repeat_last_n must be in 0..1048576, got %d", p.repeat_last_n);
+                          "sampler: repeat_last_n must be in 0..1048576, got %d",
+                          p.repeat_last_n);
     chord_sampler *s = calloc(1, sizeof *s);
     if (!s) return chord_fail(err, CHORD_E_NOMEM, "out of memory");
     s->p = p;
@@ -152,6 +157,7 @@ void chord_sampler_free(chord_sampler *s) {
     if (!s) return;
     free(s->hist);
     free(s->cand);
+    free(s->cand2);
     free(s->flag);
     free(s->keys);
     free(s->keys2);
@@ -159,7 +165,9 @@ void chord_sampler_free(chord_sampler *s) {
     free(s);
 }
 
-uint64_t chord_sampler_seed(const chord_sampler *s) { return s ? s->seed : 0; }
+uint64_t chord_sampler_seed(const chord_sampler *s) {
+    return s ? s->seed : 0;
+}
 
 void chord_sampler_accept(chord_sampler *s, int32_t token) {
     if (!s || s->hist_cap == 0) return;
@@ -178,9 +186,13 @@ void chord_sampler_reset(chord_sampler *s) {
 /* --------------------------------------------------------------- helpers */
 
 /* Maps a finite or +inf logit to the value used for sampling. */
-static inline float clamp_logit(float l) { return l > FLT_MAX ? FLT_MAX : l; }
+static inline float clamp_logit(float l) {
+    return l > FLT_MAX ? FLT_MAX : l;
+}
 
-static inline bool usable(float l) { return !isnan(l) && l > -INFINITY; }
+static inline bool usable(float l) {
+    return !isnan(l) && l > -INFINITY;
+}
 
 static float penalize(float l, float penalty) {
     l = l > 0.0f ? l / penalty : l * penalty;
@@ -192,6 +204,9 @@ static bool ensure_buffers(chord_sampler *s, size_t n) {
     cand *c = realloc(s->cand, n * sizeof *c);
     if (!c) return false;
     s->cand = c;
+    c = realloc(s->cand2, n * sizeof *c);
+    if (!c) return false;
+    s->cand2 = c;
     uint8_t *f = realloc(s->flag, n);
     if (!f) return false;
     memset(f, 0, n);
@@ -237,7 +252,38 @@ static int cand_cmp(const void *a, const void *b) {
 static inline uint32_t float_key(float f) {
     uint32_t u;
     memcpy(&u, &f, sizeof u);
-    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+    uint32_t neg = 0u - (u >> 31); /* all ones for negative floats: branch-free */
+    return u ^ (neg | 0x80000000u);
+}
+
+/* Bucket of the 11-bit histogram h[2048] that holds the `left`-th largest key; *left
+ * becomes the rank within that bucket. */
+static uint32_t find_bucket(const uint32_t *h, uint32_t top, size_t *left) {
+    size_t acc = 0;
+    uint32_t b = top;
+    while (b > 0 && acc + h[b] < *left)
+        acc += h[b--];
+    *left -= acc;
+    return b;
+}
+
+/* Refines a threshold known to its top 11 bits (prefix) over the keys sub[0..m) of that
+ * bucket: 11 + 10 more bits. */
+static void refine(uint32_t *h, const uint32_t *sub, size_t m, uint32_t prefix, size_t left,
+                   uint32_t *thr, size_t *need) {
+    static const int shift[2] = {10, 0};
+    static const uint32_t width[2] = {0x7FF, 0x3FF};
+    uint32_t mask = 0xFFE00000u;
+    for (int pass = 0; pass < 2; pass++) {
+        memset(h, 0, (width[pass] + 1) * sizeof *h);
+        for (size_t i = 0; i < m; i++)
+            if ((sub[i] & mask) == prefix) h[(sub[i] >> shift[pass]) & width[pass]]++;
+        uint32_t b = find_bucket(h, width[pass], &left);
+        prefix |= b << shift[pass];
+        mask |= width[pass] << shift[pass];
+    }
+    *thr = prefix;
+    *need = left;
 }
 
 /* Threshold of the k largest candidates (ties: smaller id first), read-only, O(n):
@@ -254,30 +300,43 @@ static void top_k_threshold(chord_sampler *s, const cand *c, size_t n, size_t k,
         keys[i] = key;
         h[key >> 21]++;
     }
-    size_t left = k, acc = 0;
-    uint32_t b = 2047;
-    while (b > 0 && acc + h[b] < left) acc += h[b--];
-    left -= acc;
-    uint32_t prefix = b << 21;
+    size_t left = k;
+    uint32_t b = find_bucket(h, 2047, &left);
     size_t m = 0;
     for (size_t i = 0; i < n; i++)
         if ((keys[i] >> 21) == b) sub[m++] = keys[i];
-    static const int shift[2] = {10, 0};
-    static const uint32_t width[2] = {0x7FF, 0x3FF};
-    uint32_t mask = 0xFFE00000u;
-    for (int pass = 0; pass < 2; pass++) {
-        memset(h, 0, (width[pass] + 1) * sizeof *h);
-        for (size_t i = 0; i < m; i++)
-            if ((sub[i] & mask) == prefix) h[(sub[i] >> shift[pass]) & width[pass]]++;
-        acc = 0;
-        b = width[pass];
-        while (b > 0 && acc + h[b] < left) acc += h[b--];
-        left -= acc;
-        prefix |= b << shift[pass];
-        mask |= width[pass] << shift[pass];
+    refine(h, sub, m, b << 21, left, thr, need);
+}
+
+/* Top-k when candidate building already filled s->keys and the 11-bit histogram s->bins:
+ * one pass moves the candidates of higher buckets to the front and gathers those of the
+ * threshold bucket, which is then refined and appended. Ties at the threshold go to the
+ * smaller ids. Returns k. */
+static size_t top_k_fused(chord_sampler *s, cand *c, size_t n, size_t k) {
+    size_t left = k;
+    uint32_t b1 = find_bucket(s->bins, 2047, &left);
+    cand *subc = s->cand2;
+    uint32_t *subk = s->keys2;
+    const uint32_t *keys = s->keys;
+    size_t w = 0, m = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t key = keys[i], b = key >> 21;
+        if (b > b1) {
+            c[w++] = c[i];
+        } else if (b == b1) {
+            subc[m] = c[i];
+            subk[m++] = key;
+        }
     }
-    *thr = prefix;
-    *need = left;
+    uint32_t thr;
+    size_t need;
+    refine(s->bins, subk, m, b1 << 21, left, &thr, &need);
+    for (size_t j = 0; j < m && w < k; j++)
+        if (subk[j] > thr || (subk[j] == thr && need > 0)) {
+            if (subk[j] == thr) need--;
+            c[w++] = subc[j];
+        }
+    return w;
 }
 
 /* Moves the top set described by (thr, need) to c[0..k), keeping id order. */
@@ -304,6 +363,16 @@ static size_t cut_top_p(const cand *c, size_t n, float top_p, double max, double
 }
 
 static int32_t greedy(chord_sampler *s, const float *logits, int n_vocab, bool pen) {
+    if (!pen) { /* NaN and -inf never compare greater; the first of equal maxima wins */
+        int32_t best = 0;
+        float best_l = -INFINITY;
+        for (int i = 0; i < n_vocab; i++)
+            if (logits[i] > best_l) {
+                best_l = logits[i];
+                best = i;
+            }
+        return best;
+    }
     int32_t best = 0;
     float best_l = 0.0f;
     bool found = false;
@@ -325,7 +394,8 @@ static int32_t greedy(chord_sampler *s, const float *logits, int n_vocab, bool p
  * sets (256, 2048, ...) until one reaches top_p; only that set is sorted. */
 static size_t top_p_all(chord_sampler *s, cand *c, size_t n, float top_p, double max) {
     double *w = s->w, total = 0.0;
-    for (size_t i = 0; i < n; i++) total += w[i] = exp((double)c[i].logit - max);
+    for (size_t i = 0; i < n; i++)
+        total += w[i] = exp((double)c[i].logit - max);
     for (size_t k = 256;; k *= 8) {
         if (k >= n) {
             qsort(c, n, sizeof *c, cand_cmp);
@@ -359,36 +429,54 @@ int32_t chord_sampler_sample(chord_sampler *s, const float *logits, int n_vocab)
         return t;
     }
 
-    /* candidates: usable tokens, penalized, in id order */
+    /* candidates: usable tokens, penalized, in id order; for top-k also their radix keys
+     * and the histogram of the keys' top 11 bits */
     cand *c = s->cand;
     size_t n = 0;
-    for (int i = 0; i < n_vocab; i++) {
-        float l = logits[i];
-        if (!usable(l)) continue;
-        l = clamp_logit(l);
-        if (pen && s->flag[i]) l = penalize(l, s->p.repeat_penalty);
-        c[n].logit = l;
-        c[n].id = i;
-        n++;
+    bool top_k = s->p.top_k > 0 && s->p.top_k < n_vocab;
+    const uint8_t *flag = s->flag;
+    const float penalty = s->p.repeat_penalty;
+    if (top_k) {
+        uint32_t *keys = s->keys, *bins = s->bins;
+        memset(bins, 0, sizeof s->bins);
+        for (int i = 0; i < n_vocab; i++) {
+            float l = logits[i];
+            if (!usable(l)) continue;
+            l = clamp_logit(l);
+            if (pen && flag[i]) l = penalize(l, penalty);
+            c[n].logit = l;
+            c[n].id = i;
+            uint32_t key = float_key(l);
+            keys[n] = key;
+            bins[key >> 21]++;
+            n++;
+        }
+    } else {
+        for (int i = 0; i < n_vocab; i++) {
+            float l = logits[i];
+            if (!usable(l)) continue;
+            l = clamp_logit(l);
+            if (pen && flag[i]) l = penalize(l, penalty);
+            c[n].logit = l;
+            c[n].id = i;
+            n++;
+        }
     }
     if (pen) unmark_history(s, n_vocab);
     if (n == 0) return 0;
     if (n == 1) return c[0].id;
 
-    double max = c[0].logit;
+    if (top_k && (size_t)s->p.top_k < n) n = top_k_fused(s, c, n, (size_t)s->p.top_k);
+    float maxf = c[0].logit; /* after top-k: the max is among the survivors */
     for (size_t i = 1; i < n; i++)
-        if (c[i].logit > max) max = c[i].logit;
-    if (s->p.top_k > 0 && (size_t)s->p.top_k < n) {
-        uint32_t thr;
-        size_t need;
-        top_k_threshold(s, c, n, (size_t)s->p.top_k, &thr, &need);
-        n = compact_top(s, c, n, thr, need);
-    }
+        maxf = c[i].logit > maxf ? c[i].logit : maxf;
+    double max = maxf;
     if (s->p.top_p < 1.0f) {
-        if (s->p.top_k > 0) {
+        if (n <= 1024) { /* after top-k, or a small vocabulary: sort it all */
             qsort(c, n, sizeof *c, cand_cmp);
             double total = 0.0;
-            for (size_t i = 0; i < n; i++) total += exp((double)c[i].logit - max);
+            for (size_t i = 0; i < n; i++)
+                total += exp((double)c[i].logit - max);
             n = cut_top_p(c, n, s->p.top_p, max, total);
         } else {
             n = top_p_all(s, c, n, s->p.top_p, max);
@@ -407,7 +495,8 @@ int32_t chord_sampler_sample(chord_sampler *s, const float *logits, int n_vocab)
     /* temperature + draw */
     double inv_t = 1.0 / (double)s->p.temperature;
     double *w = s->w, sum = 0.0;
-    for (size_t i = 0; i < n; i++) sum += w[i] = exp(((double)c[i].logit - max) * inv_t);
+    for (size_t i = 0; i < n; i++)
+        sum += w[i] = exp(((double)c[i].logit - max) * inv_t);
     double r = rng_uniform(s) * sum;
     double acc = 0.0;
     for (size_t i = 0; i < n; i++) {

@@ -76,13 +76,14 @@ static void test_families(void) {
            "<s>[INST] What is the capital of France? [/INST]");
 
     jinja_vars l3 = {"<|begin_of_text|>", "<|eot_id|>", true};
-    expect("llama3", NULL, "llama3", CONV, N_CONV, &l3,
-           "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
-           "You are a helpful assistant.<|eot_id|>"
-           "<|start_header_id|>user<|end_header_id|>\n\nHello!<|eot_id|>"
-           "<|start_header_id|>assistant<|end_header_id|>\n\nHi! How can I help?<|eot_id|>"
-           "<|start_header_id|>user<|end_header_id|>\n\nWhat is the capital of France?<|eot_id|>"
-           "<|start_header_id|>assistant<|end_header_id|>\n\n");
+    expect(
+        "llama3", NULL, "llama3", CONV, N_CONV, &l3,
+        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
+        "You are a helpful assistant.<|eot_id|>"
+        "<|start_header_id|>user<|end_header_id|>\n\nHello!<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\nHi! How can I help?<|eot_id|>"
+        "<|start_header_id|>user<|end_header_id|>\n\nWhat is the capital of France?<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\n");
 
     expect("mistral", NULL, "mistral", CONV, N_CONV, &S_TOKENS,
            "<s> [INST] You are a helpful assistant.\n\nHello! [/INST] Hi! How can I help?</s>"
@@ -134,9 +135,12 @@ static void test_selection(void) {
     expect("no template: ChatML", NULL, NULL, one, 1, &S_TOKENS, chatml_hi);
     expect("empty model template: ChatML", "", NULL, one, 1, &S_TOKENS, chatml_hi);
     expect("model template", "{{ messages[0].content }}!", NULL, one, 1, &S_TOKENS, "Hi!");
-    expect("override text beats model", "{{ 'model' }}", "{% for m in messages %}"
-           "[{{ m.role }}]{% endfor %}", one, 1, &S_TOKENS, "[user]");
-    expect("override name beats model", "{{ 'model' }}", "ChatML", one, 1, &S_TOKENS, chatml_hi);
+    expect("override text beats model", "{{ 'model' }}",
+           "{% for m in messages %}"
+           "[{{ m.role }}]{% endfor %}",
+           one, 1, &S_TOKENS, "[user]");
+    expect("override name beats model", "{{ 'model' }}", "ChatML", one, 1, &S_TOKENS,
+           chatml_hi);
     expect("no messages", NULL, "chatml", NULL, 0, &S_TOKENS, "<|im_start|>assistant\n");
     expect("NULL vars", NULL, "{{ bos_token }}|{{ add_generation_prompt }}", one, 1, NULL,
            "|False");
@@ -170,7 +174,8 @@ static void test_errors(void) {
                  "line 3, column 10");
     expect_error("unclosed block", "{% for m in messages %}x", one, 1, CHORD_E_TEMPLATE,
                  "expected 'endfor'");
-    expect_error("stray end tag", "x{% endif %}", one, 1, CHORD_E_TEMPLATE, "unexpected 'endif'");
+    expect_error("stray end tag", "x{% endif %}", one, 1, CHORD_E_TEMPLATE,
+                 "unexpected 'endif'");
     expect_error("unknown tag", "{% frobnicate %}", one, 1, CHORD_E_TEMPLATE,
                  "unknown tag 'frobnicate'");
     expect_error("unterminated string", "{{ 'abc }}", one, 1, CHORD_E_TEMPLATE,
@@ -233,9 +238,11 @@ static void test_limits(void) {
     char *deep = malloc(2 * n + 16);
     strcpy(deep, "{{ ");
     size_t k = 3;
-    for (size_t i = 0; i < n / 10; i++) deep[k++] = '(';
+    for (size_t i = 0; i < n / 10; i++)
+        deep[k++] = '(';
     deep[k++] = '1';
-    for (size_t i = 0; i < n / 10; i++) deep[k++] = ')';
+    for (size_t i = 0; i < n / 10; i++)
+        deep[k++] = ')';
     strcpy(deep + k, " }}");
     expect_error("deep parentheses", deep, one, 1, CHORD_E_TEMPLATE, "nested too deeply");
     k = 3;
@@ -259,7 +266,8 @@ static void test_limits(void) {
         k += 5;
     }
     strcpy(deep + k, " %}x{% endfilter %}");
-    expect_error("long filter-block chain", deep, one, 1, CHORD_E_TEMPLATE, "nested too deeply");
+    expect_error("long filter-block chain", deep, one, 1, CHORD_E_TEMPLATE,
+                 "nested too deeply");
     k = 0;
     for (size_t i = 0; i < 2000; i++) {
         memcpy(deep + k, "{% if 1 %}", 10);

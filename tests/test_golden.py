@@ -20,7 +20,9 @@ def isas():
     out = subprocess.run([BIN, "bench", "--isa-list"], capture_output=True, text=True)
     if out.returncode != 0 or not out.stdout.strip():
         return [None]
-    return out.stdout.split()
+    names = out.stdout.split()
+    # the sanitizer run checks memory safety of the best ISA only (time)
+    return names[-1:] if os.environ.get("CHORD_TEST_QUICK") else names
 
 
 def run(model, tokens, out, step, isa, extra=()):

@@ -229,7 +229,8 @@ int main(int argc, char **argv) {
                         w.host = buf + (size_t)(mode == 2 ? 0 : reps % n_mats) * mat_bytes;
                         cpu_matmul(pools[nt], k, ctx, 1, ys, wp, x, 1, &err);
                         reps++;
-                    } while (now() - t0 < tmin / 3 || (mode != 2 && reps < n_mats && reps < 2000));
+                    } while (now() - t0 < tmin / 3 ||
+                             (mode != 2 && reps < n_mats && now() - t0 < tmin));
                     const double rate = (double)mat_bytes * reps / (now() - t0) / 1e9;
                     if (rate > bestrate) bestrate = rate;
                 }

@@ -96,9 +96,12 @@ int main(int argc, char **argv) {
         long a = 0, b = 0;
         int got = sscanf(p, "%7s %ld %ld", kind, &a, &b);
         p = nl + 1;
-        if (got >= 2 && !strcmp(kind, "bos")) ok = take(&p, end, a, &bos);
-        else if (got >= 2 && !strcmp(kind, "eos")) ok = take(&p, end, a, &eos);
-        else if (got >= 2 && !strcmp(kind, "gen")) vars.add_generation_prompt = a != 0;
+        if (got >= 2 && !strcmp(kind, "bos"))
+            ok = take(&p, end, a, &bos);
+        else if (got >= 2 && !strcmp(kind, "eos"))
+            ok = take(&p, end, a, &eos);
+        else if (got >= 2 && !strcmp(kind, "gen"))
+            vars.add_generation_prompt = a != 0;
         else if (got == 3 && !strcmp(kind, "msg")) {
             if (n_msgs == cap) {
                 cap = cap ? cap * 2 : 8;
@@ -117,8 +120,10 @@ int main(int argc, char **argv) {
         } else
             ok = false;
         if (ok && kind[0] != 'g') {
-            if (p >= end || *p != '\n') ok = false;
-            else p++;
+            if (p >= end || *p != '\n')
+                ok = false;
+            else
+                p++;
         }
     }
     int rc = 0;

@@ -20,10 +20,12 @@ const char *chat_builtin_template(const char *name) {
     return NULL;
 }
 
-chord_status chat_render(const char *model_tmpl, const char *override, const jinja_message *msgs,
-                         size_t n, const jinja_vars *vars, char **out, chord_error *err) {
+chord_status chat_render(const char *model_tmpl, const char *override,
+                         const jinja_message *msgs, size_t n, const jinja_vars *vars,
+                         char **out, chord_error *err) {
     if (out) *out = NULL;
-    if (!out || (!msgs && n)) return chord_fail(err, CHORD_E_INVALID_ARG, "chat_render: NULL argument");
+    if (!out || (!msgs && n))
+        return chord_fail(err, CHORD_E_INVALID_ARG, "chat_render: NULL argument");
     const char *tmpl;
     if (override) {
         if (strstr(override, "{%") || strstr(override, "{{")) {
@@ -32,7 +34,8 @@ chord_status chat_render(const char *model_tmpl, const char *override, const jin
             char names[128] = "";
             for (size_t i = 0; i < CHAT_N_BUILTINS; i++) {
                 size_t l = strlen(names);
-                snprintf(names + l, sizeof names - l, "%s%s", i ? ", " : "", CHAT_BUILTINS[i].name);
+                snprintf(names + l, sizeof names - l, "%s%s", i ? ", " : "",
+                         CHAT_BUILTINS[i].name);
             }
             return chord_fail(err, CHORD_E_INVALID_ARG,
                               "unknown chat template '%.64s' (built-in templates: %s; or pass "

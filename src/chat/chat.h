@@ -23,7 +23,8 @@ const char *chat_builtin_template(const char *name);
  * - else the model's template, when not NULL and not empty;
  * - else ChatML.
  * *out is malloc'd; the caller frees it. */
-chord_status chat_render(const char *model_tmpl, const char *override, const jinja_message *msgs,
-                         size_t n, const jinja_vars *vars, char **out, chord_error *err);
+chord_status chat_render(const char *model_tmpl, const char *override,
+                         const jinja_message *msgs, size_t n, const jinja_vars *vars,
+                         char **out, chord_error *err);
 
 #endif

@@ -52,7 +52,9 @@ void jx_step(jctx *c, uint32_t pos) {
                 JINJA_MAX_STEPS);
 }
 
-static jv opt_str(jctx *c, const char *s) { return s ? jv_cstr(c, s) : jv_none(); }
+static jv opt_str(jctx *c, const char *s) {
+    return s ? jv_cstr(c, s) : jv_none();
+}
 
 static void render(jctx *c, const char *tmpl, const jinja_message *msgs, size_t n_msgs,
                    const jinja_vars *vars, char **out) {
@@ -95,8 +97,10 @@ chord_status jinja_render(const char *tmpl, const jinja_message *msgs, size_t n_
     if (!c) return chord_fail(err, CHORD_E_NOMEM, "out of memory");
     c->err = err;
     chord_status st = CHORD_OK;
-    if (setjmp(c->jb) == 0) render(c, tmpl, msgs, n_msgs, vars, out);
-    else st = c->status;
+    if (setjmp(c->jb) == 0)
+        render(c, tmpl, msgs, n_msgs, vars, out);
+    else
+        st = c->status;
     ja_free_all(&c->arena);
     free(c);
     return st;

@@ -42,10 +42,10 @@ typedef struct jinja_vars {
 } jinja_vars;
 
 /* Limits on one render. */
-#define JINJA_MAX_OUTPUT ((size_t)16 << 20) /* bytes of rendered text */
+#define JINJA_MAX_OUTPUT ((size_t)16 << 20)  /* bytes of rendered text */
 #define JINJA_MAX_MEMORY ((size_t)256 << 20) /* bytes of interpreter memory */
 #define JINJA_MAX_STEPS 5000000              /* loop iterations + macro calls */
-#define JINJA_MAX_DEPTH 400                  /* nesting of expressions, blocks, calls */
+#define JINJA_MAX_DEPTH 128 /* nesting of expressions, blocks, calls: ~48 KiB of stack */
 
 /* Renders tmpl with the variables messages (a list of {role, content} dicts),
  * bos_token, eos_token and add_generation_prompt. *out is malloc'd (NUL-terminated);

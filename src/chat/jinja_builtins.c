@@ -50,7 +50,8 @@ static jv arg_or(const jargs *a, size_t i, const char *name, jv dflt) {
 }
 
 static jstr need_str(jctx *c, uint32_t pos, jv v, const char *what) {
-    if (v.type != JV_STR) jx_fail(c, pos, "%s: expected a string, got %s", what, jv_type_name(v));
+    if (v.type != JV_STR)
+        jx_fail(c, pos, "%s: expected a string, got %s", what, jv_type_name(v));
     return v.s;
 }
 
@@ -74,10 +75,43 @@ static size_t length_of(jctx *c, uint32_t pos, jv v) {
 /* ------------------------------------------------------------------ tables */
 
 enum {
-    F_ABS, F_ATTR, F_CAPITALIZE, F_DEFAULT, F_DICTSORT, F_ESCAPE, F_FIRST, F_FLOAT, F_FORMAT,
-    F_INDENT, F_INT, F_ITEMS, F_JOIN, F_LAST, F_LENGTH, F_LIST, F_LOWER, F_MAP, F_MAX, F_MIN,
-    F_REJECT, F_REJECTATTR, F_REPLACE, F_REVERSE, F_ROUND, F_SAFE, F_SELECT, F_SELECTATTR,
-    F_SORT, F_STRING, F_SUM, F_TITLE, F_TOJSON, F_TRIM, F_UNIQUE, F_UPPER, F_WORDCOUNT,
+    F_ABS,
+    F_ATTR,
+    F_CAPITALIZE,
+    F_DEFAULT,
+    F_DICTSORT,
+    F_ESCAPE,
+    F_FIRST,
+    F_FLOAT,
+    F_FORMAT,
+    F_INDENT,
+    F_INT,
+    F_ITEMS,
+    F_JOIN,
+    F_LAST,
+    F_LENGTH,
+    F_LIST,
+    F_LOWER,
+    F_MAP,
+    F_MAX,
+    F_MIN,
+    F_REJECT,
+    F_REJECTATTR,
+    F_REPLACE,
+    F_REVERSE,
+    F_ROUND,
+    F_SAFE,
+    F_SELECT,
+    F_SELECTATTR,
+    F_SORT,
+    F_STRING,
+    F_SUM,
+    F_TITLE,
+    F_TOJSON,
+    F_TRIM,
+    F_UNIQUE,
+    F_UPPER,
+    F_WORDCOUNT,
 };
 
 typedef struct named {
@@ -86,71 +120,165 @@ typedef struct named {
 } named;
 
 static const named FILTERS[] = {
-    {"abs", F_ABS},         {"attr", F_ATTR},       {"capitalize", F_CAPITALIZE},
-    {"count", F_LENGTH},    {"d", F_DEFAULT},       {"default", F_DEFAULT},
-    {"dictsort", F_DICTSORT}, {"e", F_ESCAPE},      {"escape", F_ESCAPE},
-    {"first", F_FIRST},     {"float", F_FLOAT},     {"format", F_FORMAT},
-    {"indent", F_INDENT},   {"int", F_INT},         {"items", F_ITEMS},
-    {"join", F_JOIN},       {"last", F_LAST},       {"length", F_LENGTH},
-    {"list", F_LIST},       {"lower", F_LOWER},     {"map", F_MAP},
-    {"max", F_MAX},         {"min", F_MIN},         {"reject", F_REJECT},
-    {"rejectattr", F_REJECTATTR}, {"replace", F_REPLACE}, {"reverse", F_REVERSE},
-    {"round", F_ROUND},     {"safe", F_SAFE},       {"select", F_SELECT},
-    {"selectattr", F_SELECTATTR}, {"sort", F_SORT}, {"string", F_STRING},
-    {"sum", F_SUM},         {"title", F_TITLE},     {"tojson", F_TOJSON},
-    {"trim", F_TRIM},       {"unique", F_UNIQUE},   {"upper", F_UPPER},
+    {"abs", F_ABS},
+    {"attr", F_ATTR},
+    {"capitalize", F_CAPITALIZE},
+    {"count", F_LENGTH},
+    {"d", F_DEFAULT},
+    {"default", F_DEFAULT},
+    {"dictsort", F_DICTSORT},
+    {"e", F_ESCAPE},
+    {"escape", F_ESCAPE},
+    {"first", F_FIRST},
+    {"float", F_FLOAT},
+    {"format", F_FORMAT},
+    {"indent", F_INDENT},
+    {"int", F_INT},
+    {"items", F_ITEMS},
+    {"join", F_JOIN},
+    {"last", F_LAST},
+    {"length", F_LENGTH},
+    {"list", F_LIST},
+    {"lower", F_LOWER},
+    {"map", F_MAP},
+    {"max", F_MAX},
+    {"min", F_MIN},
+    {"reject", F_REJECT},
+    {"rejectattr", F_REJECTATTR},
+    {"replace", F_REPLACE},
+    {"reverse", F_REVERSE},
+    {"round", F_ROUND},
+    {"safe", F_SAFE},
+    {"select", F_SELECT},
+    {"selectattr", F_SELECTATTR},
+    {"sort", F_SORT},
+    {"string", F_STRING},
+    {"sum", F_SUM},
+    {"title", F_TITLE},
+    {"tojson", F_TOJSON},
+    {"trim", F_TRIM},
+    {"unique", F_UNIQUE},
+    {"upper", F_UPPER},
     {"wordcount", F_WORDCOUNT},
 };
 
 enum {
-    T_BOOLEAN, T_CALLABLE, T_DEFINED, T_DIVISIBLEBY, T_EQ, T_EVEN, T_FALSE, T_FLOAT, T_GE,
-    T_GT, T_IN, T_INTEGER, T_ITERABLE, T_LE, T_LOWER, T_LT, T_MAPPING, T_NE, T_NONE,
-    T_NUMBER, T_ODD, T_SAMEAS, T_SEQUENCE, T_STRING, T_TRUE, T_UNDEFINED, T_UPPER,
+    T_BOOLEAN,
+    T_CALLABLE,
+    T_DEFINED,
+    T_DIVISIBLEBY,
+    T_EQ,
+    T_EVEN,
+    T_FALSE,
+    T_FLOAT,
+    T_GE,
+    T_GT,
+    T_IN,
+    T_INTEGER,
+    T_ITERABLE,
+    T_LE,
+    T_LOWER,
+    T_LT,
+    T_MAPPING,
+    T_NE,
+    T_NONE,
+    T_NUMBER,
+    T_ODD,
+    T_SAMEAS,
+    T_SEQUENCE,
+    T_STRING,
+    T_TRUE,
+    T_UNDEFINED,
+    T_UPPER,
 };
 
 static const named TESTS[] = {
-    {"boolean", T_BOOLEAN}, {"callable", T_CALLABLE}, {"defined", T_DEFINED},
-    {"divisibleby", T_DIVISIBLEBY}, {"eq", T_EQ},     {"equalto", T_EQ},
-    {"even", T_EVEN},       {"false", T_FALSE},       {"float", T_FLOAT},
-    {"ge", T_GE},           {"gt", T_GT},             {"greaterthan", T_GT},
-    {"in", T_IN},           {"integer", T_INTEGER},   {"iterable", T_ITERABLE},
-    {"le", T_LE},           {"lower", T_LOWER},       {"lt", T_LT},
-    {"lessthan", T_LT},     {"mapping", T_MAPPING},   {"ne", T_NE},
-    {"none", T_NONE},       {"number", T_NUMBER},     {"odd", T_ODD},
-    {"sameas", T_SAMEAS},   {"sequence", T_SEQUENCE}, {"string", T_STRING},
-    {"true", T_TRUE},       {"undefined", T_UNDEFINED}, {"upper", T_UPPER},
+    {"boolean", T_BOOLEAN},
+    {"callable", T_CALLABLE},
+    {"defined", T_DEFINED},
+    {"divisibleby", T_DIVISIBLEBY},
+    {"eq", T_EQ},
+    {"equalto", T_EQ},
+    {"even", T_EVEN},
+    {"false", T_FALSE},
+    {"float", T_FLOAT},
+    {"ge", T_GE},
+    {"gt", T_GT},
+    {"greaterthan", T_GT},
+    {"in", T_IN},
+    {"integer", T_INTEGER},
+    {"iterable", T_ITERABLE},
+    {"le", T_LE},
+    {"lower", T_LOWER},
+    {"lt", T_LT},
+    {"lessthan", T_LT},
+    {"mapping", T_MAPPING},
+    {"ne", T_NE},
+    {"none", T_NONE},
+    {"number", T_NUMBER},
+    {"odd", T_ODD},
+    {"sameas", T_SAMEAS},
+    {"sequence", T_SEQUENCE},
+    {"string", T_STRING},
+    {"true", T_TRUE},
+    {"undefined", T_UNDEFINED},
+    {"upper", T_UPPER},
 };
 
 enum { G_RANGE, G_NAMESPACE, G_DICT, G_RAISE, G_STRFTIME };
 
 static const named GLOBALS[] = {
-    {"range", G_RANGE},           {"namespace", G_NAMESPACE},      {"dict", G_DICT},
+    {"range", G_RANGE},           {"namespace", G_NAMESPACE},   {"dict", G_DICT},
     {"raise_exception", G_RAISE}, {"strftime_now", G_STRFTIME},
 };
 
 enum {
     /* str */
-    M_STRIP, M_LSTRIP, M_RSTRIP, M_STARTSWITH, M_ENDSWITH, M_SPLIT, M_UPPER, M_LOWER, M_TITLE,
-    M_CAPITALIZE, M_REPLACE, M_FIND, M_COUNT, M_JOIN, M_SPLITLINES, M_ISDIGIT, M_ISALPHA,
-    M_ISALNUM, M_ISSPACE, M_ISLOWER, M_ISUPPER,
+    M_STRIP,
+    M_LSTRIP,
+    M_RSTRIP,
+    M_STARTSWITH,
+    M_ENDSWITH,
+    M_SPLIT,
+    M_UPPER,
+    M_LOWER,
+    M_TITLE,
+    M_CAPITALIZE,
+    M_REPLACE,
+    M_FIND,
+    M_COUNT,
+    M_JOIN,
+    M_SPLITLINES,
+    M_ISDIGIT,
+    M_ISALPHA,
+    M_ISALNUM,
+    M_ISSPACE,
+    M_ISLOWER,
+    M_ISUPPER,
     /* dict */
-    M_ITEMS, M_KEYS, M_VALUES, M_GET,
+    M_ITEMS,
+    M_KEYS,
+    M_VALUES,
+    M_GET,
     /* loop */
     M_CYCLE,
 };
 
 static const named STR_METHODS[] = {
-    {"strip", M_STRIP},       {"lstrip", M_LSTRIP},     {"rstrip", M_RSTRIP},
+    {"strip", M_STRIP},           {"lstrip", M_LSTRIP},     {"rstrip", M_RSTRIP},
     {"startswith", M_STARTSWITH}, {"endswith", M_ENDSWITH}, {"split", M_SPLIT},
-    {"upper", M_UPPER},       {"lower", M_LOWER},       {"title", M_TITLE},
-    {"capitalize", M_CAPITALIZE}, {"replace", M_REPLACE}, {"find", M_FIND},
-    {"count", M_COUNT},       {"join", M_JOIN},         {"splitlines", M_SPLITLINES},
-    {"isdigit", M_ISDIGIT},   {"isalpha", M_ISALPHA},   {"isalnum", M_ISALNUM},
-    {"isspace", M_ISSPACE},   {"islower", M_ISLOWER},   {"isupper", M_ISUPPER},
+    {"upper", M_UPPER},           {"lower", M_LOWER},       {"title", M_TITLE},
+    {"capitalize", M_CAPITALIZE}, {"replace", M_REPLACE},   {"find", M_FIND},
+    {"count", M_COUNT},           {"join", M_JOIN},         {"splitlines", M_SPLITLINES},
+    {"isdigit", M_ISDIGIT},       {"isalpha", M_ISALPHA},   {"isalnum", M_ISALNUM},
+    {"isspace", M_ISSPACE},       {"islower", M_ISLOWER},   {"isupper", M_ISUPPER},
 };
 
 static const named DICT_METHODS[] = {
-    {"items", M_ITEMS}, {"keys", M_KEYS}, {"values", M_VALUES}, {"get", M_GET},
+    {"items", M_ITEMS},
+    {"keys", M_KEYS},
+    {"values", M_VALUES},
+    {"get", M_GET},
 };
 
 static int lookup(const named *t, size_t n, jstr name) {
@@ -161,9 +289,15 @@ static int lookup(const named *t, size_t n, jstr name) {
 
 #define LOOKUP(t, name) lookup(t, sizeof t / sizeof t[0], name)
 
-int jx_filter_id(jstr name) { return LOOKUP(FILTERS, name); }
-int jx_test_id(jstr name) { return LOOKUP(TESTS, name); }
-int jx_global_id(jstr name) { return LOOKUP(GLOBALS, name); }
+int jx_filter_id(jstr name) {
+    return LOOKUP(FILTERS, name);
+}
+int jx_test_id(jstr name) {
+    return LOOKUP(TESTS, name);
+}
+int jx_global_id(jstr name) {
+    return LOOKUP(GLOBALS, name);
+}
 
 int jx_method_id(jv self, jstr name) {
     switch (self.type) {
@@ -224,21 +358,27 @@ bool jx_test(jctx *c, uint32_t pos, int id, jv in, const jv *args, size_t n_args
     }
     case T_DIVISIBLEBY: {
         test_needs_arg(c, pos, n_args, "divisibleby");
-        int64_t v = need_int(c, pos, in, "divisibleby"), d = need_int(c, pos, args[0], "divisibleby");
+        int64_t v = need_int(c, pos, in, "divisibleby"),
+                d = need_int(c, pos, args[0], "divisibleby");
         if (d == 0) jx_fail(c, pos, "divisibleby: division by zero");
         return d == -1 || v % d == 0;
     }
     case T_EQ: test_needs_arg(c, pos, n_args, "eq"); return jv_equal(in, args[0]);
     case T_NE: test_needs_arg(c, pos, n_args, "ne"); return !jv_equal(in, args[0]);
     case T_LT: test_needs_arg(c, pos, n_args, "lt"); return jv_compare(c, pos, in, args[0]) < 0;
-    case T_LE: test_needs_arg(c, pos, n_args, "le"); return jv_compare(c, pos, in, args[0]) <= 0;
+    case T_LE:
+        test_needs_arg(c, pos, n_args, "le");
+        return jv_compare(c, pos, in, args[0]) <= 0;
     case T_GT: test_needs_arg(c, pos, n_args, "gt"); return jv_compare(c, pos, in, args[0]) > 0;
-    case T_GE: test_needs_arg(c, pos, n_args, "ge"); return jv_compare(c, pos, in, args[0]) >= 0;
+    case T_GE:
+        test_needs_arg(c, pos, n_args, "ge");
+        return jv_compare(c, pos, in, args[0]) >= 0;
     case T_IN: {
         test_needs_arg(c, pos, n_args, "in");
         jv seq = args[0];
         if (seq.type == JV_STR) {
-            if (in.type != JV_STR) jx_fail(c, pos, "'in <string>' requires string as left operand");
+            if (in.type != JV_STR)
+                jx_fail(c, pos, "'in <string>' requires string as left operand");
             return js_find(seq.s, in.s) != NULL;
         }
         if (seq.type == JV_DICT) return jv_dict_get(seq.dict, in, NULL);
@@ -271,7 +411,9 @@ bool jx_test(jctx *c, uint32_t pos, int id, jv in, const jv *args, size_t n_args
 
 /* ----------------------------------------------------------------- filters */
 
-static jstr to_str(jctx *c, jv v) { return jv_to_str(c, v); }
+static jstr to_str(jctx *c, jv v) {
+    return jv_to_str(c, v);
+}
 
 /* Attribute path "a.b.0" as Jinja's attribute= arguments use it. */
 static jv get_path(jctx *c, uint32_t pos, jv obj, jstr path) {
@@ -283,10 +425,13 @@ static jv get_path(jctx *c, uint32_t pos, jv obj, jstr path) {
         bool digits = part.n > 0;
         int64_t idx = 0;
         for (size_t i = 0; i < part.n && digits; i++) {
-            if (part.p[i] < '0' || part.p[i] > '9' || idx > INT64_MAX / 10 - 10) digits = false;
-            else idx = idx * 10 + (part.p[i] - '0');
+            if (part.p[i] < '0' || part.p[i] > '9' || idx > INT64_MAX / 10 - 10)
+                digits = false;
+            else
+                idx = idx * 10 + (part.p[i] - '0');
         }
-        obj = digits ? jx_getitem(c, pos, obj, jv_int(idx)) : jx_getitem(c, pos, obj, jv_str(part));
+        obj = digits ? jx_getitem(c, pos, obj, jv_int(idx))
+                     : jx_getitem(c, pos, obj, jv_str(part));
         p = dot + 1;
     }
     return obj;
@@ -320,9 +465,12 @@ static jv splitlines(jctx *c, jstr s, bool keepends) {
     while (i < s.n) {
         unsigned char ch = (unsigned char)s.p[i];
         size_t brk = 0;
-        if (ch == '\r') brk = (i + 1 < s.n && s.p[i + 1] == '\n') ? 2 : 1;
-        else if (ch == '\n' || ch == '\v' || ch == '\f' || (ch >= 0x1C && ch <= 0x1E)) brk = 1;
-        else if (ch == 0xC2 && i + 1 < s.n && (unsigned char)s.p[i + 1] == 0x85) brk = 2;
+        if (ch == '\r')
+            brk = (i + 1 < s.n && s.p[i + 1] == '\n') ? 2 : 1;
+        else if (ch == '\n' || ch == '\v' || ch == '\f' || (ch >= 0x1C && ch <= 0x1E))
+            brk = 1;
+        else if (ch == 0xC2 && i + 1 < s.n && (unsigned char)s.p[i + 1] == 0x85)
+            brk = 2;
         else if (ch == 0xE2 && i + 2 < s.n && (unsigned char)s.p[i + 1] == 0x80 &&
                  ((unsigned char)s.p[i + 2] == 0xA8 || (unsigned char)s.p[i + 2] == 0xA9))
             brk = 3;
@@ -343,7 +491,8 @@ static jv do_indent(jctx *c, uint32_t pos, jstr s, const jargs *a) {
     bool first = jv_truthy(arg_or(a, 1, "first", jv_bool(false)));
     bool blank = jv_truthy(arg_or(a, 2, "blank", jv_bool(false)));
     jstr ind;
-    if (width.type == JV_STR) ind = width.s;
+    if (width.type == JV_STR)
+        ind = width.s;
     else {
         int64_t w = need_int(c, pos, width, "indent");
         if (w < 0) w = 0;
@@ -378,13 +527,17 @@ static jv do_title(jctx *c, jstr s) {
         size_t start = i;
         for (;;) {
             size_t ws = i < s.n ? u8_ws_at(s.p + i, s.p + s.n) : 0;
-            if (ws) i += ws;
-            else if (i < s.n && s.p[i] && strchr("-({[<", s.p[i])) i++;
-            else break;
+            if (ws)
+                i += ws;
+            else if (i < s.n && s.p[i] && strchr("-({[<", s.p[i]))
+                i++;
+            else
+                break;
         }
         jb_put(c, &b, s.p + start, i - start);
         start = i;
-        while (i < s.n && !u8_ws_at(s.p + i, s.p + s.n) && !(s.p[i] && strchr("-({[<", s.p[i]))) i++;
+        while (i < s.n && !u8_ws_at(s.p + i, s.p + s.n) && !(s.p[i] && strchr("-({[<", s.p[i])))
+            i++;
         jstr word = js_case(c, (jstr){s.p + start, i - start}, 2);
         jb_put(c, &b, word.p, word.n);
     }
@@ -393,8 +546,10 @@ static jv do_title(jctx *c, jstr s) {
 
 /* Sort key: the attribute if given, strings lowercased unless case-sensitive. */
 static jv sort_key(jctx *c, uint32_t pos, jv v, jv attribute, bool case_sensitive) {
-    if (attribute.type == JV_STR) v = get_path(c, pos, v, attribute.s);
-    else if (attribute.type == JV_INT) v = jx_getitem(c, pos, v, attribute);
+    if (attribute.type == JV_STR)
+        v = get_path(c, pos, v, attribute.s);
+    else if (attribute.type == JV_INT)
+        v = jx_getitem(c, pos, v, attribute);
     if (!case_sensitive && v.type == JV_STR) v = jv_str(js_case(c, v.s, 0));
     return v;
 }
@@ -414,15 +569,18 @@ static void merge_sort(jctx *c, uint32_t pos, keyed *a, keyed *tmp, size_t n, bo
         bool take_right = reverse ? r > 0 : r < 0;
         tmp[k++] = take_right ? a[j++] : a[i++];
     }
-    while (i < m) tmp[k++] = a[i++];
-    while (j < n) tmp[k++] = a[j++];
+    while (i < m)
+        tmp[k++] = a[i++];
+    while (j < n)
+        tmp[k++] = a[j++];
     memcpy(a, tmp, n * sizeof *a);
 }
 
 static jv sorted(jctx *c, uint32_t pos, const jlist *l, jv attribute, bool case_sensitive,
                  bool reverse, bool pairs_by_key, int by_value) {
     size_t n = l->n;
-    keyed *a = ja_alloc(c, (n ? n : 1) * sizeof *a), *tmp = ja_alloc(c, (n ? n : 1) * sizeof *tmp);
+    keyed *a = ja_alloc(c, (n ? n : 1) * sizeof *a),
+          *tmp = ja_alloc(c, (n ? n : 1) * sizeof *tmp);
     for (size_t i = 0; i < n; i++) {
         a[i].value = l->v[i];
         jv k = l->v[i];
@@ -431,7 +589,8 @@ static jv sorted(jctx *c, uint32_t pos, const jlist *l, jv attribute, bool case_
     }
     merge_sort(c, pos, a, tmp, n, reverse);
     jv out = jv_list_new(c, n, false);
-    for (size_t i = 0; i < n; i++) out.list->v[i] = a[i].value;
+    for (size_t i = 0; i < n; i++)
+        out.list->v[i] = a[i].value;
     return out;
 }
 
@@ -491,7 +650,8 @@ static jv do_map(jctx *c, uint32_t pos, jv in, const jargs *a) {
     int fid = jx_filter_id(fname);
     if (fid < 0) jx_fail(c, pos, "no filter named '%.*s'", (int)fname.n, fname.p);
     for (size_t i = 0; i < l->n; i++)
-        out.list->v[i] = jx_filter(c, pos, fid, l->v[i], a->pos + 1, a->n - 1, a->kn, a->kv, a->nk);
+        out.list->v[i] =
+            jx_filter(c, pos, fid, l->v[i], a->pos + 1, a->n - 1, a->kn, a->kv, a->nk);
     return out;
 }
 
@@ -565,15 +725,20 @@ static jv to_float(jv v, jv dflt) {
 }
 
 static jv do_round(jctx *c, uint32_t pos, jv in, const jargs *a) {
-    if (!jv_is_number(in)) jx_fail(c, pos, "round: expected a number, got %s", jv_type_name(in));
+    if (!jv_is_number(in))
+        jx_fail(c, pos, "round: expected a number, got %s", jv_type_name(in));
     int64_t prec = need_int(c, pos, arg_or(a, 0, "precision", jv_int(0)), "round");
     jv method = arg_or(a, 1, "method", jv_str(JSTR("common")));
     jstr m = need_str(c, pos, method, "round: method");
     double x = jv_as_double(in), scale = pow(10.0, (double)prec), y = x * scale;
-    if (js_eq_cstr(m, "common")) y = nearbyint(y); /* half to even, as Python's round() */
-    else if (js_eq_cstr(m, "ceil")) y = ceil(y);
-    else if (js_eq_cstr(m, "floor")) y = floor(y);
-    else jx_fail(c, pos, "round: method must be 'common', 'ceil' or 'floor'");
+    if (js_eq_cstr(m, "common"))
+        y = nearbyint(y); /* half to even, as Python's round() */
+    else if (js_eq_cstr(m, "ceil"))
+        y = ceil(y);
+    else if (js_eq_cstr(m, "floor"))
+        y = floor(y);
+    else
+        jx_fail(c, pos, "round: method must be 'common', 'ceil' or 'floor'");
     return jv_float(y / scale);
 }
 
@@ -601,7 +766,8 @@ jv jx_filter(jctx *c, uint32_t pos, int id, jv in, const jv *args, size_t n_args
         return in;
     }
     case F_DICTSORT: {
-        if (in.type != JV_DICT) jx_fail(c, pos, "dictsort: expected a dict, got %s", jv_type_name(in));
+        if (in.type != JV_DICT)
+            jx_fail(c, pos, "dictsort: expected a dict, got %s", jv_type_name(in));
         bool cs = jv_truthy(arg_or(a, 0, "case_sensitive", jv_bool(false)));
         jv by = arg_or(a, 1, "by", jv_str(JSTR("key")));
         bool rev = jv_truthy(arg_or(a, 2, "reverse", jv_bool(false)));
@@ -626,7 +792,8 @@ jv jx_filter(jctx *c, uint32_t pos, int id, jv in, const jv *args, size_t n_args
     case F_FORMAT: {
         jstr fmt = need_str(c, pos, in, "format");
         jv tup = jv_list_new(c, n_args, true);
-        for (size_t i = 0; i < n_args; i++) tup.list->v[i] = args[i];
+        for (size_t i = 0; i < n_args; i++)
+            tup.list->v[i] = args[i];
         return jx_percent_format(c, pos, fmt, tup);
     }
     case F_INDENT: return do_indent(c, pos, to_str(c, in), a);
@@ -655,7 +822,8 @@ jv jx_filter(jctx *c, uint32_t pos, int id, jv in, const jv *args, size_t n_args
     case F_LIST: {
         const jlist *l = jx_iter(c, pos, in);
         jv out = jv_list_new(c, l->n, false);
-        for (size_t i = 0; i < l->n; i++) out.list->v[i] = l->v[i];
+        for (size_t i = 0; i < l->n; i++)
+            out.list->v[i] = l->v[i];
         return out;
     }
     case F_LOWER: return jv_str(js_case(c, to_str(c, in), 0));
@@ -685,7 +853,8 @@ jv jx_filter(jctx *c, uint32_t pos, int id, jv in, const jv *args, size_t n_args
         }
         const jlist *l = jx_iter(c, pos, in);
         jv out = jv_list_new(c, l->n, false);
-        for (size_t i = 0; i < l->n; i++) out.list->v[i] = l->v[l->n - 1 - i];
+        for (size_t i = 0; i < l->n; i++)
+            out.list->v[i] = l->v[l->n - 1 - i];
         return out;
     }
     case F_ROUND: return do_round(c, pos, in, a);
@@ -727,8 +896,9 @@ jv jx_filter(jctx *c, uint32_t pos, int id, jv in, const jv *args, size_t n_args
     case F_TRIM: {
         jv chars = arg_or(a, 0, "chars", jv_none());
         bool given = chars.type != JV_NONE && chars.type != JV_UNDEF;
-        return jv_str(js_strip(to_str(c, in), given ? need_str(c, pos, chars, "trim") : (jstr){0},
-                               given, true, true));
+        return jv_str(js_strip(to_str(c, in),
+                               given ? need_str(c, pos, chars, "trim") : (jstr){0}, given, true,
+                               true));
     }
     case F_UNIQUE: {
         const jlist *l = jx_iter(c, pos, in);
@@ -739,7 +909,8 @@ jv jx_filter(jctx *c, uint32_t pos, int id, jv in, const jv *args, size_t n_args
         for (size_t i = 0; i < l->n; i++) {
             jv k = sort_key(c, pos, l->v[i], attribute, cs);
             bool dup = false;
-            for (size_t j = 0; j < seen.list->n && !dup; j++) dup = jv_equal(seen.list->v[j], k);
+            for (size_t j = 0; j < seen.list->n && !dup; j++)
+                dup = jv_equal(seen.list->v[j], k);
             if (dup) continue;
             jl_push(c, &seen, &scap, k);
             jl_push(c, &out, &cap, l->v[i]);
@@ -765,13 +936,14 @@ jv jx_filter(jctx *c, uint32_t pos, int id, jv in, const jv *args, size_t n_args
 
 /* ----------------------------------------------------------------- globals */
 
-jv jx_global(jctx *c, uint32_t pos, int id, const jv *args, size_t n_args,
-             const jstr *kw_names, const jv *kw_vals, size_t n_kw) {
+jv jx_global(jctx *c, uint32_t pos, int id, const jv *args, size_t n_args, const jstr *kw_names,
+             const jv *kw_vals, size_t n_kw) {
     switch (id) {
     case G_RANGE: {
         if (n_args < 1 || n_args > 3) jx_fail(c, pos, "range expects 1 to 3 arguments");
         int64_t start = 0, stop, step = 1;
-        if (n_args == 1) stop = need_int(c, pos, args[0], "range");
+        if (n_args == 1)
+            stop = need_int(c, pos, args[0], "range");
         else {
             start = need_int(c, pos, args[0], "range");
             stop = need_int(c, pos, args[1], "range");
@@ -779,11 +951,14 @@ jv jx_global(jctx *c, uint32_t pos, int id, const jv *args, size_t n_args,
         }
         if (step == 0) jx_fail(c, pos, "range() arg 3 must not be zero");
         double count = 0;
-        if (step > 0 && stop > start) count = ceil(((double)stop - (double)start) / (double)step);
-        if (step < 0 && start > stop) count = ceil(((double)start - (double)stop) / -(double)step);
+        if (step > 0 && stop > start)
+            count = ceil(((double)stop - (double)start) / (double)step);
+        if (step < 0 && start > stop)
+            count = ceil(((double)start - (double)stop) / -(double)step);
         if (count > JINJA_MAX_STEPS) jx_fail(c, pos, "range too large");
         jv out = jv_list_new(c, (size_t)count, false);
-        for (size_t i = 0; i < (size_t)count; i++) out.list->v[i] = jv_int(start + (int64_t)i * step);
+        for (size_t i = 0; i < (size_t)count; i++)
+            out.list->v[i] = jv_int(start + (int64_t)i * step);
         return out;
     }
     case G_NAMESPACE:
@@ -803,7 +978,8 @@ jv jx_global(jctx *c, uint32_t pos, int id, const jv *args, size_t n_args,
                 }
             }
         }
-        for (size_t k = 0; k < n_kw; k++) jv_dict_set(c, d.dict, jv_str(kw_names[k]), kw_vals[k]);
+        for (size_t k = 0; k < n_kw; k++)
+            jv_dict_set(c, d.dict, jv_str(kw_names[k]), kw_vals[k]);
         return d;
     }
     case G_RAISE: {
@@ -875,7 +1051,8 @@ jv jx_method(jctx *c, uint32_t pos, int id, jv self, const jv *args, size_t n_ar
         case M_KEYS:
         case M_VALUES: {
             jv out = jv_list_new(c, d->n, false);
-            for (size_t i = 0; i < d->n; i++) out.list->v[i] = id == M_KEYS ? d->k[i] : d->v[i];
+            for (size_t i = 0; i < d->n; i++)
+                out.list->v[i] = id == M_KEYS ? d->k[i] : d->v[i];
             return out;
         }
         case M_GET: {
@@ -913,7 +1090,8 @@ jv jx_method(jctx *c, uint32_t pos, int id, jv self, const jv *args, size_t n_ar
     case M_CAPITALIZE: return jv_str(js_case(c, s, 2));
     case M_REPLACE: {
         if (n_args < 2) jx_fail(c, pos, "replace needs two arguments");
-        jstr old = need_str(c, pos, args[0], "replace"), new_ = need_str(c, pos, args[1], "replace");
+        jstr old = need_str(c, pos, args[0], "replace"),
+             new_ = need_str(c, pos, args[1], "replace");
         int64_t n = n_args > 2 ? need_int(c, pos, args[2], "replace") : -1;
         return jv_str(js_replace(c, s, old, new_, n));
     }

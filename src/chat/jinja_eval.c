@@ -54,7 +54,7 @@ static bool find_in_frame(const jctx *c, size_t f, jstr name, jv *out) {
     return false;
 }
 
-jv jx_lookup(jctx *c, jstr name) {
+JX_NOINLINE jv jx_lookup(jctx *c, jstr name) {
     jv v;
     for (size_t f = c->n_frames; f > 0; f--) {
         if (find_in_frame(c, f - 1, name, &v)) return v;
@@ -118,7 +118,7 @@ static jv loop_attr(jctx *c, const jloop *l, jstr name) {
     return jv_undef();
 }
 
-jv jx_getattr(jctx *c, uint32_t pos, jv obj, jstr name) {
+JX_NOINLINE jv jx_getattr(jctx *c, uint32_t pos, jv obj, jstr name) {
     (void)pos;
     if (obj.type == JV_LOOP) {
         int id = jx_method_id(obj, name);
@@ -138,12 +138,13 @@ jv jx_getattr(jctx *c, uint32_t pos, jv obj, jstr name) {
     return jv_undef();
 }
 
-jv jx_getitem(jctx *c, uint32_t pos, jv obj, jv key) {
+JX_NOINLINE jv jx_getitem(jctx *c, uint32_t pos, jv obj, jv key) {
     switch (obj.type) {
     case JV_DICT: {
         jv v;
         if (jv_dict_get(obj.dict, key, &v)) return v;
-        return key.type == JV_STR && !obj.dict->ns ? jx_getattr(c, pos, obj, key.s) : jv_undef();
+        return key.type == JV_STR && !obj.dict->ns ? jx_getattr(c, pos, obj, key.s)
+                                                   : jv_undef();
     }
     case JV_LIST:
         if (key.type == JV_INT || key.type == JV_BOOL) {
@@ -174,7 +175,8 @@ const jlist *jx_iter(jctx *c, uint32_t pos, jv v) {
     case JV_DICT:
         if (!v.dict->ns) {
             jv keys = jv_list_new(c, v.dict->n, false);
-            for (size_t i = 0; i < v.dict->n; i++) keys.list->v[i] = v.dict->k[i];
+            for (size_t i = 0; i < v.dict->n; i++)
+                keys.list->v[i] = v.dict->k[i];
             return keys.list;
         }
         break;
@@ -194,7 +196,7 @@ static int64_t slice_part(jctx *c, const jnode *n, int64_t dflt) {
     return v.i;
 }
 
-static jv eval_slice(jctx *c, const jnode *n) {
+static JX_NOINLINE jv eval_slice(jctx *c, const jnode *n) {
     jv obj = jx_eval(c, n->a);
     int64_t step = slice_part(c, n->d, 1);
     if (step == 0) jx_fail(c, n->pos, "slice step cannot be zero");
@@ -204,9 +206,12 @@ static jv eval_slice(jctx *c, const jnode *n) {
     const jlist *src = NULL;
     bool ascii = obj.type == JV_STR && u8_count(obj.s) == obj.s.n;
     int64_t len;
-    if (obj.type == JV_LIST) src = obj.list, len = (int64_t)src->n;
-    else if (ascii) len = (int64_t)obj.s.n;
-    else src = js_chars(c, obj.s).list, len = (int64_t)src->n;
+    if (obj.type == JV_LIST)
+        src = obj.list, len = (int64_t)src->n;
+    else if (ascii)
+        len = (int64_t)obj.s.n;
+    else
+        src = js_chars(c, obj.s).list, len = (int64_t)src->n;
     int64_t lo = step > 0 ? 0 : -1, hi = step > 0 ? len : len - 1;
     int64_t start = slice_part(c, n->b, step > 0 ? 0 : len - 1);
     int64_t stop = slice_part(c, n->c, step > 0 ? len : -1 - len);
@@ -227,19 +232,22 @@ static jv eval_slice(jctx *c, const jnode *n) {
         if (ascii && step == 1) return jv_str((jstr){obj.s.p + start, (size_t)count});
         jbuf b = {0};
         for (int64_t k = 0, i = start; k < count; k++, i += step) {
-            if (ascii) jb_putc(c, &b, obj.s.p[i]);
-            else jb_put(c, &b, src->v[i].s.p, src->v[i].s.n);
+            if (ascii)
+                jb_putc(c, &b, obj.s.p[i]);
+            else
+                jb_put(c, &b, src->v[i].s.p, src->v[i].s.n);
         }
         return jv_str(jb_str(&b));
     }
     jv out = jv_list_new(c, (size_t)count, obj.list->tuple);
-    for (int64_t k = 0, i = start; k < count; k++, i += step) out.list->v[k] = src->v[i];
+    for (int64_t k = 0, i = start; k < count; k++, i += step)
+        out.list->v[k] = src->v[i];
     return out;
 }
 
 /* ------------------------------------------------------------- operators */
 
-static bool contains(jctx *c, uint32_t pos, jv container, jv item) {
+static JX_NOINLINE bool contains(jctx *c, uint32_t pos, jv container, jv item) {
     switch (container.type) {
     case JV_UNDEF: return false;
     case JV_STR:
@@ -252,13 +260,16 @@ static bool contains(jctx *c, uint32_t pos, jv container, jv item) {
             if (jv_equal(container.list->v[i], item)) return true;
         return false;
     case JV_DICT: return jv_dict_get(container.dict, item, NULL);
-    default:
-        jx_fail(c, pos, "argument of type '%s' is not iterable", jv_type_name(container));
+    default: jx_fail(c, pos, "argument of type '%s' is not iterable", jv_type_name(container));
     }
 }
 
-static int64_t as_int(jv v) { return v.type == JV_BOOL ? v.b : v.i; }
-static bool is_intlike(jv v) { return v.type == JV_INT || v.type == JV_BOOL; }
+static int64_t as_int(jv v) {
+    return v.type == JV_BOOL ? v.b : v.i;
+}
+static bool is_intlike(jv v) {
+    return v.type == JV_INT || v.type == JV_BOOL;
+}
 
 _Noreturn static void bad_operands(jctx *c, uint32_t pos, const char *op, jv a, jv b) {
     if (a.type == JV_UNDEF || b.type == JV_UNDEF)
@@ -273,14 +284,17 @@ static jv repeat(jctx *c, uint32_t pos, jv seq, int64_t times) {
         if (seq.s.n && (uint64_t)times > JINJA_MAX_OUTPUT / seq.s.n)
             jx_fail(c, pos, "string repetition too large");
         jbuf b = {0};
-        for (int64_t i = 0; i < times; i++) jb_put(c, &b, seq.s.p, seq.s.n);
+        for (int64_t i = 0; i < times; i++)
+            jb_put(c, &b, seq.s.p, seq.s.n);
         return jv_str(jb_str(&b));
     }
     size_t n = seq.list->n;
-    if (n && (uint64_t)times > JINJA_MAX_STEPS / n) jx_fail(c, pos, "list repetition too large");
+    if (n && (uint64_t)times > JINJA_MAX_STEPS / n)
+        jx_fail(c, pos, "list repetition too large");
     jv out = jv_list_new(c, n * (size_t)times, seq.list->tuple);
     for (int64_t i = 0; i < times; i++)
-        for (size_t k = 0; k < n; k++) out.list->v[(size_t)i * n + k] = seq.list->v[k];
+        for (size_t k = 0; k < n; k++)
+            out.list->v[(size_t)i * n + k] = seq.list->v[k];
     return out;
 }
 
@@ -300,7 +314,8 @@ jv jx_percent_format(jctx *c, uint32_t pos, jstr fmt, jv args) {
         int prec = -1;
         if (fmt.p[i] == '.') {
             prec = 0;
-            while (++i < fmt.n && fmt.p[i] >= '0' && fmt.p[i] <= '9') prec = prec * 10 + (fmt.p[i] - '0');
+            while (++i < fmt.n && fmt.p[i] >= '0' && fmt.p[i] <= '9')
+                prec = prec * 10 + (fmt.p[i] - '0');
             if (i >= fmt.n) jx_fail(c, pos, "incomplete format");
         }
         char conv = fmt.p[i];
@@ -310,11 +325,14 @@ jv jx_percent_format(jctx *c, uint32_t pos, jstr fmt, jv args) {
         }
         if (ai >= an) jx_fail(c, pos, "not enough arguments for format string");
         jv a = av[ai++];
-        if (conv == 's') jv_write_str(c, &b, a);
-        else if (conv == 'r') jv_write_repr(c, &b, a);
+        if (conv == 's')
+            jv_write_str(c, &b, a);
+        else if (conv == 'r')
+            jv_write_repr(c, &b, a);
         else if (conv == 'd' || conv == 'i') {
             if (!jv_is_number(a)) jx_fail(c, pos, "%%%c format: a number is required", conv);
-            jb_printf(c, &b, "%lld", a.type == JV_FLOAT ? (long long)a.f : (long long)as_int(a));
+            jb_printf(c, &b, "%lld",
+                      a.type == JV_FLOAT ? (long long)a.f : (long long)as_int(a));
         } else if (conv == 'f') {
             if (!jv_is_number(a)) jx_fail(c, pos, "%%f format: a number is required");
             jb_printf(c, &b, "%.*f", prec < 0 ? 6 : prec, jv_as_double(a));
@@ -326,10 +344,10 @@ jv jx_percent_format(jctx *c, uint32_t pos, jstr fmt, jv args) {
     return jv_str(jb_str(&b));
 }
 
-jv jx_arith(jctx *c, uint32_t pos, jop op, jv a, jv b) {
-    static const char *const names[] = {[JO_ADD] = "+", [JO_SUB] = "-", [JO_MUL] = "*",
-                                        [JO_DIV] = "/", [JO_FLOORDIV] = "//", [JO_MOD] = "%",
-                                        [JO_POW] = "**"};
+JX_NOINLINE jv jx_arith(jctx *c, uint32_t pos, jop op, jv a, jv b) {
+    static const char *const names[] = {
+        [JO_ADD] = "+",       [JO_SUB] = "-", [JO_MUL] = "*", [JO_DIV] = "/",
+        [JO_FLOORDIV] = "//", [JO_MOD] = "%", [JO_POW] = "**"};
     const char *name = names[op];
     bool nums = jv_is_number(a) && jv_is_number(b);
     bool ints = is_intlike(a) && is_intlike(b);
@@ -352,8 +370,10 @@ jv jx_arith(jctx *c, uint32_t pos, jop op, jv a, jv b) {
         }
         if (a.type == JV_LIST && b.type == JV_LIST && a.list->tuple == b.list->tuple) {
             jv out = jv_list_new(c, a.list->n + b.list->n, a.list->tuple);
-            for (size_t i = 0; i < a.list->n; i++) out.list->v[i] = a.list->v[i];
-            for (size_t i = 0; i < b.list->n; i++) out.list->v[a.list->n + i] = b.list->v[i];
+            for (size_t i = 0; i < a.list->n; i++)
+                out.list->v[i] = a.list->v[i];
+            for (size_t i = 0; i < b.list->n; i++)
+                out.list->v[a.list->n + i] = b.list->v[i];
             return out;
         }
         break;
@@ -431,14 +451,15 @@ jv jx_arith(jctx *c, uint32_t pos, jop op, jv a, jv b) {
             int64_t base = as_int(a), e = as_int(b), r = 1;
             while (e > 0) {
                 if (e & 1) {
-                    if (base != 0 && (r > INT64_MAX / (base < 0 ? -base : base) ||
-                                      base == INT64_MIN))
+                    if (base != 0 &&
+                        (r > INT64_MAX / (base < 0 ? -base : base) || base == INT64_MIN))
                         jx_fail(c, pos, "integer overflow");
                     r *= base;
                 }
                 e >>= 1;
                 if (e) {
-                    if (base > 3037000499 || base < -3037000499) jx_fail(c, pos, "integer overflow");
+                    if (base > 3037000499 || base < -3037000499)
+                        jx_fail(c, pos, "integer overflow");
                     base *= base;
                 }
             }
@@ -451,7 +472,7 @@ jv jx_arith(jctx *c, uint32_t pos, jop op, jv a, jv b) {
     bad_operands(c, pos, name, a, b);
 }
 
-static bool compare_op(jctx *c, uint32_t pos, jop op, jv a, jv b) {
+static JX_NOINLINE bool compare_op(jctx *c, uint32_t pos, jop op, jv a, jv b) {
     switch (op) {
     case JO_EQ: return jv_equal(a, b);
     case JO_NE: return !jv_equal(a, b);
@@ -479,16 +500,18 @@ typedef struct argv_ {
     jv *kw;
 } argv_;
 
-static argv_ eval_args(jctx *c, const jnode *n) {
+static JX_NOINLINE argv_ eval_args(jctx *c, const jnode *n) {
     argv_ a = {0};
     if (n->n_items) {
         a.pos = ja_alloc(c, n->n_items * sizeof *a.pos);
-        for (size_t i = 0; i < n->n_items; i++) a.pos[i] = jx_eval(c, n->items[i]);
+        for (size_t i = 0; i < n->n_items; i++)
+            a.pos[i] = jx_eval(c, n->items[i]);
     }
     a.n = n->n_items;
     if (n->n_names) {
         a.kw = ja_alloc(c, n->n_names * sizeof *a.kw);
-        for (size_t i = 0; i < n->n_names; i++) a.kw[i] = jx_eval(c, n->items2[i]);
+        for (size_t i = 0; i < n->n_names; i++)
+            a.kw[i] = jx_eval(c, n->items2[i]);
     }
     return a;
 }
@@ -520,7 +543,8 @@ static jv call_macro(jctx *c, uint32_t pos, const jnode *m, const jv *args, size
     }
     for (size_t k = 0; k < n_kw; k++) {
         bool known = false;
-        for (size_t i = 0; i < m->n_names; i++) known |= js_equal(kw_names[k], m->names[i]);
+        for (size_t i = 0; i < m->n_names; i++)
+            known |= js_equal(kw_names[k], m->names[i]);
         if (!known)
             jx_fail(c, pos, "macro '%.*s' has no argument named '%.*s'", (int)m->name.n,
                     m->name.p, (int)kw_names[k].n, kw_names[k].p);
@@ -540,7 +564,8 @@ jv jx_call(jctx *c, uint32_t pos, jv fn, const jv *args, size_t n_args, const js
     case JF_BUILTIN: return jx_global(c, pos, fn.fn->id, args, n_args, kw_names, kw_vals, n_kw);
     case JF_METHOD:
         return jx_method(c, pos, fn.fn->id, fn.fn->self, args, n_args, kw_names, kw_vals, n_kw);
-    case JF_MACRO: return call_macro(c, pos, fn.fn->macro, args, n_args, kw_names, kw_vals, n_kw);
+    case JF_MACRO:
+        return call_macro(c, pos, fn.fn->macro, args, n_args, kw_names, kw_vals, n_kw);
     }
     return jv_undef();
 }
@@ -564,100 +589,120 @@ static void enter(jctx *c, uint32_t pos) {
         jx_fail(c, pos, "template nested too deeply (more than %d levels)", JINJA_MAX_DEPTH);
 }
 
+/* The cases of eval_inner that need locals live in their own (not inlined) functions, so
+ * that the recursive path eval -> eval_inner -> eval keeps a small stack frame. */
+static JX_NOINLINE jv eval_call(jctx *c, const jnode *n) {
+    jv fn;
+    if (n->a->type == JN_GETATTR) {
+        jv obj = jx_eval(c, n->a->a);
+        fn = jx_getattr(c, n->a->pos, obj, n->a->name);
+        if (fn.type == JV_UNDEF)
+            jx_fail(c, n->pos, "'%s' object has no method '%.*s'", jv_type_name(obj),
+                    (int)n->a->name.n, n->a->name.p);
+    } else {
+        fn = jx_eval(c, n->a);
+        if (fn.type == JV_UNDEF && n->a->type == JN_NAME)
+            jx_fail(c, n->pos, "'%.*s' is undefined", (int)n->a->name.n, n->a->name.p);
+    }
+    argv_ a = eval_args(c, n);
+    return jx_call(c, n->pos, fn, a.pos, a.n, n->names, a.kw, n->n_names);
+}
+
+static JX_NOINLINE jv eval_filter_or_test(jctx *c, const jnode *n) {
+    jv in = jx_eval(c, n->a);
+    argv_ a = eval_args(c, n);
+    if (n->type == JN_TEST) return jv_bool(jx_test(c, n->pos, n->id, in, a.pos, a.n));
+    return jx_filter(c, n->pos, n->id, in, a.pos, a.n, n->names, a.kw, n->n_names);
+}
+
+static JX_NOINLINE jv eval_unary(jctx *c, const jnode *n) {
+    jv v = jx_eval(c, n->a);
+    if (n->type == JN_POS && jv_is_number(v)) return v.type == JV_BOOL ? jv_int(v.b) : v;
+    if (v.type == JV_FLOAT) return jv_float(-v.f);
+    if (is_intlike(v)) {
+        if (as_int(v) == INT64_MIN) jx_fail(c, n->pos, "integer overflow");
+        return jv_int(-as_int(v));
+    }
+    jx_fail(c, n->pos, "bad operand type for unary %c: '%s'", n->type == JN_NEG ? '-' : '+',
+            jv_type_name(v));
+}
+
+static JX_NOINLINE jv eval_binop(jctx *c, const jnode *n) {
+    jv a = jx_eval(c, n->a);
+    return jx_arith(c, n->pos, n->op, a, jx_eval(c, n->b));
+}
+
+static JX_NOINLINE jv eval_compare(jctx *c, const jnode *n) {
+    jv left = jx_eval(c, n->a);
+    for (size_t i = 0; i < n->n_items; i++) {
+        jv right = jx_eval(c, n->items[i]);
+        if (!compare_op(c, n->items[i]->pos, n->ops[i], left, right)) return jv_bool(false);
+        left = right;
+    }
+    return jv_bool(true);
+}
+
+static JX_NOINLINE jv eval_concat(jctx *c, const jnode *n) {
+    jbuf b = {0};
+    for (size_t i = 0; i < n->n_items; i++)
+        jv_write_str(c, &b, jx_eval(c, n->items[i]));
+    return jv_str(jb_str(&b));
+}
+
+static JX_NOINLINE jv eval_list(jctx *c, const jnode *n) {
+    jv l = jv_list_new(c, n->n_items, n->type == JN_TUPLE);
+    for (size_t i = 0; i < n->n_items; i++)
+        l.list->v[i] = jx_eval(c, n->items[i]);
+    return l;
+}
+
+static JX_NOINLINE jv eval_dict(jctx *c, const jnode *n) {
+    jv d = jv_dict_new(c);
+    for (size_t i = 0; i < n->n_items; i++) {
+        jv k = jx_eval(c, n->items[i]);
+        if (k.type == JV_LIST && !k.list->tuple)
+            jx_fail(c, n->items[i]->pos, "unhashable type: 'list'");
+        if (k.type == JV_DICT) jx_fail(c, n->items[i]->pos, "unhashable type: 'dict'");
+        jv_dict_set(c, d.dict, k, jx_eval(c, n->items2[i]));
+    }
+    return d;
+}
+
+static JX_NOINLINE jv eval_getitem(jctx *c, const jnode *n) {
+    jv obj = jx_eval(c, n->a);
+    return jx_getitem(c, n->pos, obj, jx_eval(c, n->b));
+}
+
+static JX_NOINLINE jv eval_andor(jctx *c, const jnode *n) {
+    jv a = jx_eval(c, n->a);
+    if (n->type == JN_AND) return jv_truthy(a) ? jx_eval(c, n->b) : a;
+    return jv_truthy(a) ? a : jx_eval(c, n->b);
+}
+
 static jv eval_inner(jctx *c, const jnode *n) {
     switch (n->type) {
     case JN_CONST: return n->value;
     case JN_NAME: return jx_lookup(c, n->name);
     case JN_GETATTR: return jx_getattr(c, n->pos, jx_eval(c, n->a), n->name);
-    case JN_GETITEM: {
-        jv obj = jx_eval(c, n->a);
-        return jx_getitem(c, n->pos, obj, jx_eval(c, n->b));
-    }
+    case JN_GETITEM: return eval_getitem(c, n);
     case JN_SLICE: return eval_slice(c, n);
-    case JN_CALL: {
-        jv fn;
-        if (n->a->type == JN_GETATTR) {
-            jv obj = jx_eval(c, n->a->a);
-            fn = jx_getattr(c, n->a->pos, obj, n->a->name);
-            if (fn.type == JV_UNDEF)
-                jx_fail(c, n->pos, "'%s' object has no method '%.*s'", jv_type_name(obj),
-                        (int)n->a->name.n, n->a->name.p);
-        } else {
-            fn = jx_eval(c, n->a);
-            if (fn.type == JV_UNDEF && n->a->type == JN_NAME)
-                jx_fail(c, n->pos, "'%.*s' is undefined", (int)n->a->name.n, n->a->name.p);
-        }
-        argv_ a = eval_args(c, n);
-        return jx_call(c, n->pos, fn, a.pos, a.n, n->names, a.kw, n->n_names);
-    }
-    case JN_FILTER: {
-        jv in = jx_eval(c, n->a);
-        argv_ a = eval_args(c, n);
-        return jx_filter(c, n->pos, n->id, in, a.pos, a.n, n->names, a.kw, n->n_names);
-    }
-    case JN_TEST: {
-        jv in = jx_eval(c, n->a);
-        argv_ a = eval_args(c, n);
-        return jv_bool(jx_test(c, n->pos, n->id, in, a.pos, a.n));
-    }
+    case JN_CALL: return eval_call(c, n);
+    case JN_FILTER:
+    case JN_TEST: return eval_filter_or_test(c, n);
     case JN_NEG:
-    case JN_POS: {
-        jv v = jx_eval(c, n->a);
-        if (n->type == JN_POS && jv_is_number(v)) return v.type == JV_BOOL ? jv_int(v.b) : v;
-        if (v.type == JV_FLOAT) return jv_float(-v.f);
-        if (is_intlike(v)) {
-            if (as_int(v) == INT64_MIN) jx_fail(c, n->pos, "integer overflow");
-            return jv_int(-as_int(v));
-        }
-        jx_fail(c, n->pos, "bad operand type for unary %c: '%s'", n->type == JN_NEG ? '-' : '+',
-                jv_type_name(v));
-    }
+    case JN_POS: return eval_unary(c, n);
     case JN_NOT: return jv_bool(!jv_truthy(jx_eval(c, n->a)));
-    case JN_AND: {
-        jv a = jx_eval(c, n->a);
-        return jv_truthy(a) ? jx_eval(c, n->b) : a;
-    }
-    case JN_OR: {
-        jv a = jx_eval(c, n->a);
-        return jv_truthy(a) ? a : jx_eval(c, n->b);
-    }
-    case JN_BINOP: {
-        jv a = jx_eval(c, n->a);
-        return jx_arith(c, n->pos, n->op, a, jx_eval(c, n->b));
-    }
-    case JN_COMPARE: {
-        jv left = jx_eval(c, n->a);
-        for (size_t i = 0; i < n->n_items; i++) {
-            jv right = jx_eval(c, n->items[i]);
-            if (!compare_op(c, n->items[i]->pos, n->ops[i], left, right)) return jv_bool(false);
-            left = right;
-        }
-        return jv_bool(true);
-    }
-    case JN_CONCAT: {
-        jbuf b = {0};
-        for (size_t i = 0; i < n->n_items; i++) jv_write_str(c, &b, jx_eval(c, n->items[i]));
-        return jv_str(jb_str(&b));
-    }
+    case JN_AND:
+    case JN_OR: return eval_andor(c, n);
+    case JN_BINOP: return eval_binop(c, n);
+    case JN_COMPARE: return eval_compare(c, n);
+    case JN_CONCAT: return eval_concat(c, n);
     case JN_COND:
         if (jv_truthy(jx_eval(c, n->a))) return jx_eval(c, n->b);
         return n->c ? jx_eval(c, n->c) : jv_undef();
     case JN_LIST:
-    case JN_TUPLE: {
-        jv l = jv_list_new(c, n->n_items, n->type == JN_TUPLE);
-        for (size_t i = 0; i < n->n_items; i++) l.list->v[i] = jx_eval(c, n->items[i]);
-        return l;
-    }
-    case JN_DICT: {
-        jv d = jv_dict_new(c);
-        for (size_t i = 0; i < n->n_items; i++) {
-            jv k = jx_eval(c, n->items[i]);
-            if (k.type == JV_LIST && !k.list->tuple) jx_fail(c, n->items[i]->pos, "unhashable type: 'list'");
-            if (k.type == JV_DICT) jx_fail(c, n->items[i]->pos, "unhashable type: 'dict'");
-            jv_dict_set(c, d.dict, k, jx_eval(c, n->items2[i]));
-        }
-        return d;
-    }
+    case JN_TUPLE: return eval_list(c, n);
+    case JN_DICT: return eval_dict(c, n);
     default: break;
     }
     jx_fail(c, n->pos, "internal error: statement used as an expression");
@@ -679,10 +724,11 @@ static void assign_targets(jctx *c, uint32_t pos, const jstr *names, size_t n, j
     if (items->n != n)
         jx_fail(c, pos, "%s values to unpack (expected %zu, got %zu)",
                 items->n > n ? "too many" : "not enough", n, items->n);
-    for (size_t i = 0; i < n; i++) bind(c, names[i], items->v[i]);
+    for (size_t i = 0; i < n; i++)
+        bind(c, names[i], items->v[i]);
 }
 
-static void exec_for(jctx *c, const jnode *n) {
+static JX_NOINLINE void exec_for(jctx *c, const jnode *n) {
     jv seq = jx_eval(c, n->a);
     const jlist *items = jx_iter(c, n->a->pos, seq);
     if (n->b) { /* `for x in xs if cond`: filter first, so loop.* counts kept items */
@@ -725,60 +771,76 @@ static void exec_for(jctx *c, const jnode *n) {
     }
 }
 
+static JX_NOINLINE void exec_output(jctx *c, const jnode *n) {
+    jstr s = jv_to_str(c, jx_eval(c, n->a));
+    emit(c, n->pos, s.p, s.n);
+}
+
+static JX_NOINLINE void exec_nsset(jctx *c, const jnode *n) {
+    jv ns = jx_lookup(c, n->name);
+    if (ns.type != JV_DICT || !ns.dict->ns)
+        jx_fail(c, n->pos, "cannot assign attribute on non-namespace object '%.*s'",
+                (int)n->name.n, n->name.p);
+    jv_dict_set(c, ns.dict, jv_str(n->attr), jx_eval(c, n->a));
+}
+
+static JX_NOINLINE void exec_blocks(jctx *c, const jnode *n) {
+    jv v = jv_str(capture(c, n->b));
+    v = apply_filters(c, n->a, v);
+    if (n->type == JN_SETBLOCK) {
+        bind(c, n->names[0], v);
+    } else { /* JN_FILTERBLOCK */
+        jstr s = jv_to_str(c, v);
+        emit(c, n->pos, s.p, s.n);
+    }
+}
+
+static JX_NOINLINE void exec_macro_def(jctx *c, const jnode *n) {
+    jfunc *fn = ja_alloc(c, sizeof *fn);
+    memset(fn, 0, sizeof *fn);
+    fn->kind = JF_MACRO;
+    fn->macro = n;
+    bind(c, n->name, (jv){.type = JV_FUNC, .fn = fn});
+}
+
+static JX_NOINLINE void exec_scope(jctx *c, const jnode *n) {
+    jv *vals = n->n_names ? ja_alloc(c, n->n_names * sizeof *vals) : NULL;
+    for (size_t i = 0; i < n->n_names; i++)
+        vals[i] = jx_eval(c, n->items2[i]);
+    push_frame(c, false);
+    for (size_t i = 0; i < n->n_names; i++)
+        bind(c, n->names[i], vals[i]);
+    jx_exec(c, n->b);
+    pop_frame(c);
+}
+
+static JX_NOINLINE void exec_set(jctx *c, const jnode *n) {
+    assign_targets(c, n->pos, n->names, n->n_names, jx_eval(c, n->a));
+}
+
 static void exec_inner(jctx *c, const jnode *n) {
     switch (n->type) {
     case JN_BODY:
-        for (size_t i = 0; i < n->n_items && c->ctl == JC_NONE; i++) jx_exec(c, n->items[i]);
+        for (size_t i = 0; i < n->n_items && c->ctl == JC_NONE; i++)
+            jx_exec(c, n->items[i]);
         return;
     case JN_TEXT: emit(c, n->pos, n->name.p, n->name.n); return;
-    case JN_OUTPUT: {
-        jstr s = jv_to_str(c, jx_eval(c, n->a));
-        emit(c, n->pos, s.p, s.n);
-        return;
-    }
+    case JN_OUTPUT: exec_output(c, n); return;
     case JN_IF:
-        if (jv_truthy(jx_eval(c, n->a))) jx_exec(c, n->b);
-        else if (n->c) jx_exec(c, n->c);
+        if (jv_truthy(jx_eval(c, n->a)))
+            jx_exec(c, n->b);
+        else if (n->c)
+            jx_exec(c, n->c);
         return;
     case JN_FOR: exec_for(c, n); return;
-    case JN_SET: assign_targets(c, n->pos, n->names, n->n_names, jx_eval(c, n->a)); return;
-    case JN_NSSET: {
-        jv ns = jx_lookup(c, n->name);
-        if (ns.type != JV_DICT || !ns.dict->ns)
-            jx_fail(c, n->pos, "cannot assign attribute on non-namespace object '%.*s'",
-                    (int)n->name.n, n->name.p);
-        jv_dict_set(c, ns.dict, jv_str(n->attr), jx_eval(c, n->a));
-        return;
-    }
-    case JN_SETBLOCK: {
-        jv v = jv_str(capture(c, n->b));
-        bind(c, n->names[0], apply_filters(c, n->a, v));
-        return;
-    }
-    case JN_MACRO: {
-        jfunc *fn = ja_alloc(c, sizeof *fn);
-        memset(fn, 0, sizeof *fn);
-        fn->kind = JF_MACRO;
-        fn->macro = n;
-        bind(c, n->name, (jv){.type = JV_FUNC, .fn = fn});
-        return;
-    }
+    case JN_SET: exec_set(c, n); return;
+    case JN_NSSET: exec_nsset(c, n); return;
+    case JN_SETBLOCK:
+    case JN_FILTERBLOCK: exec_blocks(c, n); return;
+    case JN_MACRO: exec_macro_def(c, n); return;
     case JN_BREAK: c->ctl = JC_BREAK; return;
     case JN_CONTINUE: c->ctl = JC_CONTINUE; return;
-    case JN_FILTERBLOCK: {
-        jstr s = jv_to_str(c, apply_filters(c, n->a, jv_str(capture(c, n->b))));
-        emit(c, n->pos, s.p, s.n);
-        return;
-    }
-    case JN_SCOPE: {
-        jv *vals = n->n_names ? ja_alloc(c, n->n_names * sizeof *vals) : NULL;
-        for (size_t i = 0; i < n->n_names; i++) vals[i] = jx_eval(c, n->items2[i]);
-        push_frame(c, false);
-        for (size_t i = 0; i < n->n_names; i++) bind(c, n->names[i], vals[i]);
-        jx_exec(c, n->b);
-        pop_frame(c);
-        return;
-    }
+    case JN_SCOPE: exec_scope(c, n); return;
     default: break;
     }
     jx_fail(c, n->pos, "internal error: expression used as a statement");
@@ -790,7 +852,9 @@ void jx_exec(jctx *c, const jnode *n) {
     c->depth--;
 }
 
-void jx_begin_globals(jctx *c) { push_frame(c, false); }
+void jx_begin_globals(jctx *c) {
+    push_frame(c, false);
+}
 
 void jx_set_global(jctx *c, const char *name, jv value) {
     bind(c, (jstr){name, strlen(name)}, value);

@@ -14,6 +14,12 @@
 #include "chat/jinja.h"
 #include "error.h"
 
+#if defined(__GNUC__)
+#define JX_NOINLINE __attribute__((noinline))
+#else
+#define JX_NOINLINE
+#endif
+
 /* ------------------------------------------------------------------ arena */
 
 typedef struct ja_chunk ja_chunk;
@@ -121,12 +127,35 @@ typedef enum jtok_type {
 } jtok_type;
 
 typedef enum jop {
-    JO_ADD = 1, JO_SUB, JO_DIV, JO_FLOORDIV, JO_MUL, JO_MOD, JO_POW, JO_TILDE,
-    JO_LBRACKET, JO_RBRACKET, JO_LPAREN, JO_RPAREN, JO_LBRACE, JO_RBRACE,
-    JO_EQ, JO_NE, JO_GT, JO_GE, JO_LT, JO_LE, JO_ASSIGN, JO_DOT, JO_COLON,
-    JO_PIPE, JO_COMMA, JO_SEMICOLON,
+    JO_ADD = 1,
+    JO_SUB,
+    JO_DIV,
+    JO_FLOORDIV,
+    JO_MUL,
+    JO_MOD,
+    JO_POW,
+    JO_TILDE,
+    JO_LBRACKET,
+    JO_RBRACKET,
+    JO_LPAREN,
+    JO_RPAREN,
+    JO_LBRACE,
+    JO_RBRACE,
+    JO_EQ,
+    JO_NE,
+    JO_GT,
+    JO_GE,
+    JO_LT,
+    JO_LE,
+    JO_ASSIGN,
+    JO_DOT,
+    JO_COLON,
+    JO_PIPE,
+    JO_COMMA,
+    JO_SEMICOLON,
     /* comparison operators that are not tokens */
-    JO_IN, JO_NOTIN,
+    JO_IN,
+    JO_NOTIN,
 } jop;
 
 typedef struct jtok {
@@ -142,30 +171,58 @@ typedef struct jtok {
 
 typedef enum jn_type {
     /* expressions */
-    JN_CONST, JN_NAME, JN_GETATTR, JN_GETITEM, JN_SLICE, JN_CALL, JN_FILTER, JN_TEST,
-    JN_NEG, JN_POS, JN_NOT, JN_AND, JN_OR, JN_BINOP, JN_COMPARE, JN_CONCAT, JN_COND,
-    JN_LIST, JN_TUPLE, JN_DICT,
+    JN_CONST,
+    JN_NAME,
+    JN_GETATTR,
+    JN_GETITEM,
+    JN_SLICE,
+    JN_CALL,
+    JN_FILTER,
+    JN_TEST,
+    JN_NEG,
+    JN_POS,
+    JN_NOT,
+    JN_AND,
+    JN_OR,
+    JN_BINOP,
+    JN_COMPARE,
+    JN_CONCAT,
+    JN_COND,
+    JN_LIST,
+    JN_TUPLE,
+    JN_DICT,
     /* statements */
-    JN_BODY, JN_TEXT, JN_OUTPUT, JN_IF, JN_FOR, JN_SET, JN_NSSET, JN_SETBLOCK, JN_MACRO,
-    JN_BREAK, JN_CONTINUE, JN_FILTERBLOCK, JN_SCOPE,
+    JN_BODY,
+    JN_TEXT,
+    JN_OUTPUT,
+    JN_IF,
+    JN_FOR,
+    JN_SET,
+    JN_NSSET,
+    JN_SETBLOCK,
+    JN_MACRO,
+    JN_BREAK,
+    JN_CONTINUE,
+    JN_FILTERBLOCK,
+    JN_SCOPE,
 } jn_type;
 
 typedef struct jnode jnode;
 struct jnode {
     jn_type type;
-    jop op;        /* BINOP */
-    int id;        /* FILTER / TEST: builtin id */
+    jop op; /* BINOP */
+    int id; /* FILTER / TEST: builtin id */
     uint32_t pos;
-    jv value;      /* CONST */
-    jstr name;     /* NAME, GETATTR, FILTER, TEST, MACRO, NSSET (namespace) */
-    jstr attr;     /* NSSET attribute */
+    jv value;  /* CONST */
+    jstr name; /* NAME, GETATTR, FILTER, TEST, MACRO, NSSET (namespace) */
+    jstr attr; /* NSSET attribute */
     jnode *a, *b, *c, *d;
     jnode **items; /* args, elements, keys, operands, statements, defaults */
     size_t n_items;
     jnode **items2; /* keyword values, dict values, scope values */
     jstr *names;    /* keyword names, targets, parameters */
     size_t n_names;
-    jop *ops;       /* COMPARE: one per operand in items */
+    jop *ops; /* COMPARE: one per operand in items */
 };
 
 /* --------------------------------------------------------------- context */
@@ -187,9 +244,9 @@ typedef struct jctx {
     chord_error *err;
     jmp_buf jb;
     chord_status status; /* of the failure that jumped to jb */
-    const char *src; /* normalized template, for line/column */
+    const char *src;     /* normalized template, for line/column */
     size_t src_len;
-    jbuf *out;       /* where output goes (the result or a capture) */
+    jbuf *out; /* where output goes (the result or a capture) */
     jbind *binds;
     size_t n_binds, cap_binds;
     jframe *frames;
@@ -214,12 +271,24 @@ void jb_putc(jctx *c, jbuf *b, char ch);
 void jb_printf(jctx *c, jbuf *b, const char *fmt, ...) CHORD_PRINTF(3, 4);
 jstr jb_str(const jbuf *b);
 
-static inline jv jv_undef(void) { return (jv){.type = JV_UNDEF}; }
-static inline jv jv_none(void) { return (jv){.type = JV_NONE}; }
-static inline jv jv_bool(bool b) { return (jv){.type = JV_BOOL, .b = b}; }
-static inline jv jv_int(int64_t i) { return (jv){.type = JV_INT, .i = i}; }
-static inline jv jv_float(double f) { return (jv){.type = JV_FLOAT, .f = f}; }
-static inline jv jv_str(jstr s) { return (jv){.type = JV_STR, .s = s}; }
+static inline jv jv_undef(void) {
+    return (jv){.type = JV_UNDEF};
+}
+static inline jv jv_none(void) {
+    return (jv){.type = JV_NONE};
+}
+static inline jv jv_bool(bool b) {
+    return (jv){.type = JV_BOOL, .b = b};
+}
+static inline jv jv_int(int64_t i) {
+    return (jv){.type = JV_INT, .i = i};
+}
+static inline jv jv_float(double f) {
+    return (jv){.type = JV_FLOAT, .f = f};
+}
+static inline jv jv_str(jstr s) {
+    return (jv){.type = JV_STR, .s = s};
+}
 jv jv_cstr(jctx *c, const char *s); /* copies */
 jv jv_list_new(jctx *c, size_t n, bool tuple);
 jv jv_dict_new(jctx *c);
@@ -246,7 +315,7 @@ void jx_float_repr(double d, char buf[32]);
 bool jx_parse_double(const char *s, size_t n, double *out);
 
 /* jinja_str.c: UTF-8 string helpers with Python str semantics */
-size_t u8_count(jstr s);                       /* code points */
+size_t u8_count(jstr s);                         /* code points */
 size_t u8_ws_at(const char *p, const char *end); /* bytes of a whitespace char at p, or 0 */
 size_t u8_ws_before(const char *begin, const char *p); /* same, ending at p */
 jstr js_strip(jstr s, jstr chars, bool chars_given, bool left, bool right);
@@ -255,11 +324,11 @@ bool js_eq_cstr(jstr a, const char *s);
 bool js_starts(jstr s, jstr prefix);
 bool js_ends(jstr s, jstr suffix);
 const char *js_find(jstr hay, jstr needle); /* NULL if absent */
-jstr js_case(jctx *c, jstr s, int mode);     /* 0 lower, 1 upper, 2 capitalize, 3 title */
+jstr js_case(jctx *c, jstr s, int mode);    /* 0 lower, 1 upper, 2 capitalize, 3 title */
 jstr js_replace(jctx *c, jstr s, jstr old, jstr new_, int64_t count);
 jv js_split(jctx *c, jstr s, jstr sep, bool sep_given, int64_t maxsplit);
 jv js_index(jctx *c, jstr s, int64_t i, bool *ok); /* one code point, Python indexing */
-jv js_chars(jctx *c, jstr s);                        /* list of code points */
+jv js_chars(jctx *c, jstr s);                      /* list of code points */
 
 /* jinja_lex.c */
 jtok *jx_lex(jctx *c, const char *src, size_t n, size_t *n_tok);
@@ -293,8 +362,8 @@ int jx_method_id(jv self, jstr name);
 jv jx_filter(jctx *c, uint32_t pos, int id, jv in, const jv *args, size_t n_args,
              const jstr *kw_names, const jv *kw_vals, size_t n_kw);
 bool jx_test(jctx *c, uint32_t pos, int id, jv in, const jv *args, size_t n_args);
-jv jx_global(jctx *c, uint32_t pos, int id, const jv *args, size_t n_args,
-             const jstr *kw_names, const jv *kw_vals, size_t n_kw);
+jv jx_global(jctx *c, uint32_t pos, int id, const jv *args, size_t n_args, const jstr *kw_names,
+             const jv *kw_vals, size_t n_kw);
 jv jx_method(jctx *c, uint32_t pos, int id, jv self, const jv *args, size_t n_args,
              const jstr *kw_names, const jv *kw_vals, size_t n_kw);
 

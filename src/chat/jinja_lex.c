@@ -37,7 +37,8 @@ static void push_simple(lexer *L, jtok_type type, size_t pos) {
 
 static size_t skip_ws(const lexer *L, size_t p) {
     size_t l;
-    while (p < L->n && (l = u8_ws_at(L->s + p, L->s + L->n))) p += l;
+    while (p < L->n && (l = u8_ws_at(L->s + p, L->s + L->n)))
+        p += l;
     return p;
 }
 
@@ -55,7 +56,8 @@ static void emit_text(lexer *L, size_t from, size_t to, char sign, bool lstrip_o
             }
         if (l_pos > 0 || L->line_starting) {
             size_t p = l_pos, l;
-            while (p < t.n && (l = u8_ws_at(t.p + p, t.p + t.n))) p += l;
+            while (p < t.n && (l = u8_ws_at(t.p + p, t.p + t.n)))
+                p += l;
             if (p == t.n && p > l_pos) t.n = l_pos;
         }
     }
@@ -66,8 +68,10 @@ static void emit_text(lexer *L, size_t from, size_t to, char sign, bool lstrip_o
  * resumes, with trim_blocks applied when trim is set. */
 static size_t after_end(lexer *L, size_t p, size_t len, char sign, bool trim) {
     p += len;
-    if (sign == '-') p = skip_ws(L, p);
-    else if (sign != '+' && trim && p < L->n && L->s[p] == '\n') p++;
+    if (sign == '-')
+        p = skip_ws(L, p);
+    else if (sign != '+' && trim && p < L->n && L->s[p] == '\n')
+        p++;
     L->line_starting = p > 0 && L->s[p - 1] == '\n';
     return p;
 }
@@ -77,11 +81,15 @@ static bool starts(const lexer *L, size_t p, const char *lit) {
     return p + n <= L->n && memcmp(L->s + p, lit, n) == 0;
 }
 
-static bool is_digit(char ch) { return ch >= '0' && ch <= '9'; }
+static bool is_digit(char ch) {
+    return ch >= '0' && ch <= '9';
+}
 static bool is_name_start(char ch) {
     return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_';
 }
-static bool is_name_char(char ch) { return is_name_start(ch) || is_digit(ch); }
+static bool is_name_char(char ch) {
+    return is_name_start(ch) || is_digit(ch);
+}
 
 /* "{% word %}" (with any whitespace control) at p? Sets the signs, where "%}" is, and
  * where the text after it starts. */
@@ -114,7 +122,8 @@ static void lex_string(lexer *L, size_t *pp) {
         if (ch == q) break;
         if (ch != '\\') {
             size_t run = p;
-            while (p < L->n && L->s[p] != q && L->s[p] != '\\') p++;
+            while (p < L->n && L->s[p] != q && L->s[p] != '\\')
+                p++;
             jb_put(c, &b, L->s + run, p - run);
             continue;
         }
@@ -140,7 +149,7 @@ static void lex_string(lexer *L, size_t *pp) {
             uint32_t cp = 0;
             for (int i = 0; i < nd; i++, p++) {
                 char h = p < L->n ? L->s[p] : 0;
-                int v = is_digit(h) ? h - '0'
+                int v = is_digit(h)              ? h - '0'
                         : (h >= 'a' && h <= 'f') ? h - 'a' + 10
                         : (h >= 'A' && h <= 'F') ? h - 'A' + 10
                                                  : -1;
@@ -151,7 +160,8 @@ static void lex_string(lexer *L, size_t *pp) {
                 jx_fail(c, (uint32_t)p, "invalid code point in string escape");
             char u[4];
             size_t ul;
-            if (cp < 0x80) u[0] = (char)cp, ul = 1;
+            if (cp < 0x80)
+                u[0] = (char)cp, ul = 1;
             else if (cp < 0x800)
                 u[0] = (char)(0xC0 | (cp >> 6)), u[1] = (char)(0x80 | (cp & 0x3F)), ul = 2;
             else if (cp < 0x10000)
@@ -169,7 +179,8 @@ static void lex_string(lexer *L, size_t *pp) {
                 unsigned v = (unsigned)(e - '0');
                 for (int i = 0; i < 2 && p < L->n && L->s[p] >= '0' && L->s[p] <= '7'; i++)
                     v = v * 8 + (unsigned)(L->s[p++] - '0');
-                if (v > 0x7F) jx_fail(c, (uint32_t)p, "octal escapes above \\177 are not supported");
+                if (v > 0x7F)
+                    jx_fail(c, (uint32_t)p, "octal escapes above \\177 are not supported");
                 jb_putc(c, &b, (char)v);
             } else { /* unknown escape: kept as written */
                 jb_putc(c, &b, '\\');
@@ -187,14 +198,19 @@ static void lex_number(lexer *L, size_t *pp) {
     const char *s = L->s;
     /* prefixed integers */
     if (s[p] == '0' && p + 1 < L->n && strchr("xXoObB", s[p + 1]) && s[p + 1]) {
-        int base = (s[p + 1] == 'x' || s[p + 1] == 'X') ? 16 : (s[p + 1] == 'o' || s[p + 1] == 'O') ? 8 : 2;
+        int base = (s[p + 1] == 'x' || s[p + 1] == 'X')   ? 16
+                   : (s[p + 1] == 'o' || s[p + 1] == 'O') ? 8
+                                                          : 2;
         p += 2;
         uint64_t v = 0;
         size_t digits = 0;
         for (; p < L->n; p++) {
             char h = s[p];
             if (h == '_') continue;
-            int d = is_digit(h) ? h - '0' : (h >= 'a' && h <= 'f') ? h - 'a' + 10 : (h >= 'A' && h <= 'F') ? h - 'A' + 10 : 99;
+            int d = is_digit(h)              ? h - '0'
+                    : (h >= 'a' && h <= 'f') ? h - 'a' + 10
+                    : (h >= 'A' && h <= 'F') ? h - 'A' + 10
+                                             : 99;
             if (d >= base) break;
             if (v > (UINT64_MAX >> 4) || v * (uint64_t)base + (uint64_t)d > (uint64_t)INT64_MAX)
                 jx_fail(c, (uint32_t)start, "integer literal too large");
@@ -212,7 +228,8 @@ static void lex_number(lexer *L, size_t *pp) {
     if (p + 1 < L->n && s[p] == '.' && is_digit(s[p + 1])) {
         is_float = true;
         p++;
-        while (p < L->n && (is_digit(s[p]) || (s[p] == '_' && p + 1 < L->n && is_digit(s[p + 1]))))
+        while (p < L->n &&
+               (is_digit(s[p]) || (s[p] == '_' && p + 1 < L->n && is_digit(s[p + 1]))))
             p++;
     }
     if (p < L->n && (s[p] == 'e' || s[p] == 'E')) {
@@ -221,7 +238,8 @@ static void lex_number(lexer *L, size_t *pp) {
         if (q < L->n && is_digit(s[q])) {
             is_float = true;
             p = q;
-            while (p < L->n && (is_digit(s[p]) || (s[p] == '_' && p + 1 < L->n && is_digit(s[p + 1]))))
+            while (p < L->n &&
+                   (is_digit(s[p]) || (s[p] == '_' && p + 1 < L->n && is_digit(s[p + 1]))))
                 p++;
         }
     }
@@ -236,7 +254,8 @@ static void lex_number(lexer *L, size_t *pp) {
             if (s[i] == '_') continue;
             int d = s[i] - '0';
             if (v > (INT64_MAX - d) / 10)
-                jx_fail(c, (uint32_t)start, "integer literal too large (chord uses 64-bit integers)");
+                jx_fail(c, (uint32_t)start,
+                        "integer literal too large (chord uses 64-bit integers)");
             v = v * 10 + d;
         }
         push(L, (jtok){.type = JT_INT, .pos = (uint32_t)start, .i = v});
@@ -248,12 +267,13 @@ static const struct {
     const char *text;
     jop op;
 } OPS[] = {
-    {"//", JO_FLOORDIV}, {"**", JO_POW}, {"==", JO_EQ},   {"!=", JO_NE},       {">=", JO_GE},
-    {"<=", JO_LE},       {"+", JO_ADD},  {"-", JO_SUB},   {"/", JO_DIV},       {"*", JO_MUL},
-    {"%", JO_MOD},       {"~", JO_TILDE}, {"[", JO_LBRACKET}, {"]", JO_RBRACKET}, {"(", JO_LPAREN},
-    {")", JO_RPAREN},    {"{", JO_LBRACE}, {"}", JO_RBRACE}, {">", JO_GT},      {"<", JO_LT},
-    {"=", JO_ASSIGN},    {".", JO_DOT},  {":", JO_COLON}, {"|", JO_PIPE},      {",", JO_COMMA},
-    {";", JO_SEMICOLON},
+    {"//", JO_FLOORDIV}, {"**", JO_POW},      {"==", JO_EQ},    {"!=", JO_NE},
+    {">=", JO_GE},       {"<=", JO_LE},       {"+", JO_ADD},    {"-", JO_SUB},
+    {"/", JO_DIV},       {"*", JO_MUL},       {"%", JO_MOD},    {"~", JO_TILDE},
+    {"[", JO_LBRACKET},  {"]", JO_RBRACKET},  {"(", JO_LPAREN}, {")", JO_RPAREN},
+    {"{", JO_LBRACE},    {"}", JO_RBRACE},    {">", JO_GT},     {"<", JO_LT},
+    {"=", JO_ASSIGN},    {".", JO_DOT},       {":", JO_COLON},  {"|", JO_PIPE},
+    {",", JO_COMMA},     {";", JO_SEMICOLON},
 };
 
 /* Tokens of one tag, from p (after the opener) through its end marker. */
@@ -292,7 +312,8 @@ static size_t lex_tag(lexer *L, size_t p, bool block, size_t open_pos) {
             lex_number(L, &p);
         } else if (is_name_start(ch)) {
             size_t q = p;
-            while (q < L->n && is_name_char(L->s[q])) q++;
+            while (q < L->n && is_name_char(L->s[q]))
+                q++;
             push(L, (jtok){.type = JT_NAME, .pos = (uint32_t)p, .s = {L->s + p, q - p}});
             p = q;
         } else {
@@ -303,12 +324,14 @@ static size_t lex_tag(lexer *L, size_t p, bool block, size_t open_pos) {
                 jx_fail(c, (uint32_t)p, "unexpected character '%c' in tag", ch);
             jop op = OPS[i].op;
             if (op == JO_LPAREN || op == JO_LBRACKET || op == JO_LBRACE) {
-                if (depth == JINJA_MAX_DEPTH) jx_fail(c, (uint32_t)p, "brackets nested too deeply");
+                if (depth == JINJA_MAX_DEPTH)
+                    jx_fail(c, (uint32_t)p, "brackets nested too deeply");
                 stack[depth++] = op == JO_LPAREN ? ')' : op == JO_LBRACKET ? ']' : '}';
             } else if (op == JO_RPAREN || op == JO_RBRACKET || op == JO_RBRACE) {
                 if (depth == 0) jx_fail(c, (uint32_t)p, "unexpected '%c'", ch);
                 if (stack[depth - 1] != ch)
-                    jx_fail(c, (uint32_t)p, "unexpected '%c', expected '%c'", ch, stack[depth - 1]);
+                    jx_fail(c, (uint32_t)p, "unexpected '%c', expected '%c'", ch,
+                            stack[depth - 1]);
                 depth--;
             }
             push(L, (jtok){.type = JT_OP, .op = op, .pos = (uint32_t)p});

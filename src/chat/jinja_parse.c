@@ -50,7 +50,9 @@ static void sv_push(parser *P, svec *v, jstr x) {
     v->v[v->n++] = x;
 }
 
-static const jtok *cur(const parser *P) { return &P->t[P->i]; }
+static const jtok *cur(const parser *P) {
+    return &P->t[P->i];
+}
 static const jtok *peek(const parser *P, size_t k) {
     return P->i + k < P->n ? &P->t[P->i + k] : &P->t[P->n - 1];
 }
@@ -60,12 +62,18 @@ static const jtok *advance(parser *P) {
     return t;
 }
 
-static bool tok_is_op(const jtok *t, jop op) { return t->type == JT_OP && t->op == op; }
+static bool tok_is_op(const jtok *t, jop op) {
+    return t->type == JT_OP && t->op == op;
+}
 static bool tok_is_name(const jtok *t, const char *s) {
     return t->type == JT_NAME && js_eq_cstr(t->s, s);
 }
-static bool is_op(const parser *P, jop op) { return tok_is_op(cur(P), op); }
-static bool is_name(const parser *P, const char *s) { return tok_is_name(cur(P), s); }
+static bool is_op(const parser *P, jop op) {
+    return tok_is_op(cur(P), op);
+}
+static bool is_name(const parser *P, const char *s) {
+    return tok_is_name(cur(P), s);
+}
 
 static const char *describe(const jtok *t, char *buf, size_t size) {
     switch (t->type) {
@@ -75,15 +83,17 @@ static const char *describe(const jtok *t, char *buf, size_t size) {
     case JT_VAR_END: return "end of print statement '}}'";
     case JT_BLOCK_BEGIN: return "'{%'";
     case JT_BLOCK_END: return "end of statement block '%}'";
-    case JT_NAME: snprintf(buf, size, "'%.*s'", (int)(t->s.n > 40 ? 40 : t->s.n), t->s.p); return buf;
+    case JT_NAME:
+        snprintf(buf, size, "'%.*s'", (int)(t->s.n > 40 ? 40 : t->s.n), t->s.p);
+        return buf;
     case JT_STRING: return "string";
     case JT_INT: return "integer";
     case JT_FLOAT: return "float";
     case JT_OP: break;
     }
     static const char *const names[] = {
-        "", "+", "-", "/", "//", "*", "%", "**", "~", "[", "]", "(", ")", "{", "}",
-        "==", "!=", ">", ">=", "<", "<=", "=", ".", ":", "|", ",", ";",
+        "",  "+",  "-",  "/", "//", "*", "%",  "**", "~", "[", "]", "(", ")", "{",
+        "}", "==", "!=", ">", ">=", "<", "<=", "=",  ".", ":", "|", ",", ";",
     };
     snprintf(buf, size, "'%s'", t->op < sizeof names / sizeof names[0] ? names[t->op] : "?");
     return buf;
@@ -117,7 +127,9 @@ static void enter(parser *P) {
         jx_fail(P->c, cur(P)->pos, "template nested too deeply (more than %d levels)",
                 MAX_NESTING);
 }
-static void leave(parser *P) { P->nesting--; }
+static void leave(parser *P) {
+    P->nesting--;
+}
 
 static jnode *mk(parser *P, jn_type type, uint32_t pos) {
     jnode *n = ja_alloc(P->c, sizeof *n);
@@ -152,8 +164,10 @@ static jnode *parse_tuple(parser *P, bool with_condexpr, const char *extra_end,
         if (items.n) expect_op(P, JO_COMMA, "','");
         if (is_tuple_end(P, extra_end)) break;
         nv_push(P, &items, parse_expression(P, with_condexpr));
-        if (is_op(P, JO_COMMA)) is_tuple = true;
-        else break;
+        if (is_op(P, JO_COMMA))
+            is_tuple = true;
+        else
+            break;
     }
     if (!is_tuple) {
         if (items.n) return items.v[0];
@@ -258,8 +272,10 @@ static jnode *parse_test(parser *P, jnode *node) {
 
 static jnode *parse_filter_expr(parser *P, jnode *node) {
     for (;;) {
-        if (is_op(P, JO_PIPE)) node = parse_filters(P, node, false);
-        else if (is_name(P, "is")) node = parse_test(P, node);
+        if (is_op(P, JO_PIPE))
+            node = parse_filters(P, node, false);
+        else if (is_name(P, "is"))
+            node = parse_test(P, node);
         else if (is_op(P, JO_LPAREN)) {
             jnode *call = mk(P, JN_CALL, cur(P)->pos);
             call->a = node;
@@ -366,8 +382,8 @@ static jnode *parse_primary(parser *P) {
     switch (t->type) {
     case JT_NAME:
         advance(P);
-        if (js_eq_cstr(t->s, "true") || js_eq_cstr(t->s, "True") ||
-            js_eq_cstr(t->s, "false") || js_eq_cstr(t->s, "False")) {
+        if (js_eq_cstr(t->s, "true") || js_eq_cstr(t->s, "True") || js_eq_cstr(t->s, "false") ||
+            js_eq_cstr(t->s, "False")) {
             n = mk(P, JN_CONST, t->pos);
             n->value = jv_bool(t->s.p[0] == 't' || t->s.p[0] == 'T');
         } else if (js_eq_cstr(t->s, "none") || js_eq_cstr(t->s, "None")) {
@@ -641,7 +657,8 @@ static void parse_targets(parser *P, svec *out, const char *stop) {
         sv_push(P, out, expect_name(P));
         if (!is_op(P, JO_COMMA)) break;
         advance(P);
-        if ((stop && is_name(P, stop)) || (parens && is_op(P, JO_RPAREN)) || is_op(P, JO_ASSIGN))
+        if ((stop && is_name(P, stop)) || (parens && is_op(P, JO_RPAREN)) ||
+            is_op(P, JO_ASSIGN))
             break;
     }
     if (parens) expect_op(P, JO_RPAREN, "')'");
@@ -660,7 +677,8 @@ static jnode *parse_for(parser *P, uint32_t pos) {
         advance(P);
         n->b = parse_expression(P, true);
     }
-    if (is_name(P, "recursive")) jx_fail(P->c, cur(P)->pos, "recursive loops are not supported");
+    if (is_name(P, "recursive"))
+        jx_fail(P->c, cur(P)->pos, "recursive loops are not supported");
     expect_block_end(P);
     static const char *const ends[] = {"endfor", "else"};
     P->loop_depth++;
@@ -750,7 +768,8 @@ static jnode *parse_macro(parser *P, uint32_t pos) {
             nv_push(P, &defaults, parse_expression(P, true));
             any_default = true;
         } else {
-            if (any_default) jx_fail(P->c, ppos, "non-default argument follows default argument");
+            if (any_default)
+                jx_fail(P->c, ppos, "non-default argument follows default argument");
             nv_push(P, &defaults, NULL);
         }
     }
@@ -827,8 +846,8 @@ static jnode *parse_statement(parser *P) {
         expect_block_end(P);
         return body;
     }
-    static const char *const unsupported[] = {"call", "block", "extends", "include", "import",
-                                              "from", "autoescape", "do", "trans"};
+    static const char *const unsupported[] = {
+        "call", "block", "extends", "include", "import", "from", "autoescape", "do", "trans"};
     for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++)
         if (js_eq_cstr(k, unsupported[i]))
             jx_fail(P->c, kw->pos, "the '%s' tag is not supported", unsupported[i]);
@@ -874,9 +893,8 @@ static jnode *parse_body(parser *P, const char *const *ends, size_t n_ends) {
             for (size_t i = 0; i < n_ends && kw->type == JT_NAME; i++)
                 if (js_eq_cstr(kw->s, ends[i])) is_end = true;
             if (is_end) break;
-            if (kw->type == JT_NAME &&
-                (js_starts(kw->s, JSTR("end")) || js_eq_cstr(kw->s, "else") ||
-                 js_eq_cstr(kw->s, "elif")))
+            if (kw->type == JT_NAME && (js_starts(kw->s, JSTR("end")) ||
+                                        js_eq_cstr(kw->s, "else") || js_eq_cstr(kw->s, "elif")))
                 jx_fail(P->c, kw->pos, "unexpected '%.*s'", (int)kw->s.n, kw->s.p);
             nv_push(P, &stmts, parse_statement(P));
             continue;

@@ -5,11 +5,14 @@
 
 #include "chat/jinja_int.h"
 
-static bool is_cont(unsigned char b) { return (b & 0xC0) == 0x80; }
+static bool is_cont(unsigned char b) {
+    return (b & 0xC0) == 0x80;
+}
 
 size_t u8_count(jstr s) {
     size_t n = 0;
-    for (size_t i = 0; i < s.n; i++) n += !is_cont((unsigned char)s.p[i]);
+    for (size_t i = 0; i < s.n; i++)
+        n += !is_cont((unsigned char)s.p[i]);
     return n;
 }
 
@@ -98,15 +101,21 @@ jstr js_strip(jstr s, jstr chars, bool chars_given, bool left, bool right) {
     return (jstr){b, (size_t)(e - b)};
 }
 
-bool js_equal(jstr a, jstr b) { return a.n == b.n && (a.n == 0 || memcmp(a.p, b.p, a.n) == 0); }
+bool js_equal(jstr a, jstr b) {
+    return a.n == b.n && (a.n == 0 || memcmp(a.p, b.p, a.n) == 0);
+}
 
 bool js_eq_cstr(jstr a, const char *s) {
     size_t n = strlen(s);
     return a.n == n && memcmp(a.p, s, n) == 0;
 }
 
-bool js_starts(jstr s, jstr x) { return x.n <= s.n && memcmp(s.p, x.p, x.n) == 0; }
-bool js_ends(jstr s, jstr x) { return x.n <= s.n && memcmp(s.p + s.n - x.n, x.p, x.n) == 0; }
+bool js_starts(jstr s, jstr x) {
+    return x.n <= s.n && memcmp(s.p, x.p, x.n) == 0;
+}
+bool js_ends(jstr s, jstr x) {
+    return x.n <= s.n && memcmp(s.p + s.n - x.n, x.p, x.n) == 0;
+}
 
 const char *js_find(jstr hay, jstr needle) {
     if (needle.n == 0) return hay.p;
@@ -161,21 +170,26 @@ static uint32_t cp_upper(uint32_t c) {
     return c;
 }
 
-static bool cp_cased(uint32_t c) { return cp_lower(c) != c || cp_upper(c) != c; }
+static bool cp_cased(uint32_t c) {
+    return cp_lower(c) != c || cp_upper(c) != c;
+}
 
 static uint32_t decode(const char *p, size_t len) {
     const unsigned char *q = (const unsigned char *)p;
     if (len == 1) return q[0];
     uint32_t c = q[0] & (0x7Fu >> len);
-    for (size_t i = 1; i < len; i++) c = (c << 6) | (q[i] & 0x3Fu);
+    for (size_t i = 1; i < len; i++)
+        c = (c << 6) | (q[i] & 0x3Fu);
     return c;
 }
 
 static void encode(jctx *c, jbuf *b, uint32_t cp) {
     char u[4];
     size_t n;
-    if (cp < 0x80) u[0] = (char)cp, n = 1;
-    else if (cp < 0x800) u[0] = (char)(0xC0 | (cp >> 6)), u[1] = (char)(0x80 | (cp & 0x3F)), n = 2;
+    if (cp < 0x80)
+        u[0] = (char)cp, n = 1;
+    else if (cp < 0x800)
+        u[0] = (char)(0xC0 | (cp >> 6)), u[1] = (char)(0x80 | (cp & 0x3F)), n = 2;
     else
         u[0] = (char)(0xE0 | (cp >> 12)), u[1] = (char)(0x80 | ((cp >> 6) & 0x3F)),
         u[2] = (char)(0x80 | (cp & 0x3F)), n = 3;
@@ -204,8 +218,10 @@ jstr js_case(jctx *c, jstr s, int mode) {
         } else if (mode == 3) {
             prev_cased = false;
         }
-        if (out == cp) jb_put(c, &b, p, len);
-        else encode(c, &b, out);
+        if (out == cp)
+            jb_put(c, &b, p, len);
+        else
+            encode(c, &b, out);
         first = false;
         p += len;
     }
@@ -255,16 +271,19 @@ jv js_split(jctx *c, jstr s, jstr sep, bool sep_given, int64_t maxsplit) {
     if (!sep_given) {
         for (;;) {
             size_t l;
-            while (p < end && (l = u8_ws_at(p, end))) p += l;
+            while (p < end && (l = u8_ws_at(p, end)))
+                p += l;
             if (p >= end) break;
             if (maxsplit >= 0 && splits >= maxsplit) {
                 /* the rest, with trailing whitespace removed */
-                jstr rest = js_strip((jstr){p, (size_t)(end - p)}, (jstr){0}, false, false, true);
+                jstr rest =
+                    js_strip((jstr){p, (size_t)(end - p)}, (jstr){0}, false, false, true);
                 jl_push(c, &out, &cap, jv_str(rest));
                 break;
             }
             const char *w = p;
-            while (p < end && !u8_ws_at(p, end)) p += u8_len_at(p, end);
+            while (p < end && !u8_ws_at(p, end))
+                p += u8_len_at(p, end);
             jl_push(c, &out, &cap, jv_str((jstr){w, (size_t)(p - w)}));
             splits++;
         }
@@ -296,7 +315,8 @@ jv js_chars(jctx *c, jstr s) {
         out.list->v[i++] = jv_str((jstr){p, l});
         p += l;
     }
-    while (i < out.list->n) out.list->v[i++] = jv_str((jstr){"", 0});
+    while (i < out.list->n)
+        out.list->v[i++] = jv_str((jstr){"", 0});
     return out;
 }
 

@@ -98,7 +98,8 @@ void jb_put(jctx *c, jbuf *b, const char *p, size_t n) {
     if (b->n + n > b->cap) {
         size_t need = b->n + n;
         size_t cap = b->cap ? b->cap * 2 : 64;
-        while (cap < need) cap *= 2;
+        while (cap < need)
+            cap *= 2;
         if (!(b->p && ja_extend(c, b->p, b->cap, cap))) {
             char *q = ja_alloc(c, cap);
             if (b->n) memcpy(q, b->p, b->n);
@@ -110,8 +111,12 @@ void jb_put(jctx *c, jbuf *b, const char *p, size_t n) {
     b->n += n;
 }
 
-void jb_puts(jctx *c, jbuf *b, const char *s) { jb_put(c, b, s, strlen(s)); }
-void jb_putc(jctx *c, jbuf *b, char ch) { jb_put(c, b, &ch, 1); }
+void jb_puts(jctx *c, jbuf *b, const char *s) {
+    jb_put(c, b, s, strlen(s));
+}
+void jb_putc(jctx *c, jbuf *b, char ch) {
+    jb_put(c, b, &ch, 1);
+}
 
 void jb_printf(jctx *c, jbuf *b, const char *fmt, ...) {
     char tmp[256];
@@ -123,18 +128,23 @@ void jb_printf(jctx *c, jbuf *b, const char *fmt, ...) {
     jb_put(c, b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
 }
 
-jstr jb_str(const jbuf *b) { return (jstr){b->n ? b->p : "", b->n}; }
+jstr jb_str(const jbuf *b) {
+    return (jstr){b->n ? b->p : "", b->n};
+}
 
 /* ----------------------------------------------------------------- values */
 
-jv jv_cstr(jctx *c, const char *s) { return jv_str(jx_strdup(c, s, strlen(s))); }
+jv jv_cstr(jctx *c, const char *s) {
+    return jv_str(jx_strdup(c, s, strlen(s)));
+}
 
 jv jv_list_new(jctx *c, size_t n, bool tuple) {
     jlist *l = ja_alloc(c, sizeof *l);
     l->n = n;
     l->tuple = tuple;
     l->v = n ? ja_alloc(c, n * sizeof *l->v) : NULL;
-    for (size_t i = 0; i < n; i++) l->v[i] = jv_undef();
+    for (size_t i = 0; i < n; i++)
+        l->v[i] = jv_undef();
     return (jv){.type = JV_LIST, .list = l};
 }
 
@@ -219,7 +229,9 @@ bool jv_truthy(jv v) {
     return false;
 }
 
-bool jv_is_number(jv v) { return v.type == JV_BOOL || v.type == JV_INT || v.type == JV_FLOAT; }
+bool jv_is_number(jv v) {
+    return v.type == JV_BOOL || v.type == JV_INT || v.type == JV_FLOAT;
+}
 
 double jv_as_double(jv v) {
     switch (v.type) {
@@ -268,7 +280,9 @@ static bool equal_at(jv a, jv b, int depth) {
     }
 }
 
-bool jv_equal(jv a, jv b) { return equal_at(a, b, 0); }
+bool jv_equal(jv a, jv b) {
+    return equal_at(a, b, 0);
+}
 
 int jv_compare(jctx *c, uint32_t pos, jv a, jv b) {
     if (jv_is_number(a) && jv_is_number(b)) {
@@ -347,7 +361,8 @@ void jx_float_repr(double d, char buf[32]) {
     for (; *p && *p != 'e'; p++)
         if (*p >= '0' && *p <= '9' && nd < 20) digits[nd++] = *p;
     if (*p == 'e') exp10 = atoi(p + 1);
-    while (nd > 1 && digits[nd - 1] == '0') nd--;
+    while (nd > 1 && digits[nd - 1] == '0')
+        nd--;
     char *o = buf;
     if (neg) *o++ = '-';
     if (exp10 >= -4 && exp10 < 16) {
@@ -355,24 +370,31 @@ void jx_float_repr(double d, char buf[32]) {
         if (decpt <= 0) {
             *o++ = '0';
             *o++ = '.';
-            for (int i = 0; i < -decpt; i++) *o++ = '0';
-            for (int i = 0; i < nd; i++) *o++ = digits[i];
+            for (int i = 0; i < -decpt; i++)
+                *o++ = '0';
+            for (int i = 0; i < nd; i++)
+                *o++ = digits[i];
         } else if (decpt >= nd) {
-            for (int i = 0; i < nd; i++) *o++ = digits[i];
-            for (int i = nd; i < decpt; i++) *o++ = '0';
+            for (int i = 0; i < nd; i++)
+                *o++ = digits[i];
+            for (int i = nd; i < decpt; i++)
+                *o++ = '0';
             *o++ = '.';
             *o++ = '0';
         } else {
-            for (int i = 0; i < decpt; i++) *o++ = digits[i];
+            for (int i = 0; i < decpt; i++)
+                *o++ = digits[i];
             *o++ = '.';
-            for (int i = decpt; i < nd; i++) *o++ = digits[i];
+            for (int i = decpt; i < nd; i++)
+                *o++ = digits[i];
         }
         *o = 0;
     } else {
         *o++ = digits[0];
         if (nd > 1) {
             *o++ = '.';
-            for (int i = 1; i < nd; i++) *o++ = digits[i];
+            for (int i = 1; i < nd; i++)
+                *o++ = digits[i];
         }
         int e = exp10 < 0 ? -exp10 : exp10; /* at most 324 */
         *o++ = 'e';
@@ -420,17 +442,24 @@ static void write_str_repr(jctx *c, jbuf *b, jstr s) {
     while (p < end) {
         size_t len;
         uint32_t cp = u8_decode(p, end, &len);
-        if (cp == '\\') jb_put(c, b, "\\\\", 2);
+        if (cp == '\\')
+            jb_put(c, b, "\\\\", 2);
         else if (cp == (uint32_t)q) {
             jb_putc(c, b, '\\');
             jb_putc(c, b, q);
-        } else if (cp == '\n') jb_put(c, b, "\\n", 2);
-        else if (cp == '\r') jb_put(c, b, "\\r", 2);
-        else if (cp == '\t') jb_put(c, b, "\\t", 2);
+        } else if (cp == '\n')
+            jb_put(c, b, "\\n", 2);
+        else if (cp == '\r')
+            jb_put(c, b, "\\r", 2);
+        else if (cp == '\t')
+            jb_put(c, b, "\\t", 2);
         else if (cp_unprintable(cp)) {
-            if (cp < 0x100) jb_printf(c, b, "\\x%02x", (unsigned)cp);
-            else jb_printf(c, b, "\\u%04x", (unsigned)cp);
-        } else jb_put(c, b, (const char *)p, len);
+            if (cp < 0x100)
+                jb_printf(c, b, "\\x%02x", (unsigned)cp);
+            else
+                jb_printf(c, b, "\\u%04x", (unsigned)cp);
+        } else
+            jb_put(c, b, (const char *)p, len);
         p += len;
     }
     jb_putc(c, b, q);
@@ -448,7 +477,8 @@ static void write_func(jctx *c, jbuf *b, jv v) {
 
 void jv_write_repr(jctx *c, jbuf *b, jv v) {
     if (v.type == JV_LIST || v.type == JV_DICT) {
-        if (++c->depth > JINJA_MAX_DEPTH) jx_fail(c, UINT32_MAX, "value nested too deeply to print");
+        if (++c->depth > JINJA_MAX_DEPTH)
+            jx_fail(c, UINT32_MAX, "value nested too deeply to print");
     }
     switch (v.type) {
     case JV_STR: write_str_repr(c, b, v.s); return;
@@ -517,13 +547,20 @@ static void json_string(jctx *c, jbuf *b, jstr s) {
         unsigned char ch = (unsigned char)s.p[i];
         const char *esc = NULL;
         char tmp[8];
-        if (ch == '"') esc = "\\\"";
-        else if (ch == '\\') esc = "\\\\";
-        else if (ch == '\n') esc = "\\n";
-        else if (ch == '\r') esc = "\\r";
-        else if (ch == '\t') esc = "\\t";
-        else if (ch == '\b') esc = "\\b";
-        else if (ch == '\f') esc = "\\f";
+        if (ch == '"')
+            esc = "\\\"";
+        else if (ch == '\\')
+            esc = "\\\\";
+        else if (ch == '\n')
+            esc = "\\n";
+        else if (ch == '\r')
+            esc = "\\r";
+        else if (ch == '\t')
+            esc = "\\t";
+        else if (ch == '\b')
+            esc = "\\b";
+        else if (ch == '\f')
+            esc = "\\f";
         else if (ch < 0x20) {
             snprintf(tmp, sizeof tmp, "\\u%04x", ch);
             esc = tmp;
@@ -542,7 +579,8 @@ static void json_string(jctx *c, jbuf *b, jstr s) {
 
 static void json_newline(jctx *c, jbuf *b, int indent, int level) {
     jb_putc(c, b, '\n');
-    for (int i = 0; i < indent * level; i++) jb_putc(c, b, ' ');
+    for (int i = 0; i < indent * level; i++)
+        jb_putc(c, b, ' ');
 }
 
 void jv_write_json(jctx *c, uint32_t pos, jbuf *b, jv v, int indent, int level) {
@@ -553,8 +591,10 @@ void jv_write_json(jctx *c, uint32_t pos, jbuf *b, jv v, int indent, int level) 
     case JV_BOOL: jb_puts(c, b, v.b ? "true" : "false"); return;
     case JV_INT: jb_printf(c, b, "%lld", (long long)v.i); return;
     case JV_FLOAT:
-        if (isnan(v.f)) jb_puts(c, b, "NaN");
-        else if (isinf(v.f)) jb_puts(c, b, v.f < 0 ? "-Infinity" : "Infinity");
+        if (isnan(v.f))
+            jb_puts(c, b, "NaN");
+        else if (isinf(v.f))
+            jb_puts(c, b, v.f < 0 ? "-Infinity" : "Infinity");
         else {
             jx_float_repr(v.f, tmp);
             jb_puts(c, b, tmp);
@@ -586,7 +626,8 @@ void jv_write_json(jctx *c, uint32_t pos, jbuf *b, jv v, int indent, int level) 
             if (i) jb_puts(c, b, indent >= 0 ? "," : ", ");
             if (indent >= 0) json_newline(c, b, indent, level + 1);
             jv k = v.dict->k[i];
-            if (k.type == JV_STR) json_string(c, b, k.s);
+            if (k.type == JV_STR)
+                json_string(c, b, k.s);
             else if (k.type == JV_NONE || k.type == JV_BOOL || k.type == JV_INT ||
                      k.type == JV_FLOAT) {
                 jbuf kb = {0};

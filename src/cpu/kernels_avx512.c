@@ -40,13 +40,9 @@ INLINE uint32_t ld32(const void *p) {
 /* ------------------------------------------------------------------ tables */
 
 /* vpermw indices (16 words): the scale word of sub-block k / of 16-sub-blocks 2k, 2k+1 */
-static const uint16_t IDX_ONE[8][16] ALIGN32 = {{R16(0)}, {R16(1)}, {R16(2)}, {R16(3)},
-                                                {R16(4)}, {R16(5)}, {R16(6)}, {R16(7)}};
 static const uint16_t IDX_TWO[8][16] ALIGN32 = {
     {R8(0), R8(1)},   {R8(2), R8(3)},   {R8(4), R8(5)},   {R8(6), R8(7)},
     {R8(8), R8(9)},   {R8(10), R8(11)}, {R8(12), R8(13)}, {R8(14), R8(15)}};
-static const uint16_t IDX_MINS[16] ALIGN32 = {8, 8, 9, 9, 10, 10, 11, 11,
-                                              12, 12, 13, 13, 14, 14, 15, 15};
 static const uint16_t SH_04[16] ALIGN32 = {R8(0), R8(4)};
 
 #define LD256(p) _mm256_load_si256((const __m256i *)(p))
@@ -368,21 +364,28 @@ INLINE void unpack_q3_K(const block_q3_K *x, ukq *u) {
     }
 }
 
-/* Q4_K / Q5_K scales and mins as 16 words [sc0..7, mn0..7] */
-INLINE __m256i k4_words(const uint8_t *sc) {
-    const uint32_t s0 = ld32(sc), s1 = ld32(sc + 4), s2 = ld32(sc + 8);
-    const uint32_t sc_lo = s0 & 0x3f3f3f3f, mn_lo = s1 & 0x3f3f3f3f;
-    const uint32_t sc_hi = (s2 & 0x0f0f0f0f) | ((s0 >> 2) & 0x30303030);
-    const uint32_t mn_hi = ((s2 >> 4) & 0x0f0f0f0f) | ((s1 >> 2) & 0x30303030);
-    return _mm256_cvtepu8_epi16(_mm_set_epi32((int)mn_hi, (int)mn_lo, (int)sc_hi, (int)sc_lo));
-}
-INLINE void scales32(ukq *u, __m256i w16) {
-    for (int k = 0; k < 8; k++) u->sc[k] = _mm256_permutexvar_epi16(LD256(IDX_ONE[k]), w16);
-    u->mw = _mm256_permutexvar_epi16(LD256(IDX_MINS), w16);
+/* Q4_K / Q5_K: the 6-bit scales and mins of the 8 sub-blocks, unpacked with dword
+ * shifts from s = [s0, s1, s2] (12 bytes):
+ *   sc0..3 = s0 & 63, mn0..3 = s1 & 63,
+ *   sc4..7 = (s2 & 15) | (s0 >> 6) << 4, mn4..7 = (s2 >> 4) | (s1 >> 6) << 4.
+ * Written to memory before the main loop (which broadcasts them from there, keeping
+ * port 5 free): scd[k] = sc_k | sc_k << 16, mw = [mn0, mn0, mn1, mn1, ..]. */
+INLINE void k4_prep(const uint8_t *scales, int32_t *scd, __m256i *mw) {
+    /* 16 bytes: the 12 scale bytes and 4 bytes of what follows in the block */
+    const __m128i s = _mm_loadu_si128((const __m128i *)scales);
+    const __m128i A = _mm_srlv_epi32(_mm_shuffle_epi32(s, _MM_SHUFFLE(2, 1, 2, 0)),
+                                     _mm_setr_epi32(0, 0, 0, 4)); /* s0, s2, s1, s2 >> 4 */
+    const __m128i B = _mm_srli_epi32(_mm_shuffle_epi32(s, _MM_SHUFFLE(1, 1, 0, 0)), 2);
+    const __m128i T = _mm_and_si128(B, _mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
+    const __m128i bytes = _mm_ternarylogic_epi32(
+        A, _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f), T, 0xEA);
+    const __m256i w16 = _mm256_cvtepu8_epi16(bytes); /* [sc0..7 | mn0..7] */
+    const __m256i lo = _mm256_unpacklo_epi16(w16, w16), hi = _mm256_unpackhi_epi16(w16, w16);
+    _mm256_store_si256((__m256i *)scd, _mm256_permute2x128_si256(lo, hi, 0x20));
+    *mw = _mm256_permute2x128_si256(lo, hi, 0x31);
 }
 
-INLINE void unpack_q4_K(const block_q4_K *x, ukq *u) {
-    scales32(u, k4_words(x->scales));
+INLINE void unpack_q4_K(const block_q4_K *x, ukq *u) { /* scales: k4_prep */
     const __m256i m4 = _mm256_set1_epi8(15);
     for (int j = 0; j < 4; j++) {
         const __m256i v = LDU256(x->qs + 32 * j);
@@ -391,8 +394,7 @@ INLINE void unpack_q4_K(const block_q4_K *x, ukq *u) {
     }
 }
 
-INLINE void unpack_q5_K(const block_q5_K *x, ukq *u) {
-    scales32(u, k4_words(x->scales));
+INLINE void unpack_q5_K(const block_q5_K *x, ukq *u) { /* scales: k4_prep */
     const __m256i m4 = _mm256_set1_epi8(15), sixteen = _mm256_set1_epi8(16);
     const __m256i hb = LDU256(x->qh);
     for (int j = 0; j < 4; j++) {
@@ -428,46 +430,51 @@ INLINE void unpack_q6_K(const block_q6_K *x, ukq *u) {
     }
 }
 
-/* acc[0] += dd * sum(sc * (u . a)); acc[1] -= dm * sum(mw * bsums) */
-INLINE void kdot(const ukq *u, const int8_t *aq, float dd, float dm, const int16_t *bs,
-                 __m256 *acc) {
+/* acc[0] += dd * sum(sc * (u . a)); acc[1] -= dm * sum(mw * bsums).
+ * scd: per-32 scales to broadcast (Q4_K, Q5_K), else NULL and u->sc holds them. */
+INLINE void kdot(const ukq *u, const int32_t *scd, __m256i mw, const int8_t *aq, float dd,
+                 float dm, const int16_t *bs, __m256 *acc) {
     __m256i i0 = _mm256_setzero_si256(), i1 = _mm256_setzero_si256();
     for (int k = 0; k < 8; k += 2) {
-        i0 = _mm256_dpwssd_epi32(i0, _mm256_maddubs_epi16(u->q[k], LDU256(aq + 32 * k)), u->sc[k]);
-        i1 = _mm256_dpwssd_epi32(i1, _mm256_maddubs_epi16(u->q[k + 1], LDU256(aq + 32 * k + 32)),
-                                 u->sc[k + 1]);
+        const __m256i s0 = scd ? _mm256_set1_epi32(scd[k]) : u->sc[k];
+        const __m256i s1 = scd ? _mm256_set1_epi32(scd[k + 1]) : u->sc[k + 1];
+        i0 = _mm256_dpwssd_epi32(i0, _mm256_maddubs_epi16(u->q[k], LDU256(aq + 32 * k)), s0);
+        i1 = _mm256_dpwssd_epi32(i1, _mm256_maddubs_epi16(u->q[k + 1], LDU256(aq + 32 * k + 32)), s1);
     }
-    const __m256i ms = _mm256_madd_epi16(LDU256(bs), u->mw);
+    const __m256i ms = _mm256_madd_epi16(LDU256(bs), mw);
     acc[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(i0, i1)), _mm256_set1_ps(dd),
                              acc[0]);
     acc[1] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_set1_ps(dm), acc[1]);
 }
 
-#define KSEG 64 /* superblocks per scale table */
+#define KSEG 32 /* superblocks per prepass */
 
-/* DMIN: whether the block has its own dmin (else the min weights use d) */
-#define TILEK(T, BT, DMIN)                                                              \
+/* DMIN: byte offset of the block's dmin (0: none, the min weights use d);
+ * K4: Q4_K / Q5_K scales (prepass k4_prep) */
+#define TILEK(T, BT, DMIN, K4)                                                          \
     INLINE void tile_##T(int64_t n, const void *w, const uint8_t *a, size_t lda,        \
                          const int NA, float *out, size_t lds) {                        \
         const BT *x = w;                                                                \
         const int64_t nb = n / QK_K;                                                    \
         __m256 acc[4][2];                                                               \
         for (int c = 0; c < NA; c++) acc[c][0] = acc[c][1] = _mm256_setzero_ps();       \
-        float dd[4][KSEG] ALIGN32, dm[4][KSEG] ALIGN32, dw[KSEG] ALIGN32, dmw[KSEG] ALIGN32; \
+        float dd[4][KSEG], dm[4][KSEG];                                                 \
+        int32_t scd[K4 ? KSEG : 1][8] ALIGN32;                                          \
+        __m256i mwv[K4 ? KSEG : 1];                                                     \
         for (int64_t s0 = 0; s0 < nb; s0 += KSEG) {                                     \
             const int ns = nb - s0 < KSEG ? (int)(nb - s0) : KSEG;                      \
-            halves_to_float((const uint8_t *)(x + s0) + offsetof(BT, d), sizeof(BT), ns, dw); \
-            if (DMIN)                                                                   \
-                halves_to_float((const uint8_t *)(x + s0) + DMIN, sizeof(BT), ns, dmw); \
-            for (int c = 0; c < NA; c++) {                                              \
-                const float *ad = (const float *)(a + c * lda + n) + s0;                \
-                for (int b = 0; b < ns; b += 8) {                                       \
-                    const __mmask8 m = tail8(ns - b);                                   \
-                    const __m256 av = _mm256_maskz_loadu_ps(m, ad + b);                 \
-                    _mm256_store_ps(dd[c] + b, _mm256_mul_ps(_mm256_maskz_loadu_ps(m, dw + b), av)); \
-                    _mm256_store_ps(dm[c] + b, _mm256_mul_ps(                           \
-                                                   _mm256_maskz_loadu_ps(m, DMIN ? dmw + b : dw + b), av)); \
+            for (int b = 0; b < ns; b++) {                                              \
+                const BT *xb = x + s0 + b;                                              \
+                const float d = h2f(xb->d);                                             \
+                uint16_t hm;                                                            \
+                memcpy(&hm, (const uint8_t *)xb + DMIN, 2);                             \
+                const float dmn = DMIN ? h2f(hm) : d;                                   \
+                for (int c = 0; c < NA; c++) {                                          \
+                    const float ad = ((const float *)(a + c * lda + n))[s0 + b];        \
+                    dd[c][b] = d * ad;                                                  \
+                    dm[c][b] = dmn * ad;                                                \
                 }                                                                       \
+                if (K4) k4_prep((const uint8_t *)xb->scales, scd[K4 ? b : 0], &mwv[K4 ? b : 0]);         \
             }                                                                           \
             for (int b = 0; b < ns; b++) {                                              \
                 ukq u;                                                                  \
@@ -475,18 +482,19 @@ INLINE void kdot(const ukq *u, const int8_t *aq, float dd, float dm, const int16
                 for (int c = 0; c < NA; c++) {                                          \
                     const int8_t *aq = (const int8_t *)(a + c * lda);                   \
                     const int16_t *bs = (const int16_t *)((const float *)(aq + n) + nb); \
-                    kdot(&u, aq + QK_K * (s0 + b), dd[c][b], dm[c][b], bs + 16 * (s0 + b), acc[c]); \
+                    kdot(&u, K4 ? scd[K4 ? b : 0] : NULL, K4 ? mwv[K4 ? b : 0] : u.mw,  \
+                         aq + QK_K * (s0 + b), dd[c][b], dm[c][b], bs + 16 * (s0 + b), acc[c]); \
                 }                                                                       \
             }                                                                           \
         }                                                                               \
         for (int c = 0; c < NA; c++) out[c * lds] = hsum256(_mm256_add_ps(acc[c][0], acc[c][1])); \
     }
 
-TILEK(q2_K, block_q2_K, offsetof(block_q2_K, dmin))
-TILEK(q3_K, block_q3_K, 0)
-TILEK(q4_K, block_q4_K, offsetof(block_q4_K, dmin))
-TILEK(q5_K, block_q5_K, offsetof(block_q5_K, dmin))
-TILEK(q6_K, block_q6_K, 0)
+TILEK(q2_K, block_q2_K, offsetof(block_q2_K, dmin), 0)
+TILEK(q3_K, block_q3_K, 0, 0)
+TILEK(q4_K, block_q4_K, offsetof(block_q4_K, dmin), 1)
+TILEK(q5_K, block_q5_K, offsetof(block_q5_K, dmin), 1)
+TILEK(q6_K, block_q6_K, 0, 0)
 
 /* vec_dot and gemm_tile from a one-row tile function */
 #define QUANT_DRIVERS(T)                                                                \

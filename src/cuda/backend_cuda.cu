@@ -120,12 +120,12 @@ static bool cu_supports_type(chord_backend *b, chord_type t) { return cuda_type_
 
 /* Host fallback of the repack kernel (used when there is no room for a staging copy). */
 static void repack_host(uint8_t *dst, const uint8_t *raw, qinfo qi, int64_t n_blocks) {
-    int sb = qi.tsize - qi.qlen;
     uint8_t *sreg = dst + (size_t)n_blocks * qi.qlen;
     for (int64_t b = 0; b < n_blocks; b++) {
         const uint8_t *src = raw + (size_t)b * qi.tsize;
         memcpy(dst + (size_t)b * qi.qlen, src + qi.qoff, (size_t)qi.qlen);
-        uint8_t *s = sreg + (size_t)b * sb;
+        uint8_t *s = sreg + (size_t)b * qi.sb;
+        memset(s, 0, (size_t)qi.sb);
         memcpy(s, src, (size_t)qi.qoff);
         memcpy(s + qi.qoff, src + qi.qoff + qi.qlen, (size_t)(qi.tsize - qi.qoff - qi.qlen));
     }
@@ -144,10 +144,11 @@ static chord_status cu_upload(chord_backend *b, chord_weight *w, chord_error *er
         return chord_fail(err, CHORD_E_INVALID_ARG, "weight '%s': size does not match its shape",
                           name);
     dev_enter(be);
-    uint8_t *d = (uint8_t *)dev_malloc(be, w->nbytes);
+    const size_t dev_bytes = cuda_weight_bytes(w);
+    uint8_t *d = (uint8_t *)dev_malloc(be, dev_bytes);
     if (!d)
         return chord_fail(err, CHORD_E_NOMEM, "out of GPU memory uploading '%s' (%zu MiB)", name,
-                          w->nbytes >> 20);
+                          dev_bytes >> 20);
     int64_t n_blocks = w->n_out * (w->n_in / qi.blk);
     if (type_is_float(w->type)) {
         CUDA_CHECK(be, cudaMemcpyAsync(d, w->host, w->nbytes, cudaMemcpyHostToDevice, be->stream));
@@ -159,13 +160,13 @@ static chord_status cu_upload(chord_backend *b, chord_weight *w, chord_error *er
             CUDA_CHECK(be, cudaStreamSynchronize(be->stream));
             dev_free(be, tmp);
         } else {
-            uint8_t *h = (uint8_t *)malloc(w->nbytes);
+            uint8_t *h = (uint8_t *)malloc(dev_bytes);
             if (!h) {
                 dev_free(be, d);
                 return chord_fail(err, CHORD_E_NOMEM, "out of memory repacking '%s'", name);
             }
             repack_host(h, (const uint8_t *)w->host, qi, n_blocks);
-            CUDA_CHECK(be, cudaMemcpyAsync(d, h, w->nbytes, cudaMemcpyHostToDevice, be->stream));
+            CUDA_CHECK(be, cudaMemcpyAsync(d, h, dev_bytes, cudaMemcpyHostToDevice, be->stream));
             CUDA_CHECK(be, cudaStreamSynchronize(be->stream));
             free(h);
         }
@@ -259,27 +260,20 @@ static void cu_matmul(chord_backend *b, int n_w, float *const *ys, const chord_w
             return;
         }
     }
-    if (n > 1) {
-        for (int k = 0; k < n_w; k++) cuda_gemm(be, ws[k], x, ys[k], n);
-        return;
-    }
-    /* decode: quantize the activations once for every quantized weight of the call */
-    int8_t *xq = NULL;
-    float *xd = NULL;
-    int64_t xq_n_in = -1;
+    /* the activations are quantized once per (row length, block) for the quantized
+     * weights of the call, as the CPU backend does */
+    qact xa = {NULL, NULL, NULL, 0};
+    int64_t xa_n_in = -1;
     for (int k = 0; k < n_w; k++) {
         const chord_weight *w = ws[k];
-        if (!type_is_float(w->type) && w->n_in != xq_n_in) {
-            size_t qbytes = ((size_t)w->n_in + 15) & ~(size_t)15;
-            uint8_t *p = (uint8_t *)cuda_scratch_get(be, CUDA_SCRATCH_XQ,
-                                                     qbytes + (size_t)(w->n_in / 32) * sizeof(float));
-            if (!p) return;
-            xq = (int8_t *)p;
-            xd = (float *)(p + qbytes);
-            cuda_quantize_x(be, xq, xd, x, w->n_in);
-            xq_n_in = w->n_in;
+        if (!type_is_float(w->type) && (w->n_in != xa_n_in || act_block(w->type) != xa.qb)) {
+            if (!cuda_quantize_act(be, x, w->n_in, n, act_block(w->type), &xa)) return;
+            xa_n_in = w->n_in;
         }
-        cuda_matvec(be, w, x, xq, xd, ys[k]);
+        if (n == 1)
+            cuda_matvec(be, w, x, &xa, ys[k]);
+        else
+            cuda_gemm(be, w, x, &xa, ys[k], n);
     }
 }
 
@@ -488,23 +482,17 @@ extern "C" chord_status cuda_bench_matmul(chord_backend *b, const chord_weight *
     dev_enter(be);
     if (n_w <= 0 || reps <= 0) return chord_fail(err, CHORD_E_INVALID_ARG, "nothing to time");
     double ms = 0;
-    int8_t *xq = NULL;
-    float *xd = NULL;
-    if (kernel_only && n == 1) {
-        int64_t n_in = ws[0]->n_in;
-        size_t qbytes = ((size_t)n_in + 15) & ~(size_t)15;
-        uint8_t *p = (uint8_t *)cuda_scratch_get(be, CUDA_SCRATCH_XQ, qbytes + (size_t)(n_in / 32) * 4);
-        if (!p) return take_error(be, err);
-        xq = (int8_t *)p;
-        xd = (float *)(p + qbytes);
-        cuda_quantize_x(be, xq, xd, x, n_in);
-    }
+    qact xa = {NULL, NULL, NULL, 0};
+    bool pre = kernel_only && n == 1;
+    if (pre && !type_is_float(ws[0]->type) &&
+        !cuda_quantize_act(be, x, ws[0]->n_in, 1, act_block(ws[0]->type), &xa))
+        return take_error(be, err);
     auto fn = [&]() {
         for (int i = 0; i < n_w; i++) {
             float *ys[1] = {y};
             const chord_weight *w1[1] = {ws[i]};
-            if (xq)
-                cuda_matvec(be, ws[i], x, xq, xd, y);
+            if (pre)
+                cuda_matvec(be, ws[i], x, &xa, y);
             else
                 cu_matmul(b, 1, ys, w1, x, n);
         }

@@ -64,7 +64,8 @@ void *cuda_scratch_get(cuda_backend *be, int slot, size_t bytes);
 /* Device view of an uploaded weight. Quantized types are repacked at upload into two
  * regions: every block's quant bytes (qlen per block, a multiple of 16, so 16-byte loads
  * are aligned) for all rows, then every block's remaining bytes (scales etc.) in their
- * original order. Float types are stored as in the file. */
+ * original order, each entry padded to `sb` bytes (Q3_K, Q6_K: +2) so that it can be
+ * read with aligned words. Float types are stored as in the file. */
 typedef struct wview {
     const uint8_t *q;
     const uint8_t *s;
@@ -72,30 +73,42 @@ typedef struct wview {
     int64_t nb; /* blocks per row */
 } wview;
 
-/* Layout of one block: elements, bytes, and the quant byte range [qoff, qoff+qlen). */
+/* Layout of one block: elements, bytes, the quant byte range [qoff, qoff+qlen), and the
+ * padded size of its scale entry. */
 typedef struct qinfo {
-    int blk, tsize, qoff, qlen;
+    int blk, tsize, qoff, qlen, sb;
 } qinfo;
 
 __host__ __device__ constexpr qinfo qinfo_of(int t) {
-    return t == CHORD_TYPE_F32    ? qinfo{1, 4, 0, 4}
-           : t == CHORD_TYPE_F16  ? qinfo{1, 2, 0, 2}
-           : t == CHORD_TYPE_BF16 ? qinfo{1, 2, 0, 2}
-           : t == CHORD_TYPE_Q4_0 ? qinfo{32, 18, 2, 16}
-           : t == CHORD_TYPE_Q4_1 ? qinfo{32, 20, 4, 16}
-           : t == CHORD_TYPE_Q5_0 ? qinfo{32, 22, 6, 16}
-           : t == CHORD_TYPE_Q5_1 ? qinfo{32, 24, 8, 16}
-           : t == CHORD_TYPE_Q8_0 ? qinfo{32, 34, 2, 32}
-           : t == CHORD_TYPE_Q2_K ? qinfo{256, 84, 16, 64}
-           : t == CHORD_TYPE_Q3_K ? qinfo{256, 110, 0, 96}
-           : t == CHORD_TYPE_Q4_K ? qinfo{256, 144, 16, 128}
-           : t == CHORD_TYPE_Q5_K ? qinfo{256, 176, 16, 160}
-           : t == CHORD_TYPE_Q6_K ? qinfo{256, 210, 0, 192}
-                                  : qinfo{0, 0, 0, 0};
+    return t == CHORD_TYPE_F32    ? qinfo{1, 4, 0, 4, 0}
+           : t == CHORD_TYPE_F16  ? qinfo{1, 2, 0, 2, 0}
+           : t == CHORD_TYPE_BF16 ? qinfo{1, 2, 0, 2, 0}
+           : t == CHORD_TYPE_Q4_0 ? qinfo{32, 18, 2, 16, 2}
+           : t == CHORD_TYPE_Q4_1 ? qinfo{32, 20, 4, 16, 4}
+           : t == CHORD_TYPE_Q5_0 ? qinfo{32, 22, 6, 16, 6}
+           : t == CHORD_TYPE_Q5_1 ? qinfo{32, 24, 8, 16, 8}
+           : t == CHORD_TYPE_Q8_0 ? qinfo{32, 34, 2, 32, 2}
+           : t == CHORD_TYPE_Q2_K ? qinfo{256, 84, 16, 64, 20}
+           : t == CHORD_TYPE_Q3_K ? qinfo{256, 110, 0, 96, 16}
+           : t == CHORD_TYPE_Q4_K ? qinfo{256, 144, 16, 128, 16}
+           : t == CHORD_TYPE_Q5_K ? qinfo{256, 176, 16, 160, 16}
+           : t == CHORD_TYPE_Q6_K ? qinfo{256, 210, 0, 192, 20}
+                                  : qinfo{0, 0, 0, 0, 0};
 }
 
 __host__ __device__ constexpr bool type_is_float(int t) {
     return t == CHORD_TYPE_F32 || t == CHORD_TYPE_F16 || t == CHORD_TYPE_BF16;
+}
+
+/* Activations of quantized weights are quantized as the CPU backend does: int8 with one
+ * float scale per 32 (32-element weight blocks) or per 256 (K-quants). */
+__host__ __device__ constexpr int act_block(int t) { return qinfo_of(t).blk == 256 ? 256 : 32; }
+
+/* Bytes of the repacked copy on the device. */
+static inline size_t cuda_weight_bytes(const chord_weight *w) {
+    qinfo qi = qinfo_of(w->type);
+    if (!qi.blk || qi.blk == 1) return w->nbytes;
+    return (size_t)w->n_out * (size_t)(w->n_in / qi.blk) * (size_t)(qi.qlen + qi.sb);
 }
 
 /* Every type the CUDA kernels handle. */
@@ -149,13 +162,23 @@ void cuda_rope(cuda_backend *be, float *x, int n, int pos0, const chord_rope_sha
 void cuda_add(cuda_backend *be, float *x, const float *y, size_t n);
 void cuda_swiglu(cuda_backend *be, float *out, const float *g, const float *u, size_t n);
 
-/* matvec.cu: y = W x for one token. xq/xd: x quantized (see cuda_quantize_x). */
-void cuda_quantize_x(cuda_backend *be, int8_t *xq, float *xd, const float *x, int64_t n_in);
-void cuda_matvec(cuda_backend *be, const chord_weight *w, const float *x, const int8_t *xq,
-                 const float *xd, float *y);
+/* Activations quantized for one weight type: q int8 [n][n_in], d float [n][n_in/qb],
+ * bs int16 [n][n_in/16] (sum of each 16 q). */
+typedef struct qact {
+    const int8_t *q;
+    const float *d;
+    const int16_t *bs;
+    int qb;
+} qact;
 
-/* gemm.cu: y[t][o] = sum_i W[o][i] x[t][i] for n tokens. */
-void cuda_gemm(cuda_backend *be, const chord_weight *w, const float *x, float *y, int n);
+/* matvec.cu: quantizes n rows of x (n_in % qb == 0) into scratch; y = W x for one
+ * token (xa: x quantized for W's act_block, unused for float types). */
+bool cuda_quantize_act(cuda_backend *be, const float *x, int64_t n_in, int n, int qb, qact *out);
+void cuda_matvec(cuda_backend *be, const chord_weight *w, const float *x, const qact *xa, float *y);
+
+/* gemm.cu: y[t][o] = sum_i W[o][i] x[t][i] for n tokens (xa as for cuda_matvec). */
+void cuda_gemm(cuda_backend *be, const chord_weight *w, const float *x, const qact *xa, float *y,
+               int n);
 
 /* attention.cu: the KV cache is half [n_ctx][kv_dim] for each of k and v */
 size_t cuda_kv_bytes(int n_ctx, int kv_dim);

@@ -3,18 +3,19 @@
 
 /* ------------------------------------------------------------- repack */
 
-/* One thread per block: quant bytes to region Q, the rest to region S (cuda_common.cuh). */
+/* One thread per block: quant bytes to region Q, the rest to region S (cuda_common.cuh),
+ * each S entry padded with zeros to sb bytes. */
 __global__ void repack_kernel(uint8_t *__restrict__ dst, const uint8_t *__restrict__ raw,
-                              int64_t n_blocks, int tsize, int qoff, int qlen) {
+                              int64_t n_blocks, int tsize, int qoff, int qlen, int sb) {
     int64_t b = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (b >= n_blocks) return;
     const uint8_t *src = raw + (size_t)b * tsize;
     uint8_t *q = dst + (size_t)b * qlen;
-    int sb = tsize - qlen;
     uint8_t *s = dst + (size_t)n_blocks * qlen + (size_t)b * sb;
     for (int i = 0; i < qlen; i++) q[i] = src[qoff + i];
     for (int i = 0; i < qoff; i++) s[i] = src[i];
     for (int i = qoff + qlen; i < tsize; i++) s[i - qlen] = src[i];
+    for (int i = tsize - qlen; i < sb; i++) s[i] = 0;
 }
 
 void cuda_repack(cuda_backend *be, uint8_t *dst, const uint8_t *raw, chord_type type,
@@ -23,7 +24,7 @@ void cuda_repack(cuda_backend *be, uint8_t *dst, const uint8_t *raw, chord_type 
     int threads = 256;
     int64_t grid = (n_blocks + threads - 1) / threads;
     repack_kernel<<<(unsigned)grid, threads, 0, be->stream>>>(dst, raw, n_blocks, qi.tsize,
-                                                                qi.qoff, qi.qlen);
+                                                                qi.qoff, qi.qlen, qi.sb);
     CUDA_LAUNCHED(be, "repack_kernel");
 }
 
@@ -134,19 +135,18 @@ void cuda_rmsnorm(cuda_backend *be, float *out, const float *x, const float *w, 
 
 /* --------------------------------------------------------------- rope */
 
-/* One thread per (token, pair index i): the angle is computed once (as the CPU backend
- * does, in float, then cos/sin in double so fast-math cannot degrade large angles) and
- * applied to every head. */
+/* One thread per (token, pair index i); the angle is applied to every head. As the CPU
+ * backend (and llama.cpp): theta_0 = p * freq_scale, theta_{i+1} = theta_i * step in
+ * float, step = powf(base, -2 / n_rot) computed on the host by the same libm; cos/sin
+ * in double (so fast-math cannot degrade large angles), rounded to float. */
 __global__ void rope_kernel(float *__restrict__ x, int n, int pos0, int n_head, int head_dim,
-                            int n_rot, float freq_base, float freq_scale, int neox) {
+                            int n_rot, float step, float freq_scale, int neox) {
     int half = n_rot / 2;
     int idx = blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= n * half) return;
     int t = idx / half, i = idx % half;
-    float p = __fmul_rn((float)(pos0 + t), freq_scale);
-    float ex = __fdiv_rn(__fmul_rn(-2.0f, (float)i), (float)n_rot);
-    float inv = (float)pow((double)freq_base, (double)ex);
-    float theta = __fmul_rn(p, inv);
+    float theta = __fmul_rn((float)(pos0 + t), freq_scale);
+    for (int k = 0; k < i; k++) theta = __fmul_rn(theta, step);
     double sd, cd;
     sincos((double)theta, &sd, &cd);
     float cs = (float)cd, sn = (float)sd;
@@ -166,9 +166,10 @@ void cuda_rope(cuda_backend *be, float *x, int n, int pos0, const chord_rope_sha
         cuda_fail(be, "rope: n_rot %d > head_dim %d", s->n_rot, s->head_dim);
         return;
     }
+    const float step = powf(s->freq_base, -2.0f / (float)s->n_rot);
     int total = n * half, threads = 128;
     rope_kernel<<<(total + threads - 1) / threads, threads, 0, be->stream>>>(
-        x, n, pos0, s->n_head, s->head_dim, s->n_rot, s->freq_base, s->freq_scale, s->neox ? 1 : 0);
+        x, n, pos0, s->n_head, s->head_dim, s->n_rot, step, s->freq_scale, s->neox ? 1 : 0);
     CUDA_LAUNCHED(be, "rope_kernel");
 }
 

@@ -2,10 +2,11 @@
  *
  * Tensor-core path (every quantized type, F16, BF16; n_in % 32 == 0): 64x64 output
  * tiles, 4 warps of 32x32, K steps of 32. Each step dequantizes a 64x32 weight tile and
- * converts a 64x32 activation tile to f16 (bf16 for BF16 weights: the same rounding as
- * the reference engine applies to the activations) in shared memory, then wmma
- * 16x16x16 with float accumulators. The next step's global loads are issued before the
- * current step's matrix products.
+ * a 64x32 activation tile to f16 (bf16 for BF16 weights) in shared memory, then wmma
+ * 16x16x16 with float accumulators. For quantized weights the activations are the
+ * int8-quantized ones the CPU backend uses (d * q, then f16), so both backends see the
+ * same inputs. The next step's global loads are issued before the current step's
+ * matrix products.
  *
  * F32 weights keep float precision: a SIMT float GEMM (also the fallback for float
  * types whose row length is not a multiple of 32). */
@@ -43,7 +44,7 @@ template <typename E> __device__ __forceinline__ void store16(E *dst, const floa
 
 template <int T, typename E>
 __global__ void __launch_bounds__(128)
-    gemm_wmma_kernel(wview w, const float *__restrict__ x, float *__restrict__ y, int n) {
+    gemm_wmma_kernel(wview w, const float *__restrict__ x, xact xa, float *__restrict__ y, int n) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
     __trap(); /* never launched: the backend requires compute capability 8.0 */
 #else
@@ -72,11 +73,20 @@ __global__ void __launch_bounds__(128)
     float va[16], vb[16];
     auto load = [&](int64_t k0) {
         if (t_ok) {
-            const float4 *p = reinterpret_cast<const float4 *>(x + (size_t)t * w.n_in + k0 + lc);
+            const size_t off = (size_t)t * w.n_in + k0 + lc;
+            if constexpr (type_is_float(T)) {
+                const float4 *p = reinterpret_cast<const float4 *>(x + off);
 #pragma unroll
-            for (int i = 0; i < 4; i++) {
-                float4 f = __ldg(p + i);
-                va[4 * i] = f.x, va[4 * i + 1] = f.y, va[4 * i + 2] = f.z, va[4 * i + 3] = f.w;
+                for (int i = 0; i < 4; i++) {
+                    float4 f = __ldg(p + i);
+                    va[4 * i] = f.x, va[4 * i + 1] = f.y, va[4 * i + 2] = f.z, va[4 * i + 3] = f.w;
+                }
+            } else {
+                int4 qv = ldx16(xa.q + off);
+                const float d = __ldg(xa.d + off / act_block(T));
+                const uint32_t qw[4] = {(uint32_t)qv.x, (uint32_t)qv.y, (uint32_t)qv.z, (uint32_t)qv.w};
+#pragma unroll
+                for (int i = 0; i < 16; i++) va[i] = d * (float)(int8_t)byte_of(qw, i);
             }
         } else {
 #pragma unroll
@@ -173,29 +183,33 @@ __global__ void __launch_bounds__(256)
 }
 
 template <int T>
-static void launch_gemm(cuda_backend *be, const wview &w, const float *x, float *y, int n) {
+static void launch_gemm(cuda_backend *be, const wview &w, const float *x, const qact *xa, float *y,
+                        int n) {
     dim3 grid((unsigned)((w.n_out + GN - 1) / GN), (unsigned)((n + GM - 1) / GM));
     bool tc_ok = w.n_in % GK == 0 && ((uintptr_t)x & 15) == 0;
     if constexpr (type_is_float(T)) {
-        if (T != CHORD_TYPE_F32 && tc_ok && w.n_in % 8 == 0) {
+        xact none = {NULL, NULL, NULL};
+        if (T != CHORD_TYPE_F32 && tc_ok) {
             if constexpr (T == CHORD_TYPE_BF16)
-                gemm_wmma_kernel<T, __nv_bfloat16><<<grid, 128, 0, be->stream>>>(w, x, y, n);
+                gemm_wmma_kernel<T, __nv_bfloat16><<<grid, 128, 0, be->stream>>>(w, x, none, y, n);
             else
-                gemm_wmma_kernel<T, __half><<<grid, 128, 0, be->stream>>>(w, x, y, n);
+                gemm_wmma_kernel<T, __half><<<grid, 128, 0, be->stream>>>(w, x, none, y, n);
         } else {
             gemm_f32_kernel<T><<<grid, 256, 0, be->stream>>>(w, x, y, n);
         }
     } else {
-        if (!tc_ok) {
-            cuda_fail(be, "matmul: activations not 16-byte aligned");
+        if (!xa || xa->qb != act_block(T)) {
+            cuda_fail(be, "matmul: activations not quantized for this type");
             return;
         }
-        gemm_wmma_kernel<T, __half><<<grid, 128, 0, be->stream>>>(w, x, y, n);
+        xact a = {xa->q, xa->d, xa->bs};
+        gemm_wmma_kernel<T, __half><<<grid, 128, 0, be->stream>>>(w, x, a, y, n);
     }
     CUDA_LAUNCHED(be, "gemm_kernel");
 }
 
-void cuda_gemm(cuda_backend *be, const chord_weight *w, const float *x, float *y, int n) {
+void cuda_gemm(cuda_backend *be, const chord_weight *w, const float *x, const qact *xa, float *y,
+               int n) {
     if (n <= 0) return;
     if ((n + GM - 1) / GM > 65535) {
         cuda_fail(be, "matmul: %d tokens in one call is too many", n);
@@ -203,5 +217,5 @@ void cuda_gemm(cuda_backend *be, const chord_weight *w, const float *x, float *y
     }
     wview v = wview_of(w);
     CUDA_TYPE_SWITCH(w->type, launch_gemm, cuda_fail(be, "matmul: unsupported type %d", w->type),
-                     be, v, x, y, n);
+                     be, v, x, xa, y, n);
 }

@@ -1,13 +1,15 @@
 /* Decode matvec (one token): y[o] = sum_i W[o][i] x[i], fused with dequantization.
  *
  * One warp per output row, 4 rows per 128-thread block. Each lane walks the row in
- * 16-byte units of quant bytes (coalesced across the warp, loaded with L1 bypass so the
- * activations stay cached). Quantized types dot against the activations quantized to
- * int8 with one float scale per 32 (quantized once per matmul call, shared by the
- * weights of the call) using dp4a; float types dot against the float activations. */
+ * 16-byte units of quant bytes (coalesced across the warp, loaded past L1 so the
+ * activations stay cached). A lane first issues the loads of up to MV_U units (quant
+ * bytes and scales), then does their arithmetic, so several loads per lane are in flight.
+ * Quantized types dot against the activations quantized to int8 exactly as the CPU
+ * backend does (cuda_quantize_act), with dp4a; float types dot against float x. */
 #include "quant.cuh"
 
 #define MV_ROWS 4
+#define MV_U 4
 
 __device__ __forceinline__ float mv_warp_sum(float v) {
 #pragma unroll
@@ -15,43 +17,103 @@ __device__ __forceinline__ float mv_warp_sum(float v) {
     return v;
 }
 
-/* x -> int8 with d = max|x| / 127 per 32 elements, rounded as the host test expects:
- * d = amax / 127, q = rint(x * (1 / d)), each step correctly rounded. */
-__global__ void quantize_x_kernel(int8_t *__restrict__ xq, float *__restrict__ xd,
-                                  const float *__restrict__ x, int64_t n_blocks) {
+/* ------------------------------------------------ activation quantization */
+
+/* One warp per QB elements (QB = 32: one per lane; 256: 8 per lane). As the CPU
+ * backend: d = amax / 127, q = rint(x * (127 / amax)), each step correctly rounded;
+ * bs = sum of each 16 q. */
+template <int QB>
+__global__ void quantize_act_kernel(int8_t *__restrict__ xq, float *__restrict__ xd,
+                                    int16_t *__restrict__ bs, const float *__restrict__ x,
+                                    int64_t n_blocks) {
+    constexpr int PER = QB / 32;
     int64_t b = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     int lane = threadIdx.x & 31;
     if (b >= n_blocks) return; /* uniform across the warp */
-    float v = x[b * 32 + lane];
-    float a = fabsf(v);
+    const float *xb = x + b * QB + lane * PER;
+    float v[PER];
+    float a = 0.f;
+#pragma unroll
+    for (int i = 0; i < PER; i++) {
+        v[i] = xb[i];
+        a = fmaxf(a, fabsf(v[i]));
+    }
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, o));
-    float d = __fdiv_rn(a, 127.0f);
-    float id = d != 0.0f ? __frcp_rn(d) : 0.0f;
-    xq[b * 32 + lane] = (int8_t)__float2int_rn(__fmul_rn(v, id));
-    if (lane == 0) xd[b] = d;
+    const float id = a > 0.f ? __fdiv_rn(127.0f, a) : 0.f;
+    int sum = 0;
+    int8_t q[PER];
+#pragma unroll
+    for (int i = 0; i < PER; i++) {
+        int qi = __float2int_rn(__fmul_rn(v[i], id));
+        q[i] = (int8_t)qi;
+        sum += qi;
+    }
+    if constexpr (PER == 1) {
+        xq[b * QB + lane] = q[0];
+        /* sums of lanes 0..15 and 16..31 */
+#pragma unroll
+        for (int o = 8; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+        if ((lane & 15) == 0) bs[b * 2 + (lane >> 4)] = (int16_t)sum;
+    } else {
+        uint2 pk;
+        pk.x = (uint32_t)(uint8_t)q[0] | (uint32_t)(uint8_t)q[1] << 8 | (uint32_t)(uint8_t)q[2] << 16 |
+               (uint32_t)(uint8_t)q[3] << 24;
+        pk.y = (uint32_t)(uint8_t)q[4] | (uint32_t)(uint8_t)q[5] << 8 | (uint32_t)(uint8_t)q[6] << 16 |
+               (uint32_t)(uint8_t)q[7] << 24;
+        *reinterpret_cast<uint2 *>(xq + b * QB + lane * PER) = pk;
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1); /* two lanes hold 16 */
+        if ((lane & 1) == 0) bs[b * 16 + (lane >> 1)] = (int16_t)sum;
+    }
+    if (lane == 0) xd[b] = __fdiv_rn(a, 127.0f);
 }
 
-void cuda_quantize_x(cuda_backend *be, int8_t *xq, float *xd, const float *x, int64_t n_in) {
-    int64_t n_blocks = n_in / 32;
-    if (n_blocks <= 0) return;
-    int threads = 256;
-    int64_t grid = (n_blocks * 32 + threads - 1) / threads;
-    quantize_x_kernel<<<(unsigned)grid, threads, 0, be->stream>>>(xq, xd, x, n_blocks);
-    CUDA_LAUNCHED(be, "quantize_x_kernel");
+bool cuda_quantize_act(cuda_backend *be, const float *x, int64_t n_in, int n, int qb, qact *out) {
+    if (n_in % qb != 0) {
+        cuda_fail(be, "matmul: row length %lld is not a multiple of %d", (long long)n_in, qb);
+        return false;
+    }
+    const size_t total = (size_t)n * (size_t)n_in;
+    const size_t qbytes = (total + 15) & ~(size_t)15;
+    const size_t dbytes = ((total / qb) * sizeof(float) + 15) & ~(size_t)15;
+    const size_t bbytes = (total / 16) * sizeof(int16_t);
+    uint8_t *p = (uint8_t *)cuda_scratch_get(be, CUDA_SCRATCH_XQ, qbytes + dbytes + bbytes);
+    if (!p) return false;
+    out->q = (const int8_t *)p;
+    out->d = (const float *)(p + qbytes);
+    out->bs = (const int16_t *)(p + qbytes + dbytes);
+    out->qb = qb;
+    const int64_t n_blocks = (int64_t)(total / qb);
+    const int threads = 256;
+    const int64_t grid = (n_blocks * 32 + threads - 1) / threads;
+    if (qb == 32)
+        quantize_act_kernel<32><<<(unsigned)grid, threads, 0, be->stream>>>(
+            (int8_t *)out->q, (float *)out->d, (int16_t *)out->bs, x, n_blocks);
+    else
+        quantize_act_kernel<256><<<(unsigned)grid, threads, 0, be->stream>>>(
+            (int8_t *)out->q, (float *)out->d, (int16_t *)out->bs, x, n_blocks);
+    return CUDA_LAUNCHED(be, "quantize_act_kernel");
 }
+
+/* ------------------------------------------------------------ kernels */
 
 template <int T>
 __global__ void __launch_bounds__(32 * MV_ROWS)
-    matvec_q_kernel(wview w, const int8_t *__restrict__ xq, const float *__restrict__ xd,
-                    float *__restrict__ y) {
+    matvec_q_kernel(wview w, xact xa, float *__restrict__ y) {
     int64_t row = (int64_t)blockIdx.x * MV_ROWS + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (row >= w.n_out) return;
     const int n_units = (int)w.nb * units_per_block(T);
     float acc = 0.f;
-#pragma unroll 4
-    for (int u = lane; u < n_units; u += 32) acc += unit_dot<T>(w, row, u, xq, xd);
+    for (int base = lane; base < n_units; base += 32 * MV_U) {
+        uraw r[MV_U];
+#pragma unroll
+        for (int i = 0; i < MV_U; i++)
+            if (base + 32 * i < n_units) r[i] = unit_load<T>(w, row, base + 32 * i);
+#pragma unroll
+        for (int i = 0; i < MV_U; i++)
+            if (base + 32 * i < n_units) acc += unit_dot<T>(r[i], base + 32 * i, xa);
+    }
     acc = mv_warp_sum(acc);
     if (lane == 0) y[row] = acc;
 }
@@ -69,29 +131,36 @@ __global__ void __launch_bounds__(32 * MV_ROWS)
     const uint8_t *rp = w.q + (size_t)row * w.n_in * ESZ;
     const float4 *x4 = reinterpret_cast<const float4 *>(x);
     float acc = 0.f;
-#pragma unroll 4
-    for (int u = lane; u < n_units; u += 32) {
-        uint4 v = ld16_stream(rp + 16 * (size_t)u);
-        if constexpr (T == CHORD_TYPE_F32) {
-            float4 a = __ldg(x4 + u);
-            acc += __uint_as_float(v.x) * a.x + __uint_as_float(v.y) * a.y +
-                   __uint_as_float(v.z) * a.z + __uint_as_float(v.w) * a.w;
-        } else {
-            float4 a = __ldg(x4 + 2 * u), b = __ldg(x4 + 2 * u + 1);
-            float f[8];
-            uint32_t wd[4] = {v.x, v.y, v.z, v.w};
+    for (int base = lane; base < n_units; base += 32 * MV_U) {
+        uint4 v[MV_U];
 #pragma unroll
-            for (int j = 0; j < 4; j++) {
-                if constexpr (T == CHORD_TYPE_F16) {
-                    float2 h = __half22float2(*reinterpret_cast<const __half2 *>(&wd[j]));
-                    f[2 * j] = h.x, f[2 * j + 1] = h.y;
-                } else {
-                    f[2 * j] = __uint_as_float(wd[j] << 16);
-                    f[2 * j + 1] = __uint_as_float(wd[j] & 0xFFFF0000u);
+        for (int i = 0; i < MV_U; i++)
+            if (base + 32 * i < n_units) v[i] = ld16_stream(rp + 16 * (size_t)(base + 32 * i));
+#pragma unroll
+        for (int i = 0; i < MV_U; i++) {
+            const int u = base + 32 * i;
+            if (u >= n_units) break;
+            if constexpr (T == CHORD_TYPE_F32) {
+                float4 a = __ldg(x4 + u);
+                acc += __uint_as_float(v[i].x) * a.x + __uint_as_float(v[i].y) * a.y +
+                       __uint_as_float(v[i].z) * a.z + __uint_as_float(v[i].w) * a.w;
+            } else {
+                float4 a = __ldg(x4 + 2 * u), b = __ldg(x4 + 2 * u + 1);
+                float f[8];
+                uint32_t wd[4] = {v[i].x, v[i].y, v[i].z, v[i].w};
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    if constexpr (T == CHORD_TYPE_F16) {
+                        float2 h = __half22float2(*reinterpret_cast<const __half2 *>(&wd[j]));
+                        f[2 * j] = h.x, f[2 * j + 1] = h.y;
+                    } else {
+                        f[2 * j] = __uint_as_float(wd[j] << 16);
+                        f[2 * j + 1] = __uint_as_float(wd[j] & 0xFFFF0000u);
+                    }
                 }
+                acc += f[0] * a.x + f[1] * a.y + f[2] * a.z + f[3] * a.w + f[4] * b.x + f[5] * b.y +
+                       f[6] * b.z + f[7] * b.w;
             }
-            acc += f[0] * a.x + f[1] * a.y + f[2] * a.z + f[3] * a.w + f[4] * b.x + f[5] * b.y +
-                   f[6] * b.z + f[7] * b.w;
         }
     }
     acc = mv_warp_sum(acc);
@@ -112,8 +181,7 @@ __global__ void __launch_bounds__(32 * MV_ROWS)
 }
 
 template <int T>
-static void launch_matvec(cuda_backend *be, const wview &w, const float *x, const int8_t *xq,
-                          const float *xd, float *y) {
+static void launch_matvec(cuda_backend *be, const wview &w, const float *x, const qact *xa, float *y) {
     unsigned grid = (unsigned)((w.n_out + MV_ROWS - 1) / MV_ROWS);
     if constexpr (type_is_float(T)) {
         bool vec = w.n_in % 8 == 0 && ((uintptr_t)x & 15) == 0;
@@ -122,14 +190,18 @@ static void launch_matvec(cuda_backend *be, const wview &w, const float *x, cons
         else
             matvec_f_scalar_kernel<T><<<grid, 32 * MV_ROWS, 0, be->stream>>>(w, x, y);
     } else {
-        matvec_q_kernel<T><<<grid, 32 * MV_ROWS, 0, be->stream>>>(w, xq, xd, y);
+        if (!xa || xa->qb != act_block(T)) {
+            cuda_fail(be, "matvec: activations not quantized for this type");
+            return;
+        }
+        xact a = {xa->q, xa->d, xa->bs};
+        matvec_q_kernel<T><<<grid, 32 * MV_ROWS, 0, be->stream>>>(w, a, y);
     }
     CUDA_LAUNCHED(be, "matvec_kernel");
 }
 
-void cuda_matvec(cuda_backend *be, const chord_weight *w, const float *x, const int8_t *xq,
-                 const float *xd, float *y) {
+void cuda_matvec(cuda_backend *be, const chord_weight *w, const float *x, const qact *xa, float *y) {
     wview v = wview_of(w);
     CUDA_TYPE_SWITCH(w->type, launch_matvec, cuda_fail(be, "matvec: unsupported type %d", w->type),
-                     be, v, x, xq, xd, y);
+                     be, v, x, xa, y);
 }

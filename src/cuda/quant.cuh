@@ -18,7 +18,7 @@ __device__ __forceinline__ uint4 ld16(const uint8_t *p) {
 /* Weights are read once per matvec: keep them out of L1 so the activations stay. */
 __device__ __forceinline__ uint4 ld16_stream(const uint8_t *p) {
     uint4 r;
-    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
                  : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
                  : "l"(p));
     return r;
@@ -177,7 +177,7 @@ template <> __device__ __forceinline__ void dq16<CHORD_TYPE_Q3_K>(const wview &w
     int e = (int)(k0 & 255), half = e >> 7, g = (e >> 5) & 3, l0 = e & 16;
     const uint8_t *qb = w.q + idx * 96;
     uint4 vq = ld16(qb + 32 + 32 * half + l0), vh = ld16(qb + l0);
-    const uint8_t *s = w.s + idx * 14;
+    const uint8_t *s = w.s + idx * 16;
     float dl = ldh(s + 12) * (float)q3k_scale(s, e >> 4);
     int bit = 4 * half + g;
     uint32_t a[4] = {vq.x, vq.y, vq.z, vq.w}, h[4] = {vh.x, vh.y, vh.z, vh.w};
@@ -223,7 +223,7 @@ template <> __device__ __forceinline__ void dq16<CHORD_TYPE_Q6_K>(const wview &w
     int e = (int)(k0 & 255), half = e >> 7, g = (e >> 5) & 3, l0 = e & 16;
     const uint8_t *qb = w.q + idx * 192;
     uint4 vl = ld16(qb + 64 * half + 32 * (g & 1) + l0), vh = ld16(qb + 128 + 32 * half + l0);
-    const uint8_t *s = w.s + idx * 18;
+    const uint8_t *s = w.s + idx * 20;
     float dl = ldh(s + 16) * (float)(int8_t)ldb(s + (e >> 4));
     int sh = g >= 2 ? 4 : 0;
     uint32_t a[4] = {vl.x, vl.y, vl.z, vl.w}, h[4] = {vh.x, vh.y, vh.z, vh.w};
@@ -259,164 +259,226 @@ __device__ __forceinline__ int dot16(uint32_t w0, uint32_t w1, uint32_t w2, uint
     acc = __dp4a((int)w2, x.z, acc);
     return __dp4a((int)w3, x.w, acc);
 }
-__device__ __forceinline__ int sum16(int4 x) { return dot16(ONES, ONES, ONES, ONES, x, 0); }
 
 /* The 4 low bits of h become bit 4 of the 4 bytes. */
 __device__ __forceinline__ uint32_t expand4(uint32_t h) {
     return ((h & 1u) << 4) | ((h & 2u) << 11) | ((h & 4u) << 18) | ((h & 8u) << 25);
 }
-
-/* Dot product of unit u of `row` with the quantized activations xq (int8) / xd (one
- * float scale per 32). */
-template <int T>
-__device__ __forceinline__ float unit_dot(const wview &w, int64_t row, int u, const int8_t *xq,
-                                          const float *xd);
-
-template <>
-__device__ __forceinline__ float unit_dot<CHORD_TYPE_Q4_0>(const wview &w, int64_t row, int u,
-                                                           const int8_t *xq, const float *xd) {
-    size_t idx = (size_t)row * w.nb + u;
-    uint4 v = ld16_stream(w.q + idx * 16);
-    int4 x0 = ldx16(xq + 32 * u), x1 = ldx16(xq + 32 * u + 16);
-    float d = ldh(w.s + idx * 2), dx = __ldg(xd + u);
-    int si = dot16(v.x & M4, v.y & M4, v.z & M4, v.w & M4, x0, 0);
-    si = dot16((v.x >> 4) & M4, (v.y >> 4) & M4, (v.z >> 4) & M4, (v.w >> 4) & M4, x1, si);
-    int sx = sum16(x0) + sum16(x1);
-    return d * dx * (float)(si - 8 * sx);
+__device__ __forceinline__ float half_lo(uint32_t v) { return __half2float(__ushort_as_half((unsigned short)(v & 0xFFFFu))); }
+__device__ __forceinline__ float half_hi(uint32_t v) { return __half2float(__ushort_as_half((unsigned short)(v >> 16))); }
+/* byte j (run time) of the 12 bytes a, b, c */
+__device__ __forceinline__ int byte12(uint32_t a, uint32_t b, uint32_t c, int j) {
+    uint32_t w = j < 4 ? a : (j < 8 ? b : c);
+    return (int)((w >> (8 * (j & 3))) & 0xFFu);
 }
-template <>
-__device__ __forceinline__ float unit_dot<CHORD_TYPE_Q4_1>(const wview &w, int64_t row, int u,
-                                                           const int8_t *xq, const float *xd) {
-    size_t idx = (size_t)row * w.nb + u;
-    uint4 v = ld16_stream(w.q + idx * 16);
-    int4 x0 = ldx16(xq + 32 * u), x1 = ldx16(xq + 32 * u + 16);
-    float d = ldh(w.s + idx * 4), m = ldh(w.s + idx * 4 + 2), dx = __ldg(xd + u);
-    int si = dot16(v.x & M4, v.y & M4, v.z & M4, v.w & M4, x0, 0);
-    si = dot16((v.x >> 4) & M4, (v.y >> 4) & M4, (v.z >> 4) & M4, (v.w >> 4) & M4, x1, si);
-    int sx = sum16(x0) + sum16(x1);
-    return dx * (d * (float)si + m * (float)sx);
+/* k4_scale_min from the 12 scale bytes held in registers */
+__device__ __forceinline__ void k4_sm_reg(uint32_t a, uint32_t b, uint32_t c, int j, int *sc, int *mn) {
+    if (j < 4) {
+        *sc = byte12(a, b, c, j) & 63;
+        *mn = byte12(a, b, c, j + 4) & 63;
+    } else {
+        int x = byte12(a, b, c, j + 4), lo = byte12(a, b, c, j - 4), hi = byte12(a, b, c, j);
+        *sc = (x & 0x0F) | ((lo >> 6) << 4);
+        *mn = (x >> 4) | ((hi >> 6) << 4);
+    }
 }
-template <>
-__device__ __forceinline__ float unit_dot<CHORD_TYPE_Q5_0>(const wview &w, int64_t row, int u,
-                                                           const int8_t *xq, const float *xd) {
+
+/* One unit's weight bytes, loaded before any arithmetic so a lane has several units'
+ * loads in flight: a, b quant bytes; s0..s3 the scale words it needs. */
+typedef struct uraw {
+    uint4 a, b;
+    uint32_t s0, s1, s2, s3;
+} uraw;
+
+/* Activations of the matvec: q int8, d per act_block, bs sum of each 16 q. */
+typedef struct xact {
+    const int8_t *q;
+    const float *d;
+    const int16_t *bs;
+} xact;
+
+template <int T> __device__ __forceinline__ uraw unit_load(const wview &w, int64_t row, int u);
+template <int T> __device__ __forceinline__ float unit_dot(const uraw &r, int u, const xact &x);
+
+/* ---- 32-element blocks: unit u is block u of the row; x scale per 32 ---- */
+template <> __device__ __forceinline__ uraw unit_load<CHORD_TYPE_Q4_0>(const wview &w, int64_t row, int u) {
     size_t idx = (size_t)row * w.nb + u;
-    uint4 v = ld16_stream(w.q + idx * 16);
-    int4 x0 = ldx16(xq + 32 * u), x1 = ldx16(xq + 32 * u + 16);
+    uraw r;
+    r.a = ld16_stream(w.q + idx * 16);
+    r.s0 = ldu16(w.s + idx * 2);
+    return r;
+}
+template <> __device__ __forceinline__ uraw unit_load<CHORD_TYPE_Q4_1>(const wview &w, int64_t row, int u) {
+    size_t idx = (size_t)row * w.nb + u;
+    uraw r;
+    r.a = ld16_stream(w.q + idx * 16);
+    r.s0 = __ldg(reinterpret_cast<const uint32_t *>(w.s + idx * 4));
+    return r;
+}
+template <> __device__ __forceinline__ uraw unit_load<CHORD_TYPE_Q5_0>(const wview &w, int64_t row, int u) {
+    size_t idx = (size_t)row * w.nb + u;
     const uint8_t *s = w.s + idx * 6;
-    float d = ldh(s), dx = __ldg(xd + u);
-    uint32_t qh = ldu16(s + 2) | ldu16(s + 4) << 16;
+    uraw r;
+    r.a = ld16_stream(w.q + idx * 16);
+    r.s0 = ldu16(s);
+    r.s1 = ldu16(s + 2) | ldu16(s + 4) << 16;
+    return r;
+}
+template <> __device__ __forceinline__ uraw unit_load<CHORD_TYPE_Q5_1>(const wview &w, int64_t row, int u) {
+    size_t idx = (size_t)row * w.nb + u;
+    uraw r;
+    r.a = ld16_stream(w.q + idx * 16);
+    uint2 s = __ldg(reinterpret_cast<const uint2 *>(w.s + idx * 8));
+    r.s0 = s.x, r.s1 = s.y;
+    return r;
+}
+template <> __device__ __forceinline__ uraw unit_load<CHORD_TYPE_Q8_0>(const wview &w, int64_t row, int u) {
+    size_t idx = (size_t)row * w.nb + u;
+    uraw r;
+    r.a = ld16_stream(w.q + idx * 32);
+    r.b = ld16_stream(w.q + idx * 32 + 16);
+    r.s0 = ldu16(w.s + idx * 2);
+    return r;
+}
+
+/* nibbles of a (low: elements 0..15, high: 16..31) against x block u */
+__device__ __forceinline__ int dot_q4(const uint4 &v, int4 x0, int4 x1) {
+    int si = dot16(v.x & M4, v.y & M4, v.z & M4, v.w & M4, x0, 0);
+    return dot16((v.x >> 4) & M4, (v.y >> 4) & M4, (v.z >> 4) & M4, (v.w >> 4) & M4, x1, si);
+}
+__device__ __forceinline__ int dot_q5(const uint4 &v, uint32_t qh, int4 x0, int4 x1) {
     int si = dot16((v.x & M4) | expand4(qh), (v.y & M4) | expand4(qh >> 4),
                    (v.z & M4) | expand4(qh >> 8), (v.w & M4) | expand4(qh >> 12), x0, 0);
-    si = dot16(((v.x >> 4) & M4) | expand4(qh >> 16), ((v.y >> 4) & M4) | expand4(qh >> 20),
-               ((v.z >> 4) & M4) | expand4(qh >> 24), ((v.w >> 4) & M4) | expand4(qh >> 28), x1,
-               si);
-    int sx = sum16(x0) + sum16(x1);
-    return d * dx * (float)(si - 16 * sx);
+    return dot16(((v.x >> 4) & M4) | expand4(qh >> 16), ((v.y >> 4) & M4) | expand4(qh >> 20),
+                 ((v.z >> 4) & M4) | expand4(qh >> 24), ((v.w >> 4) & M4) | expand4(qh >> 28), x1, si);
 }
-template <>
-__device__ __forceinline__ float unit_dot<CHORD_TYPE_Q5_1>(const wview &w, int64_t row, int u,
-                                                           const int8_t *xq, const float *xd) {
-    size_t idx = (size_t)row * w.nb + u;
-    uint4 v = ld16_stream(w.q + idx * 16);
-    int4 x0 = ldx16(xq + 32 * u), x1 = ldx16(xq + 32 * u + 16);
-    const uint8_t *s = w.s + idx * 8;
-    float d = ldh(s), m = ldh(s + 2), dx = __ldg(xd + u);
-    uint32_t qh = __ldg(reinterpret_cast<const uint32_t *>(s + 4));
-    int si = dot16((v.x & M4) | expand4(qh), (v.y & M4) | expand4(qh >> 4),
-                   (v.z & M4) | expand4(qh >> 8), (v.w & M4) | expand4(qh >> 12), x0, 0);
-    si = dot16(((v.x >> 4) & M4) | expand4(qh >> 16), ((v.y >> 4) & M4) | expand4(qh >> 20),
-               ((v.z >> 4) & M4) | expand4(qh >> 24), ((v.w >> 4) & M4) | expand4(qh >> 28), x1,
-               si);
-    int sx = sum16(x0) + sum16(x1);
-    return dx * (d * (float)si + m * (float)sx);
+
+template <> __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q4_0>(const uraw &r, int u, const xact &x) {
+    int4 x0 = ldx16(x.q + 32 * u), x1 = ldx16(x.q + 32 * u + 16);
+    int sx = x.bs[2 * u] + x.bs[2 * u + 1];
+    return half_lo(r.s0) * __ldg(x.d + u) * (float)(dot_q4(r.a, x0, x1) - 8 * sx);
 }
-template <>
-__device__ __forceinline__ float unit_dot<CHORD_TYPE_Q8_0>(const wview &w, int64_t row, int u,
-                                                           const int8_t *xq, const float *xd) {
-    size_t idx = (size_t)row * w.nb + u;
-    uint4 v0 = ld16_stream(w.q + idx * 32), v1 = ld16_stream(w.q + idx * 32 + 16);
-    int4 x0 = ldx16(xq + 32 * u), x1 = ldx16(xq + 32 * u + 16);
-    float d = ldh(w.s + idx * 2), dx = __ldg(xd + u);
-    int si = dot16(v0.x, v0.y, v0.z, v0.w, x0, 0);
-    si = dot16(v1.x, v1.y, v1.z, v1.w, x1, si);
-    return d * dx * (float)si;
+template <> __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q4_1>(const uraw &r, int u, const xact &x) {
+    int4 x0 = ldx16(x.q + 32 * u), x1 = ldx16(x.q + 32 * u + 16);
+    int sx = x.bs[2 * u] + x.bs[2 * u + 1];
+    return __ldg(x.d + u) * (half_lo(r.s0) * (float)dot_q4(r.a, x0, x1) + half_hi(r.s0) * (float)sx);
 }
-template <>
-__device__ __forceinline__ float unit_dot<CHORD_TYPE_Q2_K>(const wview &w, int64_t row, int u,
-                                                           const int8_t *xq, const float *xd) {
+template <> __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q5_0>(const uraw &r, int u, const xact &x) {
+    int4 x0 = ldx16(x.q + 32 * u), x1 = ldx16(x.q + 32 * u + 16);
+    int sx = x.bs[2 * u] + x.bs[2 * u + 1];
+    return half_lo(r.s0) * __ldg(x.d + u) * (float)(dot_q5(r.a, r.s1, x0, x1) - 16 * sx);
+}
+template <> __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q5_1>(const uraw &r, int u, const xact &x) {
+    int4 x0 = ldx16(x.q + 32 * u), x1 = ldx16(x.q + 32 * u + 16);
+    int sx = x.bs[2 * u] + x.bs[2 * u + 1];
+    return __ldg(x.d + u) * (half_lo(r.s0) * (float)dot_q5(r.a, r.s1, x0, x1) + half_hi(r.s0) * (float)sx);
+}
+template <> __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q8_0>(const uraw &r, int u, const xact &x) {
+    int4 x0 = ldx16(x.q + 32 * u), x1 = ldx16(x.q + 32 * u + 16);
+    int si = dot16(r.a.x, r.a.y, r.a.z, r.a.w, x0, 0);
+    si = dot16(r.b.x, r.b.y, r.b.z, r.b.w, x1, si);
+    return half_lo(r.s0) * __ldg(x.d + u) * (float)si;
+}
+
+/* ---- K-quants: 256-element superblocks; x scale per 256 ---- */
+template <> __device__ __forceinline__ uraw unit_load<CHORD_TYPE_Q2_K>(const wview &w, int64_t row, int u) {
     int b = u >> 2, i = u & 3, hh = i >> 1, l0 = (i & 1) * 16;
     size_t idx = (size_t)row * w.nb + b;
-    uint4 v = ld16_stream(w.q + idx * 64 + 32 * hh + l0);
-    const uint8_t *s = w.s + idx * 20;
-    float d = ldh(s + 16), dmin = ldh(s + 18);
-    const int8_t *xb = xq + 256 * b + 128 * hh + l0;
-    const float *db = xd + 8 * b + 4 * hh;
+    const uint32_t *s = reinterpret_cast<const uint32_t *>(w.s + idx * 20);
+    uraw r;
+    r.a = ld16_stream(w.q + idx * 64 + 32 * hh + l0);
+    r.s0 = __ldg(s + 2 * hh);
+    r.s1 = __ldg(s + 2 * hh + 1);
+    r.s2 = __ldg(s + 4);
+    return r;
+}
+template <> __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q2_K>(const uraw &r, int u, const xact &x) {
+    int b = u >> 2, i = u & 3, hh = i >> 1, l0 = (i & 1) * 16;
+    float d = half_lo(r.s2), dmin = half_hi(r.s2);
+    int e0 = 256 * b + 128 * hh + l0;
     float acc = 0.f;
 #pragma unroll
     for (int g = 0; g < 4; g++) {
-        int4 x = ldx16(xb + 32 * g);
-        int si = dot16((v.x >> (2 * g)) & 0x03030303u, (v.y >> (2 * g)) & 0x03030303u,
-                       (v.z >> (2 * g)) & 0x03030303u, (v.w >> (2 * g)) & 0x03030303u, x, 0);
-        int sx = sum16(x);
-        int sc = ldb(s + 8 * hh + 2 * g + (l0 >> 4));
-        acc += __ldg(db + g) * (d * (float)(sc & 15) * (float)si - dmin * (float)(sc >> 4) * (float)sx);
+        int4 xv = ldx16(x.q + e0 + 32 * g);
+        int si = dot16((r.a.x >> (2 * g)) & 0x03030303u, (r.a.y >> (2 * g)) & 0x03030303u,
+                       (r.a.z >> (2 * g)) & 0x03030303u, (r.a.w >> (2 * g)) & 0x03030303u, xv, 0);
+        int sx = x.bs[(e0 + 32 * g) >> 4];
+        int j = 2 * g + (l0 >> 4);
+        int sc = (int)(((j < 4 ? r.s0 : r.s1) >> (8 * (j & 3))) & 0xFFu);
+        acc += d * (float)((sc & 15) * si) - dmin * (float)((sc >> 4) * sx);
     }
-    return acc;
+    return __ldg(x.d + b) * acc;
 }
-template <>
-__device__ __forceinline__ float unit_dot<CHORD_TYPE_Q3_K>(const wview &w, int64_t row, int u,
-                                                           const int8_t *xq, const float *xd) {
+template <> __device__ __forceinline__ uraw unit_load<CHORD_TYPE_Q3_K>(const wview &w, int64_t row, int u) {
     int b = u >> 2, i = u & 3, hh = i >> 1, l0 = (i & 1) * 16;
     size_t idx = (size_t)row * w.nb + b;
     const uint8_t *qb = w.q + idx * 96;
-    uint4 v = ld16_stream(qb + 32 + 32 * hh + l0), h = ld16(qb + l0);
-    const uint8_t *s = w.s + idx * 14;
-    const int8_t *xb = xq + 256 * b + 128 * hh + l0;
-    const float *db = xd + 8 * b + 4 * hh;
+    uraw r;
+    r.a = ld16_stream(qb + 32 + 32 * hh + l0);
+    r.b = ld16_stream(qb + l0);
+    uint4 s = ld16(w.s + idx * 16);
+    r.s0 = s.x, r.s1 = s.y, r.s2 = s.z, r.s3 = s.w;
+    return r;
+}
+template <> __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q3_K>(const uraw &r, int u, const xact &x) {
+    int b = u >> 2, i = u & 3, hh = i >> 1, l0 = (i & 1) * 16;
+    int e0 = 256 * b + 128 * hh + l0;
     float acc = 0.f;
 #pragma unroll
     for (int g = 0; g < 4; g++) {
-        int4 x = ldx16(xb + 32 * g);
+        int4 xv = ldx16(x.q + e0 + 32 * g);
         int bit = 4 * hh + g;
-        int si = dot16(((v.x >> (2 * g)) & 0x03030303u) | (((h.x >> bit) & ONES) << 2),
-                       ((v.y >> (2 * g)) & 0x03030303u) | (((h.y >> bit) & ONES) << 2),
-                       ((v.z >> (2 * g)) & 0x03030303u) | (((h.z >> bit) & ONES) << 2),
-                       ((v.w >> (2 * g)) & 0x03030303u) | (((h.w >> bit) & ONES) << 2), x, 0);
-        int sx = sum16(x);
-        int sc = q3k_scale(s, 8 * hh + 2 * g + (l0 >> 4));
-        acc += __ldg(db + g) * (float)sc * (float)(si - 4 * sx);
+        int si = dot16(((r.a.x >> (2 * g)) & 0x03030303u) | (((r.b.x >> bit) & ONES) << 2),
+                       ((r.a.y >> (2 * g)) & 0x03030303u) | (((r.b.y >> bit) & ONES) << 2),
+                       ((r.a.z >> (2 * g)) & 0x03030303u) | (((r.b.z >> bit) & ONES) << 2),
+                       ((r.a.w >> (2 * g)) & 0x03030303u) | (((r.b.w >> bit) & ONES) << 2), xv, 0);
+        int sx = x.bs[(e0 + 32 * g) >> 4];
+        int sub = 8 * hh + 2 * g + (l0 >> 4);
+        int lo = (byte12(r.s0, r.s1, r.s2, sub & 7) >> (4 * (sub >> 3))) & 0x0F;
+        int hi = (byte12(r.s0, r.s1, r.s2, 8 + (sub & 3)) >> (2 * (sub >> 2))) & 0x03;
+        acc += (float)(((lo | hi << 4) - 32) * (si - 4 * sx));
     }
-    return ldh(s + 12) * acc;
+    return half_lo(r.s3) * __ldg(x.d + b) * acc;
 }
-template <>
-__device__ __forceinline__ float unit_dot<CHORD_TYPE_Q4_K>(const wview &w, int64_t row, int u,
-                                                           const int8_t *xq, const float *xd) {
+template <> __device__ __forceinline__ uraw unit_load<CHORD_TYPE_Q4_K>(const wview &w, int64_t row, int u) {
     int b = u >> 3, i = u & 7, c = i >> 1, l0 = (i & 1) * 16;
     size_t idx = (size_t)row * w.nb + b;
-    uint4 v = ld16_stream(w.q + idx * 128 + 32 * c + l0);
-    const uint8_t *s = w.s + idx * 16;
-    int4 xl = ldx16(xq + 256 * b + 64 * c + l0), xh = ldx16(xq + 256 * b + 64 * c + 32 + l0);
-    int sil = dot16(v.x & M4, v.y & M4, v.z & M4, v.w & M4, xl, 0);
-    int sih = dot16((v.x >> 4) & M4, (v.y >> 4) & M4, (v.z >> 4) & M4, (v.w >> 4) & M4, xh, 0);
-    int sxl = sum16(xl), sxh = sum16(xh);
-    int scl, mnl, sch, mnh;
-    k4_scale_min(s + 4, 2 * c, &scl, &mnl);
-    k4_scale_min(s + 4, 2 * c + 1, &sch, &mnh);
-    float d = ldh(s), dmin = ldh(s + 2);
-    float dxl = __ldg(xd + 8 * b + 2 * c), dxh = __ldg(xd + 8 * b + 2 * c + 1);
-    return dxl * (d * (float)(scl * sil) - dmin * (float)(mnl * sxl)) +
-           dxh * (d * (float)(sch * sih) - dmin * (float)(mnh * sxh));
+    uraw r;
+    r.a = ld16_stream(w.q + idx * 128 + 32 * c + l0);
+    uint4 s = ld16(w.s + idx * 16);
+    r.s0 = s.x, r.s1 = s.y, r.s2 = s.z, r.s3 = s.w;
+    return r;
 }
-template <>
-__device__ __forceinline__ float unit_dot<CHORD_TYPE_Q5_K>(const wview &w, int64_t row, int u,
-                                                           const int8_t *xq, const float *xd) {
+template <> __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q4_K>(const uraw &r, int u, const xact &x) {
+    int b = u >> 3, i = u & 7, c = i >> 1, l0 = (i & 1) * 16;
+    int el = 256 * b + 64 * c + l0;
+    int4 xl = ldx16(x.q + el), xh = ldx16(x.q + el + 32);
+    int sil = dot16(r.a.x & M4, r.a.y & M4, r.a.z & M4, r.a.w & M4, xl, 0);
+    int sih = dot16((r.a.x >> 4) & M4, (r.a.y >> 4) & M4, (r.a.z >> 4) & M4, (r.a.w >> 4) & M4, xh, 0);
+    int sxl = x.bs[el >> 4], sxh = x.bs[(el >> 4) + 2];
+    int scl, mnl, sch, mnh;
+    k4_sm_reg(r.s1, r.s2, r.s3, 2 * c, &scl, &mnl);
+    k4_sm_reg(r.s1, r.s2, r.s3, 2 * c + 1, &sch, &mnh);
+    return __ldg(x.d + b) * (half_lo(r.s0) * (float)(scl * sil + sch * sih) -
+                             half_hi(r.s0) * (float)(mnl * sxl + mnh * sxh));
+}
+template <> __device__ __forceinline__ uraw unit_load<CHORD_TYPE_Q5_K>(const wview &w, int64_t row, int u) {
     int b = u >> 3, i = u & 7, c = i >> 1, l0 = (i & 1) * 16;
     size_t idx = (size_t)row * w.nb + b;
     const uint8_t *qb = w.q + idx * 160;
-    uint4 v = ld16_stream(qb + 32 + 32 * c + l0), h = ld16(qb + l0);
-    const uint8_t *s = w.s + idx * 16;
-    int4 xl = ldx16(xq + 256 * b + 64 * c + l0), xh = ldx16(xq + 256 * b + 64 * c + 32 + l0);
+    uraw r;
+    r.a = ld16_stream(qb + 32 + 32 * c + l0);
+    r.b = ld16(qb + l0);
+    uint4 s = ld16(w.s + idx * 16);
+    r.s0 = s.x, r.s1 = s.y, r.s2 = s.z, r.s3 = s.w;
+    return r;
+}
+template <> __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q5_K>(const uraw &r, int u, const xact &x) {
+    int b = u >> 3, i = u & 7, c = i >> 1, l0 = (i & 1) * 16;
+    int el = 256 * b + 64 * c + l0;
+    int4 xl = ldx16(x.q + el), xh = ldx16(x.q + el + 32);
     int bl = 2 * c, bh = 2 * c + 1;
+    const uint4 &v = r.a, &h = r.b;
     int sil = dot16((v.x & M4) | (((h.x >> bl) & ONES) << 4), (v.y & M4) | (((h.y >> bl) & ONES) << 4),
                     (v.z & M4) | (((h.z >> bl) & ONES) << 4), (v.w & M4) | (((h.w >> bl) & ONES) << 4),
                     xl, 0);
@@ -424,26 +486,32 @@ __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q5_K>(const wview &w, int64
                     ((v.y >> 4) & M4) | (((h.y >> bh) & ONES) << 4),
                     ((v.z >> 4) & M4) | (((h.z >> bh) & ONES) << 4),
                     ((v.w >> 4) & M4) | (((h.w >> bh) & ONES) << 4), xh, 0);
-    int sxl = sum16(xl), sxh = sum16(xh);
+    int sxl = x.bs[el >> 4], sxh = x.bs[(el >> 4) + 2];
     int scl, mnl, sch, mnh;
-    k4_scale_min(s + 4, bl, &scl, &mnl);
-    k4_scale_min(s + 4, bh, &sch, &mnh);
-    float d = ldh(s), dmin = ldh(s + 2);
-    float dxl = __ldg(xd + 8 * b + 2 * c), dxh = __ldg(xd + 8 * b + 2 * c + 1);
-    return dxl * (d * (float)(scl * sil) - dmin * (float)(mnl * sxl)) +
-           dxh * (d * (float)(sch * sih) - dmin * (float)(mnh * sxh));
+    k4_sm_reg(r.s1, r.s2, r.s3, bl, &scl, &mnl);
+    k4_sm_reg(r.s1, r.s2, r.s3, bh, &sch, &mnh);
+    return __ldg(x.d + b) * (half_lo(r.s0) * (float)(scl * sil + sch * sih) -
+                             half_hi(r.s0) * (float)(mnl * sxl + mnh * sxh));
 }
-template <>
-__device__ __forceinline__ float unit_dot<CHORD_TYPE_Q6_K>(const wview &w, int64_t row, int u,
-                                                           const int8_t *xq, const float *xd) {
+template <> __device__ __forceinline__ uraw unit_load<CHORD_TYPE_Q6_K>(const wview &w, int64_t row, int u) {
     int b = u >> 3, i = u & 7, hh = i >> 2, k = (i >> 1) & 1, l0 = (i & 1) * 16;
     size_t idx = (size_t)row * w.nb + b;
     const uint8_t *qb = w.q + idx * 192;
-    uint4 v = ld16_stream(qb + 64 * hh + 32 * k + l0), h = ld16(qb + 128 + 32 * hh + l0);
-    const uint8_t *s = w.s + idx * 18;
+    const uint32_t *s = reinterpret_cast<const uint32_t *>(w.s + idx * 20);
+    uraw r;
+    r.a = ld16_stream(qb + 64 * hh + 32 * k + l0);
+    r.b = ld16(qb + 128 + 32 * hh + l0);
+    r.s0 = __ldg(s + 2 * hh);
+    r.s1 = __ldg(s + 2 * hh + 1);
+    r.s2 = __ldg(s + 4);
+    return r;
+}
+template <> __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q6_K>(const uraw &r, int u, const xact &x) {
+    int b = u >> 3, i = u & 7, hh = i >> 2, k = (i >> 1) & 1, l0 = (i & 1) * 16;
     int el = 256 * b + 128 * hh + 32 * k + l0, eh = el + 64;
-    int4 xl = ldx16(xq + el), xh = ldx16(xq + eh);
+    int4 xl = ldx16(x.q + el), xh = ldx16(x.q + eh);
     int bl = 2 * k, bh = 2 * k + 4;
+    const uint4 &v = r.a, &h = r.b;
     int sil = dot16((v.x & M4) | (((h.x >> bl) & 0x03030303u) << 4),
                     (v.y & M4) | (((h.y >> bl) & 0x03030303u) << 4),
                     (v.z & M4) | (((h.z >> bl) & 0x03030303u) << 4),
@@ -452,11 +520,11 @@ __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q6_K>(const wview &w, int64
                     ((v.y >> 4) & M4) | (((h.y >> bh) & 0x03030303u) << 4),
                     ((v.z >> 4) & M4) | (((h.z >> bh) & 0x03030303u) << 4),
                     ((v.w >> 4) & M4) | (((h.w >> bh) & 0x03030303u) << 4), xh, 0);
-    int sxl = sum16(xl), sxh = sum16(xh);
-    int scl = (int8_t)ldb(s + 8 * hh + 2 * k + (l0 >> 4));
-    int sch = (int8_t)ldb(s + 8 * hh + 2 * (k + 2) + (l0 >> 4));
-    float dxl = __ldg(xd + (el >> 5)), dxh = __ldg(xd + (eh >> 5));
-    return ldh(s + 16) * (dxl * (float)(scl * (sil - 32 * sxl)) + dxh * (float)(sch * (sih - 32 * sxh)));
+    int sxl = x.bs[el >> 4], sxh = x.bs[eh >> 4];
+    int jl = 2 * k + (l0 >> 4), jh = jl + 4; /* within the 8 scale bytes of this half */
+    int scl = (int8_t)((r.s0 >> (8 * jl)) & 0xFFu);
+    int sch = (int8_t)((r.s1 >> (8 * (jh - 4))) & 0xFFu);
+    return half_lo(r.s2) * __ldg(x.d + b) * (float)(scl * (sil - 32 * sxl) + sch * (sih - 32 * sxh));
 }
 
 #endif

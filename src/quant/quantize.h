@@ -50,11 +50,13 @@ static inline int quant_nearest_int(float f) {
     return (int)(u.i & 0x007fffff) - 0x00400000;
 }
 
-/* Symmetric levels q in [-nmax, nmax-1], x ~ d * q. Minimises sum w (x - d q)^2 over a
- * search of `nstep` candidate scales either side of the max-abs one, then refines by
- * alternating re-rounding and least-squares refits. w NULL: all weights 1.
+/* Symmetric levels q in [-nmax, nmax-1], x ~ d * q. Minimises sum w (x - d q)^2 over
+ * ncand candidate scales that map the max-abs element to -(nmax + off), off evenly
+ * spread over [lo_off, hi_off] (off > 0 clips it), then refines by alternating
+ * re-rounding and least-squares refits. w NULL: all weights 1.
  * Returns d (may be negative; 0 for an all-zero block, q all 0). n <= 256. */
-float quant_search_sym(int n, int nmax, const float *x, const float *w, int8_t *q, int nstep);
+float quant_search_sym(int n, int nmax, const float *x, const float *w, int8_t *q, int ncand,
+                       float lo_off, float hi_off);
 
 /* Asymmetric levels l in [0, nmax], x ~ d * l + m. Minimises sum w (x - d l - m)^2.
  * When `m_nonpos`, m is constrained to <= 0 (K-quants store -m as an unsigned min).

@@ -10,9 +10,10 @@
  * against a half-precision super-block scale, and each sub-block's integer scale / min
  * is re-chosen among its neighbours by the error the stored values actually give.
  *
- * Error weights (no importance matrix): Q4_K/Q5_K use rms(sub-block) + |x| and Q2_K
- * |x|-ish weights, which spend the few levels on the large weights; Q3_K/Q6_K use
- * plain squared error. */
+ * Error weights (no importance matrix): Q2_K/Q4_K/Q5_K use rms(sub-block) + |x|,
+ * which spends the levels a little more on the large weights (llama.cpp's heuristic for
+ * real models); Q3_K/Q6_K and the legacy types use plain squared error. */
+
 /* The error sums below may be added in any order (they only rank candidates): let the
  * compiler vectorize them. */
 #if defined(__clang__)
@@ -27,11 +28,24 @@
 
 #include "quantize.h"
 
-/* Search effort: candidate scales per sub-block (Q4_K, Q5_K) and least-squares refits
+/* Search effort: candidate scales per sub-block (Q2_K, Q4_K, Q5_K) and least-squares refits
  * of the super-block scales. More buys little (< 0.5% RMSE) at twice the time. */
 #define NSTEP4 10
 #define NSTEP5 8
 #define K_REFIT 1
+#define NSTEP2 8
+/* asymmetric searches: the block's range mapped onto nmax + [ALO, AHI] levels */
+#define ALO -1.0f
+#define AHI 1.0f
+/* Q6_K / Q3_K sub-block searches: candidates map the max-abs element to
+ * -(nmax + off), off in [LO, HI] (tuned on Gaussian weights: using fewer levels than
+ * the max would need lets the opposite extreme fit too). */
+#define NC6 7
+#define LO6 -3.0f
+#define HI6 0.0f
+#define NC3 7
+#define LO3 -1.0f
+#define HI3 2.0f
 
 /* ------------------------------------------------------------ the searches */
 
@@ -57,7 +71,8 @@ static inline void level_sums(int n, const float *x, const float *w, float s, fl
     *slx = c;
 }
 
-float quant_search_sym(int n, int nmax, const float *x, const float *w, int8_t *q, int nstep) {
+float quant_search_sym(int n, int nmax, const float *x, const float *w, int8_t *q, int ncand,
+                       float lo_off, float hi_off) {
     float ones[256];
     if (!w) {
         for (int i = 0; i < n; i++) ones[i] = 1.0f;
@@ -76,12 +91,14 @@ float quant_search_sym(int n, int nmax, const float *x, const float *w, int8_t *
         return 0.0f;
     }
     const float lo = (float)-nmax, hi = (float)(nmax - 1);
-    /* Candidates: the max-abs element mapped to -(nmax + 0.1 k) (it lands on the level
-     * with more room), k in [-nstep, nstep]. Metric: sxq^2 / sqq, the error reduction
-     * of the least-squares scale sxq / sqq. */
+    /* Candidates: the max-abs element mapped to -(nmax + off) (it lands on the level
+     * with more room; off > 0 clips it), off spread evenly over [lo_off, hi_off].
+     * Metric: sxq^2 / sqq, the error reduction of the least-squares scale sxq / sqq. */
     float best = -1.0f, best_d = 0.0f;
-    for (int k = -nstep; k <= nstep; k++) {
-        const float iscale = -((float)nmax + 0.1f * (float)k) / vmax;
+    for (int k = 0; k < ncand; k++) {
+        const float off = ncand > 1 ? lo_off + (hi_off - lo_off) * (float)k / (float)(ncand - 1)
+                                    : lo_off;
+        const float iscale = -((float)nmax + off) / vmax;
         float sl, sqq, sxq;
         level_sums(n, x, w, iscale, 0.0f, lo, hi, &sl, &sqq, &sxq);
         if (sqq > 0.0f && sxq * sxq > best * sqq) {
@@ -167,9 +184,8 @@ float quant_search_asym(int n, int nmax, const float *x, const float *w, uint8_t
     const float hi = (float)nmax;
     float best = FLT_MAX, best_a = 0.0f, best_b = 0.0f;
     for (int k = 0; k <= nstep; k++) {
-        /* the range maps onto nmax - 1 .. nmax + 1 levels */
         const float iscale =
-            ((float)nmax - 1.0f + 2.0f * (float)k / (float)(nstep ? nstep : 1)) / (mx - mn);
+            ((float)nmax + ALO + (AHI - ALO) * (float)k / (float)(nstep ? nstep : 1)) / (mx - mn);
         float sl, sl2, slx, a = 0.0f, b = 0.0f;
         level_sums(n, xs, w, iscale, 0.0f, 0.0f, hi, &sl, &sl2, &slx);
         const float err = fit_ab(sw, swx, swx2, sl, sl2, slx, bmax, &a, &b);
@@ -364,7 +380,7 @@ void quantize_row_q2_K(const float *x, void *y, int64_t n) {
         for (int j = 0; j < 16; j++) {
             weights_rms_abs(x + 16 * j, w + 16 * j, 16);
             float m;
-            scales[j] = quant_search_asym(16, 3, x + 16 * j, w + 16 * j, lv + 16 * j, &m, true, 15);
+            scales[j] = quant_search_asym(16, 3, x + 16 * j, w + 16 * j, lv + 16 * j, &m, true, NSTEP2);
             mins[j] = -m;
         }
         k_asym_block(16, 16, 3, 4, x, w, scales, mins, sc, mn, lv, &b[i].d, &b[i].dmin);
@@ -384,14 +400,12 @@ void quantize_row_q3_K(const float *x, void *y, int64_t n) {
     const int64_t nb = n / QK_K;
     int8_t q[QK_K], tmp[16];
     float scales[16];
-    const float *w = NULL;
-    float ones[QK_K];
-    for (int i = 0; i < QK_K; i++) ones[i] = 1.0f;
-    w = ones;
+    float w[QK_K];
+    for (int i = 0; i < QK_K; i++) w[i] = 1.0f;
     for (int64_t i = 0; i < nb; i++, x += QK_K) {
         float amax = 0.0f, smax = 0.0f;
         for (int j = 0; j < 16; j++) {
-            scales[j] = quant_search_sym(16, 4, x + 16 * j, w, q + 16 * j, 9);
+            scales[j] = quant_search_sym(16, 4, x + 16 * j, w, q + 16 * j, NC3, LO3, HI3);
             if (fabsf(scales[j]) > amax) {
                 amax = fabsf(scales[j]);
                 smax = scales[j];
@@ -506,7 +520,7 @@ void quantize_row_q6_K(const float *x, void *y, int64_t n) {
     for (int64_t i = 0; i < nb; i++, x += QK_K) {
         float amax = 0.0f, smax = 0.0f;
         for (int j = 0; j < 16; j++) {
-            scales[j] = quant_search_sym(16, 32, x + 16 * j, ones, q + 16 * j, 9);
+            scales[j] = quant_search_sym(16, 32, x + 16 * j, ones, q + 16 * j, NC6, LO6, HI6);
             if (fabsf(scales[j]) > amax) {
                 amax = fabsf(scales[j]);
                 smax = scales[j];

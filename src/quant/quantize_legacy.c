@@ -10,14 +10,26 @@
 
 #include "quantize.h"
 
+/* Candidate scales for the symmetric types: the max-abs element mapped to -(nmax + off),
+ * off in [LO, HI], NC candidates (see quant_search_sym). */
+#define NC40 13
+#define LO40 -2.0f
+#define HI40 1.0f
+#define NC50 13
+#define LO50 -2.0f
+#define HI50 1.0f
+#define NC80 9
+#define LO80 -4.0f
+#define HI80 0.0f
+
 static inline float clampf(float v, float lo, float hi) {
     v = v < lo ? lo : v;
     return v > hi ? hi : v;
 }
 
 /* Symmetric block: levels q in [-nmax, nmax-1] against the half scale. */
-static chord_half sym_block(const float *x, int nmax, int nstep, int8_t *q) {
-    const float d = quant_search_sym(32, nmax, x, NULL, q, nstep);
+static chord_half sym_block(const float *x, int nmax, int ncand, float lo, float hi, int8_t *q) {
+    const float d = quant_search_sym(32, nmax, x, NULL, q, ncand, lo, hi);
     const chord_half dh = chord_float_to_half(d);
     const float dr = chord_half_to_float(dh);
     if (dr == 0.0f || !isfinite(dr)) {
@@ -52,7 +64,7 @@ void quantize_row_q4_0(const float *x, void *y, int64_t n) {
     block_q4_0 *b = y;
     int8_t q[32];
     for (int64_t i = 0; i < n / QK4_0; i++, x += QK4_0) {
-        b[i].d = sym_block(x, 8, 9, q);
+        b[i].d = sym_block(x, 8, NC40, LO40, HI40, q);
         for (int j = 0; j < 16; j++)
             b[i].qs[j] = (uint8_t)((q[j] + 8) | (q[j + 16] + 8) << 4);
     }
@@ -82,7 +94,7 @@ void quantize_row_q5_0(const float *x, void *y, int64_t n) {
     int8_t q[32];
     uint8_t u[32];
     for (int64_t i = 0; i < n / QK5_0; i++, x += QK5_0) {
-        b[i].d = sym_block(x, 16, 9, q);
+        b[i].d = sym_block(x, 16, NC50, LO50, HI50, q);
         for (int j = 0; j < 32; j++) u[j] = (uint8_t)(q[j] + 16);
         pack_q5(u, b[i].qs, b[i].qh);
     }
@@ -100,5 +112,5 @@ void quantize_row_q5_1(const float *x, void *y, int64_t n) {
 void quantize_row_q8_0(const float *x, void *y, int64_t n) {
     block_q8_0 *b = y;
     for (int64_t i = 0; i < n / QK8_0; i++, x += QK8_0)
-        b[i].d = sym_block(x, 128, 4, b[i].qs);
+        b[i].d = sym_block(x, 128, NC80, LO80, HI80, b[i].qs);
 }
