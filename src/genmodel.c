@@ -23,7 +23,9 @@ const genmodel_shape *genmodel_shape_from_name(const char *name) {
     return NULL;
 }
 
-const char *genmodel_shape_names(void) { return "tinyllama-1.1b llama2-7b dev"; }
+const char *genmodel_shape_names(void) {
+    return "tinyllama-1.1b llama2-7b dev";
+}
 
 /* ------------------------------------------------------------------ PRNG */
 
@@ -36,7 +38,9 @@ static inline uint64_t sm64(uint64_t *s) {
 }
 
 /* uniform in (0, 1) */
-static inline double uni(uint64_t *s) { return ((double)(sm64(s) >> 11) + 0.5) * 0x1p-53; }
+static inline double uni(uint64_t *s) {
+    return ((double)(sm64(s) >> 11) + 0.5) * 0x1p-53;
+}
 
 /* Standard normal by the ziggurat method (Marsaglia & Tsang, 128 layers): tables of
  * layer edges; most draws are one multiply and one compare. Read-only after init. */
@@ -102,7 +106,8 @@ typedef struct gen_user {
     const qm_tensor *tensors;
 } gen_user;
 
-static chord_status gen_fill(void *user, uint64_t t, int64_t row, float *dst, chord_error *err) {
+static chord_status gen_fill(void *user, uint64_t t, int64_t row, float *dst,
+                             chord_error *err) {
     const gen_user *u = user;
     const gen_ctx *g = &u->ctx;
     const int64_t n = u->tensors[t].ne[0];
@@ -113,14 +118,17 @@ static chord_status gen_fill(void *user, uint64_t t, int64_t row, float *dst, ch
     (void)err;
     switch (g->kind[t]) {
     case GEN_NORM:
-        for (int64_t i = 0; i < n; i++) dst[i] = 1.0f + 0.1f * gauss(&g->z, &s);
+        for (int64_t i = 0; i < n; i++)
+            dst[i] = 1.0f + 0.1f * gauss(&g->z, &s);
         break;
     case GEN_EMBD:
-        for (int64_t i = 0; i < n; i++) dst[i] = gauss(&g->z, &s);
+        for (int64_t i = 0; i < n; i++)
+            dst[i] = gauss(&g->z, &s);
         break;
     case GEN_MATRIX: {
         const float sd = 1.0f / sqrtf((float)n);
-        for (int64_t i = 0; i < n; i++) dst[i] = sd * gauss(&g->z, &s);
+        for (int64_t i = 0; i < n; i++)
+            dst[i] = sd * gauss(&g->z, &s);
         break;
     }
     }
@@ -132,7 +140,8 @@ static chord_status gen_fill(void *user, uint64_t t, int64_t row, float *dst, ch
 chord_status genmodel_write(const char *out, const genmodel_params *p, uint64_t *file_size,
                             chord_error *err) {
     if (!p || !p->shape || !p->ftype || !p->vocab_path)
-        return chord_fail(err, CHORD_E_INVALID_ARG, "genmodel: shape, type and vocabulary needed");
+        return chord_fail(err, CHORD_E_INVALID_ARG,
+                          "genmodel: shape, type and vocabulary needed");
     const genmodel_shape *sh = p->shape;
     if (3 + 9 * (int64_t)sh->n_layer > MAX_GEN_TENSORS)
         return chord_fail(err, CHORD_E_INVALID_ARG, "genmodel: too many layers");
@@ -141,7 +150,7 @@ chord_status genmodel_write(const char *out, const genmodel_params *p, uint64_t 
     gguf_writer *w = NULL;
     qm_tensor *ts = NULL;
     gen_kind *kinds = NULL;
-    char (*names)[GGUF_WRITE_MAX_NAME + 1] = NULL;
+    char(*names)[GGUF_WRITE_MAX_NAME + 1] = NULL;
     gen_user *gu = NULL;
     chord_status st;
     if ((st = chord_map_file(p->vocab_path, &map, err))) return st;
@@ -168,11 +177,12 @@ chord_status genmodel_write(const char *out, const genmodel_params *p, uint64_t 
         (st = gguf_writer_set_u32(w, "llama.embedding_length", n_embd, err)) ||
         (st = gguf_writer_set_u32(w, "llama.block_count", (uint32_t)sh->n_layer, err)) ||
         (st = gguf_writer_set_u32(w, "llama.feed_forward_length", (uint32_t)sh->n_ff, err)) ||
-        (st = gguf_writer_set_u32(w, "llama.attention.head_count", (uint32_t)sh->n_head, err)) ||
+        (st =
+             gguf_writer_set_u32(w, "llama.attention.head_count", (uint32_t)sh->n_head, err)) ||
         (st = gguf_writer_set_u32(w, "llama.attention.head_count_kv", (uint32_t)sh->n_head_kv,
                                   err)) ||
-        (st = gguf_writer_set_u32(w, "llama.rope.dimension_count", n_embd / (uint32_t)sh->n_head,
-                                  err)) ||
+        (st = gguf_writer_set_u32(w, "llama.rope.dimension_count",
+                                  n_embd / (uint32_t)sh->n_head, err)) ||
         (st = gguf_writer_set_f32(w, "llama.rope.freq_base", 10000.0f, err)) ||
         (st = gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f, err)) ||
         (st = gguf_writer_set_u32(w, "llama.vocab_size", (uint32_t)n_vocab, err)) ||
@@ -194,17 +204,17 @@ chord_status genmodel_write(const char *out, const genmodel_params *p, uint64_t 
         goto done;
     }
     uint64_t nt = 0;
-#define ADD(KIND, NE0, NE1, ...)                                                              \
-    do {                                                                                      \
-        snprintf(names[nt], sizeof names[nt], __VA_ARGS__);                                   \
-        ts[nt].name = names[nt];                                                              \
-        ts[nt].n_dims = (NE1) > 0 ? 2 : 1;                                                    \
-        ts[nt].ne[0] = (NE0);                                                                 \
-        ts[nt].ne[1] = (NE1) > 0 ? (NE1) : 1;                                                 \
-        ts[nt].ne[2] = ts[nt].ne[3] = 1;                                                      \
-        ts[nt].src_type = CHORD_TYPE_F32;                                                     \
-        kinds[nt] = (KIND);                                                                   \
-        nt++;                                                                                 \
+#define ADD(KIND, NE0, NE1, ...)                                                               \
+    do {                                                                                       \
+        snprintf(names[nt], sizeof names[nt], __VA_ARGS__);                                    \
+        ts[nt].name = names[nt];                                                               \
+        ts[nt].n_dims = (NE1) > 0 ? 2 : 1;                                                     \
+        ts[nt].ne[0] = (NE0);                                                                  \
+        ts[nt].ne[1] = (NE1) > 0 ? (NE1) : 1;                                                  \
+        ts[nt].ne[2] = ts[nt].ne[3] = 1;                                                       \
+        ts[nt].src_type = CHORD_TYPE_F32;                                                      \
+        kinds[nt] = (KIND);                                                                    \
+        nt++;                                                                                  \
     } while (0)
     ADD(GEN_EMBD, n_embd, n_vocab, "token_embd.weight");
     for (int l = 0; l < sh->n_layer; l++) {

@@ -45,9 +45,9 @@ struct gguf_writer {
     FILE *f;
     char *path;
     uint64_t alignment;
-    uint64_t cur;      /* tensor being written */
-    uint64_t cur_done; /* its bytes written so far */
-    uint64_t pos;      /* bytes written to the file */
+    uint64_t cur;        /* tensor being written */
+    uint64_t cur_done;   /* its bytes written so far */
+    uint64_t pos;        /* bytes written to the file */
     uint64_t data_start; /* file offset of the data section */
     bool finished;
     bool failed;
@@ -65,7 +65,8 @@ static void buf_put(buf *b, const void *data, size_t n) {
     if (b->oom) return;
     if (b->len + n > b->cap) {
         size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->len + n) cap *= 2;
+        while (cap < b->len + n)
+            cap *= 2;
         uint8_t *q = realloc(b->p, cap);
         if (!q) {
             b->oom = true;
@@ -85,7 +86,8 @@ static void buf_u32(buf *b, uint32_t v) {
 
 static void buf_u64(buf *b, uint64_t v) {
     uint8_t x[8];
-    for (int i = 0; i < 8; i++) x[i] = (uint8_t)(v >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        x[i] = (uint8_t)(v >> (8 * i));
     buf_put(b, x, 8);
 }
 
@@ -96,7 +98,8 @@ static void buf_str(buf *b, const char *s, uint64_t len) {
 
 static uint64_t rd64(const uint8_t *p) {
     uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
     return v;
 }
 
@@ -204,8 +207,9 @@ chord_status gguf_writer_set_scalar(gguf_writer *w, const char *key, gguf_vtype 
                                     const void *val, chord_error *err) {
     size_t es = scalar_size(t);
     if (!es)
-        return chord_fail(err, CHORD_E_INVALID_ARG, "gguf writer: '%s': %s is not a scalar type",
-                          key, gguf_vtype_name(t));
+        return chord_fail(err, CHORD_E_INVALID_ARG,
+                          "gguf writer: '%s': %s is not a scalar type", key,
+                          gguf_vtype_name(t));
     if (t == GGUF_BOOL && *(const uint8_t *)val > 1)
         return chord_fail(err, CHORD_E_INVALID_ARG, "gguf writer: '%s': bool must be 0 or 1",
                           key);
@@ -214,13 +218,15 @@ chord_status gguf_writer_set_scalar(gguf_writer *w, const char *key, gguf_vtype 
     return put_kv(w, key, strlen(key), t, &b, err);
 }
 
-chord_status gguf_writer_set_u32(gguf_writer *w, const char *key, uint32_t v, chord_error *err) {
+chord_status gguf_writer_set_u32(gguf_writer *w, const char *key, uint32_t v,
+                                 chord_error *err) {
     return gguf_writer_set_scalar(w, key, GGUF_U32, &v, err);
 }
 chord_status gguf_writer_set_i32(gguf_writer *w, const char *key, int32_t v, chord_error *err) {
     return gguf_writer_set_scalar(w, key, GGUF_I32, &v, err);
 }
-chord_status gguf_writer_set_u64(gguf_writer *w, const char *key, uint64_t v, chord_error *err) {
+chord_status gguf_writer_set_u64(gguf_writer *w, const char *key, uint64_t v,
+                                 chord_error *err) {
     return gguf_writer_set_scalar(w, key, GGUF_U64, &v, err);
 }
 chord_status gguf_writer_set_f32(gguf_writer *w, const char *key, float v, chord_error *err) {
@@ -264,7 +270,8 @@ chord_status gguf_writer_set_str_arr(gguf_writer *w, const char *key, const char
     buf b = {0};
     buf_u32(&b, GGUF_STRING);
     buf_u64(&b, n);
-    for (uint64_t i = 0; i < n; i++) buf_str(&b, strs[i], strlen(strs[i]));
+    for (uint64_t i = 0; i < n; i++)
+        buf_str(&b, strs[i], strlen(strs[i]));
     return put_kv(w, key, strlen(key), GGUF_ARRAY, &b, err);
 }
 
@@ -299,8 +306,9 @@ chord_status gguf_writer_copy_kv(gguf_writer *w, const gguf_kv *kv, chord_error 
     } else {
         size_t es = scalar_size(v->type);
         if (!es)
-            return chord_fail(err, CHORD_E_INVALID_ARG, "gguf writer: '%.*s': bad value type %u",
-                              (int)kv->key.len, kv->key.ptr, v->type);
+            return chord_fail(err, CHORD_E_INVALID_ARG,
+                              "gguf writer: '%.*s': bad value type %u", (int)kv->key.len,
+                              kv->key.ptr, v->type);
         buf_put(&b, v->data, es);
     }
     return put_kv(w, kv->key.ptr, (size_t)kv->key.len, v->type, &b, err);
@@ -328,7 +336,9 @@ bool gguf_writer_remove_kv(gguf_writer *w, const char *key) {
     return true;
 }
 
-uint64_t gguf_writer_n_kv(const gguf_writer *w) { return w->n_kv; }
+uint64_t gguf_writer_n_kv(const gguf_writer *w) {
+    return w->n_kv;
+}
 
 /* --------------------------------------------------------------- tensors */
 
@@ -348,8 +358,8 @@ chord_status gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t n
                           name, type);
     if (n_dims < 1 || n_dims > GGUF_MAX_DIMS)
         return chord_fail(err, CHORD_E_INVALID_ARG,
-                          "gguf writer: tensor '%s': %u dimensions (1..%d allowed)", name, n_dims,
-                          GGUF_MAX_DIMS);
+                          "gguf writer: tensor '%s': %u dimensions (1..%d allowed)", name,
+                          n_dims, GGUF_MAX_DIMS);
     uint64_t nrows = 1;
     for (uint32_t d = 0; d < n_dims; d++) {
         if (ne[d] <= 0)
@@ -358,8 +368,8 @@ chord_status gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t n
                               ne[d]);
         if (d > 0) {
             if (nrows > UINT64_MAX / (uint64_t)ne[d])
-                return chord_fail(err, CHORD_E_INVALID_ARG, "gguf writer: tensor '%s' too large",
-                                  name);
+                return chord_fail(err, CHORD_E_INVALID_ARG,
+                                  "gguf writer: tensor '%s' too large", name);
             nrows *= (uint64_t)ne[d];
         }
     }
@@ -386,13 +396,16 @@ chord_status gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t n
     memset(t, 0, sizeof *t);
     memcpy(t->name, name, nl + 1);
     t->n_dims = n_dims;
-    for (uint32_t d = 0; d < GGUF_MAX_DIMS; d++) t->ne[d] = d < n_dims ? ne[d] : 1;
+    for (uint32_t d = 0; d < GGUF_MAX_DIMS; d++)
+        t->ne[d] = d < n_dims ? ne[d] : 1;
     t->type = type;
     t->size = nrows * rs;
     return CHORD_OK;
 }
 
-uint64_t gguf_writer_n_tensors(const gguf_writer *w) { return w->n_t; }
+uint64_t gguf_writer_n_tensors(const gguf_writer *w) {
+    return w->n_t;
+}
 
 uint64_t gguf_writer_tensor_size(const gguf_writer *w, uint64_t i) {
     return i < w->n_t ? w->t[i].size : 0;
@@ -460,7 +473,8 @@ chord_status gguf_writer_begin(gguf_writer *w, const char *path, chord_error *er
         const wtensor *t = &w->t[i];
         buf_str(&b, t->name, strlen(t->name));
         buf_u32(&b, t->n_dims);
-        for (uint32_t d = 0; d < t->n_dims; d++) buf_u64(&b, (uint64_t)t->ne[d]);
+        for (uint32_t d = 0; d < t->n_dims; d++)
+            buf_u64(&b, (uint64_t)t->ne[d]);
         buf_u32(&b, t->type);
         buf_u64(&b, t->offset);
     }

@@ -62,7 +62,8 @@ static int layer_of(const char *name) {
     if (strncmp(name, "blk.", 4)) return -1;
     const char *p = name + 4;
     int n = 0, digits = 0;
-    while (*p >= '0' && *p <= '9' && digits < 7) n = n * 10 + (*p++ - '0'), digits++;
+    while (*p >= '0' && *p <= '9' && digits < 7)
+        n = n * 10 + (*p++ - '0'), digits++;
     return digits && *p == '.' ? n : -1;
 }
 
@@ -93,13 +94,14 @@ static chord_type fallback_type(chord_type t, int64_t ne0) {
 chord_type quant_tensor_type(const quant_ftype *ft, const char *name, uint32_t n_dims,
                              const int64_t *ne, int n_layer, bool has_output, bool pure) {
     uint32_t nd = n_dims;
-    while (nd > 1 && ne[nd - 1] == 1) nd--;
+    while (nd > 1 && ne[nd - 1] == 1)
+        nd--;
     if (nd < 2) return CHORD_TYPE_F32;
     chord_type t = ft->base;
     const bool quantized = !is_float_type(t);
     if (quantized && !pure) {
-        const bool is_output =
-            !strcmp(name, "output.weight") || (!has_output && !strcmp(name, "token_embd.weight"));
+        const bool is_output = !strcmp(name, "output.weight") ||
+                               (!has_output && !strcmp(name, "token_embd.weight"));
         if (is_output) {
             if (t != CHORD_TYPE_Q8_0 && t != CHORD_TYPE_Q6_K) t = CHORD_TYPE_Q6_K;
         } else if (ft->mix != QUANT_MIX_NONE &&
@@ -121,8 +123,8 @@ typedef struct qm_job {
     uint64_t ti;
     chord_type type;
     int64_t ne0;
-    int64_t r0, r1;  /* rows of this job */
-    int64_t base;    /* first row of the chunk (row r goes to out + (r - base) * rs) */
+    int64_t r0, r1; /* rows of this job */
+    int64_t base;   /* first row of the chunk (row r goes to out + (r - base) * rs) */
     size_t rs;
     uint8_t *out;
     float *scratch;
@@ -164,7 +166,8 @@ chord_status qm_write_model(struct gguf_writer *w, const char *path, const qm_te
         if (!t->raw && !chord_quantize_supported(t->type))
             return chord_fail(err, CHORD_E_UNSUPPORTED, "%s: chord can not produce type %s",
                               t->name, chord_type_name(t->type));
-        if ((st = gguf_writer_add_tensor(w, t->name, t->n_dims, t->ne, t->type, err))) return st;
+        if ((st = gguf_writer_add_tensor(w, t->name, t->n_dims, t->ne, t->type, err)))
+            return st;
         if (t->ne[0] > max_ne0) max_ne0 = t->ne[0];
     }
     if ((st = gguf_writer_begin(w, path, err))) return st;
@@ -186,7 +189,8 @@ chord_status qm_write_model(struct gguf_writer *w, const char *path, const qm_te
         }
         const int64_t ne0 = t->ne[0];
         int64_t nrows = 1;
-        for (int d = 1; d < GGUF_MAX_DIMS; d++) nrows *= t->ne[d] > 0 ? t->ne[d] : 1;
+        for (int d = 1; d < GGUF_MAX_DIMS; d++)
+            nrows *= t->ne[d] > 0 ? t->ne[d] : 1;
         const size_t rs = chord_row_size(t->type, ne0);
         /* chunk: ~QM_CHUNK_BYTES of output per thread, at least one row per thread */
         int64_t chunk = (int64_t)(QM_CHUNK_BYTES / rs) * nth;
@@ -258,7 +262,8 @@ typedef struct src_tensor {
     size_t row_bytes;
 } src_tensor;
 
-static chord_status file_row(void *user, uint64_t t, int64_t row, float *dst, chord_error *err) {
+static chord_status file_row(void *user, uint64_t t, int64_t row, float *dst,
+                             chord_error *err) {
     const src_tensor *s = &((const src_tensor *)user)[t];
     const chord_type_traits *tr = chord_type_get(s->type);
     const int64_t n = (int64_t)(s->row_bytes / tr->type_size) * tr->block_size;
@@ -275,7 +280,7 @@ chord_status quantize_model_file(const char *in, const char *out, const quantize
     gguf_writer *w = NULL;
     qm_tensor *ts = NULL;
     src_tensor *src = NULL;
-    char (*names)[GGUF_WRITE_MAX_NAME + 1] = NULL;
+    char(*names)[GGUF_WRITE_MAX_NAME + 1] = NULL;
     chord_status st;
     if ((st = chord_map_file(in, &map, err))) return st;
     if ((st = gguf_parse(map.data, map.size, &g, err))) goto done;
@@ -317,11 +322,12 @@ chord_status quantize_model_file(const char *in, const char *out, const quantize
         qm_tensor *q = &ts[i];
         q->name = names[i];
         q->n_dims = t->n_dims;
-        for (int d = 0; d < GGUF_MAX_DIMS; d++) q->ne[d] = t->ne[d];
+        for (int d = 0; d < GGUF_MAX_DIMS; d++)
+            q->ne[d] = t->ne[d];
         q->src_type = t->type;
         const chord_type_traits *tr = chord_type_get(t->type); /* known: parser checked */
-        const chord_type want = quant_tensor_type(p->ftype, names[i], t->n_dims, t->ne,
-                                                  n_layer, has_output, p->pure);
+        const chord_type want = quant_tensor_type(p->ftype, names[i], t->n_dims, t->ne, n_layer,
+                                                  has_output, p->pure);
         const bool integer = t->type >= CHORD_TYPE_I8 && t->type <= CHORD_TYPE_F64;
         if (want == (chord_type)t->type || integer) {
             /* already in the wanted type, or not a weight (integers): copied as is */

@@ -20,8 +20,8 @@ typedef enum quant_mix {
 } quant_mix;
 
 typedef struct quant_ftype {
-    const char *name;   /* "Q4_K_M" */
-    chord_type base;    /* the type of most matrices */
+    const char *name; /* "Q4_K_M" */
+    chord_type base;  /* the type of most matrices */
     quant_mix mix;
     uint32_t file_type; /* llama.cpp's general.file_type value */
 } quant_ftype;
@@ -62,8 +62,8 @@ typedef chord_status (*qm_row_fn)(void *user, uint64_t t, int64_t row, float *ds
 typedef void (*qm_tensor_fn)(void *user, uint64_t i, uint64_t n, const qm_tensor *t);
 
 typedef struct qm_params {
-    int n_threads;            /* <= 0: 1 */
-    qm_tensor_fn on_tensor;   /* may be NULL */
+    int n_threads;          /* <= 0: 1 */
+    qm_tensor_fn on_tensor; /* may be NULL */
     void *user;
 } qm_params;
 

@@ -145,7 +145,8 @@ def main():
         exe = os.path.join(tmp, "fuzz_gguf")
         srcs = [os.path.join(SRC, p) for p in ("tests/fuzz/fuzz_gguf.c", "src/gguf.c",
                                                 "src/error.c", "src/quant/types.c",
-                                                "src/quant/ref.c")]
+                                                "src/quant/ref.c", "src/quant/quantize_legacy.c",
+                                                "src/quant/quantize_k.c")]
         cmd = [clang, "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=undefined",
                "-g", "-O1", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter",
                "-I" + os.path.join(SRC, "include"), "-I" + os.path.join(SRC, "src")] + srcs + [

@@ -26,7 +26,9 @@ static uint64_t rng_next(uint64_t *s) {
     *s ^= *s >> 27;
     return *s * 2685821657736338717ull;
 }
-static double rng_u(uint64_t *s) { return ((double)(rng_next(s) >> 11) + 0.5) / 9007199254740992.0; }
+static double rng_u(uint64_t *s) {
+    return ((double)(rng_next(s) >> 11) + 0.5) / 9007199254740992.0;
+}
 static float rng_gauss(uint64_t *s) {
     return (float)(sqrt(-2.0 * log(rng_u(s))) * cos(6.283185307179586 * rng_u(s)));
 }
@@ -38,8 +40,8 @@ typedef struct {
 
 /* ~1.1x what the quantizers reach on Gaussian data */
 static const type_bound TYPES[] = {
-    {CHORD_TYPE_F32, 1e-7},   {CHORD_TYPE_F16, 1e-3},  {CHORD_TYPE_BF16, 5e-3},
-    {CHORD_TYPE_Q8_0, 0.006}, {CHORD_TYPE_Q4_0, 0.09}, {CHORD_TYPE_Q4_1, 0.077},
+    {CHORD_TYPE_F32, 1e-7},   {CHORD_TYPE_F16, 1e-3},   {CHORD_TYPE_BF16, 5e-3},
+    {CHORD_TYPE_Q8_0, 0.006}, {CHORD_TYPE_Q4_0, 0.09},  {CHORD_TYPE_Q4_1, 0.077},
     {CHORD_TYPE_Q5_0, 0.045}, {CHORD_TYPE_Q5_1, 0.038}, {CHORD_TYPE_Q2_K, 0.30},
     {CHORD_TYPE_Q3_K, 0.16},  {CHORD_TYPE_Q4_K, 0.078}, {CHORD_TYPE_Q5_K, 0.039},
     {CHORD_TYPE_Q6_K, 0.019},
@@ -68,11 +70,13 @@ static void test_random_rows(void) {
     const int64_t n = 4096, rows = 16;
     float *x = malloc(sizeof(float) * n * rows), *y = malloc(sizeof(float) * n * rows);
     uint64_t s = 0x1234567;
-    for (int64_t i = 0; i < n * rows; i++) x[i] = rng_gauss(&s);
+    for (int64_t i = 0; i < n * rows; i++)
+        x[i] = rng_gauss(&s);
     for (size_t k = 0; k < N_TYPES; k++) {
         bool fin;
         double e = round_trip(TYPES[k].t, x, y, n * rows, &fin);
-        printf("  %-5s rel rmse %.5f (bound %.5f)\n", chord_type_name(TYPES[k].t), e, TYPES[k].bound);
+        printf("  %-5s rel rmse %.5f (bound %.5f)\n", chord_type_name(TYPES[k].t), e,
+               TYPES[k].bound);
         CHECK(fin, "%s: non-finite output", chord_type_name(TYPES[k].t));
         CHECK(e < TYPES[k].bound, "%s: rel rmse %.5f >= %.5f", chord_type_name(TYPES[k].t), e,
               TYPES[k].bound);
@@ -115,31 +119,41 @@ static void test_special_rows(void) {
     for (size_t k = 0; k < N_TYPES; k++) {
         const chord_type t = TYPES[k].t;
         for (size_t c = 0; c < sizeof consts / sizeof consts[0]; c++) {
-            for (int i = 0; i < n; i++) x[i] = consts[c];
+            for (int i = 0; i < n; i++)
+                x[i] = consts[c];
             bool fin;
             double e = round_trip(t, x, y, n, &fin);
-            CHECK(fin, "%s: constant %g gives non-finite output", chord_type_name(t), consts[c]);
+            CHECK(fin, "%s: constant %g gives non-finite output", chord_type_name(t),
+                  consts[c]);
             if (consts[c] == 0.0f) {
                 bool zero = true;
-                for (int i = 0; i < n; i++) zero = zero && y[i] == 0.0f;
+                for (int i = 0; i < n; i++)
+                    zero = zero && y[i] == 0.0f;
                 CHECK(zero, "%s: all-zero row does not come back as zeros", chord_type_name(t));
             } else if (fabsf(consts[c]) >= 1e-3f && fabsf(consts[c]) <= 1000.0f) {
                 /* small constants meet the precision of subnormal half scales */
-                const double tol = t == CHORD_TYPE_BF16 ? 5e-3 : fabsf(consts[c]) < 0.01f ? 1e-2 : 2e-3;
-                CHECK(e < tol, "%s: constant %g: rel error %g", chord_type_name(t), consts[c], e);
+                const double tol = t == CHORD_TYPE_BF16       ? 5e-3
+                                   : fabsf(consts[c]) < 0.01f ? 1e-2
+                                                              : 2e-3;
+                CHECK(e < tol, "%s: constant %g: rel error %g", chord_type_name(t), consts[c],
+                      e);
             }
         }
         /* one spike in zeros, alternating signs, a ramp */
-        for (int i = 0; i < n; i++) x[i] = 0.0f;
+        for (int i = 0; i < n; i++)
+            x[i] = 0.0f;
         x[77] = 5.0f;
         bool fin;
         round_trip(t, x, y, n, &fin);
         CHECK(fin, "%s: spike row gives non-finite output", chord_type_name(t));
-        CHECK(fabsf(y[77] - 5.0f) < 0.05f, "%s: spike comes back as %g", chord_type_name(t), y[77]);
-        for (int i = 0; i < n; i++) x[i] = (i & 1) ? 1e-20f : -1e-20f;
+        CHECK(fabsf(y[77] - 5.0f) < 0.05f, "%s: spike comes back as %g", chord_type_name(t),
+              y[77]);
+        for (int i = 0; i < n; i++)
+            x[i] = (i & 1) ? 1e-20f : -1e-20f;
         round_trip(t, x, y, n, &fin);
         CHECK(fin, "%s: tiny row gives non-finite output", chord_type_name(t));
-        for (int i = 0; i < n; i++) x[i] = (float)i / n - 0.5f;
+        for (int i = 0; i < n; i++)
+            x[i] = (float)i / n - 0.5f;
         double e = round_trip(t, x, y, n, &fin);
         CHECK(fin && e < 2 * TYPES[k].bound, "%s: ramp rel error %g", chord_type_name(t), e);
     }
@@ -148,7 +162,8 @@ static void test_special_rows(void) {
     CHECK(!chord_quantize_row(CHORD_TYPE_Q8_K, x, buf, 256), "Q8_K is not a weight type");
     CHECK(!chord_quantize_row(CHORD_TYPE_IQ2_XXS, x, buf, 256), "IQ2_XXS unsupported");
     CHECK(!chord_quantize_row(CHORD_TYPE_Q4_K, x, buf, 100), "100 is not a multiple of 256");
-    CHECK(chord_quantize_supported(CHORD_TYPE_Q5_K) && !chord_quantize_supported(CHORD_TYPE_Q8_1),
+    CHECK(chord_quantize_supported(CHORD_TYPE_Q5_K) &&
+              !chord_quantize_supported(CHORD_TYPE_Q8_1),
           "supported set");
 }
 
@@ -164,15 +179,19 @@ static void test_writer(void) {
     double f64 = 2.5;
     int32_t arr[5] = {1, -2, 3, -4, 5};
     const char *strs[3] = {"a", "", "héllo"};
-    CHECK(gguf_writer_set_str(w, "general.architecture", "llama", &err) == CHORD_OK, "%s", err.message);
+    CHECK(gguf_writer_set_str(w, "general.architecture", "llama", &err) == CHORD_OK, "%s",
+          err.message);
     CHECK(gguf_writer_set_u32(w, "x.u32", 123, &err) == CHORD_OK, "%s", err.message);
     CHECK(gguf_writer_set_u32(w, "x.u32", 456, &err) == CHORD_OK, "replace");
-    CHECK(gguf_writer_set_scalar(w, "x.i16", GGUF_I16, &i16, &err) == CHORD_OK, "%s", err.message);
-    CHECK(gguf_writer_set_scalar(w, "x.f64", GGUF_F64, &f64, &err) == CHORD_OK, "%s", err.message);
+    CHECK(gguf_writer_set_scalar(w, "x.i16", GGUF_I16, &i16, &err) == CHORD_OK, "%s",
+          err.message);
+    CHECK(gguf_writer_set_scalar(w, "x.f64", GGUF_F64, &f64, &err) == CHORD_OK, "%s",
+          err.message);
     CHECK(gguf_writer_set_f32(w, "x.f32", 0.25f, &err) == CHORD_OK, "%s", err.message);
     CHECK(gguf_writer_set_bool(w, "x.bool", true, &err) == CHORD_OK, "%s", err.message);
     CHECK(gguf_writer_set_u64(w, "x.u64", 1ull << 40, &err) == CHORD_OK, "%s", err.message);
-    CHECK(gguf_writer_set_arr(w, "x.arr", GGUF_I32, arr, 5, &err) == CHORD_OK, "%s", err.message);
+    CHECK(gguf_writer_set_arr(w, "x.arr", GGUF_I32, arr, 5, &err) == CHORD_OK, "%s",
+          err.message);
     CHECK(gguf_writer_set_str_arr(w, "x.strs", strs, 3, &err) == CHORD_OK, "%s", err.message);
     CHECK(gguf_writer_set_u32(w, "x.gone", 1, &err) == CHORD_OK, "%s", err.message);
     CHECK(gguf_writer_remove_kv(w, "x.gone") && !gguf_writer_remove_kv(w, "x.gone"), "remove");
@@ -186,15 +205,23 @@ static void test_writer(void) {
         CHECK(gguf_writer_copy_kvs(w, voc, "tokenizer.", &err) == CHORD_OK, "%s", err.message);
 
     const int64_t ne_a[2] = {256, 3}, ne_b[1] = {5}, ne_c[2] = {64, 2}, ne_bad[2] = {100, 2};
-    CHECK(gguf_writer_add_tensor(w, "a", 2, ne_a, CHORD_TYPE_Q4_K, &err) == CHORD_OK, "%s", err.message);
-    CHECK(gguf_writer_add_tensor(w, "b", 1, ne_b, CHORD_TYPE_F32, &err) == CHORD_OK, "%s", err.message);
-    CHECK(gguf_writer_add_tensor(w, "c", 2, ne_c, CHORD_TYPE_Q8_0, &err) == CHORD_OK, "%s", err.message);
-    CHECK(gguf_writer_add_tensor(w, "a", 1, ne_b, CHORD_TYPE_F32, &err) != CHORD_OK, "duplicate name");
-    CHECK(gguf_writer_add_tensor(w, "d", 2, ne_bad, CHORD_TYPE_Q4_K, &err) != CHORD_OK, "bad row length");
+    CHECK(gguf_writer_add_tensor(w, "a", 2, ne_a, CHORD_TYPE_Q4_K, &err) == CHORD_OK, "%s",
+          err.message);
+    CHECK(gguf_writer_add_tensor(w, "b", 1, ne_b, CHORD_TYPE_F32, &err) == CHORD_OK, "%s",
+          err.message);
+    CHECK(gguf_writer_add_tensor(w, "c", 2, ne_c, CHORD_TYPE_Q8_0, &err) == CHORD_OK, "%s",
+          err.message);
+    CHECK(gguf_writer_add_tensor(w, "a", 1, ne_b, CHORD_TYPE_F32, &err) != CHORD_OK,
+          "duplicate name");
+    CHECK(gguf_writer_add_tensor(w, "d", 2, ne_bad, CHORD_TYPE_Q4_K, &err) != CHORD_OK,
+          "bad row length");
     uint8_t da[3 * 144], db[20], dc[2 * 2 * 34];
-    for (size_t i = 0; i < sizeof da; i++) da[i] = (uint8_t)(i * 7);
-    for (size_t i = 0; i < sizeof db; i++) db[i] = (uint8_t)(200 - i);
-    for (size_t i = 0; i < sizeof dc; i++) dc[i] = (uint8_t)(i ^ 0x5a);
+    for (size_t i = 0; i < sizeof da; i++)
+        da[i] = (uint8_t)(i * 7);
+    for (size_t i = 0; i < sizeof db; i++)
+        db[i] = (uint8_t)(200 - i);
+    for (size_t i = 0; i < sizeof dc; i++)
+        dc[i] = (uint8_t)(i ^ 0x5a);
     CHECK(gguf_writer_begin(w, path, &err) == CHORD_OK, "%s", err.message);
     CHECK(gguf_writer_set_u32(w, "late", 1, &err) != CHORD_OK, "kv after begin refused");
     /* pieces of odd sizes across tensor boundaries */
@@ -230,8 +257,8 @@ static void test_writer(void) {
         CHECK(gguf_get_u64(g, "x.u64", &u) && u == 1ull << 40, "u64");
         CHECK(!gguf_find_kv(g, "x.gone"), "removed key absent");
         CHECK(gguf_get_arr(g, "x.arr", &v) && v.arr_n == 5 && gguf_arr_i64(&v, 3) == -4, "arr");
-        CHECK(gguf_get_arr(g, "x.strs", &v) && v.arr_n == 3 && gguf_str_eq(gguf_arr_str(&v, 2), "héllo") &&
-                  gguf_arr_str(&v, 1).len == 0,
+        CHECK(gguf_get_arr(g, "x.strs", &v) && v.arr_n == 3 &&
+                  gguf_str_eq(gguf_arr_str(&v, 2), "héllo") && gguf_arr_str(&v, 1).len == 0,
               "str arr");
         if (voc) {
             gguf_value a, c;
@@ -253,7 +280,8 @@ static void test_writer(void) {
             CHECK(!memcmp(ta->data, da, sizeof da), "a bytes");
             CHECK(!memcmp(tb->data, db, sizeof db), "b bytes");
             CHECK(!memcmp(tc->data, dc, sizeof dc), "c bytes");
-            CHECK((uintptr_t)((const uint8_t *)tc->data - (const uint8_t *)bytes) % 64 == 0, "aligned");
+            CHECK((uintptr_t)((const uint8_t *)tc->data - (const uint8_t *)bytes) % 64 == 0,
+                  "aligned");
         }
         gguf_free(g);
     } else {
@@ -263,6 +291,38 @@ static void test_writer(void) {
     remove(path);
     gguf_free(voc);
     free(vbytes);
+
+    /* copying a nested array (array of [u8 x3] and [string x1]) keeps its bytes */
+    {
+        static const uint8_t src[] = {
+            'G', 'G', 'U', 'F', 3, 0, 0, 0, 0, 0, 0,   0, 0, 0, 0, 0, 1, 0, 0, 0, 0,   0,
+            0,   0,   1,   0,   0, 0, 0, 0, 0, 0, 'n',                /* key */
+            9,   0,   0,   0,   9, 0, 0, 0, 2, 0, 0,   0, 0, 0, 0, 0, /* array of 2 arrays */
+            0,   0,   0,   0,   3, 0, 0, 0, 0, 0, 0,   0, 1, 2, 3,    /* u8 x3 */
+            8,   0,   0,   0,   1, 0, 0, 0, 0, 0, 0,   0, 2, 0, 0, 0, 0, 0, 0, 0, 'h', 'i'};
+        gguf_file *sg = NULL, *og = NULL;
+        CHECK(gguf_parse(src, sizeof src, &sg, &err) == CHORD_OK, "nested source: %s",
+              err.message);
+        if (sg) {
+            CHECK(gguf_writer_new(&w, &err) == CHORD_OK, "new");
+            CHECK(gguf_writer_copy_kvs(w, sg, NULL, &err) == CHORD_OK, "%s", err.message);
+            CHECK(gguf_writer_begin(w, path, &err) == CHORD_OK, "%s", err.message);
+            CHECK(gguf_writer_finish(w, NULL, &err) == CHORD_OK, "%s", err.message);
+            gguf_writer_free(w);
+            size_t n2 = 0;
+            void *b2 = test_read_file(path, &n2);
+            CHECK(b2 && n2 >= sizeof src && !memcmp(b2, src, sizeof src), "nested array bytes");
+            if (b2 && gguf_parse(b2, n2, &og, &err) == CHORD_OK) {
+                const gguf_kv *kv = gguf_find_kv(og, "n");
+                CHECK(kv && kv->value.arr_n == 2 && kv->value.arr_type == GGUF_ARRAY,
+                      "nested kv");
+                gguf_free(og);
+            }
+            free(b2);
+            remove(path);
+            gguf_free(sg);
+        }
+    }
 
     /* a writer freed before finish removes its partial file */
     CHECK(gguf_writer_new(&w, &err) == CHORD_OK, "new");
@@ -287,7 +347,8 @@ static void test_type_rules(void) {
     const int more[] = {0, 1, 4, 7, 10, 13, 16, 19, 20, 21};
     for (int l = 0; l < 22; l++) {
         bool want = false;
-        for (size_t k = 0; k < sizeof more / sizeof more[0]; k++) want = want || more[k] == l;
+        for (size_t k = 0; k < sizeof more / sizeof more[0]; k++)
+            want = want || more[k] == l;
         char nv[64], nd[64], nq[64];
         snprintf(nv, sizeof nv, "blk.%d.attn_v.weight", l);
         snprintf(nd, sizeof nd, "blk.%d.ffn_down.weight", l);
@@ -295,35 +356,52 @@ static void test_type_rules(void) {
         chord_type tv = quant_tensor_type(m, nv, 2, mat, 22, true, false);
         chord_type td = quant_tensor_type(m, nd, 2, mat, 22, true, false);
         chord_type tq = quant_tensor_type(m, nq, 2, mat, 22, true, false);
-        CHECK(tv == (want ? CHORD_TYPE_Q6_K : CHORD_TYPE_Q4_K), "layer %d attn_v: %s", l, chord_type_name(tv));
-        CHECK(td == (want ? CHORD_TYPE_Q6_K : CHORD_TYPE_Q4_K), "layer %d ffn_down: %s", l, chord_type_name(td));
+        CHECK(tv == (want ? CHORD_TYPE_Q6_K : CHORD_TYPE_Q4_K), "layer %d attn_v: %s", l,
+              chord_type_name(tv));
+        CHECK(td == (want ? CHORD_TYPE_Q6_K : CHORD_TYPE_Q4_K), "layer %d ffn_down: %s", l,
+              chord_type_name(td));
         CHECK(tq == CHORD_TYPE_Q4_K, "layer %d attn_q", l);
         CHECK(quant_tensor_type(m, nv, 2, mat, 22, true, true) == CHORD_TYPE_Q4_K, "pure");
     }
-    CHECK(quant_tensor_type(m, "output.weight", 2, mat, 22, true, false) == CHORD_TYPE_Q6_K, "output");
-    CHECK(quant_tensor_type(m, "token_embd.weight", 2, mat, 22, true, false) == CHORD_TYPE_Q4_K, "embd");
-    CHECK(quant_tensor_type(m, "token_embd.weight", 2, mat, 22, false, false) == CHORD_TYPE_Q6_K,
+    CHECK(quant_tensor_type(m, "output.weight", 2, mat, 22, true, false) == CHORD_TYPE_Q6_K,
+          "output");
+    CHECK(quant_tensor_type(m, "token_embd.weight", 2, mat, 22, true, false) == CHORD_TYPE_Q4_K,
+          "embd");
+    CHECK(quant_tensor_type(m, "token_embd.weight", 2, mat, 22, false, false) ==
+              CHORD_TYPE_Q6_K,
           "tied embd is the output");
-    CHECK(quant_tensor_type(m, "blk.0.attn_norm.weight", 1, vec, 22, true, false) == CHORD_TYPE_F32, "norm");
-    CHECK(quant_tensor_type(m, "blk.3.attn_q.weight", 2, odd, 22, true, false) == CHORD_TYPE_Q5_0, "fallback");
-    CHECK(quant_tensor_type(m, "blk.3.attn_q.weight", 2, odder, 22, true, false) == CHORD_TYPE_F16, "fallback 2");
+    CHECK(quant_tensor_type(m, "blk.0.attn_norm.weight", 1, vec, 22, true, false) ==
+              CHORD_TYPE_F32,
+          "norm");
+    CHECK(quant_tensor_type(m, "blk.3.attn_q.weight", 2, odd, 22, true, false) ==
+              CHORD_TYPE_Q5_0,
+          "fallback");
+    CHECK(quant_tensor_type(m, "blk.3.attn_q.weight", 2, odder, 22, true, false) ==
+              CHORD_TYPE_F16,
+          "fallback 2");
     const quant_ftype *q8 = quant_ftype_from_name("Q8_0"), *f16 = quant_ftype_from_name("F16");
-    CHECK(quant_tensor_type(q8, "output.weight", 2, mat, 22, true, false) == CHORD_TYPE_Q8_0, "q8 output");
-    CHECK(quant_tensor_type(f16, "output.weight", 2, mat, 22, true, false) == CHORD_TYPE_F16, "f16 output");
+    CHECK(quant_tensor_type(q8, "output.weight", 2, mat, 22, true, false) == CHORD_TYPE_Q8_0,
+          "q8 output");
+    CHECK(quant_tensor_type(f16, "output.weight", 2, mat, 22, true, false) == CHORD_TYPE_F16,
+          "f16 output");
     const quant_ftype *m5 = quant_ftype_from_name("Q5_K_M");
-    CHECK(quant_tensor_type(m5, "blk.1.attn_v.weight", 2, mat, 22, true, false) == CHORD_TYPE_Q6_K &&
-              quant_tensor_type(m5, "blk.2.attn_v.weight", 2, mat, 22, true, false) == CHORD_TYPE_Q5_K,
+    CHECK(quant_tensor_type(m5, "blk.1.attn_v.weight", 2, mat, 22, true, false) ==
+                  CHORD_TYPE_Q6_K &&
+              quant_tensor_type(m5, "blk.2.attn_v.weight", 2, mat, 22, true, false) ==
+                  CHORD_TYPE_Q5_K,
           "Q5_K_M");
 }
 
 /* ------------------------------------------------------------ the engine */
 
-static chord_status synth_row(void *user, uint64_t t, int64_t row, float *dst, chord_error *err) {
+static chord_status synth_row(void *user, uint64_t t, int64_t row, float *dst,
+                              chord_error *err) {
     (void)user;
     (void)err;
     uint64_t s = (t + 1) * 0x9E3779B97F4A7C15ull ^ (uint64_t)(row + 1) * 0xD1342543DE82EF95ull;
     const int64_t n = t == 2 ? 64 : 512;
-    for (int64_t i = 0; i < n; i++) dst[i] = rng_gauss(&s);
+    for (int64_t i = 0; i < n; i++)
+        dst[i] = rng_gauss(&s);
     return CHORD_OK;
 }
 

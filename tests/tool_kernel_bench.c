@@ -1,7 +1,8 @@
 /* Kernel benchmark: for each weight type and ISA, the decode matvec (2048 x 5632 by
  * default, through cpu_matmul: activation quantization and threading included) in GB/s
  * of weights, with 1 and 2 threads, from DRAM ("cold": the matrices rotate through a
- * buffer larger than the L3) and from cache ("hot": one matrix again and again); a
+ * buffer larger than the L3) and from cache ("hot": one matrix again and again; nT =
+ * --threads); a
  * "naive" matvec (dequantize each row with the reference dequantizer, then a float
  * dot) for comparison; and prefill (gemm, --tokens rows at once) in GFLOP/s.
  *
@@ -169,8 +170,8 @@ int main(int argc, char **argv) {
     printf("\n");
     printf("matvec %d x %d (GB/s of weights, best of runs; cold = from DRAM, hot = cached), "
            "prefill %d tokens (GFLOP/s)\n", rows, cols, tokens);
-    printf("%-5s %-7s %9s %9s %9s %9s %9s %10s %10s\n", "type", "isa", "MiB", "cold 1T",
-           "cold 2T", "hot 2T", "naive 1T", "gemm 1T", "gemm 2T");
+    printf("%-5s %-7s %7s %8s %8s %8s %8s %9s %9s %9s\n", "type", "isa", "MiB", "cold 1T",
+           "cold nT", "hot 1T", "hot nT", "naive 1T", "gemm 1T", "gemm nT");
 
     const cpu_isa best_isa = cpu_isa_detect();
     for (size_t ti = 0; ti < sizeof TYPES / sizeof TYPES[0]; ti++) {
@@ -212,9 +213,10 @@ int main(int argc, char **argv) {
         for (int isa = 0; isa <= (int)best_isa; isa++) {
             if (isa_arg && strcasecmp(isa_arg, cpu_isa_name((cpu_isa)isa))) continue;
             const cpu_kernels *k = cpu_kernels_get((cpu_isa)isa);
-            double res[4] = {0, 0, 0, 0}; /* cold 1T, cold 2T, hot 2T */
-            for (int mode = 0; mode < 3; mode++) {
-                const int nt = mode == 0 ? 1 : max_threads;
+            double res[4] = {0, 0, 0, 0}; /* cold 1T, cold nT, hot 1T, hot nT */
+            for (int mode = 0; mode < 4; mode++) {
+                const int nt = mode == 0 || mode == 2 ? 1 : max_threads;
+                const int hot = mode >= 2;
                 if (!pools[nt]) continue;
                 const chord_weight *wp[1] = {&w};
                 float *ys[1] = {y};
@@ -226,11 +228,11 @@ int main(int argc, char **argv) {
                     int reps = 0;
                     double t0 = now();
                     do {
-                        w.host = buf + (size_t)(mode == 2 ? 0 : reps % n_mats) * mat_bytes;
+                        w.host = buf + (size_t)(hot ? 0 : reps % n_mats) * mat_bytes;
                         cpu_matmul(pools[nt], k, ctx, 1, ys, wp, x, 1, &err);
                         reps++;
                     } while (now() - t0 < tmin / 3 ||
-                             (mode != 2 && reps < n_mats && now() - t0 < tmin));
+                             (!hot && reps < n_mats && now() - t0 < tmin));
                     const double rate = (double)mat_bytes * reps / (now() - t0) / 1e9;
                     if (rate > bestrate) bestrate = rate;
                 }
@@ -256,9 +258,9 @@ int main(int argc, char **argv) {
                 }
                 gf[m] = 2.0 * rows * (double)cols * ntok / bestdt / 1e9;
             }
-            printf("%-5s %-7s %9.1f %9.1f %9.1f %9.1f %9.2f %10.1f %10.1f\n", chord_type_name(t),
-                   cpu_isa_name((cpu_isa)isa), mat_bytes / 1048576.0, res[0], res[1], res[2],
-                   naive, gf[0], gf[1]);
+            printf("%-5s %-7s %7.1f %8.1f %8.1f %8.1f %8.1f %9.2f %9.1f %9.1f\n",
+                   chord_type_name(t), cpu_isa_name((cpu_isa)isa), mat_bytes / 1048576.0, res[0],
+                   res[1], res[2], res[3], naive, gf[0], gf[1]);
             fflush(stdout);
         }
     }

@@ -12,18 +12,19 @@
 #define VOCAB_FILE "vocab/ggml-vocab-llama-spm.gguf"
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: chord genmodel SHAPE TYPE OUT.gguf [--vocab FILE] [--seed N] [--pure] [-t N]\n"
-            "  Writes a llama model with random weights, generated and quantized row by row.\n"
-            "  SHAPE: %s\n"
-            "  TYPE:  %s\n"
-            "  --vocab FILE  vocabulary GGUF whose tokenizer.* metadata is copied (default:\n"
-            "                $CHORD_SHARED/" VOCAB_FILE ", else ../shared/" VOCAB_FILE "\n"
-            "                relative to the current directory)\n"
-            "  --seed N      PRNG seed (default 42); same seed, same file\n"
-            "  --pure        every matrix in TYPE (no Q6_K output / mix rules)\n"
-            "  -t N          threads (default: all CPUs)\n",
-            genmodel_shape_names(), quant_ftype_names());
+    fprintf(
+        f,
+        "usage: chord genmodel SHAPE TYPE OUT.gguf [--vocab FILE] [--seed N] [--pure] [-t N]\n"
+        "  Writes a llama model with random weights, generated and quantized row by row.\n"
+        "  SHAPE: %s\n"
+        "  TYPE:  %s\n"
+        "  --vocab FILE  vocabulary GGUF whose tokenizer.* metadata is copied (default:\n"
+        "                $CHORD_SHARED/" VOCAB_FILE ", else ../shared/" VOCAB_FILE "\n"
+        "                relative to the current directory)\n"
+        "  --seed N      PRNG seed (default 42); same seed, same file\n"
+        "  --pure        every matrix in TYPE (no Q6_K output / mix rules)\n"
+        "  -t N          threads (default: all CPUs)\n",
+        genmodel_shape_names(), quant_ftype_names());
 }
 
 static void on_tensor(void *user, uint64_t i, uint64_t n, const qm_tensor *t) {
@@ -37,7 +38,8 @@ static void on_tensor(void *user, uint64_t i, uint64_t n, const qm_tensor *t) {
                chord_type_name(t->type));
     else
         printf("[%4llu/%4llu] %6.1fs %-32s %6lld          %s\n", (unsigned long long)i + 1,
-               (unsigned long long)n, el, t->name, (long long)t->ne[0], chord_type_name(t->type));
+               (unsigned long long)n, el, t->name, (long long)t->ne[0],
+               chord_type_name(t->type));
     fflush(stdout);
 }
 

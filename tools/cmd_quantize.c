@@ -1,6 +1,7 @@
 /* chord quantize: convert a GGUF model's weights to another type or mix. */
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,7 +37,8 @@ static void on_tensor(void *user, uint64_t i, uint64_t n, const qm_tensor *t) {
     char d[64];
     dims(d, sizeof d, t);
     printf("[%4llu/%4llu] %-32s %-18s %-5s -> %s%s\n", (unsigned long long)i + 1,
-           (unsigned long long)n, t->name, d, t->src_type < CHORD_TYPE_COUNT ? chord_type_name(t->src_type) : "?",
+           (unsigned long long)n, t->name, d,
+           t->src_type < CHORD_TYPE_COUNT ? chord_type_name(t->src_type) : "?",
            chord_type_name(t->type), t->raw ? " (copied)" : "");
     fflush(stdout);
 }
@@ -82,7 +84,9 @@ int cmd_quantize(int argc, char **argv) {
                 quant_ftype_names());
         return 1;
     }
-    if (!strcmp(pos[0], pos[1])) {
+    struct stat si, so;
+    if (!strcmp(pos[0], pos[1]) || (stat(pos[0], &si) == 0 && stat(pos[1], &so) == 0 &&
+                                    si.st_dev == so.st_dev && si.st_ino == so.st_ino)) {
         fprintf(stderr, "chord quantize: input and output are the same file\n");
         return 1;
     }

@@ -39,14 +39,45 @@ INLINE uint32_t ld32(const void *p) {
 
 /* ------------------------------------------------------------------ tables */
 
-/* vpermw indices (16 words): the scale word of sub-block k / of 16-sub-blocks 2k, 2k+1 */
-static const uint16_t IDX_TWO[8][16] ALIGN32 = {
-    {R8(0), R8(1)},   {R8(2), R8(3)},   {R8(4), R8(5)},   {R8(6), R8(7)},
-    {R8(8), R8(9)},   {R8(10), R8(11)}, {R8(12), R8(13)}, {R8(14), R8(15)}};
-static const uint16_t SH_04[16] ALIGN32 = {R8(0), R8(4)};
+#define R32(x) R16(x), R16(x)
+#define ALIGN64 __attribute__((aligned(64)))
 
+/* word shifts: per 128-bit lane 0,4,0,4 (Q5 pairs) */
+static const uint16_t SH_L128_04[32] ALIGN64 = {R8(0), R8(4), R8(0), R8(4)};
+static const uint16_t SH_Q2[2][32] ALIGN64 = {{R16(0), R16(2)}, {R16(4), R16(6)}};
+static const uint16_t SH_Q6_LO[32] ALIGN64 = {R16(4), R16(2)}; /* left */
+static const uint16_t SH_Q6_HI[32] ALIGN64 = {R16(0), R16(2)}; /* right */
+/* vpermw indices: lane i of chunk k (64 elements) gets the scale of its 16-sub-block */
+static const uint16_t IDX16[4][32] ALIGN64 = {
+    {R8(0), R8(1), R8(2), R8(3)},
+    {R8(4), R8(5), R8(6), R8(7)},
+    {R8(8), R8(9), R8(10), R8(11)},
+    {R8(12), R8(13), R8(14), R8(15)},
+};
+/* float lanes of zmm k (two 32-blocks) take the scale of block 2k / 2k+1 */
+static const int32_t IDX_PAIR[8][16] ALIGN64 = {
+    {R8(0), R8(1)},   {R8(2), R8(3)},   {R8(4), R8(5)},   {R8(6), R8(7)},
+    {R8(8), R8(9)},   {R8(10), R8(11)}, {R8(12), R8(13)}, {R8(14), R8(15)},
+};
+static const uint16_t IDX32[4][32] ALIGN64 = {
+    {R16(0), R16(1)}, {R16(2), R16(3)}, {R16(4), R16(5)}, {R16(6), R16(7)}};
+static const uint16_t IDX_MINS[16] ALIGN32 = {8, 8, 9, 9, 10, 10, 11, 11,
+                                              12, 12, 13, 13, 14, 14, 15, 15};
+static const uint16_t SH_H256_04[32] ALIGN64 = {R16(0), R16(4)};
+/* Q3_K / Q5_K chunk k: bits 2k (first 32 bytes) and 2k+1 (last 32) */
+static const uint8_t HB2[4][64] ALIGN64 = {
+    {R32(1), R32(2)}, {R32(4), R32(8)}, {R32(16), R32(32)}, {R32(64), R32(128)}};
+
+#define LD512(p) _mm512_load_si512((const void *)(p))
 #define LD256(p) _mm256_load_si256((const __m256i *)(p))
 #define LDU256(p) _mm256_loadu_si256((const __m256i *)(p))
+
+INLINE float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
 
 /* ------------------------------------------------------------ activations */
 
@@ -190,187 +221,265 @@ FLOAT_KERNELS(f32)
 FLOAT_KERNELS(f16)
 FLOAT_KERNELS(bf16)
 
-/* ------------------------------------------------------- per-row scale tables */
-
-/* n halves `stride` bytes apart -> floats */
-INLINE void halves_to_float(const uint8_t *p, size_t stride, int n, float *out) {
-    int i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint16_t t[8];
-        for (int j = 0; j < 8; j++) memcpy(&t[j], p + (size_t)(i + j) * stride, 2);
-        _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)t)));
-    }
-    for (; i < n; i++) {
-        uint16_t h;
-        memcpy(&h, p + (size_t)i * stride, 2);
-        out[i] = h2f(h);
-    }
-}
-
-INLINE __mmask8 tail8(int left) { return left >= 8 ? (__mmask8)0xff : (__mmask8)((1u << left) - 1); }
-
 /* ------------------------------------------------------ 32-element blocks */
 
-#define SEG 256 /* blocks per scale table */
+/* 16 consecutive blocks unpacked: q[k] holds blocks 2k, 2k+1 as u8 */
+typedef struct {
+    __m512i q[8];
+    __m512 dw, cw;
+} u16b;
+/* one block */
+typedef struct {
+    __m256i q;
+    float dw, cw;
+} u1b;
 
-/* Q4_0 / Q4_1: bytes 0..15 = low nibbles, bytes 16..31 = 16 * high nibbles (the
- * factor 16 is divided out of lanes 4..7 at the end; vpdpbusd does not saturate). */
-INLINE __m256i nib_x16(const uint8_t *qs) {
-    const __m256i t = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs));
-    return _mm256_and_si256(t, _mm256_setr_m128i(_mm_set1_epi8(0x0F), _mm_set1_epi8((char)0xF0)));
-}
-/* Q5_0 / Q5_1: plain nibbles plus 16 where the qh bit is set */
-INLINE __m256i nib5(const uint8_t *qs, const uint8_t *qh) {
-    const __m256i t = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs));
-    const __m256i q = _mm256_and_si256(_mm256_srlv_epi16(t, LD256(SH_04)), _mm256_set1_epi8(15));
-    return _mm256_mask_add_epi8(q, (__mmask32)ld32(qh), q, _mm256_set1_epi8(16));
-}
-INLINE __m256i u_q4_0(const block_q4_0 *x) { return nib_x16(x->qs); }
-INLINE __m256i u_q4_1(const block_q4_1 *x) { return nib_x16(x->qs); }
-INLINE __m256i u_q5_0(const block_q5_0 *x) { return nib5(x->qs, x->qh); }
-INLINE __m256i u_q5_1(const block_q5_1 *x) { return nib5(x->qs, x->qh); }
-/* Q8_0: u = q + 128 */
-INLINE __m256i u_q8_0(const block_q8_0 *x) {
-    return _mm256_xor_si256(LDU256(x->qs), _mm256_set1_epi8((char)0x80));
+/* 16 halves at a stride of `stride` bytes -> floats */
+INLINE __m512 gather_h16(const uint8_t *p, size_t stride) {
+    /* word inserts: no store-to-load forwarding stall */
+    __m128i v[2];
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *q = p + (size_t)(8 * h) * stride;
+        uint16_t t;
+        memcpy(&t, q, 2);
+        __m128i x = _mm_cvtsi32_si128(t);
+#define INS(i)                                                                          \
+    memcpy(&t, q + (i) * stride, 2);                                                    \
+    x = _mm_insert_epi16(x, t, i)
+        INS(1); INS(2); INS(3); INS(4); INS(5); INS(6); INS(7);
+#undef INS
+        v[h] = x;
+    }
+    return _mm512_cvtph_ps(_mm256_setr_m128i(v[0], v[1]));
 }
 
-/* T: type, BT: block, CWK: offset factor (w = dw * (u + CWK)) when M_OFF < 0, else the
- * half at byte M_OFF is added (w = dw * u + m); X16: lanes 4..7 carry a factor 16. */
-#define TILE32(T, BT, CWK, M_OFF, X16)                                                  \
+/* two 16-byte nibble arrays -> [lo(a), hi(a), lo(b), hi(b)] */
+INLINE __m512i nib_pair(const uint8_t *qa, const uint8_t *qb) {
+    const __m256i lo = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qa));
+    const __m256i hi = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qb));
+    const __m512i t = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+    return _mm512_and_si512(_mm512_srlv_epi16(t, LD512(SH_L128_04)), _mm512_set1_epi8(15));
+}
+/* Q4_0 / Q4_1: the same without the shift: the high nibbles stay in place (x16), and
+ * lanes 4..7 / 12..15 of the sums are divided by 16 at the end (vpdpbusd does not
+ * saturate; everything stays exact) */
+INLINE __m512i nib_pair_x16(const uint8_t *qa, const uint8_t *qb) {
+    const __m256i lo = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qa));
+    const __m256i hi = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qb));
+    const __m512i t = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+    const __m128i m0 = _mm_set1_epi8(0x0F), m1 = _mm_set1_epi8((char)0xF0);
+    const __m512i m = _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_setr_m128i(m0, m1)), _mm256_setr_m128i(m0, m1), 1);
+    return _mm512_and_si512(t, m);
+}
+INLINE __m256i nib_one(const uint8_t *qa) {
+    const __m256i t = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qa));
+    return _mm256_and_si256(_mm256_srlv_epi16(t, LD256(SH_L128_04)), _mm256_set1_epi8(15));
+}
+INLINE __m512i hbit_pair(__m512i q, const uint8_t *ha, const uint8_t *hb) {
+    const __mmask64 m = _cvtu64_mask64((uint64_t)ld32(ha) | (uint64_t)ld32(hb) << 32);
+    return _mm512_mask_add_epi8(q, m, q, _mm512_set1_epi8(16));
+}
+INLINE __m256i hbit_one(__m256i q, const uint8_t *h) {
+    return _mm256_mask_add_epi8(q, (__mmask32)ld32(h), q, _mm256_set1_epi8(16));
+}
+
+INLINE void unpack16_q4_0(const block_q4_0 *x, u16b *u) {
+    for (int k = 0; k < 8; k++) u->q[k] = nib_pair_x16(x[2 * k].qs, x[2 * k + 1].qs);
+    u->dw = gather_h16((const uint8_t *)&x[0].d, sizeof *x);
+    u->cw = _mm512_mul_ps(u->dw, _mm512_set1_ps(-8.0f));
+}
+INLINE void unpack1_q4_0(const block_q4_0 *x, u1b *u) {
+    u->q = nib_one(x->qs);
+    u->dw = h2f(x->d);
+    u->cw = -8.0f * u->dw;
+}
+INLINE void unpack16_q4_1(const block_q4_1 *x, u16b *u) {
+    for (int k = 0; k < 8; k++) u->q[k] = nib_pair_x16(x[2 * k].qs, x[2 * k + 1].qs);
+    u->dw = gather_h16((const uint8_t *)&x[0].d, sizeof *x);
+    u->cw = gather_h16((const uint8_t *)&x[0].m, sizeof *x);
+}
+INLINE void unpack1_q4_1(const block_q4_1 *x, u1b *u) {
+    u->q = nib_one(x->qs);
+    u->dw = h2f(x->d);
+    u->cw = h2f(x->m);
+}
+INLINE void unpack16_q5_0(const block_q5_0 *x, u16b *u) {
+    for (int k = 0; k < 8; k++)
+        u->q[k] = hbit_pair(nib_pair(x[2 * k].qs, x[2 * k + 1].qs), x[2 * k].qh, x[2 * k + 1].qh);
+    u->dw = gather_h16((const uint8_t *)&x[0].d, sizeof *x);
+    u->cw = _mm512_mul_ps(u->dw, _mm512_set1_ps(-16.0f));
+}
+INLINE void unpack1_q5_0(const block_q5_0 *x, u1b *u) {
+    u->q = hbit_one(nib_one(x->qs), x->qh);
+    u->dw = h2f(x->d);
+    u->cw = -16.0f * u->dw;
+}
+INLINE void unpack16_q5_1(const block_q5_1 *x, u16b *u) {
+    for (int k = 0; k < 8; k++)
+        u->q[k] = hbit_pair(nib_pair(x[2 * k].qs, x[2 * k + 1].qs), x[2 * k].qh, x[2 * k + 1].qh);
+    u->dw = gather_h16((const uint8_t *)&x[0].d, sizeof *x);
+    u->cw = gather_h16((const uint8_t *)&x[0].m, sizeof *x);
+}
+INLINE void unpack1_q5_1(const block_q5_1 *x, u1b *u) {
+    u->q = hbit_one(nib_one(x->qs), x->qh);
+    u->dw = h2f(x->d);
+    u->cw = h2f(x->m);
+}
+/* Q8_0: u = q + 128 (xor of the sign bit), offset -128 */
+INLINE void unpack16_q8_0(const block_q8_0 *x, u16b *u) {
+    for (int k = 0; k < 8; k++) {
+        const __m256i a = _mm256_loadu_si256((const __m256i *)x[2 * k].qs);
+        const __m256i b = _mm256_loadu_si256((const __m256i *)x[2 * k + 1].qs);
+        u->q[k] = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1),
+                                   _mm512_set1_epi8((char)0x80));
+    }
+    u->dw = gather_h16((const uint8_t *)&x[0].d, sizeof *x);
+    u->cw = _mm512_mul_ps(u->dw, _mm512_set1_ps(-128.0f));
+}
+INLINE void unpack1_q8_0(const block_q8_0 *x, u1b *u) {
+    u->q = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)x->qs),
+                            _mm256_set1_epi8((char)0x80));
+    u->dw = h2f(x->d);
+    u->cw = -128.0f * u->dw;
+}
+
+/* acc[k % NACC] += per-block (u . a) * dw * da; acc[NACC] += cw * ds */
+INLINE void dot16(const u16b *u, const int8_t *aq, const float *ad, const float *ads,
+                  __m512 *acc, const int NACC) {
+    const __m512 S = _mm512_mul_ps(u->dw, _mm512_loadu_ps(ad));
+    for (int k = 0; k < 8; k++) {
+        const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u->q[k],
+                                              _mm512_loadu_si512((const void *)(aq + 64 * k)));
+        acc[k % NACC] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p),
+                                        _mm512_permutexvar_ps(LD512(IDX_PAIR[k]), S),
+                                        acc[k % NACC]);
+    }
+    acc[NACC] = _mm512_fmadd_ps(u->cw, _mm512_loadu_ps(ads), acc[NACC]);
+}
+
+/* One weight row against NA activation rows (lda apart): out[c * lds]. */
+#define TILE32(T, BT, X16)                                                              \
     INLINE void tile_##T(int64_t n, const void *w, const uint8_t *a, size_t lda,        \
                          const int NA, float *out, size_t lds) {                        \
         const BT *x = w;                                                                \
-        const int64_t nb = n / 32;                                                      \
+        const int64_t nb = n / 32, ng = nb / 16;                                        \
         const int NACC = NA == 1 ? 4 : 2;                                               \
-        __m256 acc[4][4], cacc[4];                                                      \
-        for (int c = 0; c < NA; c++) {                                                  \
-            for (int j = 0; j < NACC; j++) acc[c][j] = _mm256_setzero_ps();             \
-            cacc[c] = _mm256_setzero_ps();                                              \
-        }                                                                               \
-        float S[4][SEG] ALIGN32, dw[SEG] ALIGN32, mw[SEG] ALIGN32;                      \
-        for (int64_t s0 = 0; s0 < nb; s0 += SEG) {                                      \
-            const int ns = nb - s0 < SEG ? (int)(nb - s0) : SEG;                        \
-            halves_to_float((const uint8_t *)(x + s0), sizeof(BT), ns, dw);             \
-            if (M_OFF >= 0) halves_to_float((const uint8_t *)(x + s0) + M_OFF, sizeof(BT), ns, mw); \
+        __m512 acc[4][5]; /* [c][0..NACC-1]: products, [c][NACC]: offsets / mins */    \
+        for (int c = 0; c < NA; c++)                                                    \
+            for (int j = 0; j <= NACC; j++) acc[c][j] = _mm512_setzero_ps();            \
+        for (int64_t g = 0; g < ng; g++) {                                              \
+            u16b u;                                                                     \
+            unpack16_##T(x + 16 * g, &u);                                               \
             for (int c = 0; c < NA; c++) {                                              \
-                const float *ad = (const float *)(a + c * lda + n) + s0;                \
-                const float *ds = ad + nb;                                              \
-                for (int b = 0; b < ns; b += 8) {                                       \
-                    const __mmask8 m = tail8(ns - b);                                   \
-                    const __m256 d = _mm256_maskz_loadu_ps(m, dw + b);                  \
-                    _mm256_store_ps(S[c] + b, _mm256_mul_ps(d, _mm256_maskz_loadu_ps(m, ad + b))); \
-                    cacc[c] = _mm256_fmadd_ps(M_OFF >= 0 ? _mm256_maskz_loadu_ps(m, mw + b) : d, \
-                                              _mm256_maskz_loadu_ps(m, ds + b), cacc[c]); \
-                }                                                                       \
+                const int8_t *aq = (const int8_t *)(a + c * lda);                       \
+                const float *ad = (const float *)(aq + n);                              \
+                dot16(&u, aq + 512 * g, ad + 16 * g, ad + nb + 16 * g, acc[c], NACC);   \
             }                                                                           \
-            int b = 0;                                                                  \
-            for (; b + 4 <= ns; b += 4) {                                               \
-                _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) {                   \
-                    const __m256i q = u_##T(x + s0 + b + j);                            \
-                    for (int c = 0; c < NA; c++) {                                      \
-                        const __m256i p = _mm256_dpbusd_epi32(                          \
-                            _mm256_setzero_si256(), q, LDU256(a + c * lda + 32 * (s0 + b + j))); \
-                        acc[c][j % NACC] = _mm256_fmadd_ps(                             \
-                            _mm256_cvtepi32_ps(p), _mm256_set1_ps(S[c][b + j]), acc[c][j % NACC]); \
-                    }                                                                   \
-                }                                                                       \
-            }                                                                           \
-            for (; b < ns; b++) {                                                       \
-                const __m256i q = u_##T(x + s0 + b);                                    \
-                for (int c = 0; c < NA; c++) {                                          \
-                    const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q,    \
-                                                          LDU256(a + c * lda + 32 * (s0 + b))); \
-                    acc[c][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(S[c][b]), \
-                                                acc[c][0]);                             \
-                }                                                                       \
+        }                                                                               \
+        __m256 acct[4];                                                                 \
+        float corr[4];                                                                  \
+        for (int c = 0; c < NA; c++) {                                                  \
+            acct[c] = _mm256_setzero_ps();                                              \
+            corr[c] = 0.0f;                                                             \
+        }                                                                               \
+        for (int64_t b = 16 * ng; b < nb; b++) {                                        \
+            u1b u;                                                                      \
+            unpack1_##T(x + b, &u);                                                     \
+            for (int c = 0; c < NA; c++) {                                              \
+                const int8_t *aq = (const int8_t *)(a + c * lda);                       \
+                const float *ad = (const float *)(aq + n);                              \
+                const __m256i p = _mm256_dpbusd_epi32(                                  \
+                    _mm256_setzero_si256(), u.q,                                        \
+                    _mm256_loadu_si256((const __m256i *)(aq + 32 * b)));                 \
+                acct[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),                        \
+                                          _mm256_set1_ps(u.dw * ad[b]), acct[c]);       \
+                corr[c] += u.cw * ad[nb + b];                                           \
             }                                                                           \
         }                                                                               \
         for (int c = 0; c < NA; c++) {                                                  \
-            __m256 t = acc[c][0];                                                       \
-            for (int j = 1; j < NACC; j++) t = _mm256_add_ps(t, acc[c][j]);             \
-            if (X16) t = _mm256_mul_ps(t, _mm256_setr_ps(1, 1, 1, 1, 0.0625f, 0.0625f,  \
-                                                         0.0625f, 0.0625f));           \
-            const __m256 corr = M_OFF >= 0 ? cacc[c] : _mm256_mul_ps(cacc[c], _mm256_set1_ps(CWK)); \
-            out[c * lds] = hsum256(_mm256_add_ps(t, corr));                             \
+            __m512 t = acc[c][0];                                                       \
+            for (int j = 1; j < NACC; j++) t = _mm512_add_ps(t, acc[c][j]);             \
+            if (X16)                                                                    \
+                t = _mm512_mul_ps(t, _mm512_setr_ps(1, 1, 1, 1, 0.0625f, 0.0625f, 0.0625f, \
+                                                    0.0625f, 1, 1, 1, 1, 0.0625f, 0.0625f,  \
+                                                    0.0625f, 0.0625f));                     \
+            t = _mm512_add_ps(t, _mm512_add_ps(acc[c][NACC], _mm512_zextps256_ps512(acct[c]))); \
+            out[c * lds] = _mm512_reduce_add_ps(t) + corr[c];                           \
         }                                                                               \
     }
 
-INLINE float hsum256(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-TILE32(q4_0, block_q4_0, -8.0f, -1, 1)
-TILE32(q4_1, block_q4_1, 0.0f, 2, 1)
-TILE32(q5_0, block_q5_0, -16.0f, -1, 0)
-TILE32(q5_1, block_q5_1, 0.0f, 2, 0)
-TILE32(q8_0, block_q8_0, -128.0f, -1, 0)
+TILE32(q4_0, block_q4_0, 1)
+TILE32(q4_1, block_q4_1, 1)
+TILE32(q5_0, block_q5_0, 0)
+TILE32(q5_1, block_q5_1, 0)
+TILE32(q8_0, block_q8_0, 0)
 
 /* ---------------------------------------------------------------- K-quants */
 
-/* One 256-block unpacked: q[k] = u8 of elements 32k..32k+31, sc[k] = the int16 scale
+/* One 256-block unpacked: q[k] = u8 of elements 64k..64k+63, sc[k] = the int16 scale
  * of each vpmaddubsw lane, mw = per-16 min weights (against the bsums). */
 typedef struct {
-    __m256i q[8];
-    __m256i sc[8];
+    __m512i q[4];
+    __m512i sc[4];
     __m256i mw;
 } ukq;
 
-/* 16 scale words of the 16-element sub-blocks */
-INLINE void scales16(ukq *u, __m256i scw) {
-    for (int k = 0; k < 8; k++) u->sc[k] = _mm256_permutexvar_epi16(LD256(IDX_TWO[k]), scw);
+INLINE __m512i bcast256(const uint8_t *p) {
+    return _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)p));
 }
-INLINE __m256i srli16(__m256i v, int s) { return _mm256_srli_epi16(v, s); }
+
+/* 16 scale words of the 16-element sub-blocks -> lanes */
+INLINE void scales16(ukq *u, __m256i scw) {
+    const __m512i z = _mm512_castsi256_si512(scw);
+    for (int k = 0; k < 4; k++) u->sc[k] = _mm512_permutexvar_epi16(LD512(IDX16[k]), z);
+}
+
+/* Q2_K / Q3_K 2-bit field of chunk k (k = 2 * half + m): qs[32*half + l] >> (4m | 4m+2) */
+INLINE __m512i low2(const uint8_t *qs, int k) {
+    const __m512i t = bcast256(qs + 32 * (k / 2));
+    return _mm512_and_si512(_mm512_srlv_epi16(t, LD512(SH_Q2[k % 2])), _mm512_set1_epi8(3));
+}
 
 INLINE void unpack_q2_K(const block_q2_K *x, ukq *u) {
     const __m128i s8 = _mm_loadu_si128((const __m128i *)x->scales);
     const __m128i m4 = _mm_set1_epi8(15);
     scales16(u, _mm256_cvtepu8_epi16(_mm_and_si128(s8, m4)));
     u->mw = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s8, 4), m4));
-    const __m256i m3 = _mm256_set1_epi8(3);
-    for (int h = 0; h < 2; h++) {
-        const __m256i v = LDU256(x->qs + 32 * h);
-        u->q[4 * h] = _mm256_and_si256(v, m3);
-        u->q[4 * h + 1] = _mm256_and_si256(srli16(v, 2), m3);
-        u->q[4 * h + 2] = _mm256_and_si256(srli16(v, 4), m3);
-        u->q[4 * h + 3] = _mm256_and_si256(srli16(v, 6), m3);
-    }
+    for (int k = 0; k < 4; k++) u->q[k] = low2(x->qs, k);
+}
+
+/* Q3_K's 16 6-bit scales (biased by 32): low 4 bits in nibble s/8 of byte s%8, top 2
+ * bits at bit 2*(s/4) of byte 8 + s%4 */
+INLINE __m256i q3_scales(const uint8_t *b) {
+    const __m128i lo8 = _mm_loadl_epi64((const __m128i *)b), m4 = _mm_set1_epi8(15);
+    const __m128i L = _mm_unpacklo_epi64(_mm_and_si128(lo8, m4),
+                                         _mm_and_si128(_mm_srli_epi16(lo8, 4), m4));
+    const __m128i H = _mm_and_si128(
+        _mm_srlv_epi32(_mm_set1_epi32((int)ld32(b + 8)), _mm_setr_epi32(0, 2, 4, 6)),
+        _mm_set1_epi8(3));
+    const __m128i v = _mm_or_si128(L, _mm_slli_epi32(H, 4));
+    return _mm256_sub_epi16(_mm256_cvtepu8_epi16(v), _mm256_set1_epi16(32));
 }
 
 INLINE void unpack_q3_K(const block_q3_K *x, ukq *u) {
-    const uint32_t a0 = ld32(x->scales), a1 = ld32(x->scales + 4), t = ld32(x->scales + 8);
-    const uint32_t s0 = (a0 & 0x0f0f0f0f) | ((t & 0x03030303) << 4);
-    const uint32_t s1 = (a1 & 0x0f0f0f0f) | (((t >> 2) & 0x03030303) << 4);
-    const uint32_t s2 = ((a0 >> 4) & 0x0f0f0f0f) | (((t >> 4) & 0x03030303) << 4);
-    const uint32_t s3 = ((a1 >> 4) & 0x0f0f0f0f) | (((t >> 6) & 0x03030303) << 4);
-    const __m256i scw = _mm256_sub_epi16(
-        _mm256_cvtepu8_epi16(_mm_set_epi32((int)s3, (int)s2, (int)s1, (int)s0)),
-        _mm256_set1_epi16(32));
+    const __m256i scw = q3_scales(x->scales);
     scales16(u, scw);
     u->mw = _mm256_slli_epi16(scw, 2); /* q = u - 4 */
-    const __m256i m3 = _mm256_set1_epi8(3), four = _mm256_set1_epi8(4);
-    const __m256i hm = LDU256(x->hmask);
-    for (int h = 0; h < 2; h++) {
-        const __m256i v = LDU256(x->qs + 32 * h);
-        const __m256i q[4] = {_mm256_and_si256(v, m3), _mm256_and_si256(srli16(v, 2), m3),
-                              _mm256_and_si256(srli16(v, 4), m3), _mm256_and_si256(srli16(v, 6), m3)};
-        for (int g = 0; g < 4; g++) {
-            const int k = 4 * h + g; /* high bit: bit k of hmask[l] */
-            const __mmask32 hb = _mm256_test_epi8_mask(hm, _mm256_set1_epi8((char)(1u << k)));
-            u->q[k] = _mm256_mask_add_epi8(q[g], hb, q[g], four);
-        }
+    const __m512i hm = bcast256(x->hmask);
+    for (int k = 0; k < 4; k++) {
+        const __m512i q = low2(x->qs, k);
+        /* chunk k = (half, m): groups g = 2m, 2m+1 -> hmask bits 4*half + 2m (+1) = 2k (+1) */
+        const __mmask64 hb = _mm512_test_epi8_mask(hm, LD512(HB2[k]));
+        u->q[k] = _mm512_mask_add_epi8(q, hb, q, _mm512_set1_epi8(4));
     }
 }
 
 /* Q4_K / Q5_K: the 6-bit scales and mins of the 8 sub-blocks, unpacked with dword
  * shifts from s = [s0, s1, s2] (12 bytes):
  *   sc0..3 = s0 & 63, mn0..3 = s1 & 63,
- *   sc4..7 = (s2 & 15) | (s0 >> 6) << 4, mn4..7 = (s2 >> 4) | (s1 >> 6) << 4.
- * Written to memory before the main loop (which broadcasts them from there, keeping
- * port 5 free): scd[k] = sc_k | sc_k << 16, mw = [mn0, mn0, mn1, mn1, ..]. */
-INLINE void k4_prep(const uint8_t *scales, int32_t *scd, __m256i *mw) {
+ *   sc4..7 = (s2 & 15) | (s0 >> 6) << 4, mn4..7 = (s2 >> 4) | (s1 >> 6) << 4. */
+INLINE void k4_scales(ukq *u, const uint8_t *scales) {
     /* 16 bytes: the 12 scale bytes and 4 bytes of what follows in the block */
     const __m128i s = _mm_loadu_si128((const __m128i *)scales);
     const __m128i A = _mm_srlv_epi32(_mm_shuffle_epi32(s, _MM_SHUFFLE(2, 1, 2, 0)),
@@ -380,31 +489,30 @@ INLINE void k4_prep(const uint8_t *scales, int32_t *scd, __m256i *mw) {
     const __m128i bytes = _mm_ternarylogic_epi32(
         A, _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f), T, 0xEA);
     const __m256i w16 = _mm256_cvtepu8_epi16(bytes); /* [sc0..7 | mn0..7] */
-    const __m256i lo = _mm256_unpacklo_epi16(w16, w16), hi = _mm256_unpackhi_epi16(w16, w16);
-    _mm256_store_si256((__m256i *)scd, _mm256_permute2x128_si256(lo, hi, 0x20));
-    *mw = _mm256_permute2x128_si256(lo, hi, 0x31);
+    const __m512i wz = _mm512_castsi256_si512(w16);
+    for (int k = 0; k < 4; k++) u->sc[k] = _mm512_permutexvar_epi16(LD512(IDX32[k]), wz);
+    u->mw = _mm256_permutexvar_epi16(LD256(IDX_MINS), w16);
 }
 
-INLINE void unpack_q4_K(const block_q4_K *x, ukq *u) { /* scales: k4_prep */
-    const __m256i m4 = _mm256_set1_epi8(15);
-    for (int j = 0; j < 4; j++) {
-        const __m256i v = LDU256(x->qs + 32 * j);
-        u->q[2 * j] = _mm256_and_si256(v, m4);
-        u->q[2 * j + 1] = _mm256_and_si256(srli16(v, 4), m4);
-    }
+/* Q4_K / Q5_K chunk k: [low nibbles of qs[32k..32k+31] | high nibbles] */
+INLINE __m512i nib64(const uint8_t *qs) {
+    return _mm512_and_si512(_mm512_srlv_epi16(bcast256(qs), LD512(SH_H256_04)),
+                            _mm512_set1_epi8(15));
 }
 
-INLINE void unpack_q5_K(const block_q5_K *x, ukq *u) { /* scales: k4_prep */
-    const __m256i m4 = _mm256_set1_epi8(15), sixteen = _mm256_set1_epi8(16);
-    const __m256i hb = LDU256(x->qh);
-    for (int j = 0; j < 4; j++) {
-        const __m256i v = LDU256(x->qs + 32 * j);
-        const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(srli16(v, 4), m4);
-        /* sub-block k: bit k of qh[l] */
-        const __mmask32 b0 = _mm256_test_epi8_mask(hb, _mm256_set1_epi8((char)(1u << (2 * j))));
-        const __mmask32 b1 = _mm256_test_epi8_mask(hb, _mm256_set1_epi8((char)(1u << (2 * j + 1))));
-        u->q[2 * j] = _mm256_mask_add_epi8(lo, b0, lo, sixteen);
-        u->q[2 * j + 1] = _mm256_mask_add_epi8(hi, b1, hi, sixteen);
+INLINE void unpack_q4_K(const block_q4_K *x, ukq *u) {
+    k4_scales(u, x->scales);
+    for (int k = 0; k < 4; k++) u->q[k] = nib64(x->qs + 32 * k);
+}
+
+INLINE void unpack_q5_K(const block_q5_K *x, ukq *u) {
+    k4_scales(u, x->scales);
+    const __m512i hb = bcast256(x->qh);
+    for (int k = 0; k < 4; k++) {
+        const __m512i q = nib64(x->qs + 32 * k);
+        /* sub-blocks 2k, 2k+1 -> qh bits 2k, 2k+1 */
+        const __mmask64 m = _mm512_test_epi8_mask(hb, LD512(HB2[k]));
+        u->q[k] = _mm512_mask_add_epi8(q, m, q, _mm512_set1_epi8(16));
     }
 }
 
@@ -412,89 +520,64 @@ INLINE void unpack_q6_K(const block_q6_K *x, ukq *u) {
     const __m256i scw = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
     scales16(u, scw);
     u->mw = _mm256_slli_epi16(scw, 5); /* q = u - 32 */
-    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+    const __m512i m4 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30);
     for (int h = 0; h < 2; h++) {
-        const __m256i l0 = LDU256(x->ql + 64 * h), l1 = LDU256(x->ql + 64 * h + 32);
-        const __m256i qh = LDU256(x->qh + 32 * h);
-        /* element 32g + l: low 4 bits from l0/l1 (g & 1), nibble g >> 1; top 2 bits from
-         * bits 2g of qh, moved to bits 4..5 */
-        const __m256i t0 = _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30);
-        const __m256i t1 = _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30);
-        const __m256i t2 = _mm256_and_si256(qh, m30);
-        const __m256i t3 = _mm256_and_si256(srli16(qh, 2), m30);
+        const __m512i ql = _mm512_loadu_si512((const void *)(x->ql + 64 * h));
+        const __m512i qh = bcast256(x->qh + 32 * h);
+        const __m512i tlo = _mm512_and_si512(_mm512_sllv_epi16(qh, LD512(SH_Q6_LO)), m30);
+        const __m512i thi = _mm512_and_si512(_mm512_srlv_epi16(qh, LD512(SH_Q6_HI)), m30);
         /* (a & 15) | t */
-        u->q[4 * h + 0] = _mm256_ternarylogic_epi32(l0, m4, t0, 0xEA);
-        u->q[4 * h + 1] = _mm256_ternarylogic_epi32(l1, m4, t1, 0xEA);
-        u->q[4 * h + 2] = _mm256_ternarylogic_epi32(srli16(l0, 4), m4, t2, 0xEA);
-        u->q[4 * h + 3] = _mm256_ternarylogic_epi32(srli16(l1, 4), m4, t3, 0xEA);
+        u->q[2 * h] = _mm512_ternarylogic_epi32(ql, m4, tlo, 0xEA);
+        u->q[2 * h + 1] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(ql, 4), m4, thi, 0xEA);
     }
 }
 
-/* acc[0] += dd * sum(sc * (u . a)); acc[1] -= dm * sum(mw * bsums).
- * scd: per-32 scales to broadcast (Q4_K, Q5_K), else NULL and u->sc holds them. */
-INLINE void kdot(const ukq *u, const int32_t *scd, __m256i mw, const int8_t *aq, float dd,
-                 float dm, const int16_t *bs, __m256 *acc) {
-    __m256i i0 = _mm256_setzero_si256(), i1 = _mm256_setzero_si256();
-    for (int k = 0; k < 8; k += 2) {
-        const __m256i s0 = scd ? _mm256_set1_epi32(scd[k]) : u->sc[k];
-        const __m256i s1 = scd ? _mm256_set1_epi32(scd[k + 1]) : u->sc[k + 1];
-        i0 = _mm256_dpwssd_epi32(i0, _mm256_maddubs_epi16(u->q[k], LDU256(aq + 32 * k)), s0);
-        i1 = _mm256_dpwssd_epi32(i1, _mm256_maddubs_epi16(u->q[k + 1], LDU256(aq + 32 * k + 32)), s1);
-    }
-    const __m256i ms = _mm256_madd_epi16(LDU256(bs), mw);
-    acc[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(i0, i1)), _mm256_set1_ps(dd),
+/* acc[0] += dd * sum(sc * (u . a)); acc[1] -= dm * sum(mw * bsums) */
+INLINE void kdot(const ukq *u, const int8_t *aq, float dd, float dm, const int16_t *bs,
+                 __m512 *acc) {
+    __m512i i0 = _mm512_setzero_si512(), i1 = _mm512_setzero_si512();
+    i0 = _mm512_dpwssd_epi32(i0, _mm512_maddubs_epi16(u->q[0], _mm512_loadu_si512(aq)), u->sc[0]);
+    i1 = _mm512_dpwssd_epi32(i1, _mm512_maddubs_epi16(u->q[1], _mm512_loadu_si512(aq + 64)), u->sc[1]);
+    i0 = _mm512_dpwssd_epi32(i0, _mm512_maddubs_epi16(u->q[2], _mm512_loadu_si512(aq + 128)), u->sc[2]);
+    i1 = _mm512_dpwssd_epi32(i1, _mm512_maddubs_epi16(u->q[3], _mm512_loadu_si512(aq + 192)), u->sc[3]);
+    const __m256i ms = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)bs), u->mw);
+    acc[0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(i0, i1)), _mm512_set1_ps(dd),
                              acc[0]);
-    acc[1] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_set1_ps(dm), acc[1]);
+    acc[1] = _mm512_fnmadd_ps(_mm512_zextps256_ps512(_mm256_cvtepi32_ps(ms)), _mm512_set1_ps(dm),
+                              acc[1]);
 }
 
-#define KSEG 32 /* superblocks per prepass */
-
-/* DMIN: byte offset of the block's dmin (0: none, the min weights use d);
- * K4: Q4_K / Q5_K scales (prepass k4_prep) */
-#define TILEK(T, BT, DMIN, K4)                                                          \
+/* DMIN: byte offset of the block's dmin (0: none, the min weights use d) */
+#define TILEK(T, BT, DMIN)                                                              \
     INLINE void tile_##T(int64_t n, const void *w, const uint8_t *a, size_t lda,        \
                          const int NA, float *out, size_t lds) {                        \
         const BT *x = w;                                                                \
         const int64_t nb = n / QK_K;                                                    \
-        __m256 acc[4][2];                                                               \
-        for (int c = 0; c < NA; c++) acc[c][0] = acc[c][1] = _mm256_setzero_ps();       \
-        float dd[4][KSEG], dm[4][KSEG];                                                 \
-        int32_t scd[K4 ? KSEG : 1][8] ALIGN32;                                          \
-        __m256i mwv[K4 ? KSEG : 1];                                                     \
-        for (int64_t s0 = 0; s0 < nb; s0 += KSEG) {                                     \
-            const int ns = nb - s0 < KSEG ? (int)(nb - s0) : KSEG;                      \
-            for (int b = 0; b < ns; b++) {                                              \
-                const BT *xb = x + s0 + b;                                              \
-                const float d = h2f(xb->d);                                             \
-                uint16_t hm;                                                            \
-                memcpy(&hm, (const uint8_t *)xb + DMIN, 2);                             \
-                const float dmn = DMIN ? h2f(hm) : d;                                   \
-                for (int c = 0; c < NA; c++) {                                          \
-                    const float ad = ((const float *)(a + c * lda + n))[s0 + b];        \
-                    dd[c][b] = d * ad;                                                  \
-                    dm[c][b] = dmn * ad;                                                \
-                }                                                                       \
-                if (K4) k4_prep((const uint8_t *)xb->scales, scd[K4 ? b : 0], &mwv[K4 ? b : 0]);         \
-            }                                                                           \
-            for (int b = 0; b < ns; b++) {                                              \
-                ukq u;                                                                  \
-                unpack_##T(x + s0 + b, &u);                                             \
-                for (int c = 0; c < NA; c++) {                                          \
-                    const int8_t *aq = (const int8_t *)(a + c * lda);                   \
-                    const int16_t *bs = (const int16_t *)((const float *)(aq + n) + nb); \
-                    kdot(&u, K4 ? scd[K4 ? b : 0] : NULL, K4 ? mwv[K4 ? b : 0] : u.mw,  \
-                         aq + QK_K * (s0 + b), dd[c][b], dm[c][b], bs + 16 * (s0 + b), acc[c]); \
-                }                                                                       \
+        __m512 acc[4][2];                                                               \
+        for (int c = 0; c < NA; c++) acc[c][0] = acc[c][1] = _mm512_setzero_ps();       \
+        for (int64_t b = 0; b < nb; b++) {                                              \
+            ukq u;                                                                      \
+            unpack_##T(x + b, &u);                                                      \
+            const float d = h2f(x[b].d);                                                \
+            uint16_t hm;                                                                \
+            memcpy(&hm, (const uint8_t *)(x + b) + DMIN, 2);                            \
+            const float dmn = DMIN ? h2f(hm) : d;                                       \
+            for (int c = 0; c < NA; c++) {                                              \
+                const int8_t *aq = (const int8_t *)(a + c * lda);                       \
+                const float *ad = (const float *)(aq + n);                              \
+                const int16_t *bs = (const int16_t *)(ad + nb);                         \
+                kdot(&u, aq + QK_K * b, d * ad[b], dmn * ad[b], bs + 16 * b, acc[c]);   \
             }                                                                           \
         }                                                                               \
-        for (int c = 0; c < NA; c++) out[c * lds] = hsum256(_mm256_add_ps(acc[c][0], acc[c][1])); \
+        for (int c = 0; c < NA; c++)                                                    \
+            out[c * lds] = _mm512_reduce_add_ps(_mm512_add_ps(acc[c][0], acc[c][1]));   \
     }
 
-TILEK(q2_K, block_q2_K, offsetof(block_q2_K, dmin), 0)
-TILEK(q3_K, block_q3_K, 0, 0)
-TILEK(q4_K, block_q4_K, offsetof(block_q4_K, dmin), 1)
-TILEK(q5_K, block_q5_K, offsetof(block_q5_K, dmin), 1)
-TILEK(q6_K, block_q6_K, 0, 0)
+TILEK(q2_K, block_q2_K, offsetof(block_q2_K, dmin))
+TILEK(q3_K, block_q3_K, 0)
+TILEK(q4_K, block_q4_K, offsetof(block_q4_K, dmin))
+TILEK(q5_K, block_q5_K, offsetof(block_q5_K, dmin))
+TILEK(q6_K, block_q6_K, 0)
 
 /* vec_dot and gemm_tile from a one-row tile function */
 #define QUANT_DRIVERS(T)                                                                \

@@ -2,14 +2,15 @@
  *
  * One warp per output row, 4 rows per 128-thread block. Each lane walks the row in
  * 16-byte units of quant bytes (coalesced across the warp, loaded past L1 so the
- * activations stay cached). A lane first issues the loads of up to MV_U units (quant
- * bytes and scales), then does their arithmetic, so several loads per lane are in flight.
+ * activations stay cached). A lane first issues the loads of several units (quant
+ * bytes and scales), then does their arithmetic, so several loads per lane are in flight;
+ * short rows give each warp several rows so that every lane still has ~4 loads going.
  * Quantized types dot against the activations quantized to int8 exactly as the CPU
  * backend does (cuda_quantize_act), with dp4a; float types dot against float x. */
 #include "quant.cuh"
 
 #define MV_ROWS 4
-#define MV_U 4
+#define MV_UF 8 /* float types: units in flight per lane */
 
 __device__ __forceinline__ float mv_warp_sum(float v) {
 #pragma unroll
@@ -97,25 +98,37 @@ bool cuda_quantize_act(cuda_backend *be, const float *x, int64_t n_in, int n, in
 
 /* ------------------------------------------------------------ kernels */
 
-template <int T>
+/* Each warp: R consecutive rows, U units per row in flight per lane (R * U loads). */
+template <int T, int R, int U>
 __global__ void __launch_bounds__(32 * MV_ROWS)
     matvec_q_kernel(wview w, xact xa, float *__restrict__ y) {
-    int64_t row = (int64_t)blockIdx.x * MV_ROWS + (threadIdx.x >> 5);
-    int lane = threadIdx.x & 31;
-    if (row >= w.n_out) return;
+    const int64_t row0 = ((int64_t)blockIdx.x * MV_ROWS + (threadIdx.x >> 5)) * R;
+    const int lane = threadIdx.x & 31;
+    if (row0 >= w.n_out) return;
     const int n_units = (int)w.nb * units_per_block(T);
-    float acc = 0.f;
-    for (int base = lane; base < n_units; base += 32 * MV_U) {
-        uraw r[MV_U];
+    float acc[R];
 #pragma unroll
-        for (int i = 0; i < MV_U; i++)
-            if (base + 32 * i < n_units) r[i] = unit_load<T>(w, row, base + 32 * i);
+    for (int r = 0; r < R; r++) acc[r] = 0.f;
+    for (int base = lane; base < n_units; base += 32 * U) {
+        uraw raw[R][U];
 #pragma unroll
-        for (int i = 0; i < MV_U; i++)
-            if (base + 32 * i < n_units) acc += unit_dot<T>(r[i], base + 32 * i, xa);
+        for (int r = 0; r < R; r++)
+#pragma unroll
+            for (int i = 0; i < U; i++)
+                if (row0 + r < w.n_out && base + 32 * i < n_units)
+                    raw[r][i] = unit_load<T>(w, row0 + r, base + 32 * i);
+#pragma unroll
+        for (int r = 0; r < R; r++)
+#pragma unroll
+            for (int i = 0; i < U; i++)
+                if (row0 + r < w.n_out && base + 32 * i < n_units)
+                    acc[r] += unit_dot<T>(raw[r][i], base + 32 * i, xa);
     }
-    acc = mv_warp_sum(acc);
-    if (lane == 0) y[row] = acc;
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        float v = mv_warp_sum(acc[r]);
+        if (lane == 0 && row0 + r < w.n_out) y[row0 + r] = v;
+    }
 }
 
 /* Float weights, 16 bytes (4 or 8 elements) per unit; needs n_in % 8 == 0. */
@@ -131,13 +144,13 @@ __global__ void __launch_bounds__(32 * MV_ROWS)
     const uint8_t *rp = w.q + (size_t)row * w.n_in * ESZ;
     const float4 *x4 = reinterpret_cast<const float4 *>(x);
     float acc = 0.f;
-    for (int base = lane; base < n_units; base += 32 * MV_U) {
-        uint4 v[MV_U];
+    for (int base = lane; base < n_units; base += 32 * MV_UF) {
+        uint4 v[MV_UF];
 #pragma unroll
-        for (int i = 0; i < MV_U; i++)
+        for (int i = 0; i < MV_UF; i++)
             if (base + 32 * i < n_units) v[i] = ld16_stream(rp + 16 * (size_t)(base + 32 * i));
 #pragma unroll
-        for (int i = 0; i < MV_U; i++) {
+        for (int i = 0; i < MV_UF; i++) {
             const int u = base + 32 * i;
             if (u >= n_units) break;
             if constexpr (T == CHORD_TYPE_F32) {
@@ -195,7 +208,17 @@ static void launch_matvec(cuda_backend *be, const wview &w, const float *x, cons
             return;
         }
         xact a = {xa->q, xa->d, xa->bs};
-        matvec_q_kernel<T><<<grid, 32 * MV_ROWS, 0, be->stream>>>(w, a, y);
+        /* enough loads in flight per lane whatever the row length */
+        const int64_t per_lane = (w.nb * units_per_block(T) + 31) / 32;
+        const int64_t nr = w.n_out;
+        if (per_lane <= 1)
+            matvec_q_kernel<T, 4, 1><<<(unsigned)((nr + 15) / 16), 32 * MV_ROWS, 0, be->stream>>>(w, a, y);
+        else if (per_lane <= 2)
+            matvec_q_kernel<T, 2, 2><<<(unsigned)((nr + 7) / 8), 32 * MV_ROWS, 0, be->stream>>>(w, a, y);
+        else if (per_lane <= 4)
+            matvec_q_kernel<T, 1, 4><<<grid, 32 * MV_ROWS, 0, be->stream>>>(w, a, y);
+        else
+            matvec_q_kernel<T, 1, 8><<<grid, 32 * MV_ROWS, 0, be->stream>>>(w, a, y);
     }
     CUDA_LAUNCHED(be, "matvec_kernel");
 }

@@ -234,6 +234,153 @@ template <> __device__ __forceinline__ void dq16<CHORD_TYPE_Q6_K>(const wview &w
     }
 }
 
+/* ---------------------------------------------------------------- qi16 */
+
+/* The 4 low bits of h become bit 4 of the 4 bytes. */
+__device__ __forceinline__ uint32_t expand4(uint32_t h) {
+    return ((h & 1u) << 4) | ((h & 2u) << 11) | ((h & 4u) << 18) | ((h & 8u) << 25);
+}
+
+/* 16 consecutive elements (k0 % 16 == 0, all in one sub-block) as signed 8-bit integers
+ * q (offsets such as -8 applied) with w = scale * q - min. Used by the int8 prefill. */
+typedef struct q16 {
+    uint4 q;
+    float scale, min;
+} q16;
+
+template <int T> __device__ __forceinline__ q16 qi16(const wview &w, int64_t row, int64_t k0);
+
+template <> __device__ __forceinline__ q16 qi16<CHORD_TYPE_Q4_0>(const wview &w, int64_t row, int64_t k0) {
+    size_t idx = (size_t)row * w.nb + (size_t)(k0 >> 5);
+    uint4 v = ld16(w.q + idx * 16);
+    int sh = (k0 & 16) ? 4 : 0;
+    q16 r;
+    r.q = make_uint4(__vsub4((v.x >> sh) & M4, 0x08080808u), __vsub4((v.y >> sh) & M4, 0x08080808u),
+                     __vsub4((v.z >> sh) & M4, 0x08080808u), __vsub4((v.w >> sh) & M4, 0x08080808u));
+    r.scale = ldh(w.s + idx * 2);
+    r.min = 0.f;
+    return r;
+}
+template <> __device__ __forceinline__ q16 qi16<CHORD_TYPE_Q4_1>(const wview &w, int64_t row, int64_t k0) {
+    size_t idx = (size_t)row * w.nb + (size_t)(k0 >> 5);
+    uint4 v = ld16(w.q + idx * 16);
+    int sh = (k0 & 16) ? 4 : 0;
+    q16 r;
+    r.q = make_uint4((v.x >> sh) & M4, (v.y >> sh) & M4, (v.z >> sh) & M4, (v.w >> sh) & M4);
+    r.scale = ldh(w.s + idx * 4);
+    r.min = -ldh(w.s + idx * 4 + 2);
+    return r;
+}
+template <> __device__ __forceinline__ q16 qi16<CHORD_TYPE_Q5_0>(const wview &w, int64_t row, int64_t k0) {
+    size_t idx = (size_t)row * w.nb + (size_t)(k0 >> 5);
+    uint4 v = ld16(w.q + idx * 16);
+    const uint8_t *s = w.s + idx * 6;
+    uint32_t qh = (ldu16(s + 2) | ldu16(s + 4) << 16) >> (k0 & 16);
+    int sh = (k0 & 16) ? 4 : 0;
+    q16 r;
+    r.q = make_uint4(__vsub4(((v.x >> sh) & M4) | expand4(qh), 0x10101010u),
+                     __vsub4(((v.y >> sh) & M4) | expand4(qh >> 4), 0x10101010u),
+                     __vsub4(((v.z >> sh) & M4) | expand4(qh >> 8), 0x10101010u),
+                     __vsub4(((v.w >> sh) & M4) | expand4(qh >> 12), 0x10101010u));
+    r.scale = ldh(s);
+    r.min = 0.f;
+    return r;
+}
+template <> __device__ __forceinline__ q16 qi16<CHORD_TYPE_Q5_1>(const wview &w, int64_t row, int64_t k0) {
+    size_t idx = (size_t)row * w.nb + (size_t)(k0 >> 5);
+    uint4 v = ld16(w.q + idx * 16);
+    const uint8_t *s = w.s + idx * 8;
+    uint32_t qh = __ldg(reinterpret_cast<const uint32_t *>(s + 4)) >> (k0 & 16);
+    int sh = (k0 & 16) ? 4 : 0;
+    q16 r;
+    r.q = make_uint4(((v.x >> sh) & M4) | expand4(qh), ((v.y >> sh) & M4) | expand4(qh >> 4),
+                     ((v.z >> sh) & M4) | expand4(qh >> 8), ((v.w >> sh) & M4) | expand4(qh >> 12));
+    r.scale = ldh(s);
+    r.min = -ldh(s + 2);
+    return r;
+}
+template <> __device__ __forceinline__ q16 qi16<CHORD_TYPE_Q8_0>(const wview &w, int64_t row, int64_t k0) {
+    size_t idx = (size_t)row * w.nb + (size_t)(k0 >> 5);
+    q16 r;
+    r.q = ld16(w.q + idx * 32 + (k0 & 16));
+    r.scale = ldh(w.s + idx * 2);
+    r.min = 0.f;
+    return r;
+}
+template <> __device__ __forceinline__ q16 qi16<CHORD_TYPE_Q2_K>(const wview &w, int64_t row, int64_t k0) {
+    size_t idx = (size_t)row * w.nb + (size_t)(k0 >> 8);
+    int e = (int)(k0 & 255), half = e >> 7, g = (e >> 5) & 3, l0 = e & 16;
+    uint4 v = ld16(w.q + idx * 64 + 32 * half + l0);
+    const uint8_t *s = w.s + idx * 20;
+    int sc = ldb(s + (e >> 4));
+    q16 r;
+    r.q = make_uint4((v.x >> (2 * g)) & 0x03030303u, (v.y >> (2 * g)) & 0x03030303u,
+                     (v.z >> (2 * g)) & 0x03030303u, (v.w >> (2 * g)) & 0x03030303u);
+    r.scale = ldh(s + 16) * (float)(sc & 15);
+    r.min = ldh(s + 18) * (float)(sc >> 4);
+    return r;
+}
+template <> __device__ __forceinline__ q16 qi16<CHORD_TYPE_Q3_K>(const wview &w, int64_t row, int64_t k0) {
+    size_t idx = (size_t)row * w.nb + (size_t)(k0 >> 8);
+    int e = (int)(k0 & 255), half = e >> 7, g = (e >> 5) & 3, l0 = e & 16;
+    const uint8_t *qb = w.q + idx * 96;
+    uint4 v = ld16(qb + 32 + 32 * half + l0), h = ld16(qb + l0);
+    const uint8_t *s = w.s + idx * 16;
+    int bit = 4 * half + g;
+    q16 r;
+    r.q = make_uint4(__vsub4(((v.x >> (2 * g)) & 0x03030303u) | (((h.x >> bit) & ONES) << 2), 0x04040404u),
+                     __vsub4(((v.y >> (2 * g)) & 0x03030303u) | (((h.y >> bit) & ONES) << 2), 0x04040404u),
+                     __vsub4(((v.z >> (2 * g)) & 0x03030303u) | (((h.z >> bit) & ONES) << 2), 0x04040404u),
+                     __vsub4(((v.w >> (2 * g)) & 0x03030303u) | (((h.w >> bit) & ONES) << 2), 0x04040404u));
+    r.scale = ldh(s + 12) * (float)q3k_scale(s, e >> 4);
+    r.min = 0.f;
+    return r;
+}
+template <> __device__ __forceinline__ q16 qi16<CHORD_TYPE_Q4_K>(const wview &w, int64_t row, int64_t k0) {
+    size_t idx = (size_t)row * w.nb + (size_t)(k0 >> 8);
+    int e = (int)(k0 & 255), c = e >> 6, sh = (e & 32) ? 4 : 0, l0 = e & 16;
+    uint4 v = ld16(w.q + idx * 128 + 32 * c + l0);
+    const uint8_t *s = w.s + idx * 16;
+    int sc, mn;
+    k4_scale_min(s + 4, e >> 5, &sc, &mn);
+    q16 r;
+    r.q = make_uint4((v.x >> sh) & M4, (v.y >> sh) & M4, (v.z >> sh) & M4, (v.w >> sh) & M4);
+    r.scale = ldh(s) * (float)sc;
+    r.min = ldh(s + 2) * (float)mn;
+    return r;
+}
+template <> __device__ __forceinline__ q16 qi16<CHORD_TYPE_Q5_K>(const wview &w, int64_t row, int64_t k0) {
+    size_t idx = (size_t)row * w.nb + (size_t)(k0 >> 8);
+    int e = (int)(k0 & 255), c = e >> 6, sh = (e & 32) ? 4 : 0, l0 = e & 16, j5 = e >> 5;
+    const uint8_t *qb = w.q + idx * 160;
+    uint4 v = ld16(qb + 32 + 32 * c + l0), h = ld16(qb + l0);
+    const uint8_t *s = w.s + idx * 16;
+    int sc, mn;
+    k4_scale_min(s + 4, j5, &sc, &mn);
+    q16 r;
+    r.q = make_uint4(((v.x >> sh) & M4) | (((h.x >> j5) & ONES) << 4), ((v.y >> sh) & M4) | (((h.y >> j5) & ONES) << 4),
+                     ((v.z >> sh) & M4) | (((h.z >> j5) & ONES) << 4), ((v.w >> sh) & M4) | (((h.w >> j5) & ONES) << 4));
+    r.scale = ldh(s) * (float)sc;
+    r.min = ldh(s + 2) * (float)mn;
+    return r;
+}
+template <> __device__ __forceinline__ q16 qi16<CHORD_TYPE_Q6_K>(const wview &w, int64_t row, int64_t k0) {
+    size_t idx = (size_t)row * w.nb + (size_t)(k0 >> 8);
+    int e = (int)(k0 & 255), half = e >> 7, g = (e >> 5) & 3, l0 = e & 16;
+    const uint8_t *qb = w.q + idx * 192;
+    uint4 vl = ld16(qb + 64 * half + 32 * (g & 1) + l0), vh = ld16(qb + 128 + 32 * half + l0);
+    const uint8_t *s = w.s + idx * 20;
+    int sh = g >= 2 ? 4 : 0;
+    q16 r;
+    r.q = make_uint4(__vsub4(((vl.x >> sh) & M4) | (((vh.x >> (2 * g)) & 0x03030303u) << 4), 0x20202020u),
+                     __vsub4(((vl.y >> sh) & M4) | (((vh.y >> (2 * g)) & 0x03030303u) << 4), 0x20202020u),
+                     __vsub4(((vl.z >> sh) & M4) | (((vh.z >> (2 * g)) & 0x03030303u) << 4), 0x20202020u),
+                     __vsub4(((vl.w >> sh) & M4) | (((vh.w >> (2 * g)) & 0x03030303u) << 4), 0x20202020u));
+    r.scale = ldh(s + 16) * (float)(int8_t)ldb(s + (e >> 4));
+    r.min = 0.f;
+    return r;
+}
+
 /* One element of a float-type row (any alignment). */
 template <int T> __device__ __forceinline__ float ld_elem(const wview &w, int64_t row, int64_t k) {
     size_t i = (size_t)row * w.n_in + k;
@@ -260,10 +407,6 @@ __device__ __forceinline__ int dot16(uint32_t w0, uint32_t w1, uint32_t w2, uint
     return __dp4a((int)w3, x.w, acc);
 }
 
-/* The 4 low bits of h become bit 4 of the 4 bytes. */
-__device__ __forceinline__ uint32_t expand4(uint32_t h) {
-    return ((h & 1u) << 4) | ((h & 2u) << 11) | ((h & 4u) << 18) | ((h & 8u) << 25);
-}
 __device__ __forceinline__ float half_lo(uint32_t v) { return __half2float(__ushort_as_half((unsigned short)(v & 0xFFFFu))); }
 __device__ __forceinline__ float half_hi(uint32_t v) { return __half2float(__ushort_as_half((unsigned short)(v >> 16))); }
 /* byte j (run time) of the 12 bytes a, b, c */

@@ -75,7 +75,8 @@ float quant_search_sym(int n, int nmax, const float *x, const float *w, int8_t *
                        float lo_off, float hi_off) {
     float ones[256];
     if (!w) {
-        for (int i = 0; i < n; i++) ones[i] = 1.0f;
+        for (int i = 0; i < n; i++)
+            ones[i] = 1.0f;
         w = ones;
     }
     float amax = 0.0f, vmax = 0.0f;
@@ -96,8 +97,8 @@ float quant_search_sym(int n, int nmax, const float *x, const float *w, int8_t *
      * Metric: sxq^2 / sqq, the error reduction of the least-squares scale sxq / sqq. */
     float best = -1.0f, best_d = 0.0f;
     for (int k = 0; k < ncand; k++) {
-        const float off = ncand > 1 ? lo_off + (hi_off - lo_off) * (float)k / (float)(ncand - 1)
-                                    : lo_off;
+        const float off =
+            ncand > 1 ? lo_off + (hi_off - lo_off) * (float)k / (float)(ncand - 1) : lo_off;
         const float iscale = -((float)nmax + off) / vmax;
         float sl, sqq, sxq;
         level_sums(n, x, w, iscale, 0.0f, lo, hi, &sl, &sqq, &sxq);
@@ -120,7 +121,8 @@ float quant_search_sym(int n, int nmax, const float *x, const float *w, int8_t *
         d = sxq / sqq;
     }
     const float id = 1.0f / d;
-    for (int i = 0; i < n; i++) q[i] = (int8_t)quant_nearest_int(clampf(id * x[i], lo, hi));
+    for (int i = 0; i < n; i++)
+        q[i] = (int8_t)quant_nearest_int(clampf(id * x[i], lo, hi));
     return d;
 }
 
@@ -155,7 +157,8 @@ float quant_search_asym(int n, int nmax, const float *x, const float *w, uint8_t
                         bool m_nonpos, int nstep) {
     float ones[256], xs[256];
     if (!w) {
-        for (int i = 0; i < n; i++) ones[i] = 1.0f;
+        for (int i = 0; i < n; i++)
+            ones[i] = 1.0f;
         w = ones;
     }
     float mn = x[0], mx = x[0];
@@ -185,7 +188,8 @@ float quant_search_asym(int n, int nmax, const float *x, const float *w, uint8_t
     float best = FLT_MAX, best_a = 0.0f, best_b = 0.0f;
     for (int k = 0; k <= nstep; k++) {
         const float iscale =
-            ((float)nmax + ALO + (AHI - ALO) * (float)k / (float)(nstep ? nstep : 1)) / (mx - mn);
+            ((float)nmax + ALO + (AHI - ALO) * (float)k / (float)(nstep ? nstep : 1)) /
+            (mx - mn);
         float sl, sl2, slx, a = 0.0f, b = 0.0f;
         level_sums(n, xs, w, iscale, 0.0f, 0.0f, hi, &sl, &sl2, &slx);
         const float err = fit_ab(sw, swx, swx2, sl, sl2, slx, bmax, &a, &b);
@@ -197,7 +201,7 @@ float quant_search_asym(int n, int nmax, const float *x, const float *w, uint8_t
     }
     if (!(best_a > 0.0f)) {
         memset(lv, 0, (size_t)n);
-        const float mean = mn + swx / sw;
+        const float mean = sw > 0.0f ? mn + swx / sw : mn;
         *m = m_nonpos && mean > 0.0f ? 0.0f : mean;
         return 0.0f;
     }
@@ -222,7 +226,9 @@ float quant_search_asym(int n, int nmax, const float *x, const float *w, uint8_t
 
 /* ------------------------------------------------------------- helpers */
 
-static inline float h2f(chord_half h) { return chord_half_to_float(h); }
+static inline float h2f(chord_half h) {
+    return chord_half_to_float(h);
+}
 
 /* The half nearest to v, moved one step away from zero when that rounded its magnitude
  * down: super-block scales never shrink, so the largest sub-block scale still fits in
@@ -274,7 +280,8 @@ static float k_asym_pick(int nsub, int sub, int nmax, int qmax, const float *x, 
         int s0 = d > 0.0f ? quant_nearest_int(clampf(scales[j] / d, 0.0f, (float)qmax)) : 0;
         int m0 = dmin > 0.0f ? quant_nearest_int(clampf(mins[j] / dmin, 0.0f, (float)qmax)) : 0;
         /* (s0, m0), then s0 -+ 1, then the min's neighbours for the best scale */
-        float best = requant_asym(sub, nmax, xj, wj, d * (float)s0, dmin * (float)m0, lv + sub * j);
+        float best =
+            requant_asym(sub, nmax, xj, wj, d * (float)s0, dmin * (float)m0, lv + sub * j);
         int bs = s0, bm = m0;
         for (int pass = 0; pass < 2; pass++) {
             const int cs = bs, cm = bm;
@@ -314,8 +321,8 @@ static void k_asym_block(int nsub, int sub, int nmax, int bits, const float *x, 
     }
     chord_half dh = half_not_below(max_scale / (float)qmax);
     chord_half mh = half_not_below(max_min / (float)qmax);
-    float best = k_asym_pick(nsub, sub, nmax, qmax, x, w, scales, mins, h2f(dh), h2f(mh), sc,
-                             mn, lv);
+    float best =
+        k_asym_pick(nsub, sub, nmax, qmax, x, w, scales, mins, h2f(dh), h2f(mh), sc, mn, lv);
     uint8_t sc2[16], mn2[16], lv2[QK_K];
     for (int it = 0; it < K_REFIT; it++) {
         /* x ~ d * (sc l) - dmin * mn: least squares in (d, dmin) */
@@ -347,7 +354,8 @@ static void k_asym_block(int nsub, int sub, int nmax, int bits, const float *x, 
             dmin = 0;
         }
         if (!(d > 0) || dmin < 0) break;
-        const chord_half dh2 = chord_float_to_half((float)d), mh2 = chord_float_to_half((float)dmin);
+        const chord_half dh2 = chord_float_to_half((float)d),
+                         mh2 = chord_float_to_half((float)dmin);
         const float e = k_asym_pick(nsub, sub, nmax, qmax, x, w, scales, mins, h2f(dh2),
                                     h2f(mh2), sc2, mn2, lv2);
         if (!(e < best)) break;
@@ -364,9 +372,11 @@ static void k_asym_block(int nsub, int sub, int nmax, int bits, const float *x, 
 
 static void weights_rms_abs(const float *x, float *w, int n) {
     float s2 = 0.0f;
-    for (int i = 0; i < n; i++) s2 += x[i] * x[i];
+    for (int i = 0; i < n; i++)
+        s2 += x[i] * x[i];
     const float av = sqrtf(s2 / (float)n);
-    for (int i = 0; i < n; i++) w[i] = av + fabsf(x[i]);
+    for (int i = 0; i < n; i++)
+        w[i] = av + fabsf(x[i]);
 }
 
 /* ------------------------------------------------------------------ Q2_K */
@@ -380,11 +390,13 @@ void quantize_row_q2_K(const float *x, void *y, int64_t n) {
         for (int j = 0; j < 16; j++) {
             weights_rms_abs(x + 16 * j, w + 16 * j, 16);
             float m;
-            scales[j] = quant_search_asym(16, 3, x + 16 * j, w + 16 * j, lv + 16 * j, &m, true, NSTEP2);
+            scales[j] =
+                quant_search_asym(16, 3, x + 16 * j, w + 16 * j, lv + 16 * j, &m, true, NSTEP2);
             mins[j] = -m;
         }
         k_asym_block(16, 16, 3, 4, x, w, scales, mins, sc, mn, lv, &b[i].d, &b[i].dmin);
-        for (int j = 0; j < 16; j++) b[i].scales[j] = (uint8_t)(sc[j] | mn[j] << 4);
+        for (int j = 0; j < 16; j++)
+            b[i].scales[j] = (uint8_t)(sc[j] | mn[j] << 4);
         memset(b[i].qs, 0, sizeof b[i].qs);
         for (int h = 0; h < 2; h++)
             for (int g = 0; g < 4; g++)
@@ -401,7 +413,8 @@ void quantize_row_q3_K(const float *x, void *y, int64_t n) {
     int8_t q[QK_K], tmp[16];
     float scales[16];
     float w[QK_K];
-    for (int i = 0; i < QK_K; i++) w[i] = 1.0f;
+    for (int i = 0; i < QK_K; i++)
+        w[i] = 1.0f;
     for (int64_t i = 0; i < nb; i++, x += QK_K) {
         float amax = 0.0f, smax = 0.0f;
         for (int j = 0; j < 16; j++) {
@@ -417,7 +430,8 @@ void quantize_row_q3_K(const float *x, void *y, int64_t n) {
         int sc[16];
         for (int j = 0; j < 16; j++) {
             const float *xj = x + 16 * j;
-            const int s0 = d != 0.0f ? quant_nearest_int(clampf(scales[j] / d, -32.0f, 31.0f)) : 0;
+            const int s0 =
+                d != 0.0f ? quant_nearest_int(clampf(scales[j] / d, -32.0f, 31.0f)) : 0;
             float best = FLT_MAX;
             int bs = s0;
             for (int ds = -1; ds <= 1; ds++) {
@@ -452,7 +466,8 @@ void quantize_row_q3_K(const float *x, void *y, int64_t n) {
 
 /* ----------------------------------------------------------- Q4_K / Q5_K */
 
-static void pack_k4_scales(uint8_t out[K_SCALE_SIZE], const uint8_t sc[8], const uint8_t mn[8]) {
+static void pack_k4_scales(uint8_t out[K_SCALE_SIZE], const uint8_t sc[8],
+                           const uint8_t mn[8]) {
     memset(out, 0, K_SCALE_SIZE);
     for (int j = 0; j < 8; j++) {
         if (j < 4) {
@@ -473,7 +488,8 @@ static void k45_block(const float *x, int nmax, int nstep, uint8_t *lv, uint8_t 
     for (int j = 0; j < 8; j++) {
         weights_rms_abs(x + 32 * j, w + 32 * j, 32);
         float m;
-        scales[j] = quant_search_asym(32, nmax, x + 32 * j, w + 32 * j, lv + 32 * j, &m, true, nstep);
+        scales[j] =
+            quant_search_asym(32, nmax, x + 32 * j, w + 32 * j, lv + 32 * j, &m, true, nstep);
         mins[j] = -m;
     }
     k_asym_block(8, 32, nmax, 6, x, w, scales, mins, sc, mn, lv, d, dmin);
@@ -516,7 +532,8 @@ void quantize_row_q6_K(const float *x, void *y, int64_t n) {
     const int64_t nb = n / QK_K;
     int8_t q[QK_K], tmp[16];
     float scales[16], ones[16];
-    for (int i = 0; i < 16; i++) ones[i] = 1.0f;
+    for (int i = 0; i < 16; i++)
+        ones[i] = 1.0f;
     for (int64_t i = 0; i < nb; i++, x += QK_K) {
         float amax = 0.0f, smax = 0.0f;
         for (int j = 0; j < 16; j++) {
@@ -531,7 +548,8 @@ void quantize_row_q6_K(const float *x, void *y, int64_t n) {
         b[i].d = dh;
         for (int j = 0; j < 16; j++) {
             const float *xj = x + 16 * j;
-            const int s0 = d != 0.0f ? quant_nearest_int(clampf(scales[j] / d, -128.0f, 127.0f)) : 0;
+            const int s0 =
+                d != 0.0f ? quant_nearest_int(clampf(scales[j] / d, -128.0f, 127.0f)) : 0;
             float best = FLT_MAX;
             int bs = s0;
             for (int ds = -1; ds <= 1; ds++) {

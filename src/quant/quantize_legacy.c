@@ -28,7 +28,8 @@ static inline float clampf(float v, float lo, float hi) {
 }
 
 /* Symmetric block: levels q in [-nmax, nmax-1] against the half scale. */
-static chord_half sym_block(const float *x, int nmax, int ncand, float lo, float hi, int8_t *q) {
+static chord_half sym_block(const float *x, int nmax, int ncand, float lo, float hi,
+                            int8_t *q) {
     const float d = quant_search_sym(32, nmax, x, NULL, q, ncand, lo, hi);
     const chord_half dh = chord_float_to_half(d);
     const float dr = chord_half_to_float(dh);
@@ -75,7 +76,8 @@ void quantize_row_q4_1(const float *x, void *y, int64_t n) {
     uint8_t l[32];
     for (int64_t i = 0; i < n / QK4_1; i++, x += QK4_1) {
         asym_block(x, 15, 20, l, &b[i].d, &b[i].m);
-        for (int j = 0; j < 16; j++) b[i].qs[j] = (uint8_t)(l[j] | l[j + 16] << 4);
+        for (int j = 0; j < 16; j++)
+            b[i].qs[j] = (uint8_t)(l[j] | l[j + 16] << 4);
     }
 }
 
@@ -86,7 +88,8 @@ static void pack_q5(const uint8_t *u, uint8_t qs[16], uint8_t qh[4]) {
         h |= (uint32_t)(u[j] >> 4) << j;
         h |= (uint32_t)(u[j + 16] >> 4) << (j + 16);
     }
-    for (int k = 0; k < 4; k++) qh[k] = (uint8_t)(h >> (8 * k));
+    for (int k = 0; k < 4; k++)
+        qh[k] = (uint8_t)(h >> (8 * k));
 }
 
 void quantize_row_q5_0(const float *x, void *y, int64_t n) {
@@ -95,7 +98,8 @@ void quantize_row_q5_0(const float *x, void *y, int64_t n) {
     uint8_t u[32];
     for (int64_t i = 0; i < n / QK5_0; i++, x += QK5_0) {
         b[i].d = sym_block(x, 16, NC50, LO50, HI50, q);
-        for (int j = 0; j < 32; j++) u[j] = (uint8_t)(q[j] + 16);
+        for (int j = 0; j < 32; j++)
+            u[j] = (uint8_t)(q[j] + 16);
         pack_q5(u, b[i].qs, b[i].qh);
     }
 }

@@ -1,6 +1,8 @@
 /* The traits table and IEEE half / bfloat16 conversions. */
 #include "types.h"
 
+#include "quantize.h"
+
 #include <ctype.h>
 #include <string.h>
 
@@ -10,19 +12,28 @@ static const chord_type_traits TRAITS[CHORD_TYPE_COUNT] = {
     ROW(CHORD_TYPE_F32, "F32", 1, 4, dequant_row_f32_ref, quant_row_f32_ref),
     ROW(CHORD_TYPE_F16, "F16", 1, 2, dequant_row_f16_ref, quant_row_f16_ref),
     ROW(CHORD_TYPE_BF16, "BF16", 1, 2, dequant_row_bf16_ref, quant_row_bf16_ref),
-    ROW(CHORD_TYPE_Q4_0, "Q4_0", QK4_0, sizeof(block_q4_0), dequant_row_q4_0_ref, NULL),
-    ROW(CHORD_TYPE_Q4_1, "Q4_1", QK4_1, sizeof(block_q4_1), dequant_row_q4_1_ref, NULL),
-    ROW(CHORD_TYPE_Q5_0, "Q5_0", QK5_0, sizeof(block_q5_0), dequant_row_q5_0_ref, NULL),
-    ROW(CHORD_TYPE_Q5_1, "Q5_1", QK5_1, sizeof(block_q5_1), dequant_row_q5_1_ref, NULL),
+    ROW(CHORD_TYPE_Q4_0, "Q4_0", QK4_0, sizeof(block_q4_0), dequant_row_q4_0_ref,
+        quantize_row_q4_0),
+    ROW(CHORD_TYPE_Q4_1, "Q4_1", QK4_1, sizeof(block_q4_1), dequant_row_q4_1_ref,
+        quantize_row_q4_1),
+    ROW(CHORD_TYPE_Q5_0, "Q5_0", QK5_0, sizeof(block_q5_0), dequant_row_q5_0_ref,
+        quantize_row_q5_0),
+    ROW(CHORD_TYPE_Q5_1, "Q5_1", QK5_1, sizeof(block_q5_1), dequant_row_q5_1_ref,
+        quantize_row_q5_1),
     ROW(CHORD_TYPE_Q8_0, "Q8_0", QK8_0, sizeof(block_q8_0), dequant_row_q8_0_ref,
         quant_row_q8_0_ref),
     ROW(CHORD_TYPE_Q8_1, "Q8_1", QK8_1, sizeof(block_q8_1), dequant_row_q8_1_ref,
         quant_row_q8_1_ref),
-    ROW(CHORD_TYPE_Q2_K, "Q2_K", QK_K, sizeof(block_q2_K), dequant_row_q2_K_ref, NULL),
-    ROW(CHORD_TYPE_Q3_K, "Q3_K", QK_K, sizeof(block_q3_K), dequant_row_q3_K_ref, NULL),
-    ROW(CHORD_TYPE_Q4_K, "Q4_K", QK_K, sizeof(block_q4_K), dequant_row_q4_K_ref, NULL),
-    ROW(CHORD_TYPE_Q5_K, "Q5_K", QK_K, sizeof(block_q5_K), dequant_row_q5_K_ref, NULL),
-    ROW(CHORD_TYPE_Q6_K, "Q6_K", QK_K, sizeof(block_q6_K), dequant_row_q6_K_ref, NULL),
+    ROW(CHORD_TYPE_Q2_K, "Q2_K", QK_K, sizeof(block_q2_K), dequant_row_q2_K_ref,
+        quantize_row_q2_K),
+    ROW(CHORD_TYPE_Q3_K, "Q3_K", QK_K, sizeof(block_q3_K), dequant_row_q3_K_ref,
+        quantize_row_q3_K),
+    ROW(CHORD_TYPE_Q4_K, "Q4_K", QK_K, sizeof(block_q4_K), dequant_row_q4_K_ref,
+        quantize_row_q4_K),
+    ROW(CHORD_TYPE_Q5_K, "Q5_K", QK_K, sizeof(block_q5_K), dequant_row_q5_K_ref,
+        quantize_row_q5_K),
+    ROW(CHORD_TYPE_Q6_K, "Q6_K", QK_K, sizeof(block_q6_K), dequant_row_q6_K_ref,
+        quantize_row_q6_K),
     ROW(CHORD_TYPE_Q8_K, "Q8_K", QK_K, sizeof(block_q8_K), dequant_row_q8_K_ref,
         quant_row_q8_K_ref),
     /* Known to GGUF, not computed by chord: sizes let the parser validate the file and
