@@ -71,6 +71,16 @@ typedef struct chord_backend_ops {
     /* Bytes of each of k and v for one layer; NULL means float32 [n_ctx][kv_dim]. */
     size_t (*kv_bytes)(chord_backend *be, int n_ctx, int kv_dim);
 
+    /* Optional (NULL: not offered): a whole decode step as one replayable unit, e.g. a
+     * CUDA graph. forward.c calls step_begin before the ops of a step that runs entirely
+     * on this backend. It returns true when the backend has replayed the step itself
+     * (the logits are then in the output buffer of the ops recorded earlier, and the ops
+     * are not issued); false means: issue the ops now (the backend may record them),
+     * then call step_end. tokens (host) and pos0 are the step's inputs: a backend that
+     * replays must read them from memory it updates here, not from recorded arguments. */
+    bool (*step_begin)(chord_backend *be, const int32_t *tokens, int n, int pos0);
+    void (*step_end)(chord_backend *be);
+
     /* out[i] = emb row tokens[i] (dequantized), out is [n][emb->n_in]. tokens are host. */
     void (*get_rows)(chord_backend *be, float *out, const chord_weight *emb,
                      const int32_t *tokens, int n);

@@ -42,7 +42,7 @@ static chord_status try_gpu(chord_model *m, const chord_model_params *p) {
     chord_backend *g = NULL;
     const chord_hparams *hp = &m->hp;
     if (chord_backend_cuda_new(&g, &e) != CHORD_OK) {
-        snprintf(m->backend_notice, sizeof m->backend_notice, "GPU not used (%s); running on the CPU",
+        snprintf(m->backend_notice, sizeof m->backend_notice, "GPU not used (%.200s); running on the CPU",
                  e.message);
         return CHORD_OK;
     }
@@ -83,7 +83,7 @@ static chord_status try_gpu(chord_model *m, const chord_model_params *p) {
     }
     if (s != CHORD_OK) {
         snprintf(m->backend_notice, sizeof m->backend_notice,
-                 "GPU not used (uploading weights failed: %s); running on the CPU", e.message);
+                 "GPU not used (uploading weights failed: %.160s); running on the CPU", e.message);
         g->ops->destroy(g); /* frees every device copy */
         m->tok_embd.dev = m->output.dev = m->output_norm.dev = NULL;
         for (int l = 0; l < hp->n_layer; l++) {

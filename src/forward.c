@@ -57,12 +57,11 @@ static void ffn_block(chord_context *ctx, chord_backend *be, chord_acts *a, cons
     op->add(be, a->x, a->xb, (size_t)n * hp->n_embd);
 }
 
-chord_status forward_chunk(chord_context *ctx, const int32_t *tokens, int n, int pos0, int first,
-                           float *out, chord_error *err) {
+/* The ops of one chunk, in pipeline order. Returns the backend index holding the
+ * output rows. */
+static int issue_ops(chord_context *ctx, const int32_t *tokens, int n, int pos0, int first) {
     const chord_model *m = ctx->model;
     const chord_hparams *hp = &m->hp;
-    CHORD_ASSERT(n > 0 && n <= ctx->n_batch && pos0 + n <= ctx->n_ctx);
-
     int cur = m->layer_be[0];
     chord_backend *be = ctx->backends[cur];
     be->ops->get_rows(be, ctx->acts[cur].x, &m->tok_embd, tokens, n);
@@ -90,7 +89,33 @@ chord_status forward_chunk(chord_context *ctx, const int32_t *tokens, int n, int
         float *lg[1] = {a->logits};
         const chord_weight *wout[1] = {&m->output};
         be->ops->matmul(be, 1, lg, wout, a->xb, rows);
-        be->ops->to_host(be, out, a->logits, (size_t)rows * hp->n_vocab * sizeof(float));
+    }
+    return cur;
+}
+
+static bool single_backend(const chord_model *m) {
+    for (int l = 0; l < m->hp.n_layer; l++)
+        if (m->layer_be[l] != m->out_be) return false;
+    return true;
+}
+
+chord_status forward_chunk(chord_context *ctx, const int32_t *tokens, int n, int pos0, int first,
+                           float *out, chord_error *err) {
+    const chord_model *m = ctx->model;
+    CHORD_ASSERT(n > 0 && n <= ctx->n_batch && pos0 + n <= ctx->n_ctx);
+
+    /* A one-token step on one device may be replayed as a whole (CUDA graphs). */
+    int cur = m->out_be;
+    chord_backend *be = ctx->backends[cur];
+    bool step = n == 1 && first == 0 && single_backend(m) && be->ops->step_begin;
+    if (!step || !be->ops->step_begin(be, tokens, n, pos0)) {
+        cur = issue_ops(ctx, tokens, n, pos0, first);
+        if (step) be->ops->step_end(be);
+    }
+    if (first < n) {
+        be = ctx->backends[cur];
+        be->ops->to_host(be, out, ctx->acts[cur].logits,
+                         (size_t)(n - first) * m->hp.n_vocab * sizeof(float));
     }
     for (int i = 0; i < CHORD_MAX_BACKENDS; i++) {
         if (!ctx->backends[i]) continue;

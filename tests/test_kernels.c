@@ -46,13 +46,15 @@ static void rand_weights(chord_type t, void *dst, int64_t n_rows, int64_t n, uin
     if (t == CHORD_TYPE_F32 || t == CHORD_TYPE_F16 || t == CHORD_TYPE_BF16) {
         float *tmp = malloc((size_t)n * sizeof(float));
         for (int64_t r = 0; r < n_rows; r++) {
-            for (int64_t i = 0; i < n; i++) tmp[i] = frand(s);
+            for (int64_t i = 0; i < n; i++)
+                tmp[i] = frand(s);
             tr->from_float(tmp, p + r * rs, n);
         }
         free(tmp);
         return;
     }
-    for (size_t i = 0; i < rs * (size_t)n_rows; i++) p[i] = (uint8_t)rng_next(s);
+    for (size_t i = 0; i < rs * (size_t)n_rows; i++)
+        p[i] = (uint8_t)rng_next(s);
     const int64_t nb = n / tr->block_size * n_rows;
     for (int64_t b = 0; b < nb; b++) {
         uint8_t *blk = p + b * tr->type_size;
@@ -81,7 +83,9 @@ static void rand_weights(chord_type t, void *dst, int64_t n_rows, int64_t n, uin
             put_half(&((block_q5_K *)blk)->d, rand_scale(s, 1) * 0.1f);
             put_half(&((block_q5_K *)blk)->dmin, rand_scale(s, 1) * 0.1f);
             break;
-        case CHORD_TYPE_Q6_K: put_half(&((block_q6_K *)blk)->d, rand_scale(s, 0) * 0.01f); break;
+        case CHORD_TYPE_Q6_K:
+            put_half(&((block_q6_K *)blk)->d, rand_scale(s, 0) * 0.01f);
+            break;
         default: break;
         }
     }
@@ -134,7 +138,8 @@ static void test_type_size(chord_type t, int64_t n, cpu_isa best, uint64_t *seed
     rand_weights(t, w, MAX_ROWS, n, seed);
     rand_acts(x, n * MAX_ACTS, seed);
     memset(a, 0, lda * MAX_ACTS);
-    for (int c = 0; c < MAX_ACTS; c++) sk->quantize_act(x + c * n, a + c * lda, n);
+    for (int c = 0; c < MAX_ACTS; c++)
+        sk->quantize_act(x + c * n, a + c * lda, n);
 
     /* activation quantization: within half a step of x */
     int bad_q = 0;
@@ -182,9 +187,10 @@ static void test_type_size(chord_type t, int64_t n, cpu_isa best, uint64_t *seed
         CHECK(k->act == sk->act, "%s/%s: activation format differs", tn, in);
         /* same activation bytes from every ISA's quantizer */
         memset(a2, 0, lda * MAX_ACTS);
-        for (int c = 0; c < MAX_ACTS; c++) k->quantize_act(x + c * n, a2 + c * lda, n);
-        CHECK(memcmp(a, a2, lda * MAX_ACTS) == 0, "%s/%s n=%lld: quantize_act differs from scalar",
-              tn, in, (long long)n);
+        for (int c = 0; c < MAX_ACTS; c++)
+            k->quantize_act(x + c * n, a2 + c * lda, n);
+        CHECK(memcmp(a, a2, lda * MAX_ACTS) == 0,
+              "%s/%s n=%lld: quantize_act differs from scalar", tn, in, (long long)n);
         /* vec_dot */
         bad = 0;
         worst = 0;
@@ -205,7 +211,8 @@ static void test_type_size(chord_type t, int64_t n, cpu_isa best, uint64_t *seed
                 const int nw = ROW_COUNTS[ri], na = ACT_COUNTS[ci];
                 const size_t lds = MAX_ROWS + 1; /* not the row count: checks lds use */
                 float *o = xalloc(sizeof(float) * lds * na);
-                for (size_t i = 0; i < lds * (size_t)na; i++) o[i] = NAN;
+                for (size_t i = 0; i < lds * (size_t)na; i++)
+                    o[i] = NAN;
                 k->gemm_tile(n, nw, na, o, lds, w, rs, a, lda);
                 bad = 0;
                 worst = 0;
@@ -218,7 +225,8 @@ static void test_type_size(chord_type t, int64_t n, cpu_isa best, uint64_t *seed
                         if (!(e <= worst)) worst = e;
                         bad += !close_enough(v, ssc[i], norm[i]);
                     }
-                    for (size_t r = (size_t)nw; r < lds; r++) untouched_ok &= isnan(o[c * lds + r]);
+                    for (size_t r = (size_t)nw; r < lds; r++)
+                        untouched_ok &= isnan(o[c * lds + r]);
                 }
                 CHECK(bad == 0 && untouched_ok,
                       "%s/%s n=%lld gemm %dx%d: %d bad, worst rel %.3g, bounds %d", tn, in,
@@ -270,7 +278,10 @@ static void test_matmul(cpu_isa isa, uint64_t *seed) {
                     const int64_t n_out = ROW_COUNTS[(ri + (size_t)i) % 5];
                     wmem[i] = xalloc(chord_row_size(t, n_in) * (size_t)n_out);
                     rand_weights(t, wmem[i], n_out, n_in, seed);
-                    wt[i] = (chord_weight){.name = "w", .type = t, .n_in = n_in, .n_out = n_out,
+                    wt[i] = (chord_weight){.name = "w",
+                                           .type = t,
+                                           .n_in = n_in,
+                                           .n_out = n_out,
                                            .host = wmem[i],
                                            .nbytes = chord_row_size(t, n_in) * (size_t)n_out};
                     wp[i] = &wt[i];
@@ -284,7 +295,8 @@ static void test_matmul(cpu_isa isa, uint64_t *seed) {
                     const cpu_type_kernels *sk = &ks->t[wt[i].type];
                     const size_t lda = cpu_act_row_size(sk->act, n_in);
                     uint8_t *a = xalloc(lda);
-                    float *wf = xalloc(sizeof(float) * n_in), *af = xalloc(sizeof(float) * n_in);
+                    float *wf = xalloc(sizeof(float) * n_in),
+                          *af = xalloc(sizeof(float) * n_in);
                     const size_t rs = chord_row_size(wt[i].type, n_in);
                     for (int t = 0; t < n; t++) {
                         sk->quantize_act(x + t * n_in, a, n_in);
@@ -292,10 +304,11 @@ static void test_matmul(cpu_isa isa, uint64_t *seed) {
                         for (int64_t o = 0; o < wt[i].n_out; o++) {
                             float want;
                             sk->vec_dot(n_in, &want, (const uint8_t *)wmem[i] + o * rs, a);
-                            chord_type_get(wt[i].type)->to_float((const uint8_t *)wmem[i] + o * rs,
-                                                                  wf, n_in);
+                            chord_type_get(wt[i].type)
+                                ->to_float((const uint8_t *)wmem[i] + o * rs, wf, n_in);
                             double nm = 0;
-                            for (int64_t j = 0; j < n_in; j++) nm += fabs((double)wf[j] * af[j]);
+                            for (int64_t j = 0; j < n_in; j++)
+                                nm += fabs((double)wf[j] * af[j]);
                             bad += !close_enough(ys[i][t * wt[i].n_out + o], want, nm);
                         }
                     }
@@ -303,8 +316,8 @@ static void test_matmul(cpu_isa isa, uint64_t *seed) {
                     free(wf);
                     free(af);
                 }
-                CHECK(bad == 0, "matmul %s group %zu rows %d acts %d: %d bad", cpu_isa_name(isa), g,
-                      ROW_COUNTS[ri], n, bad);
+                CHECK(bad == 0, "matmul %s group %zu rows %d acts %d: %d bad",
+                      cpu_isa_name(isa), g, ROW_COUNTS[ri], n, bad);
                 for (int i = 0; i < 3; i++) {
                     free(wmem[i]);
                     free(ys[i]);
@@ -312,9 +325,12 @@ static void test_matmul(cpu_isa isa, uint64_t *seed) {
             }
     /* bad input: mismatched n_in and an unsupported type */
     {
-        chord_weight a = {.name = "a", .type = CHORD_TYPE_Q8_0, .n_in = 64, .n_out = 1, .host = x};
-        chord_weight b = {.name = "b", .type = CHORD_TYPE_Q8_0, .n_in = 96, .n_out = 1, .host = x};
-        chord_weight c = {.name = "c", .type = CHORD_TYPE_IQ2_XS, .n_in = 256, .n_out = 1, .host = x};
+        chord_weight a = {
+            .name = "a", .type = CHORD_TYPE_Q8_0, .n_in = 64, .n_out = 1, .host = x};
+        chord_weight b = {
+            .name = "b", .type = CHORD_TYPE_Q8_0, .n_in = 96, .n_out = 1, .host = x};
+        chord_weight c = {
+            .name = "c", .type = CHORD_TYPE_IQ2_XS, .n_in = 256, .n_out = 1, .host = x};
         const chord_weight *wp[2] = {&a, &b};
         float y[4];
         float *ys[2] = {y, y + 2};
@@ -349,7 +365,8 @@ static void test_isa_env(void) {
         setenv("CHORD_ISA", saved, 1);
         free(saved);
     }
-    CHECK(!strcmp(cpu_isa_name(CPU_ISA_AVX512), "avx512") && !strcmp(cpu_isa_name(CPU_ISA_AVX2), "avx2") &&
+    CHECK(!strcmp(cpu_isa_name(CPU_ISA_AVX512), "avx512") &&
+              !strcmp(cpu_isa_name(CPU_ISA_AVX2), "avx2") &&
               !strcmp(cpu_isa_name(CPU_ISA_SCALAR), "scalar"),
           "isa names");
     CHECK(cpu_kernels_get(CPU_ISA_AVX2)->isa == CPU_ISA_AVX2, "table isa");
@@ -377,9 +394,11 @@ int main(void) {
         sizes[ns++] = 4096;
         sizes[ns++] = 11008;
         const int before = test_failures;
-        for (int i = 0; i < ns; i++) test_type_size(t, sizes[i], best, &seed);
+        for (int i = 0; i < ns; i++)
+            test_type_size(t, sizes[i], best, &seed);
         printf("%-5s %s\n", chord_type_name(t), test_failures == before ? "ok" : "FAILED");
     }
-    for (int isa = CPU_ISA_SCALAR; isa <= (int)best; isa++) test_matmul((cpu_isa)isa, &seed);
+    for (int isa = CPU_ISA_SCALAR; isa <= (int)best; isa++)
+        test_matmul((cpu_isa)isa, &seed);
     return test_summary("test_kernels");
 }

@@ -12,7 +12,7 @@
 typedef struct {
     atomic_int calls[16];
     atomic_int total;
-    int nth_seen;
+    atomic_int nth_seen;
     atomic_int barrier;
     int caller_share;
 } job;
@@ -21,7 +21,7 @@ static void count_fn(void *arg, int ith, int nth) {
     job *j = arg;
     if (ith >= 0 && ith < 16) atomic_fetch_add(&j->calls[ith], 1);
     atomic_fetch_add(&j->total, 1);
-    j->nth_seen = nth;
+    atomic_store(&j->nth_seen, nth);
 }
 
 static void barrier_fn(void *arg, int ith, int nth) {
@@ -53,10 +53,12 @@ static void run_checks(int n) {
         job j;
         memset(&j, 0, sizeof j);
         cpu_pool_run(p, count_fn, &j);
-        int ok = atomic_load(&j.total) == n && j.nth_seen == n;
-        for (int i = 0; i < n; i++) ok &= atomic_load(&j.calls[i]) == 1;
+        int ok = atomic_load(&j.total) == n && atomic_load(&j.nth_seen) == n;
+        for (int i = 0; i < n; i++)
+            ok &= atomic_load(&j.calls[i]) == 1;
         if (!ok) {
-            CHECK(ok, "pool %d rep %d: shares ran wrong (total %d)", n, rep, atomic_load(&j.total));
+            CHECK(ok, "pool %d rep %d: shares ran wrong (total %d)", n, rep,
+                  atomic_load(&j.total));
             break;
         }
         if (rep % 500 == 0) sleep_ms(5); /* let the workers fall asleep */
@@ -66,7 +68,8 @@ static void run_checks(int n) {
         memset(&j, 0, sizeof j);
         cpu_pool_run(p, barrier_fn, &j);
         int ok = 1;
-        for (int i = 0; i < n; i++) ok &= atomic_load(&j.calls[i]) == 1;
+        for (int i = 0; i < n; i++)
+            ok &= atomic_load(&j.calls[i]) == 1;
         CHECK(ok, "pool %d: barrier job", n);
     }
     {

@@ -52,13 +52,19 @@ static uint64_t rnext(void) {
     rng ^= rng >> 27;
     return rng * 2685821657736338717ull;
 }
-static float runif(void) { return (float)((double)(rnext() >> 11) / 9007199254740992.0 * 2.0 - 1.0); }
+static float runif(void) {
+    return (float)((double)(rnext() >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
 
 static int half_fields(chord_type t, int off[2]) {
     switch (t) {
-    case CHORD_TYPE_Q4_0: case CHORD_TYPE_Q5_0: case CHORD_TYPE_Q8_0: off[0] = 0; return 1;
-    case CHORD_TYPE_Q4_1: case CHORD_TYPE_Q5_1: case CHORD_TYPE_Q4_K: case CHORD_TYPE_Q5_K:
-        off[0] = 0, off[1] = 2; return 2;
+    case CHORD_TYPE_Q4_0:
+    case CHORD_TYPE_Q5_0:
+    case CHORD_TYPE_Q8_0: off[0] = 0; return 1;
+    case CHORD_TYPE_Q4_1:
+    case CHORD_TYPE_Q5_1:
+    case CHORD_TYPE_Q4_K:
+    case CHORD_TYPE_Q5_K: off[0] = 0, off[1] = 2; return 2;
     case CHORD_TYPE_Q2_K: off[0] = 80, off[1] = 82; return 2;
     case CHORD_TYPE_Q3_K: off[0] = 108; return 1;
     case CHORD_TYPE_Q6_K: off[0] = 208; return 1;
@@ -75,11 +81,13 @@ static void *make_data(chord_type t, int64_t n_out, int64_t n_in, size_t *nbytes
     if (t == CHORD_TYPE_F32 || t == CHORD_TYPE_F16 || t == CHORD_TYPE_BF16) {
         size_t cnt = (size_t)n_out * n_in;
         float *f = malloc(cnt * sizeof *f);
-        for (size_t i = 0; i < cnt; i++) f[i] = runif() * 0.05f;
+        for (size_t i = 0; i < cnt; i++)
+            f[i] = runif() * 0.05f;
         tr->from_float(f, d, (int64_t)cnt);
         free(f);
     } else {
-        for (size_t i = 0; i < n; i++) d[i] = (uint8_t)(rnext() >> 56);
+        for (size_t i = 0; i < n; i++)
+            d[i] = (uint8_t)(rnext() >> 56);
         int off[2], nf = half_fields(t, off);
         for (size_t b = 0; b < n / tr->type_size; b++)
             for (int k = 0; k < nf; k++) {
@@ -93,7 +101,8 @@ static void *make_data(chord_type t, int64_t n_out, int64_t n_in, size_t *nbytes
 
 static float *dev_random(chord_backend *g, size_t n) {
     float *h = malloc(n * sizeof *h);
-    for (size_t i = 0; i < n; i++) h[i] = runif();
+    for (size_t i = 0; i < n; i++)
+        h[i] = runif();
     float *d = g->ops->alloc(g, n * sizeof *d);
     if (d) g->ops->from_host(g, d, h, n * sizeof *d);
     free(h);
@@ -115,7 +124,11 @@ static double bench_type(chord_backend *g, chord_type t, int64_t n_out, int64_t 
     double us = -1;
     int up = 0;
     for (; up < copies; up++) {
-        chord_weight w = {.name = "bench", .type = t, .n_in = n_in, .n_out = n_out, .host = data,
+        chord_weight w = {.name = "bench",
+                          .type = t,
+                          .n_in = n_in,
+                          .n_out = n_out,
+                          .host = data,
                           .nbytes = nbytes};
         ws[up] = w;
         if (g->ops->upload(g, &ws[up], &err) != CHORD_OK) {
@@ -124,15 +137,18 @@ static double bench_type(chord_backend *g, chord_type t, int64_t n_out, int64_t 
         }
         wp[up] = &ws[up];
     }
-    float *x = dev_random(g, (size_t)n * n_in), *y = g->ops->alloc(g, (size_t)n * n_out * sizeof(float));
+    float *x = dev_random(g, (size_t)n * n_in),
+          *y = g->ops->alloc(g, (size_t)n * n_out * sizeof(float));
     if (up == copies && x && y) {
         int reps = n == 1 ? 50 : 10;
-        if (cuda_bench_matmul(g, wp, copies, x, y, n, kernel_only, reps, &us, &err) != CHORD_OK) {
+        if (cuda_bench_matmul(g, wp, copies, x, y, n, kernel_only, reps, &us, &err) !=
+            CHORD_OK) {
             fprintf(stderr, "bench %s: %s\n", chord_type_name(t), err.message);
             us = -1;
         }
     }
-    for (int i = 0; i < up; i++) g->ops->free(g, ws[i].dev);
+    for (int i = 0; i < up; i++)
+        g->ops->free(g, ws[i].dev);
     g->ops->free(g, x);
     g->ops->free(g, y);
     free(ws);
@@ -162,29 +178,42 @@ int main(int argc, char **argv) {
         CHORD_TYPE_Q4_1, CHORD_TYPE_Q5_0, CHORD_TYPE_Q5_1, CHORD_TYPE_Q2_K, CHORD_TYPE_Q3_K,
         CHORD_TYPE_Q4_K, CHORD_TYPE_Q5_K, CHORD_TYPE_Q6_K,
     };
-    const int64_t shapes[2][2] = {{5632, 2048}, {2048, 5632}}; /* n_out x n_in */
-    printf("\ndecode matvec (n = 1), weights rotating over >= 256 MiB; GB/s of weight bytes, %% of %.0f GB/s\n"
-           "kernel: the matvec kernel alone; op: ops->matmul (x quantized per call, one weight per call)\n",
+    const int64_t shapes[3][2] = {{5632, 2048}, {2048, 5632}, {32000, 4096}}; /* n_out x n_in */
+    printf("\ndecode matvec (n = 1), weights rotating over >= 256 MiB; GB/s of weight bytes, "
+           "%% of %.0f GB/s\n"
+           "kernel: the matvec kernel alone (pdl: programmatic dependent launch on); op: "
+           "ops->matmul\n"
+           "(x quantized per call, one weight per call, pdl on)\n",
            PEAK_GBS);
-    printf("%-6s %-10s %7s | %8s %6s %6s | %8s %6s %6s\n", "type", "n_out x n_in", "MiB", "kern us", "GB/s", "%",
-           "op us", "GB/s", "%");
+    printf("%-6s %-12s %7s | %8s %6s | %8s %6s %6s | %8s %6s\n", "type", "n_out x n_in", "MiB",
+           "no-pdl", "GB/s", "kern us", "GB/s", "%", "op us", "GB/s");
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
-        for (int s = 0; s < 2; s++) {
+        for (int s = 0; s < 3; s++) {
             size_t nb = 0;
-            double us_k = bench_type(g, types[i], shapes[s][0], shapes[s][1], 1, 1, (size_t)256 << 20, &nb);
-            double us_o = bench_type(g, types[i], shapes[s][0], shapes[s][1], 1, 0, (size_t)256 << 20, &nb);
+            int old = cuda_set_pdl(g, 0);
+            double us_n = bench_type(g, types[i], shapes[s][0], shapes[s][1], 1, 1,
+                                     (size_t)256 << 20, &nb);
+            cuda_set_pdl(g, old);
+            double us_k = bench_type(g, types[i], shapes[s][0], shapes[s][1], 1, 1,
+                                     (size_t)256 << 20, &nb);
+            double us_o = s == 2 ? 0
+                                 : bench_type(g, types[i], shapes[s][0], shapes[s][1], 1, 0,
+                                              (size_t)256 << 20, &nb);
+            double gn = us_n > 0 ? (double)nb / (us_n * 1e-6) / 1e9 : 0;
             double gk = us_k > 0 ? (double)nb / (us_k * 1e-6) / 1e9 : 0;
             double go = us_o > 0 ? (double)nb / (us_o * 1e-6) / 1e9 : 0;
             char shp[32];
-            snprintf(shp, sizeof shp, "%lldx%lld", (long long)shapes[s][0], (long long)shapes[s][1]);
-            printf("%-6s %-12s %7.2f | %8.2f %6.0f %5.1f%% | %8.2f %6.0f %5.1f%%\n", chord_type_name(types[i]), shp,
-                   (double)nb / (1 << 20), us_k, gk, 100.0 * gk / PEAK_GBS, us_o, go, 100.0 * go / PEAK_GBS);
+            snprintf(shp, sizeof shp, "%lldx%lld", (long long)shapes[s][0],
+                     (long long)shapes[s][1]);
+            printf("%-6s %-12s %7.2f | %8.2f %6.0f | %8.2f %6.0f %5.1f%% | %8.2f %6.0f\n",
+                   chord_type_name(types[i]), shp, (double)nb / (1 << 20), us_n, gn, us_k, gk,
+                   100.0 * gk / PEAK_GBS, us_o, go);
         }
         fflush(stdout);
     }
 
     printf("\nprefill matmul (n = 512 tokens), 5632x2048\n");
-    static const chord_type ptypes[] = {CHORD_TYPE_F16, CHORD_TYPE_BF16, CHORD_TYPE_Q8_0,
+    static const chord_type ptypes[] = {CHORD_TYPE_F16,  CHORD_TYPE_BF16, CHORD_TYPE_Q8_0,
                                         CHORD_TYPE_Q4_0, CHORD_TYPE_Q4_K, CHORD_TYPE_Q6_K,
                                         CHORD_TYPE_F32};
     for (size_t i = 0; i < sizeof ptypes / sizeof ptypes[0]; i++) {
@@ -198,22 +227,27 @@ int main(int argc, char **argv) {
     {
         const int nh = 32, nkv = 4, hd = 64, n_ctx = 4096;
         chord_attn_shape s = {nh, nkv, hd, n_ctx, 0.125f};
-        size_t kvb = g->ops->kv_bytes ? g->ops->kv_bytes(g, n_ctx, nkv * hd) : (size_t)n_ctx * nkv * hd * 4;
+        size_t kvb = g->ops->kv_bytes ? g->ops->kv_bytes(g, n_ctx, nkv * hd)
+                                      : (size_t)n_ctx * nkv * hd * 4;
         chord_kv kv = {g->ops->alloc(g, kvb), g->ops->alloc(g, kvb)};
-        float *q = dev_random(g, (size_t)512 * nh * hd), *k = dev_random(g, (size_t)512 * nkv * hd),
-              *v = dev_random(g, (size_t)512 * nkv * hd), *o = g->ops->alloc(g, (size_t)512 * nh * hd * 4);
-        for (int p = 0; p < n_ctx; p += 512) g->ops->attention(g, o, q, k, v, &kv, 512, p, &s); /* fill */
+        float *q = dev_random(g, (size_t)512 * nh * hd),
+              *k = dev_random(g, (size_t)512 * nkv * hd),
+              *v = dev_random(g, (size_t)512 * nkv * hd),
+              *o = g->ops->alloc(g, (size_t)512 * nh * hd * 4);
+        for (int p = 0; p < n_ctx; p += 512)
+            g->ops->attention(g, o, q, k, v, &kv, 512, p, &s); /* fill */
         const int cases[][2] = {{1, 511}, {1, 2047}, {1, 4095}, {512, 0}, {512, 3584}};
         for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
             int n = cases[c][0], pos0 = cases[c][1];
             double us = 0;
-            if (cuda_bench_attention(g, o, q, k, v, &kv, n, pos0, &s, 20, &us, &err) != CHORD_OK) {
+            if (cuda_bench_attention(g, o, q, k, v, &kv, n, pos0, &s, 20, &us, &err) !=
+                CHORD_OK) {
                 printf("attention failed: %s\n", err.message);
                 break;
             }
             double kv_bytes = 2.0 * (double)kvb / n_ctx * (pos0 + n);
-            printf("n=%-4d keys %-5d %9.1f us   (KV %.1f MiB, %.0f GB/s if read once)\n", n, pos0 + n, us,
-                   kv_bytes / (1 << 20), kv_bytes / (us * 1e-6) / 1e9);
+            printf("n=%-4d keys %-5d %9.1f us   (KV %.1f MiB, %.0f GB/s if read once)\n", n,
+                   pos0 + n, us, kv_bytes / (1 << 20), kv_bytes / (us * 1e-6) / 1e9);
         }
         g->ops->free(g, kv.k), g->ops->free(g, kv.v), g->ops->free(g, q), g->ops->free(g, k);
         g->ops->free(g, v), g->ops->free(g, o);

@@ -33,7 +33,9 @@ static uint64_t rng(uint64_t *s) {
     x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
     return x ^ (x >> 31);
 }
-static float frand(uint64_t *s) { return (float)((double)(rng(s) >> 40) / 16777216.0 * 2 - 1); }
+static float frand(uint64_t *s) {
+    return (float)((double)(rng(s) >> 40) / 16777216.0 * 2 - 1);
+}
 
 static const chord_type TYPES[] = {
     CHORD_TYPE_F32,  CHORD_TYPE_F16,  CHORD_TYPE_BF16, CHORD_TYPE_Q4_0, CHORD_TYPE_Q4_1,
@@ -66,11 +68,24 @@ static void fill(chord_type t, uint8_t *p, size_t bytes, uint64_t *s) {
     /* offsets of the half scales in each block */
     int off[2] = {-1, -1};
     switch (t) {
-    case CHORD_TYPE_Q4_0: case CHORD_TYPE_Q5_0: case CHORD_TYPE_Q8_0: off[0] = 0; break;
-    case CHORD_TYPE_Q4_1: case CHORD_TYPE_Q5_1: off[0] = 0; off[1] = 2; break;
-    case CHORD_TYPE_Q2_K: off[0] = 80; off[1] = 82; break;
+    case CHORD_TYPE_Q4_0:
+    case CHORD_TYPE_Q5_0:
+    case CHORD_TYPE_Q8_0: off[0] = 0; break;
+    case CHORD_TYPE_Q4_1:
+    case CHORD_TYPE_Q5_1:
+        off[0] = 0;
+        off[1] = 2;
+        break;
+    case CHORD_TYPE_Q2_K:
+        off[0] = 80;
+        off[1] = 82;
+        break;
     case CHORD_TYPE_Q3_K: off[0] = 108; break;
-    case CHORD_TYPE_Q4_K: case CHORD_TYPE_Q5_K: off[0] = 0; off[1] = 2; break;
+    case CHORD_TYPE_Q4_K:
+    case CHORD_TYPE_Q5_K:
+        off[0] = 0;
+        off[1] = 2;
+        break;
     case CHORD_TYPE_Q6_K: off[0] = 208; break;
     default: break;
     }
@@ -93,7 +108,8 @@ static void naive_matvec(const chord_weight *w, const float *x, float *y, float 
     for (int64_t o = 0; o < w->n_out; o++) {
         tr->to_float((const uint8_t *)w->host + o * rs, tmp, w->n_in);
         float s = 0;
-        for (int64_t i = 0; i < w->n_in; i++) s += tmp[i] * x[i];
+        for (int64_t i = 0; i < w->n_in; i++)
+            s += tmp[i] * x[i];
         y[o] = s;
     }
 }
@@ -123,17 +139,27 @@ int main(int argc, char **argv) {
     double tmin = 0.3;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--types") && v) types_arg = argv[++i];
-        else if (!strcmp(a, "--isa") && v) isa_arg = argv[++i];
-        else if (!strcmp(a, "--rows") && v) rows = atoi(argv[++i]);
-        else if (!strcmp(a, "--cols") && v) cols = atoi(argv[++i]);
-        else if (!strcmp(a, "--tokens") && v) tokens = atoi(argv[++i]);
-        else if (!strcmp(a, "--mb") && v) mb = atoi(argv[++i]);
-        else if (!strcmp(a, "--threads") && v) max_threads = atoi(argv[++i]);
-        else if (!strcmp(a, "--time") && v) tmin = atof(argv[++i]);
+        if (!strcmp(a, "--types") && v)
+            types_arg = argv[++i];
+        else if (!strcmp(a, "--isa") && v)
+            isa_arg = argv[++i];
+        else if (!strcmp(a, "--rows") && v)
+            rows = atoi(argv[++i]);
+        else if (!strcmp(a, "--cols") && v)
+            cols = atoi(argv[++i]);
+        else if (!strcmp(a, "--tokens") && v)
+            tokens = atoi(argv[++i]);
+        else if (!strcmp(a, "--mb") && v)
+            mb = atoi(argv[++i]);
+        else if (!strcmp(a, "--threads") && v)
+            max_threads = atoi(argv[++i]);
+        else if (!strcmp(a, "--time") && v)
+            tmin = atof(argv[++i]);
         else {
-            fprintf(stderr, "usage: %s [--types Q4_K,..] [--isa avx512] [--rows N] [--cols N] "
-                            "[--tokens N] [--mb N] [--threads N] [--time S]\n", argv[0]);
+            fprintf(stderr,
+                    "usage: %s [--types Q4_K,..] [--isa avx512] [--rows N] [--cols N] "
+                    "[--tokens N] [--mb N] [--threads N] [--time S]\n",
+                    argv[0]);
             return 2;
         }
     }
@@ -147,11 +173,13 @@ int main(int argc, char **argv) {
         return 1;
     }
     uint64_t seed = 1;
-    for (size_t i = 0; i < (size_t)cols * tokens; i++) x[i] = frand(&seed);
+    for (size_t i = 0; i < (size_t)cols * tokens; i++)
+        x[i] = frand(&seed);
     memset(buf, 1, buf_bytes);
 
     cpu_pool *pools[9] = {0};
-    for (int t = 1; t <= max_threads && t <= 8; t++) pools[t] = cpu_pool_new(t);
+    for (int t = 1; t <= max_threads && t <= 8; t++)
+        pools[t] = cpu_pool_new(t);
     cpu_matmul_ctx *ctx = cpu_matmul_ctx_new();
 
     /* raw read bandwidth */
@@ -169,7 +197,8 @@ int main(int argc, char **argv) {
     }
     printf("\n");
     printf("matvec %d x %d (GB/s of weights, best of runs; cold = from DRAM, hot = cached), "
-           "prefill %d tokens (GFLOP/s)\n", rows, cols, tokens);
+           "prefill %d tokens (GFLOP/s)\n",
+           rows, cols, tokens);
     printf("%-5s %-7s %7s %8s %8s %8s %8s %9s %9s %9s\n", "type", "isa", "MiB", "cold 1T",
            "cold nT", "hot 1T", "hot nT", "naive 1T", "gemm 1T", "gemm nT");
 
@@ -193,8 +222,8 @@ int main(int argc, char **argv) {
             continue;
         }
         fill(t, buf, mat_bytes * (size_t)n_mats, &seed);
-        chord_weight w = {.name = "bench", .type = t, .n_in = cols, .n_out = rows,
-                          .nbytes = mat_bytes};
+        chord_weight w = {
+            .name = "bench", .type = t, .n_in = cols, .n_out = rows, .nbytes = mat_bytes};
         double naive = 0;
         {
             int reps = 0;
@@ -259,13 +288,14 @@ int main(int argc, char **argv) {
                 gf[m] = 2.0 * rows * (double)cols * ntok / bestdt / 1e9;
             }
             printf("%-5s %-7s %7.1f %8.1f %8.1f %8.1f %8.1f %9.2f %9.1f %9.1f\n",
-                   chord_type_name(t), cpu_isa_name((cpu_isa)isa), mat_bytes / 1048576.0, res[0],
-                   res[1], res[2], res[3], naive, gf[0], gf[1]);
+                   chord_type_name(t), cpu_isa_name((cpu_isa)isa), mat_bytes / 1048576.0,
+                   res[0], res[1], res[2], res[3], naive, gf[0], gf[1]);
             fflush(stdout);
         }
     }
     cpu_matmul_ctx_free(ctx);
-    for (int t = 0; t <= 8; t++) cpu_pool_free(pools[t]);
+    for (int t = 0; t <= 8; t++)
+        cpu_pool_free(pools[t]);
     free(buf);
     free(x);
     free(y);

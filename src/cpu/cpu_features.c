@@ -32,12 +32,13 @@ static cpu_isa detect_hw(void) {
     const int avx512bw = (b >> 30) & 1, avx512vl = (b >> 31) & 1;
     const int vnni = (c >> 11) & 1;
     const int zmm_state = (xcr0 & 0xe0) == 0xe0; /* opmask, ZMM0-15 upper, ZMM16-31 */
-    if (avx512f && avx512dq && avx512bw && avx512vl && vnni && zmm_state)
-        return CPU_ISA_AVX512;
+    if (avx512f && avx512dq && avx512bw && avx512vl && vnni && zmm_state) return CPU_ISA_AVX512;
     return CPU_ISA_AVX2;
 }
 #else
-static cpu_isa detect_hw(void) { return CPU_ISA_SCALAR; }
+static cpu_isa detect_hw(void) {
+    return CPU_ISA_SCALAR;
+}
 #endif
 
 cpu_isa cpu_isa_hardware(void) {
@@ -57,9 +58,12 @@ cpu_isa cpu_isa_detect(void) {
     const char *e = getenv("CHORD_ISA");
     if (e && *e) {
         cpu_isa cap = hw;
-        if (!strcasecmp(e, "scalar")) cap = CPU_ISA_SCALAR;
-        else if (!strcasecmp(e, "avx2")) cap = CPU_ISA_AVX2;
-        else if (!strcasecmp(e, "avx512")) cap = CPU_ISA_AVX512;
+        if (!strcasecmp(e, "scalar"))
+            cap = CPU_ISA_SCALAR;
+        else if (!strcasecmp(e, "avx2"))
+            cap = CPU_ISA_AVX2;
+        else if (!strcasecmp(e, "avx512"))
+            cap = CPU_ISA_AVX512;
         if (cap < hw) hw = cap;
     }
     return hw;

@@ -4,13 +4,12 @@
  *
  * Activation formats (cpu_act), one row of n elements:
  *   CPU_ACT_F32     float x[n]                                    (F32, F16, BF16 weights)
- *   CPU_ACT_Q8_32   int8 qs[n]; float d[n/32]; float ds[n/32]     (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0)
- *                   x[i] ~= d[i/32] * qs[i], ds[b] = d[b] * sum of block b's qs
- *   CPU_ACT_Q8_256  int8 qs[n]; float d[n/256]; int16 bsums[n/16] (Q2_K .. Q6_K)
- *                   x[i] ~= d[i/256] * qs[i], bsums[s] = sum of qs[16s..16s+15]
- * The qs of a row are contiguous, so SIMD kernels load them with plain vector loads.
- * Quantization: d = max|x| / 127, q = round-to-nearest-even(x * (127 / max|x|)), so
- * q is in -127..127; every ISA produces the same bytes.
+ *   CPU_ACT_Q8_32   int8 qs[n]; float d[n/32]; float ds[n/32]     (Q4_0, Q4_1, Q5_0, Q5_1,
+ * Q8_0) x[i] ~= d[i/32] * qs[i], ds[b] = d[b] * sum of block b's qs CPU_ACT_Q8_256  int8 qs[n];
+ * float d[n/256]; int16 bsums[n/16] (Q2_K .. Q6_K) x[i] ~= d[i/256] * qs[i], bsums[s] = sum of
+ * qs[16s..16s+15] The qs of a row are contiguous, so SIMD kernels load them with plain vector
+ * loads. Quantization: d = max|x| / 127, q = round-to-nearest-even(x * (127 / max|x|)), so q is
+ * in -127..127; every ISA produces the same bytes.
  *
  * Kernel contracts (n: elements per row, a multiple of the weight type's block size):
  *   vec_dot(n, s, w, a):   *s = dot(weight row w, activation row a)
@@ -54,8 +53,8 @@ void cpu_act_dequant(cpu_act act, const void *a, float *x, int64_t n);
 
 typedef void (*cpu_quantize_fn)(const float *x, void *a, int64_t n);
 typedef void (*cpu_vec_dot_fn)(int64_t n, float *s, const void *w, const void *a);
-typedef void (*cpu_gemm_tile_fn)(int64_t n, int nw, int na, float *s, size_t lds,
-                                 const void *w, size_t ldw, const void *a, size_t lda);
+typedef void (*cpu_gemm_tile_fn)(int64_t n, int nw, int na, float *s, size_t lds, const void *w,
+                                 size_t ldw, const void *a, size_t lda);
 
 typedef struct cpu_type_kernels {
     cpu_act act;                  /* CPU_ACT_NONE: no kernels for this weight type */
@@ -73,19 +72,19 @@ typedef struct cpu_kernels {
 const cpu_kernels *cpu_kernels_get(cpu_isa isa);
 
 /* ---- internal: per-ISA entry points, defined in kernels_<isa>.c ---- */
-#define CPU_KERNEL_TYPES(X, isa)                                                        \
-    X(f32, isa) X(f16, isa) X(bf16, isa) X(q4_0, isa) X(q4_1, isa) X(q5_0, isa)          \
-    X(q5_1, isa) X(q8_0, isa) X(q2_K, isa) X(q3_K, isa) X(q4_K, isa) X(q5_K, isa)        \
-    X(q6_K, isa)
+#define CPU_KERNEL_TYPES(X, isa)                                                               \
+    X(f32, isa)                                                                                \
+    X(f16, isa) X(bf16, isa) X(q4_0, isa) X(q4_1, isa) X(q5_0, isa) X(q5_1, isa) X(q8_0, isa)  \
+        X(q2_K, isa) X(q3_K, isa) X(q4_K, isa) X(q5_K, isa) X(q6_K, isa)
 
-#define CPU_DECLARE_TYPE_KERNELS(t, isa)                                                \
-    void cpu_vec_dot_##t##_##isa(int64_t n, float *s, const void *w, const void *a);     \
-    void cpu_gemm_##t##_##isa(int64_t n, int nw, int na, float *s, size_t lds,           \
-                              const void *w, size_t ldw, const void *a, size_t lda);
+#define CPU_DECLARE_TYPE_KERNELS(t, isa)                                                       \
+    void cpu_vec_dot_##t##_##isa(int64_t n, float *s, const void *w, const void *a);           \
+    void cpu_gemm_##t##_##isa(int64_t n, int nw, int na, float *s, size_t lds, const void *w,  \
+                              size_t ldw, const void *a, size_t lda);
 
-#define CPU_DECLARE_ISA_KERNELS(isa)                                                    \
-    void cpu_quantize_q8_32_##isa(const float *x, void *a, int64_t n);                   \
-    void cpu_quantize_q8_256_##isa(const float *x, void *a, int64_t n);                  \
+#define CPU_DECLARE_ISA_KERNELS(isa)                                                           \
+    void cpu_quantize_q8_32_##isa(const float *x, void *a, int64_t n);                         \
+    void cpu_quantize_q8_256_##isa(const float *x, void *a, int64_t n);                        \
     CPU_KERNEL_TYPES(CPU_DECLARE_TYPE_KERNELS, isa)
 
 void cpu_quantize_f32(const float *x, void *a, int64_t n); /* a copy */

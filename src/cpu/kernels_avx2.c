@@ -12,7 +12,9 @@
 #define INLINE static inline __attribute__((always_inline))
 #define ALIGN32 __attribute__((aligned(32)))
 
-INLINE float h2f(uint16_t h) { return _cvtsh_ss(h); }
+INLINE float h2f(uint16_t h) {
+    return _cvtsh_ss(h);
+}
 
 INLINE uint32_t ld32(const void *p) {
     uint32_t v;
@@ -20,7 +22,9 @@ INLINE uint32_t ld32(const void *p) {
     return v;
 }
 
-INLINE __m256i ldu(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
+INLINE __m256i ldu(const void *p) {
+    return _mm256_loadu_si256((const __m256i *)p);
+}
 
 INLINE float hsum_ps(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -65,10 +69,11 @@ void cpu_quantize_q8_32_avx2(const float *x, void *a, int64_t n) {
         const float amax = hmax_ps(m);
         const __m256 vid = _mm256_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
         __m256i iv[4];
-        for (int i = 0; i < 4; i++) iv[i] = _mm256_cvtps_epi32(_mm256_mul_ps(v[i], vid));
+        for (int i = 0; i < 4; i++)
+            iv[i] = _mm256_cvtps_epi32(_mm256_mul_ps(v[i], vid));
         _mm256_storeu_si256((__m256i *)(q + 32 * b), pack32(iv[0], iv[1], iv[2], iv[3]));
-        const int sum = hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(iv[0], iv[1]),
-                                                    _mm256_add_epi32(iv[2], iv[3])));
+        const int sum = hsum_epi32(
+            _mm256_add_epi32(_mm256_add_epi32(iv[0], iv[1]), _mm256_add_epi32(iv[2], iv[3])));
         d[b] = amax / 127.0f;
         ds[b] = d[b] * (float)sum;
     }
@@ -83,14 +88,17 @@ void cpu_quantize_q8_256_avx2(const float *x, void *a, int64_t n) {
     for (int64_t b = 0; b < nb; b++) {
         const float *xb = x + QK_K * b;
         __m256 m = _mm256_setzero_ps();
-        for (int i = 0; i < 32; i++) m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(xb + 8 * i), absm));
+        for (int i = 0; i < 32; i++)
+            m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(xb + 8 * i), absm));
         const float amax = hmax_ps(m);
         const __m256 vid = _mm256_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
         for (int j = 0; j < 8; j++) { /* 32 elements = two bsums */
             __m256i iv[4];
             for (int i = 0; i < 4; i++)
-                iv[i] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + 32 * j + 8 * i), vid));
-            _mm256_storeu_si256((__m256i *)(q + QK_K * b + 32 * j), pack32(iv[0], iv[1], iv[2], iv[3]));
+                iv[i] = _mm256_cvtps_epi32(
+                    _mm256_mul_ps(_mm256_loadu_ps(xb + 32 * j + 8 * i), vid));
+            _mm256_storeu_si256((__m256i *)(q + QK_K * b + 32 * j),
+                                pack32(iv[0], iv[1], iv[2], iv[3]));
             bs[16 * b + 2 * j] = (int16_t)hsum_epi32(_mm256_add_epi32(iv[0], iv[1]));
             bs[16 * b + 2 * j + 1] = (int16_t)hsum_epi32(_mm256_add_epi32(iv[2], iv[3]));
         }
@@ -100,7 +108,9 @@ void cpu_quantize_q8_256_avx2(const float *x, void *a, int64_t n) {
 
 /* ------------------------------------------------------------ float weights */
 
-INLINE __m256 wload_f32(const void *w, int64_t i) { return _mm256_loadu_ps((const float *)w + i); }
+INLINE __m256 wload_f32(const void *w, int64_t i) {
+    return _mm256_loadu_ps((const float *)w + i);
+}
 INLINE __m256 wload_f16(const void *w, int64_t i) {
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)w + i)));
 }
@@ -108,65 +118,75 @@ INLINE __m256 wload_bf16(const void *w, int64_t i) {
     const __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)w + i));
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
-INLINE float wscalar_f32(const void *w, int64_t i) { return ((const float *)w)[i]; }
-INLINE float wscalar_f16(const void *w, int64_t i) { return h2f(((const uint16_t *)w)[i]); }
+INLINE float wscalar_f32(const void *w, int64_t i) {
+    return ((const float *)w)[i];
+}
+INLINE float wscalar_f16(const void *w, int64_t i) {
+    return h2f(((const uint16_t *)w)[i]);
+}
 INLINE float wscalar_bf16(const void *w, int64_t i) {
     return chord_bf16_to_float(((const uint16_t *)w)[i]);
 }
 
-#define FLOAT_KERNELS(T)                                                                \
-    void cpu_vec_dot_##T##_avx2(int64_t n, float *s, const void *w, const void *a) {    \
-        const float *x = a;                                                             \
-        __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;       \
-        int64_t i = 0;                                                                  \
-        for (; i + 32 <= n; i += 32) {                                                  \
-            acc0 = _mm256_fmadd_ps(wload_##T(w, i), _mm256_loadu_ps(x + i), acc0);      \
-            acc1 = _mm256_fmadd_ps(wload_##T(w, i + 8), _mm256_loadu_ps(x + i + 8), acc1); \
-            acc2 = _mm256_fmadd_ps(wload_##T(w, i + 16), _mm256_loadu_ps(x + i + 16), acc2); \
-            acc3 = _mm256_fmadd_ps(wload_##T(w, i + 24), _mm256_loadu_ps(x + i + 24), acc3); \
-        }                                                                               \
-        for (; i + 8 <= n; i += 8)                                                      \
-            acc0 = _mm256_fmadd_ps(wload_##T(w, i), _mm256_loadu_ps(x + i), acc0);      \
-        float t = 0.0f;                                                                 \
-        for (; i < n; i++) t += wscalar_##T(w, i) * x[i];                               \
+#define FLOAT_KERNELS(T)                                                                       \
+    void cpu_vec_dot_##T##_avx2(int64_t n, float *s, const void *w, const void *a) {           \
+        const float *x = a;                                                                    \
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;              \
+        int64_t i = 0;                                                                         \
+        for (; i + 32 <= n; i += 32) {                                                         \
+            acc0 = _mm256_fmadd_ps(wload_##T(w, i), _mm256_loadu_ps(x + i), acc0);             \
+            acc1 = _mm256_fmadd_ps(wload_##T(w, i + 8), _mm256_loadu_ps(x + i + 8), acc1);     \
+            acc2 = _mm256_fmadd_ps(wload_##T(w, i + 16), _mm256_loadu_ps(x + i + 16), acc2);   \
+            acc3 = _mm256_fmadd_ps(wload_##T(w, i + 24), _mm256_loadu_ps(x + i + 24), acc3);   \
+        }                                                                                      \
+        for (; i + 8 <= n; i += 8)                                                             \
+            acc0 = _mm256_fmadd_ps(wload_##T(w, i), _mm256_loadu_ps(x + i), acc0);             \
+        float t = 0.0f;                                                                        \
+        for (; i < n; i++)                                                                     \
+            t += wscalar_##T(w, i) * x[i];                                                     \
         *s = hsum_ps(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3))) + t; \
-    }                                                                                   \
-    INLINE void ftile_##T(int64_t n, const char *w, size_t ldw, const char *a, size_t lda, \
-                          const int NW, const int NA, float *s, size_t lds) {           \
-        __m256 acc[3][4];                                                               \
-        for (int r = 0; r < NW; r++)                                                    \
-            for (int c = 0; c < NA; c++) acc[r][c] = _mm256_setzero_ps();               \
-        int64_t i = 0;                                                                  \
-        for (; i + 8 <= n; i += 8) {                                                    \
-            __m256 wv[3];                                                               \
-            for (int r = 0; r < NW; r++) wv[r] = wload_##T(w + r * ldw, i);             \
-            for (int c = 0; c < NA; c++) {                                              \
-                const __m256 xv = _mm256_loadu_ps((const float *)(a + c * lda) + i);    \
-                for (int r = 0; r < NW; r++) acc[r][c] = _mm256_fmadd_ps(wv[r], xv, acc[r][c]); \
-            }                                                                           \
-        }                                                                               \
-        for (int r = 0; r < NW; r++)                                                    \
-            for (int c = 0; c < NA; c++) {                                              \
-                float t = 0.0f;                                                         \
-                for (int64_t j = i; j < n; j++)                                         \
-                    t += wscalar_##T(w + r * ldw, j) * ((const float *)(a + c * lda))[j]; \
-                s[c * lds + r] = hsum_ps(acc[r][c]) + t;                                \
-            }                                                                           \
-    }                                                                                   \
-    void cpu_gemm_##T##_avx2(int64_t n, int nw, int na, float *s, size_t lds,           \
-                             const void *w, size_t ldw, const void *a, size_t lda) {    \
-        const char *wb = w, *ab = a;                                                    \
-        int c = 0;                                                                      \
-        for (; c + 4 <= na; c += 4) {                                                   \
-            int r = 0;                                                                  \
-            for (; r + 3 <= nw; r += 3)                                                 \
-                ftile_##T(n, wb + r * ldw, ldw, ab + c * lda, lda, 3, 4, s + c * lds + r, lds); \
-            for (; r < nw; r++)                                                         \
-                ftile_##T(n, wb + r * ldw, ldw, ab + c * lda, lda, 1, 4, s + c * lds + r, lds); \
-        }                                                                               \
-        for (; c < na; c++)                                                             \
-            for (int r = 0; r < nw; r++)                                                \
-                cpu_vec_dot_##T##_avx2(n, s + c * lds + r, wb + r * ldw, ab + c * lda); \
+    }                                                                                          \
+    INLINE void ftile_##T(int64_t n, const char *w, size_t ldw, const char *a, size_t lda,     \
+                          const int NW, const int NA, float *s, size_t lds) {                  \
+        __m256 acc[3][4];                                                                      \
+        for (int r = 0; r < NW; r++)                                                           \
+            for (int c = 0; c < NA; c++)                                                       \
+                acc[r][c] = _mm256_setzero_ps();                                               \
+        int64_t i = 0;                                                                         \
+        for (; i + 8 <= n; i += 8) {                                                           \
+            __m256 wv[3];                                                                      \
+            for (int r = 0; r < NW; r++)                                                       \
+                wv[r] = wload_##T(w + r * ldw, i);                                             \
+            for (int c = 0; c < NA; c++) {                                                     \
+                const __m256 xv = _mm256_loadu_ps((const float *)(a + c * lda) + i);           \
+                for (int r = 0; r < NW; r++)                                                   \
+                    acc[r][c] = _mm256_fmadd_ps(wv[r], xv, acc[r][c]);                         \
+            }                                                                                  \
+        }                                                                                      \
+        for (int r = 0; r < NW; r++)                                                           \
+            for (int c = 0; c < NA; c++) {                                                     \
+                float t = 0.0f;                                                                \
+                for (int64_t j = i; j < n; j++)                                                \
+                    t += wscalar_##T(w + r * ldw, j) * ((const float *)(a + c * lda))[j];      \
+                s[c * lds + r] = hsum_ps(acc[r][c]) + t;                                       \
+            }                                                                                  \
+    }                                                                                          \
+    void cpu_gemm_##T##_avx2(int64_t n, int nw, int na, float *s, size_t lds, const void *w,   \
+                             size_t ldw, const void *a, size_t lda) {                          \
+        const char *wb = w, *ab = a;                                                           \
+        int c = 0;                                                                             \
+        for (; c + 4 <= na; c += 4) {                                                          \
+            int r = 0;                                                                         \
+            for (; r + 3 <= nw; r += 3)                                                        \
+                ftile_##T(n, wb + r * ldw, ldw, ab + c * lda, lda, 3, 4, s + c * lds + r,      \
+                          lds);                                                                \
+            for (; r < nw; r++)                                                                \
+                ftile_##T(n, wb + r * ldw, ldw, ab + c * lda, lda, 1, 4, s + c * lds + r,      \
+                          lds);                                                                \
+        }                                                                                      \
+        for (; c < na; c++)                                                                    \
+            for (int r = 0; r < nw; r++)                                                       \
+                cpu_vec_dot_##T##_avx2(n, s + c * lds + r, wb + r * ldw, ab + c * lda);        \
     }
 
 FLOAT_KERNELS(f32)
@@ -182,15 +202,16 @@ typedef struct {
 
 INLINE __m256i nib_one(const uint8_t *qs) {
     const __m128i x = _mm_loadu_si128((const __m128i *)qs);
-    const __m256i t = _mm256_inserti128_si256(_mm256_castsi128_si256(x), _mm_srli_epi16(x, 4), 1);
+    const __m256i t =
+        _mm256_inserti128_si256(_mm256_castsi128_si256(x), _mm_srli_epi16(x, 4), 1);
     return _mm256_and_si256(t, _mm256_set1_epi8(15));
 }
 /* byte i = 16 if bit i of the 32-bit qh is set */
 INLINE __m256i hbit16(const uint8_t *qh) {
-    const __m256i v = _mm256_shuffle_epi8(
-        _mm256_set1_epi32((int)ld32(qh)),
-        _mm256_setr_epi64x(0x0000000000000000, 0x0101010101010101, 0x0202020202020202,
-                           0x0303030303030303));
+    const __m256i v =
+        _mm256_shuffle_epi8(_mm256_set1_epi32((int)ld32(qh)),
+                            _mm256_setr_epi64x(0x0000000000000000, 0x0101010101010101,
+                                               0x0202020202020202, 0x0303030303030303));
     const __m256i bit = _mm256_set1_epi64x((int64_t)0x8040201008040201ull);
     return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit),
                             _mm256_set1_epi8(16));
@@ -227,8 +248,9 @@ INLINE __m256i idot_u(__m256i q, __m256i a) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(q, a), _mm256_set1_epi16(1));
 }
 INLINE __m256i idot_s(__m256i q, __m256i a) {
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(a, q)),
-                             _mm256_set1_epi16(1));
+    return _mm256_madd_epi16(
+        _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(a, q)),
+        _mm256_set1_epi16(1));
 }
 #define IDOT_q4_0 idot_u
 #define IDOT_q4_1 idot_u
@@ -236,58 +258,90 @@ INLINE __m256i idot_s(__m256i q, __m256i a) {
 #define IDOT_q5_1 idot_u
 #define IDOT_q8_0 idot_s
 
-#define TILE32(T, BT)                                                                   \
-    INLINE void tile_##T(int64_t n, const void *w, const uint8_t *a, size_t lda,        \
-                         const int NA, float *out, size_t lds) {                        \
-        const BT *x = w;                                                                \
-        const int64_t nb = n / 32;                                                      \
-        const int NACC = NA == 1 ? 4 : (NA == 2 ? 2 : 1);                               \
-        __m256 acc[4][4];                                                               \
-        float corr[4];                                                                  \
-        for (int c = 0; c < NA; c++) {                                                  \
-            for (int j = 0; j < NACC; j++) acc[c][j] = _mm256_setzero_ps();             \
-            corr[c] = 0.0f;                                                             \
-        }                                                                               \
-        int64_t b = 0;                                                                  \
-        for (; b + 4 <= nb; b += 4) {                                                   \
-            for (int j = 0; j < 4; j++) {                                               \
-                u1b u;                                                                  \
-                unpack1_##T(x + b + j, &u);                                             \
-                for (int c = 0; c < NA; c++) {                                          \
-                    const int8_t *aq = (const int8_t *)(a + c * lda);                   \
-                    const float *ad = (const float *)(aq + n);                          \
-                    const __m256i p = IDOT_##T(u.q, ldu(aq + 32 * (b + j)));            \
-                    acc[c][j % NACC] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),           \
-                                                       _mm256_set1_ps(u.dw * ad[b + j]), \
-                                                       acc[c][j % NACC]);               \
-                    corr[c] += u.cw * ad[nb + b + j];                                   \
-                }                                                                       \
-            }                                                                           \
-        }                                                                               \
-        for (; b < nb; b++) {                                                           \
-            u1b u;                                                                      \
-            unpack1_##T(x + b, &u);                                                     \
-            for (int c = 0; c < NA; c++) {                                              \
-                const int8_t *aq = (const int8_t *)(a + c * lda);                       \
-                const float *ad = (const float *)(aq + n);                              \
-                const __m256i p = IDOT_##T(u.q, ldu(aq + 32 * b));                      \
-                acc[c][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),                      \
-                                            _mm256_set1_ps(u.dw * ad[b]), acc[c][0]);   \
-                corr[c] += u.cw * ad[nb + b];                                           \
-            }                                                                           \
-        }                                                                               \
-        for (int c = 0; c < NA; c++) {                                                  \
-            __m256 t = acc[c][0];                                                       \
-            for (int j = 1; j < NACC; j++) t = _mm256_add_ps(t, acc[c][j]);             \
-            out[c * lds] = hsum_ps(t) + corr[c];                                        \
-        }                                                                               \
+/* 8 halves `stride` bytes apart -> floats (packed with scalar ops first) */
+INLINE __m256 gather_h8(const uint8_t *p, size_t stride) {
+    uint64_t w[2];
+    for (int j = 0; j < 2; j++) {
+        uint64_t v = 0;
+        for (int i = 0; i < 4; i++) {
+            uint16_t h;
+            memcpy(&h, p + (size_t)(4 * j + i) * stride, 2);
+            v |= (uint64_t)h << (16 * i);
+        }
+        w[j] = v;
+    }
+    return _mm256_cvtph_ps(
+        _mm_insert_epi64(_mm_cvtsi64_si128((long long)w[0]), (long long)w[1], 1));
+}
+
+/* Blocks go 8 at a time: their scales dw * da as one vector (vpermps hands each block
+ * its lane), offsets cw * ds accumulated as vectors. CWK: w = dw * (u + CWK) when
+ * M_OFF < 0, else the half at byte M_OFF is the offset (w = dw * u + m). */
+#define TILE32(T, BT, CWK, M_OFF)                                                              \
+    INLINE void tile_##T(int64_t n, const void *w, const uint8_t *a, size_t lda, const int NA, \
+                         float *out, size_t lds) {                                             \
+        const BT *x = w;                                                                       \
+        const int64_t nb = n / 32;                                                             \
+        const int NACC = NA == 1 ? 4 : (NA == 2 ? 2 : 1);                                      \
+        __m256 acc[4][4], cacc[4];                                                             \
+        float corr[4];                                                                         \
+        for (int c = 0; c < NA; c++) {                                                         \
+            for (int j = 0; j < NACC; j++)                                                     \
+                acc[c][j] = _mm256_setzero_ps();                                               \
+            cacc[c] = _mm256_setzero_ps();                                                     \
+            corr[c] = 0.0f;                                                                    \
+        }                                                                                      \
+        int64_t b = 0;                                                                         \
+        for (; b + 8 <= nb; b += 8) {                                                          \
+            const __m256 dw = gather_h8((const uint8_t *)(x + b), sizeof(BT));                 \
+            const __m256 cw =                                                                  \
+                M_OFF >= 0 ? gather_h8((const uint8_t *)(x + b) + M_OFF, sizeof(BT)) : dw;     \
+            __m256 S[4];                                                                       \
+            for (int c = 0; c < NA; c++) {                                                     \
+                const float *ad = (const float *)(a + c * lda + n);                            \
+                S[c] = _mm256_mul_ps(dw, _mm256_loadu_ps(ad + b));                             \
+                cacc[c] = _mm256_fmadd_ps(cw, _mm256_loadu_ps(ad + nb + b), cacc[c]);          \
+            }                                                                                  \
+            for (int j = 0; j < 8; j++) {                                                      \
+                u1b u;                                                                         \
+                unpack1_##T(x + b + j, &u);                                                    \
+                const __m256i idx = _mm256_set1_epi32(j);                                      \
+                for (int c = 0; c < NA; c++) {                                                 \
+                    const int8_t *aq = (const int8_t *)(a + c * lda);                          \
+                    const __m256i p = IDOT_##T(u.q, ldu(aq + 32 * (b + j)));                   \
+                    acc[c][j % NACC] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),                  \
+                                                       _mm256_permutevar8x32_ps(S[c], idx),    \
+                                                       acc[c][j % NACC]);                      \
+                }                                                                              \
+            }                                                                                  \
+        }                                                                                      \
+        for (; b < nb; b++) {                                                                  \
+            u1b u;                                                                             \
+            unpack1_##T(x + b, &u);                                                            \
+            for (int c = 0; c < NA; c++) {                                                     \
+                const int8_t *aq = (const int8_t *)(a + c * lda);                              \
+                const float *ad = (const float *)(aq + n);                                     \
+                const __m256i p = IDOT_##T(u.q, ldu(aq + 32 * b));                             \
+                acc[c][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),                             \
+                                            _mm256_set1_ps(u.dw * ad[b]), acc[c][0]);          \
+                corr[c] += u.cw * ad[nb + b];                                                  \
+            }                                                                                  \
+        }                                                                                      \
+        for (int c = 0; c < NA; c++) {                                                         \
+            __m256 t = acc[c][0];                                                              \
+            for (int j = 1; j < NACC; j++)                                                     \
+                t = _mm256_add_ps(t, acc[c][j]);                                               \
+            const __m256 cv =                                                                  \
+                M_OFF >= 0 ? cacc[c] : _mm256_mul_ps(cacc[c], _mm256_set1_ps(CWK));            \
+            out[c * lds] = hsum_ps(_mm256_add_ps(t, cv)) + corr[c];                            \
+        }                                                                                      \
     }
 
-TILE32(q4_0, block_q4_0)
-TILE32(q4_1, block_q4_1)
-TILE32(q5_0, block_q5_0)
-TILE32(q5_1, block_q5_1)
-TILE32(q8_0, block_q8_0)
+TILE32(q4_0, block_q4_0, -8.0f, -1)
+TILE32(q4_1, block_q4_1, 0.0f, 2)
+TILE32(q5_0, block_q5_0, -16.0f, -1)
+TILE32(q5_1, block_q5_1, 0.0f, 2)
+TILE32(q8_0, block_q8_0, 0.0f, -1)
 
 /* ---------------------------------------------------------------- K-quants */
 
@@ -318,7 +372,9 @@ INLINE void set_scales(ukq *u, __m256i scw) {
                                        _mm256_load_si256((const __m256i *)SC_SHUF[k % 4]));
 }
 
-INLINE __m256i shr16(__m256i x, int s) { return _mm256_srl_epi16(x, _mm_cvtsi32_si128(s)); }
+INLINE __m256i shr16(__m256i x, int s) {
+    return _mm256_srl_epi16(x, _mm_cvtsi32_si128(s));
+}
 
 INLINE __m256i low2(const uint8_t *qs, int k) { /* k = 4 * half + g */
     return _mm256_and_si256(shr16(ldu(qs + 32 * (k / 4)), 2 * (k % 4)), _mm256_set1_epi8(3));
@@ -334,7 +390,8 @@ INLINE void unpack_q2_K(const block_q2_K *x, ukq *u) {
     const __m128i m4 = _mm_set1_epi8(15);
     set_scales(u, _mm256_cvtepu8_epi16(_mm_and_si128(s8, m4)));
     u->mw = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s8, 4), m4));
-    for (int k = 0; k < 8; k++) u->q[k] = low2(x->qs, k);
+    for (int k = 0; k < 8; k++)
+        u->q[k] = low2(x->qs, k);
     u->d = h2f(x->d);
     u->dmin = h2f(x->dmin);
 }
@@ -351,7 +408,8 @@ INLINE void unpack_q3_K(const block_q3_K *x, ukq *u) {
     set_scales(u, scw);
     u->mw = _mm256_slli_epi16(scw, 2);
     const __m256i hm = ldu(x->hmask);
-    for (int k = 0; k < 8; k++) u->q[k] = _mm256_or_si256(low2(x->qs, k), bit_to(hm, k, 4));
+    for (int k = 0; k < 8; k++)
+        u->q[k] = _mm256_or_si256(low2(x->qs, k), bit_to(hm, k, 4));
     u->d = u->dmin = h2f(x->d);
 }
 
@@ -418,8 +476,8 @@ INLINE void unpack_q6_K(const block_q6_K *x, ukq *u) {
 INLINE void kdot(const ukq *u, const int8_t *aq, float ad, const int16_t *bs, __m256 *acc) {
     __m256i i0 = _mm256_setzero_si256(), i1 = _mm256_setzero_si256();
     for (int k = 0; k < 8; k += 2) {
-        i0 = _mm256_add_epi32(i0, _mm256_madd_epi16(_mm256_maddubs_epi16(u->q[k], ldu(aq + 32 * k)),
-                                                    u->sc[k]));
+        i0 = _mm256_add_epi32(
+            i0, _mm256_madd_epi16(_mm256_maddubs_epi16(u->q[k], ldu(aq + 32 * k)), u->sc[k]));
         i1 = _mm256_add_epi32(
             i1, _mm256_madd_epi16(_mm256_maddubs_epi16(u->q[k + 1], ldu(aq + 32 * k + 32)),
                                   u->sc[k + 1]));
@@ -430,24 +488,26 @@ INLINE void kdot(const ukq *u, const int8_t *aq, float ad, const int16_t *bs, __
     acc[1] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_set1_ps(u->dmin * ad), acc[1]);
 }
 
-#define TILEK(T, BT)                                                                    \
-    INLINE void tile_##T(int64_t n, const void *w, const uint8_t *a, size_t lda,        \
-                         const int NA, float *out, size_t lds) {                        \
-        const BT *x = w;                                                                \
-        const int64_t nb = n / QK_K;                                                    \
-        __m256 acc[4][2];                                                               \
-        for (int c = 0; c < NA; c++) acc[c][0] = acc[c][1] = _mm256_setzero_ps();       \
-        for (int64_t b = 0; b < nb; b++) {                                              \
-            ukq u;                                                                      \
-            unpack_##T(x + b, &u);                                                      \
-            for (int c = 0; c < NA; c++) {                                              \
-                const int8_t *aq = (const int8_t *)(a + c * lda);                       \
-                const float *ad = (const float *)(aq + n);                              \
-                const int16_t *bs = (const int16_t *)(ad + nb);                         \
-                kdot(&u, aq + QK_K * b, ad[b], bs + 16 * b, acc[c]);                    \
-            }                                                                           \
-        }                                                                               \
-        for (int c = 0; c < NA; c++) out[c * lds] = hsum_ps(_mm256_add_ps(acc[c][0], acc[c][1])); \
+#define TILEK(T, BT)                                                                           \
+    INLINE void tile_##T(int64_t n, const void *w, const uint8_t *a, size_t lda, const int NA, \
+                         float *out, size_t lds) {                                             \
+        const BT *x = w;                                                                       \
+        const int64_t nb = n / QK_K;                                                           \
+        __m256 acc[4][2];                                                                      \
+        for (int c = 0; c < NA; c++)                                                           \
+            acc[c][0] = acc[c][1] = _mm256_setzero_ps();                                       \
+        for (int64_t b = 0; b < nb; b++) {                                                     \
+            ukq u;                                                                             \
+            unpack_##T(x + b, &u);                                                             \
+            for (int c = 0; c < NA; c++) {                                                     \
+                const int8_t *aq = (const int8_t *)(a + c * lda);                              \
+                const float *ad = (const float *)(aq + n);                                     \
+                const int16_t *bs = (const int16_t *)(ad + nb);                                \
+                kdot(&u, aq + QK_K * b, ad[b], bs + 16 * b, acc[c]);                           \
+            }                                                                                  \
+        }                                                                                      \
+        for (int c = 0; c < NA; c++)                                                           \
+            out[c * lds] = hsum_ps(_mm256_add_ps(acc[c][0], acc[c][1]));                       \
     }
 
 TILEK(q2_K, block_q2_K)
@@ -456,26 +516,26 @@ TILEK(q4_K, block_q4_K)
 TILEK(q5_K, block_q5_K)
 TILEK(q6_K, block_q6_K)
 
-#define QUANT_DRIVERS(T)                                                                \
-    void cpu_vec_dot_##T##_avx2(int64_t n, float *s, const void *w, const void *a) {    \
-        tile_##T(n, w, a, 0, 1, s, 0);                                                  \
-    }                                                                                   \
-    void cpu_gemm_##T##_avx2(int64_t n, int nw, int na, float *s, size_t lds,           \
-                             const void *w, size_t ldw, const void *a, size_t lda) {    \
-        const uint8_t *wb = w, *ab = a;                                                 \
-        int c = 0;                                                                      \
-        for (; c + 4 <= na; c += 4)                                                     \
-            for (int r = 0; r < nw; r++)                                                \
-                tile_##T(n, wb + r * ldw, ab + c * lda, lda, 4, s + c * lds + r, lds);  \
-        for (int r = 0; r < nw && c < na; r++) {                                        \
-            const uint8_t *wr = wb + r * ldw, *ac = ab + c * lda;                       \
-            float *o = s + c * lds + r;                                                 \
-            switch (na - c) {                                                           \
-            case 3: tile_##T(n, wr, ac, lda, 3, o, lds); break;                         \
-            case 2: tile_##T(n, wr, ac, lda, 2, o, lds); break;                         \
-            default: tile_##T(n, wr, ac, lda, 1, o, lds); break;                        \
-            }                                                                           \
-        }                                                                               \
+#define QUANT_DRIVERS(T)                                                                       \
+    void cpu_vec_dot_##T##_avx2(int64_t n, float *s, const void *w, const void *a) {           \
+        tile_##T(n, w, a, 0, 1, s, 0);                                                         \
+    }                                                                                          \
+    void cpu_gemm_##T##_avx2(int64_t n, int nw, int na, float *s, size_t lds, const void *w,   \
+                             size_t ldw, const void *a, size_t lda) {                          \
+        const uint8_t *wb = w, *ab = a;                                                        \
+        int c = 0;                                                                             \
+        for (; c + 4 <= na; c += 4)                                                            \
+            for (int r = 0; r < nw; r++)                                                       \
+                tile_##T(n, wb + r * ldw, ab + c * lda, lda, 4, s + c * lds + r, lds);         \
+        for (int r = 0; r < nw && c < na; r++) {                                               \
+            const uint8_t *wr = wb + r * ldw, *ac = ab + c * lda;                              \
+            float *o = s + c * lds + r;                                                        \
+            switch (na - c) {                                                                  \
+            case 3: tile_##T(n, wr, ac, lda, 3, o, lds); break;                                \
+            case 2: tile_##T(n, wr, ac, lda, 2, o, lds); break;                                \
+            default: tile_##T(n, wr, ac, lda, 1, o, lds); break;                               \
+            }                                                                                  \
+        }                                                                                      \
     }
 
 QUANT_DRIVERS(q4_0)

@@ -5,7 +5,9 @@
 
 #include "cpu/kernels.h"
 
-static inline float h2f(chord_half h) { return chord_half_to_float(h); }
+static inline float h2f(chord_half h) {
+    return chord_half_to_float(h);
+}
 
 /* ------------------------------------------------------------ activations */
 
@@ -16,7 +18,8 @@ void cpu_quantize_f32(const float *x, void *a, int64_t n) {
 /* One block of k floats -> k int8 with d = max|x| / 127; returns the sum of the q. */
 static int quant_block(const float *x, int8_t *q, int k, float *d_out) {
     float amax = 0.0f;
-    for (int i = 0; i < k; i++) amax = fmaxf(amax, fabsf(x[i]));
+    for (int i = 0; i < k; i++)
+        amax = fmaxf(amax, fabsf(x[i]));
     const float d = amax / 127.0f;
     const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
     int sum = 0;
@@ -48,7 +51,8 @@ void cpu_quantize_q8_256_scalar(const float *x, void *a, int64_t n) {
         quant_block(x + QK_K * b, q + QK_K * b, QK_K, &d[b]);
         for (int s = 0; s < 16; s++) {
             int sum = 0;
-            for (int l = 0; l < 16; l++) sum += q[QK_K * b + 16 * s + l];
+            for (int l = 0; l < 16; l++)
+                sum += q[QK_K * b + 16 * s + l];
             bs[16 * b + s] = (int16_t)sum;
         }
     }
@@ -59,7 +63,8 @@ void cpu_quantize_q8_256_scalar(const float *x, void *a, int64_t n) {
 void cpu_vec_dot_f32_scalar(int64_t n, float *s, const void *w, const void *a) {
     const float *x = w, *y = a;
     double acc = 0;
-    for (int64_t i = 0; i < n; i++) acc += (double)x[i] * y[i];
+    for (int64_t i = 0; i < n; i++)
+        acc += (double)x[i] * y[i];
     *s = (float)acc;
 }
 
@@ -67,7 +72,8 @@ void cpu_vec_dot_f16_scalar(int64_t n, float *s, const void *w, const void *a) {
     const chord_half *x = w;
     const float *y = a;
     double acc = 0;
-    for (int64_t i = 0; i < n; i++) acc += (double)h2f(x[i]) * y[i];
+    for (int64_t i = 0; i < n; i++)
+        acc += (double)h2f(x[i]) * y[i];
     *s = (float)acc;
 }
 
@@ -75,16 +81,17 @@ void cpu_vec_dot_bf16_scalar(int64_t n, float *s, const void *w, const void *a) 
     const chord_bf16 *x = w;
     const float *y = a;
     double acc = 0;
-    for (int64_t i = 0; i < n; i++) acc += (double)chord_bf16_to_float(x[i]) * y[i];
+    for (int64_t i = 0; i < n; i++)
+        acc += (double)chord_bf16_to_float(x[i]) * y[i];
     *s = (float)acc;
 }
 
 /* -------------------------------------------------- 32-element weight blocks */
 
 /* The activation row's parts (CPU_ACT_Q8_32). */
-#define ACT32(a, n)                                                                   \
-    const int8_t *aq = (const int8_t *)(a);                                           \
-    const float *ad = (const float *)(aq + (n));                                      \
+#define ACT32(a, n)                                                                            \
+    const int8_t *aq = (const int8_t *)(a);                                                    \
+    const float *ad = (const float *)(aq + (n));                                               \
     (void)ad
 
 void cpu_vec_dot_q4_0_scalar(int64_t n, float *s, const void *w, const void *a) {
@@ -165,7 +172,8 @@ void cpu_vec_dot_q8_0_scalar(int64_t n, float *s, const void *w, const void *a) 
     for (int64_t b = 0; b < n / 32; b++) {
         const int8_t *y = aq + 32 * b;
         int sum = 0;
-        for (int j = 0; j < 32; j++) sum += x[b].qs[j] * y[j];
+        for (int j = 0; j < 32; j++)
+            sum += x[b].qs[j] * y[j];
         acc += (double)h2f(x[b].d) * ad[b] * sum;
     }
     *s = (float)acc;
@@ -173,8 +181,8 @@ void cpu_vec_dot_q8_0_scalar(int64_t n, float *s, const void *w, const void *a) 
 
 /* ------------------------------------------------------------------ K-quants */
 
-#define ACT256(a, n)                                                                  \
-    const int8_t *aq = (const int8_t *)(a);                                           \
+#define ACT256(a, n)                                                                           \
+    const int8_t *aq = (const int8_t *)(a);                                                    \
     const float *ad = (const float *)(aq + (n))
 
 /* Element e (0..255) of a Q2_K / Q3_K block: 2 low bits from qs (see ref.c). */
@@ -298,13 +306,13 @@ void cpu_vec_dot_q6_K_scalar(int64_t n, float *s, const void *w, const void *a) 
 
 /* ------------------------------------------------------------- gemm tiles */
 
-#define SCALAR_GEMM(t, isa)                                                             \
-    void cpu_gemm_##t##_scalar(int64_t n, int nw, int na, float *s, size_t lds,         \
-                               const void *w, size_t ldw, const void *a, size_t lda) {  \
-        for (int c = 0; c < na; c++)                                                    \
-            for (int r = 0; r < nw; r++)                                                \
-                cpu_vec_dot_##t##_scalar(n, &s[(size_t)c * lds + r],                    \
-                                         (const char *)w + (size_t)r * ldw,             \
-                                         (const char *)a + (size_t)c * lda);            \
+#define SCALAR_GEMM(t, isa)                                                                    \
+    void cpu_gemm_##t##_scalar(int64_t n, int nw, int na, float *s, size_t lds, const void *w, \
+                               size_t ldw, const void *a, size_t lda) {                        \
+        for (int c = 0; c < na; c++)                                                           \
+            for (int r = 0; r < nw; r++)                                                       \
+                cpu_vec_dot_##t##_scalar(n, &s[(size_t)c * lds + r],                           \
+                                         (const char *)w + (size_t)r * ldw,                    \
+                                         (const char *)a + (size_t)c * lda);                   \
     }
 CPU_KERNEL_TYPES(SCALAR_GEMM, scalar)

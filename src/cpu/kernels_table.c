@@ -24,29 +24,30 @@ void cpu_act_dequant(cpu_act act, const void *a, float *x, int64_t n) {
     const int64_t bs = act == CPU_ACT_Q8_32 ? 32 : QK_K;
     const int8_t *q = a;
     const float *d = (const float *)(q + n);
-    for (int64_t i = 0; i < n; i++) x[i] = d[i / bs] * (float)q[i];
+    for (int64_t i = 0; i < n; i++)
+        x[i] = d[i / bs] * (float)q[i];
 }
 
-#define ENTRY(tp, act, quant, t, isa)                                                   \
+#define ENTRY(tp, act, quant, t, isa)                                                          \
     [CHORD_TYPE_##tp] = {act, quant, cpu_vec_dot_##t##_##isa, cpu_gemm_##t##_##isa}
 
-#define TABLE(ISA, isa)                                                                 \
-    {                                                                                   \
-        ISA, {                                                                          \
-            ENTRY(F32, CPU_ACT_F32, cpu_quantize_f32, f32, isa),                        \
-            ENTRY(F16, CPU_ACT_F32, cpu_quantize_f32, f16, isa),                        \
-            ENTRY(BF16, CPU_ACT_F32, cpu_quantize_f32, bf16, isa),                      \
-            ENTRY(Q4_0, CPU_ACT_Q8_32, cpu_quantize_q8_32_##isa, q4_0, isa),            \
-            ENTRY(Q4_1, CPU_ACT_Q8_32, cpu_quantize_q8_32_##isa, q4_1, isa),            \
-            ENTRY(Q5_0, CPU_ACT_Q8_32, cpu_quantize_q8_32_##isa, q5_0, isa),            \
-            ENTRY(Q5_1, CPU_ACT_Q8_32, cpu_quantize_q8_32_##isa, q5_1, isa),            \
-            ENTRY(Q8_0, CPU_ACT_Q8_32, cpu_quantize_q8_32_##isa, q8_0, isa),            \
-            ENTRY(Q2_K, CPU_ACT_Q8_256, cpu_quantize_q8_256_##isa, q2_K, isa),          \
-            ENTRY(Q3_K, CPU_ACT_Q8_256, cpu_quantize_q8_256_##isa, q3_K, isa),          \
-            ENTRY(Q4_K, CPU_ACT_Q8_256, cpu_quantize_q8_256_##isa, q4_K, isa),          \
-            ENTRY(Q5_K, CPU_ACT_Q8_256, cpu_quantize_q8_256_##isa, q5_K, isa),          \
-            ENTRY(Q6_K, CPU_ACT_Q8_256, cpu_quantize_q8_256_##isa, q6_K, isa),          \
-        }                                                                               \
+#define TABLE(ISA, isa)                                                                        \
+    {                                                                                          \
+        ISA, {                                                                                 \
+            ENTRY(F32, CPU_ACT_F32, cpu_quantize_f32, f32, isa),                               \
+                ENTRY(F16, CPU_ACT_F32, cpu_quantize_f32, f16, isa),                           \
+                ENTRY(BF16, CPU_ACT_F32, cpu_quantize_f32, bf16, isa),                         \
+                ENTRY(Q4_0, CPU_ACT_Q8_32, cpu_quantize_q8_32_##isa, q4_0, isa),               \
+                ENTRY(Q4_1, CPU_ACT_Q8_32, cpu_quantize_q8_32_##isa, q4_1, isa),               \
+                ENTRY(Q5_0, CPU_ACT_Q8_32, cpu_quantize_q8_32_##isa, q5_0, isa),               \
+                ENTRY(Q5_1, CPU_ACT_Q8_32, cpu_quantize_q8_32_##isa, q5_1, isa),               \
+                ENTRY(Q8_0, CPU_ACT_Q8_32, cpu_quantize_q8_32_##isa, q8_0, isa),               \
+                ENTRY(Q2_K, CPU_ACT_Q8_256, cpu_quantize_q8_256_##isa, q2_K, isa),             \
+                ENTRY(Q3_K, CPU_ACT_Q8_256, cpu_quantize_q8_256_##isa, q3_K, isa),             \
+                ENTRY(Q4_K, CPU_ACT_Q8_256, cpu_quantize_q8_256_##isa, q4_K, isa),             \
+                ENTRY(Q5_K, CPU_ACT_Q8_256, cpu_quantize_q8_256_##isa, q5_K, isa),             \
+                ENTRY(Q6_K, CPU_ACT_Q8_256, cpu_quantize_q8_256_##isa, q6_K, isa),             \
+        }                                                                                      \
     }
 
 static const cpu_kernels TABLES[CPU_ISA_COUNT] = {

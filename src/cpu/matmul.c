@@ -22,7 +22,9 @@ struct cpu_matmul_ctx {
     size_t cap;
 };
 
-cpu_matmul_ctx *cpu_matmul_ctx_new(void) { return calloc(1, sizeof(cpu_matmul_ctx)); }
+cpu_matmul_ctx *cpu_matmul_ctx_new(void) {
+    return calloc(1, sizeof(cpu_matmul_ctx));
+}
 
 void cpu_matmul_ctx_free(cpu_matmul_ctx *ctx) {
     if (!ctx) return;
@@ -33,7 +35,8 @@ void cpu_matmul_ctx_free(cpu_matmul_ctx *ctx) {
 static int reserve(cpu_matmul_ctx *ctx, size_t bytes) {
     if (bytes <= ctx->cap) return 1;
     size_t cap = ctx->cap ? ctx->cap : 4096;
-    while (cap < bytes) cap *= 2;
+    while (cap < bytes)
+        cap *= 2;
     void *p = aligned_alloc(64, cap);
     if (!p) return 0;
     free(ctx->buf);
@@ -74,7 +77,8 @@ static void quantize_rows(mm_job *j, int t0, int t1) {
 static void mm_worker(void *arg, int ith, int nth) {
     mm_job *j = arg;
     if (j->quant_in_job) {
-        quantize_rows(j, (int)((int64_t)j->n * ith / nth), (int)((int64_t)j->n * (ith + 1) / nth));
+        quantize_rows(j, (int)((int64_t)j->n * ith / nth),
+                      (int)((int64_t)j->n * (ith + 1) / nth));
         atomic_fetch_add_explicit(&j->quant_done, 1, memory_order_acq_rel);
         for (int i = 0; atomic_load_explicit(&j->quant_done, memory_order_acquire) < nth; i++) {
             CPU_RELAX();
@@ -86,14 +90,16 @@ static void mm_worker(void *arg, int ith, int nth) {
     for (;;) {
         const int64_t c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
         if (c >= n_chunks) break;
-        while (c >= j->chunk_end[w]) w++;
+        while (c >= j->chunk_end[w])
+            w++;
         const int64_t local = c - (w ? j->chunk_end[w - 1] : 0);
         const int64_t rb = local / j->n_ablk, ab = local % j->n_ablk;
         const chord_weight *wt = j->ws[w];
         const cpu_type_kernels *tk = &j->k->t[wt->type];
         const size_t ldw = chord_row_size(wt->type, wt->n_in);
         const int64_t r0 = rb * j->rows_per_chunk;
-        const int64_t r1 = r0 + j->rows_per_chunk < wt->n_out ? r0 + j->rows_per_chunk : wt->n_out;
+        const int64_t r1 =
+            r0 + j->rows_per_chunk < wt->n_out ? r0 + j->rows_per_chunk : wt->n_out;
         const int t0 = (int)ab * j->acts_per_chunk;
         const int t1 = t0 + j->acts_per_chunk < j->n ? t0 + j->acts_per_chunk : j->n;
         const char *wrow = (const char *)wt->host + (size_t)r0 * ldw;
@@ -101,17 +107,18 @@ static void mm_worker(void *arg, int ith, int nth) {
         const char *arow = (const char *)j->act[tk->act] + (size_t)t0 * lda;
         float *y = j->ys[w] + (size_t)t0 * wt->n_out + r0;
         if (j->n == 1) {
-            for (int64_t r = 0; r < r1 - r0; r++) tk->vec_dot(wt->n_in, y + r, wrow + r * ldw, arow);
+            for (int64_t r = 0; r < r1 - r0; r++)
+                tk->vec_dot(wt->n_in, y + r, wrow + r * ldw, arow);
         } else {
-            tk->gemm_tile(wt->n_in, (int)(r1 - r0), t1 - t0, y, (size_t)wt->n_out, wrow, ldw, arow,
-                          lda);
+            tk->gemm_tile(wt->n_in, (int)(r1 - r0), t1 - t0, y, (size_t)wt->n_out, wrow, ldw,
+                          arow, lda);
         }
     }
 }
 
 chord_status cpu_matmul(cpu_pool *pool, const cpu_kernels *k, cpu_matmul_ctx *ctx, int n_w,
-                        float *const *ys, const chord_weight *const *ws, const float *x,
-                        int n, chord_error *err) {
+                        float *const *ys, const chord_weight *const *ws, const float *x, int n,
+                        chord_error *err) {
     if (n_w < 0 || n < 0 || !k || !ctx)
         return chord_fail(err, CHORD_E_INVALID_ARG, "matmul: bad arguments");
     if (n_w == 0 || n == 0) return CHORD_OK;
@@ -126,8 +133,8 @@ chord_status cpu_matmul(cpu_pool *pool, const cpu_kernels *k, cpu_matmul_ctx *ct
             return chord_fail(err, CHORD_E_INVALID_ARG, "matmul: weight %d is missing", w);
         if (wt->n_in != n_in)
             return chord_fail(err, CHORD_E_INVALID_ARG,
-                              "matmul: %s has %lld inputs, expected %lld", wt->name ? wt->name : "?",
-                              (long long)wt->n_in, (long long)n_in);
+                              "matmul: %s has %lld inputs, expected %lld",
+                              wt->name ? wt->name : "?", (long long)wt->n_in, (long long)n_in);
         if ((unsigned)wt->type >= CHORD_TYPE_COUNT || k->t[wt->type].act == CPU_ACT_NONE)
             return chord_fail(err, CHORD_E_UNSUPPORTED, "matmul: %s: type %s has no CPU kernel",
                               wt->name ? wt->name : "?", chord_type_name((uint32_t)wt->type));

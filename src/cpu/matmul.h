@@ -9,7 +9,7 @@
 
 /* Scratch for the quantized activations; grows as needed. One per caller thread. */
 typedef struct cpu_matmul_ctx cpu_matmul_ctx;
-cpu_matmul_ctx *cpu_matmul_ctx_new(void); /* NULL when out of memory */
+cpu_matmul_ctx *cpu_matmul_ctx_new(void);      /* NULL when out of memory */
 void cpu_matmul_ctx_free(cpu_matmul_ctx *ctx); /* NULL ok */
 
 /* For k < n_w: ys[k][t * ws[k]->n_out + o] = dot(row o of ws[k]->host, x[t]) for t < n,
@@ -17,7 +17,7 @@ void cpu_matmul_ctx_free(cpu_matmul_ctx *ctx); /* NULL ok */
  * (single-threaded). n == 1 uses vec_dot, n > 1 the cache-blocked gemm tiles.
  * Fails (CHORD_E_INVALID_ARG / CHORD_E_UNSUPPORTED / CHORD_E_NOMEM) without writing. */
 chord_status cpu_matmul(cpu_pool *pool, const cpu_kernels *k, cpu_matmul_ctx *ctx, int n_w,
-                        float *const *ys, const chord_weight *const *ws, const float *x,
-                        int n, chord_error *err);
+                        float *const *ys, const chord_weight *const *ws, const float *x, int n,
+                        chord_error *err);
 
 #endif

@@ -125,14 +125,17 @@ void cpu_pool_free(cpu_pool *p) {
     pthread_mutex_lock(&p->mu);
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
-    for (int i = 1; i < p->n; i++) pthread_join(p->threads[i], NULL);
+    for (int i = 1; i < p->n; i++)
+        pthread_join(p->threads[i], NULL);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
     free(p->threads);
     free(p);
 }
 
-int cpu_pool_size(const cpu_pool *p) { return p ? p->n : 1; }
+int cpu_pool_size(const cpu_pool *p) {
+    return p ? p->n : 1;
+}
 
 void cpu_pool_run(cpu_pool *p, cpu_pool_fn fn, void *arg) {
     if (!p || p->n == 1) {
@@ -191,7 +194,8 @@ int cpu_physical_cores(void) {
             read_int(path, &pkg);
             const long key = (long)pkg * 65536 + core;
             int dup = 0;
-            for (int j = 0; j < cores; j++) dup |= seen[j] == key;
+            for (int j = 0; j < cores; j++)
+                dup |= seen[j] == key;
             if (!dup) seen[cores++] = key;
         }
         free(seen);

@@ -19,12 +19,14 @@
 
 #include "cuda_common.cuh"
 
-#define AT 128       /* threads per block */
-#define PMAX 4       /* (head, 4 dims) pairs per thread in the V kernel */
-#define GMAX 32      /* q heads per block */
+#define AT 128                      /* threads per block */
+#define PMAX 4                      /* (head, 4 dims) pairs per thread in the V kernel */
+#define GMAX 32                     /* q heads per block */
 #define S_BUDGET ((size_t)64 << 20) /* bytes of scores per chunk of tokens */
 
-__device__ __forceinline__ float round_half(float x) { return __half2float(__float2half_rn(x)); }
+__device__ __forceinline__ float round_half(float x) {
+    return __half2float(__float2half_rn(x));
+}
 
 __global__ void kv_store_kernel(__half *__restrict__ kc, __half *__restrict__ vc,
                                 const float *__restrict__ k, const float *__restrict__ v,
@@ -71,7 +73,8 @@ __global__ void __launch_bounds__(AT)
 #pragma unroll
                 for (int gg = 0; gg < 8; gg++) {
                     if (gb + gg < gn) {
-                        const float4 *qv = reinterpret_cast<const float4 *>(qs + (gb + gg) * hd + c);
+                        const float4 *qv =
+                            reinterpret_cast<const float4 *>(qs + (gb + gg) * hd + c);
                         float4 a = qv[0], b = qv[1];
                         s[gg] += a.x * kf[0] + a.y * kf[1] + a.z * kf[2] + a.w * kf[3] +
                                  b.x * kf[4] + b.y * kf[5] + b.z * kf[6] + b.w * kf[7];
@@ -92,45 +95,59 @@ __global__ void __launch_bounds__(AT)
     }
 }
 
-__device__ __forceinline__ float block_reduce(float v, bool is_max, float *red) {
+template <typename V> __device__ __forceinline__ V block_reduce(V v, bool is_max, V *red) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) {
-        float u = __shfl_xor_sync(0xffffffffu, v, o);
-        v = is_max ? fmaxf(v, u) : v + u;
+        V u = __shfl_xor_sync(0xffffffffu, v, o);
+        v = is_max ? (u > v ? u : v) : v + u;
     }
     const int lane = threadIdx.x & 31, wp = threadIdx.x >> 5, nw = blockDim.x >> 5;
     __syncthreads(); /* red is reused */
     if (lane == 0) red[wp] = v;
     __syncthreads();
-    v = lane < nw ? red[lane] : (is_max ? -INFINITY : 0.f);
+    v = lane < nw ? red[lane] : (is_max ? (V)-INFINITY : (V)0);
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) {
-        float u = __shfl_xor_sync(0xffffffffu, v, o);
-        v = is_max ? fmaxf(v, u) : v + u;
+        V u = __shfl_xor_sync(0xffffffffu, v, o);
+        v = is_max ? (u > v ? u : v) : v + u;
     }
     return v;
 }
 
-/* One row S[t][h][0..len): p = half(exp(s - max) / sum). */
+/* expf as the CPU's libm computes it (fast-math would use an approximation) */
+__device__ __forceinline__ float exp_exact(float x) {
+    return (float)exp((double)x);
+}
+
+/* One row S[t][h][0..len): p = half(exp(s - max) / sum), as the CPU backend: float
+ * exponentials summed in double, 1 / sum rounded to float. */
 __global__ void attn_softmax_kernel(float *__restrict__ S, int ldS, int n_head, int pos_first) {
-    __shared__ float red[32];
+    __shared__ float redf[32];
+    __shared__ double redd[32];
     const int h = blockIdx.x, t = blockIdx.y, len = pos_first + t + 1;
     float *row = S + ((size_t)t * n_head + h) * ldS;
     float mx = -INFINITY;
-    for (int j = threadIdx.x; j < len; j += blockDim.x) mx = fmaxf(mx, row[j]);
-    mx = block_reduce(mx, true, red);
-    float sum = 0.f;
-    for (int j = threadIdx.x; j < len; j += blockDim.x) sum += __expf(row[j] - mx);
-    sum = block_reduce(sum, false, red);
-    const float inv = 1.0f / sum;
-    for (int j = threadIdx.x; j < len; j += blockDim.x) row[j] = round_half(__expf(row[j] - mx) * inv);
+    for (int j = threadIdx.x; j < len; j += blockDim.x)
+        mx = fmaxf(mx, row[j]);
+    mx = block_reduce<float>(mx, true, redf);
+    double sum = 0.0;
+    for (int j = threadIdx.x; j < len; j += blockDim.x) {
+        float e = exp_exact(row[j] - mx);
+        row[j] = e;
+        sum += (double)e;
+    }
+    sum = block_reduce<double>(sum, false, redd);
+    const float inv = (float)(1.0 / sum);
+    for (int j = threadIdx.x; j < len; j += blockDim.x)
+        row[j] = round_half(__fmul_rn(row[j], inv));
 }
 
 /* out[t][h] (or a partial sum over this block's keys) = sum_j P[t][h][j] * V[j][kh]. */
 __global__ void __launch_bounds__(AT)
-    attn_pv_kernel(float *__restrict__ out, float *__restrict__ part, const float *__restrict__ S,
-                   int ldS, const __half *__restrict__ vc, int n_head, int n_head_kv, int hd,
-                   int pos_first, int gsplit, int gn_max, int chunk, int n_split) {
+    attn_pv_kernel(float *__restrict__ out, float *__restrict__ part,
+                   const float *__restrict__ S, int ldS, const __half *__restrict__ vc,
+                   int n_head, int n_head_kv, int hd, int pos_first, int gsplit, int gn_max,
+                   int chunk, int n_split) {
     const int group = n_head / n_head_kv;
     const int kh = blockIdx.x / gsplit, g0 = (blockIdx.x % gsplit) * gn_max;
     const int gn = min(gn_max, group - g0);
@@ -174,17 +191,21 @@ __global__ void attn_combine_kernel(float *__restrict__ out, const float *__rest
     reinterpret_cast<float4 *>(out + hrow * hd)[c] = o;
 }
 
-static long cdiv(long a, long b) { return (a + b - 1) / b; }
+static long cdiv(long a, long b) {
+    return (a + b - 1) / b;
+}
 
-size_t cuda_kv_bytes(int n_ctx, int kv_dim) { return (size_t)n_ctx * (size_t)kv_dim * sizeof(__half); }
+size_t cuda_kv_bytes(int n_ctx, int kv_dim) {
+    return (size_t)n_ctx * (size_t)kv_dim * sizeof(__half);
+}
 
-void cuda_attention(cuda_backend *be, float *out, const float *q, const float *k, const float *v,
-                    chord_kv *kv, int n, int pos0, const chord_attn_shape *s) {
+void cuda_attention(cuda_backend *be, float *out, const float *q, const float *k,
+                    const float *v, chord_kv *kv, int n, int pos0, const chord_attn_shape *s) {
     if (n <= 0) return;
     const int hd = s->head_dim, nh = s->n_head, nkv = s->n_head_kv;
     if (nkv <= 0 || nh % nkv != 0 || hd <= 0 || hd % 4 != 0 || hd / 4 > AT * PMAX) {
-        cuda_fail(be, "attention: unsupported shape (n_head %d, n_head_kv %d, head_dim %d)", nh, nkv,
-                  hd);
+        cuda_fail(be, "attention: unsupported shape (n_head %d, n_head_kv %d, head_dim %d)", nh,
+                  nkv, hd);
         return;
     }
     if (pos0 < 0 || pos0 + n > s->n_ctx) {
@@ -198,8 +219,8 @@ void cuda_attention(cuda_backend *be, float *out, const float *q, const float *k
         size_t cnt = (size_t)n * kvd;
         long blocks = cdiv((long)cnt, 256);
         if (blocks > 8L * be->n_sm) blocks = 8L * be->n_sm;
-        kv_store_kernel<<<(unsigned)blocks, 256, 0, be->stream>>>(kc + (size_t)pos0 * kvd,
-                                                                  vc + (size_t)pos0 * kvd, k, v, cnt);
+        kv_store_kernel<<<(unsigned)blocks, 256, 0, be->stream>>>(
+            kc + (size_t)pos0 * kvd, vc + (size_t)pos0 * kvd, k, v, cnt);
         if (!CUDA_LAUNCHED(be, "kv_store_kernel")) return;
     }
 
@@ -213,7 +234,8 @@ void cuda_attention(cuda_backend *be, float *out, const float *q, const float *k
 
     /* tokens per chunk: the scores [tc][n_head][pos0 + tc] stay within S_BUDGET */
     int tc = n;
-    while (tc > 1 && (size_t)tc * nh * (size_t)(pos0 + tc) * sizeof(float) > S_BUDGET) tc = (tc + 1) / 2;
+    while (tc > 1 && (size_t)tc * nh * (size_t)(pos0 + tc) * sizeof(float) > S_BUDGET)
+        tc = (tc + 1) / 2;
 
     for (int t0 = 0; t0 < n; t0 += tc) {
         const int m = n - t0 < tc ? n - t0 : tc;
@@ -229,7 +251,8 @@ void cuda_attention(cuda_backend *be, float *out, const float *q, const float *k
         n_split = (int)cdiv(maxlen, chunk);
         size_t s_floats = (size_t)m * nh * ldS;
         size_t p_floats = n_split > 1 ? (size_t)m * nh * n_split * hd : 0;
-        float *S = (float *)cuda_scratch_get(be, CUDA_SCRATCH_ATTN, (s_floats + p_floats) * sizeof(float));
+        float *S = (float *)cuda_scratch_get(be, CUDA_SCRATCH_ATTN,
+                                             (s_floats + p_floats) * sizeof(float));
         if (!S) return;
         float *part = S + s_floats;
         const float *qc = q + (size_t)t0 * qd;
@@ -240,16 +263,16 @@ void cuda_attention(cuda_backend *be, float *out, const float *q, const float *k
             S, ldS, qc, kc, nh, nkv, hd, pos_first, gsplit, gn_max, s->scale);
         if (!CUDA_LAUNCHED(be, "attn_scores_kernel")) return;
         int sm_threads = maxlen >= 1024 ? 256 : 128;
-        attn_softmax_kernel<<<dim3((unsigned)nh, (unsigned)m), sm_threads, 0, be->stream>>>(S, ldS, nh,
-                                                                                          pos_first);
+        attn_softmax_kernel<<<dim3((unsigned)nh, (unsigned)m), sm_threads, 0, be->stream>>>(
+            S, ldS, nh, pos_first);
         if (!CUDA_LAUNCHED(be, "attn_softmax_kernel")) return;
         dim3 g3((unsigned)(nkv * gsplit), (unsigned)m, (unsigned)n_split);
-        attn_pv_kernel<<<g3, AT, 0, be->stream>>>(oc, part, S, ldS, vc, nh, nkv, hd, pos_first, gsplit,
-                                                  gn_max, chunk, n_split);
+        attn_pv_kernel<<<g3, AT, 0, be->stream>>>(oc, part, S, ldS, vc, nh, nkv, hd, pos_first,
+                                                  gsplit, gn_max, chunk, n_split);
         if (!CUDA_LAUNCHED(be, "attn_pv_kernel")) return;
         if (n_split > 1) {
-            attn_combine_kernel<<<dim3((unsigned)nh, (unsigned)m), hd4, 0, be->stream>>>(oc, part, nh, hd,
-                                                                                       n_split);
+            attn_combine_kernel<<<dim3((unsigned)nh, (unsigned)m), hd4, 0, be->stream>>>(
+                oc, part, nh, hd, n_split);
             if (!CUDA_LAUNCHED(be, "attn_combine_kernel")) return;
         }
     }

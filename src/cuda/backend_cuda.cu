@@ -13,7 +13,8 @@
 
 /* ------------------------------------------------------------ errors */
 
-bool cuda_record(cuda_backend *be, cudaError_t e, const char *what, const char *file, int line) {
+bool cuda_record(cuda_backend *be, cudaError_t e, const char *what, const char *file,
+                 int line) {
     if (e == cudaSuccess) return true;
     if (be->err_code == CHORD_OK) {
         const char *base = strrchr(file, '/');
@@ -36,7 +37,9 @@ void cuda_fail(cuda_backend *be, const char *fmt, ...) {
     be->err_code = CHORD_E_BACKEND;
 }
 
-static void dev_enter(cuda_backend *be) { CUDA_CHECK(be, cudaSetDevice(be->device)); }
+static void dev_enter(cuda_backend *be) {
+    CUDA_CHECK(be, cudaSetDevice(be->device));
+}
 
 /* ------------------------------------------------------ allocations */
 
@@ -109,14 +112,17 @@ static void cu_destroy(chord_backend *b) {
     cuda_backend *be = cuda_be(b);
     cudaSetDevice(be->device);
     if (be->stream) cudaStreamSynchronize(be->stream);
-    for (size_t i = 0; i < be->n_allocs; i++) cudaFree(be->allocs[i]);
+    for (size_t i = 0; i < be->n_allocs; i++)
+        cudaFree(be->allocs[i]);
     free(be->allocs);
     if (be->stream) cudaStreamDestroy(be->stream);
     (void)cudaGetLastError();
     free(be);
 }
 
-static bool cu_supports_type(chord_backend *b, chord_type t) { return cuda_type_ok(t); }
+static bool cu_supports_type(chord_backend *b, chord_type t) {
+    return cuda_type_ok(t);
+}
 
 /* Host fallback of the repack kernel (used when there is no room for a staging copy). */
 static void repack_host(uint8_t *dst, const uint8_t *raw, qinfo qi, int64_t n_blocks) {
@@ -141,21 +147,23 @@ static chord_status cu_upload(chord_backend *b, chord_weight *w, chord_error *er
     qinfo qi = qinfo_of(w->type);
     if (w->n_in <= 0 || w->n_out <= 0 || w->n_in % qi.blk ||
         w->nbytes != (size_t)w->n_out * (size_t)(w->n_in / qi.blk) * (size_t)qi.tsize)
-        return chord_fail(err, CHORD_E_INVALID_ARG, "weight '%s': size does not match its shape",
-                          name);
+        return chord_fail(err, CHORD_E_INVALID_ARG,
+                          "weight '%s': size does not match its shape", name);
     dev_enter(be);
     const size_t dev_bytes = cuda_weight_bytes(w);
     uint8_t *d = (uint8_t *)dev_malloc(be, dev_bytes);
     if (!d)
-        return chord_fail(err, CHORD_E_NOMEM, "out of GPU memory uploading '%s' (%zu MiB)", name,
-                          dev_bytes >> 20);
+        return chord_fail(err, CHORD_E_NOMEM, "out of GPU memory uploading '%s' (%zu MiB)",
+                          name, dev_bytes >> 20);
     int64_t n_blocks = w->n_out * (w->n_in / qi.blk);
     if (type_is_float(w->type)) {
-        CUDA_CHECK(be, cudaMemcpyAsync(d, w->host, w->nbytes, cudaMemcpyHostToDevice, be->stream));
+        CUDA_CHECK(be,
+                   cudaMemcpyAsync(d, w->host, w->nbytes, cudaMemcpyHostToDevice, be->stream));
     } else {
         uint8_t *tmp = (uint8_t *)dev_malloc(be, w->nbytes);
         if (tmp) {
-            CUDA_CHECK(be, cudaMemcpyAsync(tmp, w->host, w->nbytes, cudaMemcpyHostToDevice, be->stream));
+            CUDA_CHECK(be, cudaMemcpyAsync(tmp, w->host, w->nbytes, cudaMemcpyHostToDevice,
+                                           be->stream));
             cuda_repack(be, d, tmp, w->type, n_blocks);
             CUDA_CHECK(be, cudaStreamSynchronize(be->stream));
             dev_free(be, tmp);
@@ -166,7 +174,8 @@ static chord_status cu_upload(chord_backend *b, chord_weight *w, chord_error *er
                 return chord_fail(err, CHORD_E_NOMEM, "out of memory repacking '%s'", name);
             }
             repack_host(h, (const uint8_t *)w->host, qi, n_blocks);
-            CUDA_CHECK(be, cudaMemcpyAsync(d, h, dev_bytes, cudaMemcpyHostToDevice, be->stream));
+            CUDA_CHECK(be,
+                       cudaMemcpyAsync(d, h, dev_bytes, cudaMemcpyHostToDevice, be->stream));
             CUDA_CHECK(be, cudaStreamSynchronize(be->stream));
             free(h);
         }
@@ -227,8 +236,8 @@ static bool on_device(cuda_backend *be, const chord_weight *w, const char *op) {
     return false;
 }
 
-static void cu_get_rows(chord_backend *b, float *out, const chord_weight *emb, const int32_t *tokens,
-                        int n) {
+static void cu_get_rows(chord_backend *b, float *out, const chord_weight *emb,
+                        const int32_t *tokens, int n) {
     cuda_backend *be = cuda_be(b);
     if (n <= 0) return;
     dev_enter(be);
@@ -236,20 +245,21 @@ static void cu_get_rows(chord_backend *b, float *out, const chord_weight *emb, c
     cuda_get_rows(be, out, emb, tokens, n);
 }
 
-static void cu_rmsnorm(chord_backend *b, float *out, const float *x, const chord_weight *w, int n,
-                       int dim, float eps) {
+static void cu_rmsnorm(chord_backend *b, float *out, const float *x, const chord_weight *w,
+                       int n, int dim, float eps) {
     cuda_backend *be = cuda_be(b);
     dev_enter(be);
     if (!on_device(be, w, "rmsnorm")) return;
     if (w->type != CHORD_TYPE_F32 || w->n_in * w->n_out < dim) {
-        cuda_fail(be, "rmsnorm: weight '%s' must be F32 with %d values", w->name ? w->name : "?", dim);
+        cuda_fail(be, "rmsnorm: weight '%s' must be F32 with %d values",
+                  w->name ? w->name : "?", dim);
         return;
     }
     cuda_rmsnorm(be, out, x, (const float *)w->dev, n, dim, eps);
 }
 
-static void cu_matmul(chord_backend *b, int n_w, float *const *ys, const chord_weight *const *ws,
-                      const float *x, int n) {
+static void cu_matmul(chord_backend *b, int n_w, float *const *ys,
+                      const chord_weight *const *ws, const float *x, int n) {
     cuda_backend *be = cuda_be(b);
     if (n <= 0 || n_w <= 0) return;
     dev_enter(be);
@@ -284,7 +294,8 @@ static void cu_rope(chord_backend *b, float *x, int n, int pos0, const chord_rop
 }
 
 static void cu_attention(chord_backend *b, float *out, const float *q, const float *k,
-                         const float *v, chord_kv *kv, int n, int pos0, const chord_attn_shape *s) {
+                         const float *v, chord_kv *kv, int n, int pos0,
+                         const chord_attn_shape *s) {
     cuda_backend *be = cuda_be(b);
     dev_enter(be);
     cuda_attention(be, out, q, k, v, kv, n, pos0, s);
@@ -302,7 +313,9 @@ static void cu_swiglu(chord_backend *b, float *out, const float *g, const float 
     cuda_swiglu(be, out, g, u, n);
 }
 
-static size_t cu_kv_bytes(chord_backend *b, int n_ctx, int kv_dim) { return cuda_kv_bytes(n_ctx, kv_dim); }
+static size_t cu_kv_bytes(chord_backend *b, int n_ctx, int kv_dim) {
+    return cuda_kv_bytes(n_ctx, kv_dim);
+}
 
 /* Filled by name so the table follows backend.h whatever its field order. */
 static chord_backend_ops make_ops(void) {
@@ -356,7 +369,8 @@ extern "C" chord_status chord_backend_cuda_new(chord_backend **out, chord_error 
                           "CUDA driver too old (it supports CUDA %d.%d, chord needs %d.%d)",
                           drv / 1000, drv % 1000 / 10, rt / 1000, rt % 1000 / 10);
     }
-    if (e != cudaSuccess) return init_fail(err, "CUDA initialisation failed: %s", cudaGetErrorString(e));
+    if (e != cudaSuccess)
+        return init_fail(err, "CUDA initialisation failed: %s", cudaGetErrorString(e));
 
     int best = -1;
     size_t best_mem = 0;
@@ -374,9 +388,10 @@ extern "C" chord_status chord_backend_cuda_new(chord_backend **out, chord_error 
     if (best < 0) {
         (void)cudaGetLastError();
         if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess)
-            return chord_fail(err, CHORD_E_BACKEND,
-                              "no CUDA device with compute capability 8.0 or newer (%s is %d.%d)",
-                              prop.name, prop.major, prop.minor);
+            return chord_fail(
+                err, CHORD_E_BACKEND,
+                "no CUDA device with compute capability 8.0 or newer (%s is %d.%d)", prop.name,
+                prop.major, prop.minor);
         return init_fail(err, "no usable CUDA device found%s", "");
     }
     if ((e = cudaSetDevice(best)) != cudaSuccess)
@@ -388,6 +403,8 @@ extern "C" chord_status chord_backend_cuda_new(chord_backend **out, chord_error 
     be->device = best;
     be->n_sm = best_prop.multiProcessorCount;
     be->smem_per_block_optin = best_prop.sharedMemPerBlockOptin;
+    const char *pdl = getenv("CHORD_CUDA_PDL");
+    be->pdl = best_prop.major >= 9 && !(pdl && !strcmp(pdl, "0"));
     if ((e = cudaStreamCreateWithFlags(&be->stream, cudaStreamNonBlocking)) != cudaSuccess) {
         free(be);
         return init_fail(err, "creating a CUDA stream failed: %s", cudaGetErrorString(e));
@@ -401,7 +418,8 @@ extern "C" chord_status chord_backend_cuda_new(chord_backend **out, chord_error 
     }
     probe_kernel<<<1, 32, 0, be->stream>>>(probe);
     e = cudaGetLastError();
-    if (e == cudaSuccess) e = cudaMemcpyAsync(&got, probe, sizeof got, cudaMemcpyDeviceToHost, be->stream);
+    if (e == cudaSuccess)
+        e = cudaMemcpyAsync(&got, probe, sizeof got, cudaMemcpyDeviceToHost, be->stream);
     if (e == cudaSuccess) e = cudaStreamSynchronize(be->stream);
     if (e != cudaSuccess || got != 42) {
         char msg[200];
@@ -421,7 +439,8 @@ extern "C" chord_status chord_backend_cuda_new(chord_backend **out, chord_error 
 extern "C" size_t chord_backend_cuda_free_mem(chord_backend *b) {
     cuda_backend *be = cuda_be(b);
     size_t fr = 0, total = 0;
-    if (cudaSetDevice(be->device) != cudaSuccess || cudaMemGetInfo(&fr, &total) != cudaSuccess) {
+    if (cudaSetDevice(be->device) != cudaSuccess ||
+        cudaMemGetInfo(&fr, &total) != cudaSuccess) {
         (void)cudaGetLastError();
         return 0;
     }
@@ -454,7 +473,8 @@ static chord_status time_graph(cuda_backend *be, F fn, int reps, double *ms, cho
     }
     if (graph && CUDA_CHECK(be, cudaGraphInstantiate(&exec, graph, 0)) &&
         CUDA_CHECK(be, cudaEventCreate(&a)) && CUDA_CHECK(be, cudaEventCreate(&b))) {
-        for (int i = 0; i < 3; i++) CUDA_CHECK(be, cudaGraphLaunch(exec, be->stream));
+        for (int i = 0; i < 3; i++)
+            CUDA_CHECK(be, cudaGraphLaunch(exec, be->stream));
         for (int r = 0; r < reps; r++) {
             CUDA_CHECK(be, cudaEventRecord(a, be->stream));
             CUDA_CHECK(be, cudaGraphLaunch(exec, be->stream));
@@ -475,9 +495,10 @@ static chord_status time_graph(cuda_backend *be, F fn, int reps, double *ms, cho
     return take_error(be, err);
 }
 
-extern "C" chord_status cuda_bench_matmul(chord_backend *b, const chord_weight *const *ws, int n_w,
-                                          const float *x, float *y, int n, int kernel_only,
-                                          int reps, double *us_per_call, chord_error *err) {
+extern "C" chord_status cuda_bench_matmul(chord_backend *b, const chord_weight *const *ws,
+                                          int n_w, const float *x, float *y, int n,
+                                          int kernel_only, int reps, double *us_per_call,
+                                          chord_error *err) {
     cuda_backend *be = cuda_be(b);
     dev_enter(be);
     if (n_w <= 0 || reps <= 0) return chord_fail(err, CHORD_E_INVALID_ARG, "nothing to time");
@@ -503,9 +524,9 @@ extern "C" chord_status cuda_bench_matmul(chord_backend *b, const chord_weight *
 }
 
 extern "C" chord_status cuda_bench_attention(chord_backend *b, float *out, const float *q,
-                                             const float *k, const float *v, chord_kv *kv, int n,
-                                             int pos0, const chord_attn_shape *s, int reps,
-                                             double *us, chord_error *err) {
+                                             const float *k, const float *v, chord_kv *kv,
+                                             int n, int pos0, const chord_attn_shape *s,
+                                             int reps, double *us, chord_error *err) {
     cuda_backend *be = cuda_be(b);
     dev_enter(be);
     double ms = 0;
@@ -513,6 +534,14 @@ extern "C" chord_status cuda_bench_attention(chord_backend *b, float *out, const
     chord_status st = time_graph(be, fn, reps, &ms, err);
     if (st == CHORD_OK) *us = ms * 1000.0;
     return st;
+}
+
+extern "C" int cuda_set_pdl(chord_backend *b, int on) {
+    cuda_backend *be = cuda_be(b);
+    int old = be->pdl;
+    cudaDeviceProp p;
+    if (cudaGetDeviceProperties(&p, be->device) == cudaSuccess) be->pdl = on && p.major >= 9;
+    return old;
 }
 
 extern "C" chord_status cuda_bench_copy(chord_backend *b, size_t bytes, double *gb_per_s,
@@ -527,7 +556,9 @@ extern "C" chord_status cuda_bench_copy(chord_backend *b, size_t bytes, double *
     }
     CUDA_CHECK(be, cudaMemsetAsync(src, 1, bytes, be->stream));
     double ms = 0;
-    auto fn = [&]() { CUDA_CHECK(be, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, be->stream)); };
+    auto fn = [&]() {
+        CUDA_CHECK(be, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, be->stream));
+    };
     chord_status s = time_graph(be, fn, 20, &ms, err);
     if (s == CHORD_OK) *gb_per_s = 2.0 * (double)bytes / (ms * 1e-3) / 1e9;
     dev_free(be, src);

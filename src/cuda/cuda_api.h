@@ -20,8 +20,13 @@ chord_status cuda_bench_matmul(chord_backend *be, const chord_weight *const *ws,
                                const float *x, float *y, int n, int kernel_only, int reps,
                                double *us_per_call, chord_error *err);
 
+/* Turns programmatic dependent launch of the decode kernels on or off (default: on for
+ * compute capability 9.0 and newer, unless CHORD_CUDA_PDL=0); returns the old setting. */
+int cuda_set_pdl(chord_backend *be, int on);
+
 /* Device-to-device copy of `bytes`: median GB/s counting bytes read plus written. */
-chord_status cuda_bench_copy(chord_backend *be, size_t bytes, double *gb_per_s, chord_error *err);
+chord_status cuda_bench_copy(chord_backend *be, size_t bytes, double *gb_per_s,
+                             chord_error *err);
 
 /* Times ops->attention for n tokens at positions pos0.. (graph replay, median us). */
 chord_status cuda_bench_attention(chord_backend *be, float *out, const float *q, const float *k,

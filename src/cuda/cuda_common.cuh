@@ -12,6 +12,7 @@
 #include <cuda_runtime.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* error.h uses C11 _Noreturn, which C++ lacks. */
 #ifndef _Noreturn
@@ -33,6 +34,7 @@ typedef struct cuda_backend {
     chord_backend base;
     int device;
     int n_sm;
+    bool pdl; /* programmatic dependent launch for the matvec path (Hopper and newer) */
     size_t smem_per_block_optin;
     cudaStream_t stream;
     /* first recorded failure since the last sync */
@@ -44,7 +46,9 @@ typedef struct cuda_backend {
     cuda_scratch scratch[CUDA_SCRATCH_COUNT];
 } cuda_backend;
 
-static inline cuda_backend *cuda_be(chord_backend *be) { return (cuda_backend *)be; }
+static inline cuda_backend *cuda_be(chord_backend *be) {
+    return (cuda_backend *)be;
+}
 
 /* Records a CUDA failure (first one wins); returns false when e is an error. */
 bool cuda_record(cuda_backend *be, cudaError_t e, const char *what, const char *file, int line);
@@ -54,6 +58,37 @@ void cuda_fail(cuda_backend *be, const char *fmt, ...) __attribute__((format(pri
 #define CUDA_CHECK(be, call) cuda_record((be), (call), #call, __FILE__, __LINE__)
 /* After every kernel launch: catches bad launch configurations at once. */
 #define CUDA_LAUNCHED(be, name) cuda_record((be), cudaGetLastError(), name, __FILE__, __LINE__)
+
+/* Programmatic dependent launch: a kernel launched with launch_pdl may start while the
+ * previous kernel of the stream still runs. It calls pdl_trigger() early (so the next
+ * one may start too) and must call pdl_wait() before reading anything an earlier kernel
+ * wrote and before its first global write; before that it may only read weights. */
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+template <typename... KArgs, typename... Args>
+static inline cudaError_t launch_pdl(cuda_backend *be, void (*kernel)(KArgs...), dim3 grid,
+                                     dim3 block, Args... args) {
+    cudaLaunchConfig_t cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = 0;
+    cfg.stream = be->stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = be->pdl ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, kernel, static_cast<KArgs>(args)...);
+}
 
 /* A device buffer of at least `bytes` that lives until the next call asking for more.
  * Growing waits for the stream first. NULL (with the error recorded) on failure. */
@@ -102,7 +137,9 @@ __host__ __device__ constexpr bool type_is_float(int t) {
 
 /* Activations of quantized weights are quantized as the CPU backend does: int8 with one
  * float scale per 32 (32-element weight blocks) or per 256 (K-quants). */
-__host__ __device__ constexpr int act_block(int t) { return qinfo_of(t).blk == 256 ? 256 : 32; }
+__host__ __device__ constexpr int act_block(int t) {
+    return qinfo_of(t).blk == 256 ? 256 : 32;
+}
 
 /* Bytes of the repacked copy on the device. */
 static inline size_t cuda_weight_bytes(const chord_weight *w) {
@@ -112,7 +149,9 @@ static inline size_t cuda_weight_bytes(const chord_weight *w) {
 }
 
 /* Every type the CUDA kernels handle. */
-static inline bool cuda_type_ok(int t) { return qinfo_of(t).blk != 0; }
+static inline bool cuda_type_ok(int t) {
+    return qinfo_of(t).blk != 0;
+}
 
 static inline wview wview_of(const chord_weight *w) {
     qinfo qi = qinfo_of(w->type);
@@ -131,22 +170,22 @@ static inline wview wview_of(const chord_weight *w) {
 }
 
 /* Calls F<TYPE>(args...) for a run-time type id; `otherwise` runs for any other id. */
-#define CUDA_TYPE_SWITCH(t, F, otherwise, ...)                                            \
-    switch (t) {                                                                          \
-    case CHORD_TYPE_F32: F<CHORD_TYPE_F32>(__VA_ARGS__); break;                           \
-    case CHORD_TYPE_F16: F<CHORD_TYPE_F16>(__VA_ARGS__); break;                           \
-    case CHORD_TYPE_BF16: F<CHORD_TYPE_BF16>(__VA_ARGS__); break;                         \
-    case CHORD_TYPE_Q4_0: F<CHORD_TYPE_Q4_0>(__VA_ARGS__); break;                         \
-    case CHORD_TYPE_Q4_1: F<CHORD_TYPE_Q4_1>(__VA_ARGS__); break;                         \
-    case CHORD_TYPE_Q5_0: F<CHORD_TYPE_Q5_0>(__VA_ARGS__); break;                         \
-    case CHORD_TYPE_Q5_1: F<CHORD_TYPE_Q5_1>(__VA_ARGS__); break;                         \
-    case CHORD_TYPE_Q8_0: F<CHORD_TYPE_Q8_0>(__VA_ARGS__); break;                         \
-    case CHORD_TYPE_Q2_K: F<CHORD_TYPE_Q2_K>(__VA_ARGS__); break;                         \
-    case CHORD_TYPE_Q3_K: F<CHORD_TYPE_Q3_K>(__VA_ARGS__); break;                         \
-    case CHORD_TYPE_Q4_K: F<CHORD_TYPE_Q4_K>(__VA_ARGS__); break;                         \
-    case CHORD_TYPE_Q5_K: F<CHORD_TYPE_Q5_K>(__VA_ARGS__); break;                         \
-    case CHORD_TYPE_Q6_K: F<CHORD_TYPE_Q6_K>(__VA_ARGS__); break;                         \
-    default: otherwise; break;                                                            \
+#define CUDA_TYPE_SWITCH(t, F, otherwise, ...)                                                 \
+    switch (t) {                                                                               \
+    case CHORD_TYPE_F32: F<CHORD_TYPE_F32>(__VA_ARGS__); break;                                \
+    case CHORD_TYPE_F16: F<CHORD_TYPE_F16>(__VA_ARGS__); break;                                \
+    case CHORD_TYPE_BF16: F<CHORD_TYPE_BF16>(__VA_ARGS__); break;                              \
+    case CHORD_TYPE_Q4_0: F<CHORD_TYPE_Q4_0>(__VA_ARGS__); break;                              \
+    case CHORD_TYPE_Q4_1: F<CHORD_TYPE_Q4_1>(__VA_ARGS__); break;                              \
+    case CHORD_TYPE_Q5_0: F<CHORD_TYPE_Q5_0>(__VA_ARGS__); break;                              \
+    case CHORD_TYPE_Q5_1: F<CHORD_TYPE_Q5_1>(__VA_ARGS__); break;                              \
+    case CHORD_TYPE_Q8_0: F<CHORD_TYPE_Q8_0>(__VA_ARGS__); break;                              \
+    case CHORD_TYPE_Q2_K: F<CHORD_TYPE_Q2_K>(__VA_ARGS__); break;                              \
+    case CHORD_TYPE_Q3_K: F<CHORD_TYPE_Q3_K>(__VA_ARGS__); break;                              \
+    case CHORD_TYPE_Q4_K: F<CHORD_TYPE_Q4_K>(__VA_ARGS__); break;                              \
+    case CHORD_TYPE_Q5_K: F<CHORD_TYPE_Q5_K>(__VA_ARGS__); break;                              \
+    case CHORD_TYPE_Q6_K: F<CHORD_TYPE_Q6_K>(__VA_ARGS__); break;                              \
+    default: otherwise; break;                                                                 \
     }
 
 /* ------------------------------------------------------- host launchers */
@@ -163,26 +202,31 @@ void cuda_add(cuda_backend *be, float *x, const float *y, size_t n);
 void cuda_swiglu(cuda_backend *be, float *out, const float *g, const float *u, size_t n);
 
 /* Activations quantized for one weight type: q int8 [n][n_in], d float [n][n_in/qb],
- * bs int16 [n][n_in/16] (sum of each 16 q). */
+ * bs int16 [n][n_in/16] (sum of each 16 q); for qb = 32 also s float [n][n_in/32].
+ * qb = 32 follows llama.cpp's Q8_0 / Q8_1: d is rounded to half, s = half(d * sum q)
+ * (d unrounded); qb = 256 its Q8_K: float d. */
 typedef struct qact {
     const int8_t *q;
     const float *d;
     const int16_t *bs;
+    const float *s;
     int qb;
 } qact;
 
 /* matvec.cu: quantizes n rows of x (n_in % qb == 0) into scratch; y = W x for one
  * token (xa: x quantized for W's act_block, unused for float types). */
-bool cuda_quantize_act(cuda_backend *be, const float *x, int64_t n_in, int n, int qb, qact *out);
-void cuda_matvec(cuda_backend *be, const chord_weight *w, const float *x, const qact *xa, float *y);
+bool cuda_quantize_act(cuda_backend *be, const float *x, int64_t n_in, int n, int qb,
+                       qact *out);
+void cuda_matvec(cuda_backend *be, const chord_weight *w, const float *x, const qact *xa,
+                 float *y);
 
 /* gemm.cu: y[t][o] = sum_i W[o][i] x[t][i] for n tokens (xa as for cuda_matvec). */
-void cuda_gemm(cuda_backend *be, const chord_weight *w, const float *x, const qact *xa, float *y,
-               int n);
+void cuda_gemm(cuda_backend *be, const chord_weight *w, const float *x, const qact *xa,
+               float *y, int n);
 
 /* attention.cu: the KV cache is half [n_ctx][kv_dim] for each of k and v */
 size_t cuda_kv_bytes(int n_ctx, int kv_dim);
-void cuda_attention(cuda_backend *be, float *out, const float *q, const float *k, const float *v,
-                    chord_kv *kv, int n, int pos0, const chord_attn_shape *s);
+void cuda_attention(cuda_backend *be, float *out, const float *q, const float *k,
+                    const float *v, chord_kv *kv, int n, int pos0, const chord_attn_shape *s);
 
 #endif

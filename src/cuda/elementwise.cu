@@ -12,10 +12,14 @@ __global__ void repack_kernel(uint8_t *__restrict__ dst, const uint8_t *__restri
     const uint8_t *src = raw + (size_t)b * tsize;
     uint8_t *q = dst + (size_t)b * qlen;
     uint8_t *s = dst + (size_t)n_blocks * qlen + (size_t)b * sb;
-    for (int i = 0; i < qlen; i++) q[i] = src[qoff + i];
-    for (int i = 0; i < qoff; i++) s[i] = src[i];
-    for (int i = qoff + qlen; i < tsize; i++) s[i - qlen] = src[i];
-    for (int i = tsize - qlen; i < sb; i++) s[i] = 0;
+    for (int i = 0; i < qlen; i++)
+        q[i] = src[qoff + i];
+    for (int i = 0; i < qoff; i++)
+        s[i] = src[i];
+    for (int i = qoff + qlen; i < tsize; i++)
+        s[i - qlen] = src[i];
+    for (int i = tsize - qlen; i < sb; i++)
+        s[i] = 0;
 }
 
 void cuda_repack(cuda_backend *be, uint8_t *dst, const uint8_t *raw, chord_type type,
@@ -24,7 +28,7 @@ void cuda_repack(cuda_backend *be, uint8_t *dst, const uint8_t *raw, chord_type 
     int threads = 256;
     int64_t grid = (n_blocks + threads - 1) / threads;
     repack_kernel<<<(unsigned)grid, threads, 0, be->stream>>>(dst, raw, n_blocks, qi.tsize,
-                                                                qi.qoff, qi.qlen, qi.sb);
+                                                              qi.qoff, qi.qlen, qi.sb);
     CUDA_LAUNCHED(be, "repack_kernel");
 }
 
@@ -48,10 +52,12 @@ __global__ void get_rows_kernel(float *__restrict__ out, wview w, token_list tok
             dq16<T>(w, row, k0, v);
         } else {
 #pragma unroll
-            for (int j = 0; j < 16; j++) v[j] = 0.f;
+            for (int j = 0; j < 16; j++)
+                v[j] = 0.f;
         }
 #pragma unroll
-        for (int j = 0; j < 16; j++) o[k0 + j] = v[j];
+        for (int j = 0; j < 16; j++)
+            o[k0 + j] = v[j];
     }
 }
 
@@ -88,10 +94,11 @@ void cuda_get_rows(cuda_backend *be, float *out, const chord_weight *emb, const 
     for (int i0 = 0; i0 < n; i0 += ROWS_PER_LAUNCH) {
         int m = n - i0 < ROWS_PER_LAUNCH ? n - i0 : ROWS_PER_LAUNCH;
         token_list tl;
-        for (int i = 0; i < m; i++) tl.id[i] = tokens[i0 + i];
+        for (int i = 0; i < m; i++)
+            tl.id[i] = tokens[i0 + i];
         float *o = out + (size_t)i0 * emb->n_in;
-        CUDA_TYPE_SWITCH(emb->type, launch_get_rows, cuda_fail(be, "get_rows: type %d", emb->type),
-                         be, o, w, tl, m);
+        CUDA_TYPE_SWITCH(emb->type, launch_get_rows,
+                         cuda_fail(be, "get_rows: type %d", emb->type), be, o, w, tl, m);
     }
 }
 
@@ -99,30 +106,38 @@ void cuda_get_rows(cuda_backend *be, float *out, const chord_weight *emb, const 
 
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
 }
 
-/* One block per row: out = x / rms(x) * w. */
+/* One block per row: out = x / rms(x) * w, rounded as the CPU backend (and llama.cpp):
+ * products in float, their sum in double, 1 / sqrt in float, correctly rounded. */
 __global__ void rmsnorm_kernel(float *__restrict__ out, const float *__restrict__ x,
                                const float *__restrict__ w, int dim, float eps) {
-    __shared__ float red[32];
+    __shared__ double red[32];
     const float *xr = x + (size_t)blockIdx.x * dim;
     float *o = out + (size_t)blockIdx.x * dim;
-    float ss = 0.f;
-    for (int i = threadIdx.x; i < dim; i += blockDim.x) ss += xr[i] * xr[i];
-    ss = warp_sum(ss);
+    double ss = 0.0;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x)
+        ss += (double)__fmul_rn(xr[i], xr[i]);
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1)
+        ss += __shfl_xor_sync(0xffffffffu, ss, off);
     int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
     if (lane == 0) red[wid] = ss;
     __syncthreads();
     if (wid == 0) {
-        float v = lane < (int)(blockDim.x >> 5) ? red[lane] : 0.f;
-        v = warp_sum(v);
+        double v = lane < (int)(blockDim.x >> 5) ? red[lane] : 0.0;
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1)
+            v += __shfl_xor_sync(0xffffffffu, v, off);
         if (lane == 0) red[0] = v;
     }
     __syncthreads();
-    float scale = 1.0f / sqrtf(red[0] / (float)dim + eps);
-    for (int i = threadIdx.x; i < dim; i += blockDim.x) o[i] = xr[i] * scale * w[i];
+    const float scale = __frcp_rn(__fsqrt_rn(__fadd_rn((float)(red[0] / dim), eps)));
+    for (int i = threadIdx.x; i < dim; i += blockDim.x)
+        o[i] = __fmul_rn(__fmul_rn(xr[i], scale), w[i]);
 }
 
 void cuda_rmsnorm(cuda_backend *be, float *out, const float *x, const float *w, int n, int dim,
@@ -146,7 +161,8 @@ __global__ void rope_kernel(float *__restrict__ x, int n, int pos0, int n_head, 
     if (idx >= n * half) return;
     int t = idx / half, i = idx % half;
     float theta = __fmul_rn((float)(pos0 + t), freq_scale);
-    for (int k = 0; k < i; k++) theta = __fmul_rn(theta, step);
+    for (int k = 0; k < i; k++)
+        theta = __fmul_rn(theta, step);
     double sd, cd;
     sincos((double)theta, &sd, &cd);
     float cs = (float)cd, sn = (float)sd;
@@ -188,7 +204,10 @@ __global__ void add_kernel(float *__restrict__ x, const float *__restrict__ y, s
         x[i] += y[i];
 }
 
-__device__ __forceinline__ float silu_mul(float g, float u) { return g / (1.0f + __expf(-g)) * u; }
+/* silu(g) * u rounded as the CPU's g / (1 + expf(-g)) * u (no fast-math shortcuts) */
+__device__ __forceinline__ float silu_mul(float g, float u) {
+    return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, (float)exp(-(double)g))), u);
+}
 
 __global__ void swiglu_kernel(float *out, const float *g, const float *u, size_t n) {
     size_t n4 = n / 4, stride = (size_t)gridDim.x * blockDim.x;
@@ -204,7 +223,9 @@ __global__ void swiglu_kernel(float *out, const float *g, const float *u, size_t
         out[i] = silu_mul(g[i], u[i]);
 }
 
-static bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+static bool aligned16(const void *p) {
+    return ((uintptr_t)p & 15) == 0;
+}
 
 static unsigned ew_grid(cuda_backend *be, size_t n) {
     size_t want = (n / 4 + 255) / 256;
@@ -214,11 +235,13 @@ static unsigned ew_grid(cuda_backend *be, size_t n) {
 }
 
 __global__ void add_scalar_kernel(float *x, const float *y, size_t n) {
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
         x[i] += y[i];
 }
 __global__ void swiglu_scalar_kernel(float *out, const float *g, const float *u, size_t n) {
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
         out[i] = silu_mul(g[i], u[i]);
 }
 

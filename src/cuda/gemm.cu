@@ -27,7 +27,9 @@ using namespace nvcuda;
 #define CLD (GN + 4)
 
 template <typename E> __device__ __forceinline__ E to_e(float f);
-template <> __device__ __forceinline__ __half to_e<__half>(float f) { return __float2half_rn(f); }
+template <> __device__ __forceinline__ __half to_e<__half>(float f) {
+    return __float2half_rn(f);
+}
 template <> __device__ __forceinline__ __nv_bfloat16 to_e<__nv_bfloat16>(float f) {
     return __float2bfloat16_rn(f);
 }
@@ -39,7 +41,8 @@ template <typename E> __device__ __forceinline__ void store16(E *dst, const floa
         uint4 u[2];
     } p;
 #pragma unroll
-    for (int j = 0; j < 16; j++) p.e[j] = to_e<E>(v[j]);
+    for (int j = 0; j < 16; j++)
+        p.e[j] = to_e<E>(v[j]);
     uint4 *d = reinterpret_cast<uint4 *>(dst);
     d[0] = p.u[0];
     d[1] = p.u[1];
@@ -54,9 +57,9 @@ __global__ void __launch_bounds__(128)
     constexpr int AB_BYTES = 2 * GM * GLD * (int)sizeof(E);
     constexpr int C_BYTES = GM * CLD * (int)sizeof(float);
     __shared__ __align__(128) unsigned char smem[AB_BYTES > C_BYTES ? AB_BYTES : C_BYTES];
-    E *As = reinterpret_cast<E *>(smem);          /* [GM][GLD] activations */
-    E *Bs = As + GM * GLD;                         /* [GN][GLD] weights */
-    float *Cs = reinterpret_cast<float *>(smem);   /* [GM][CLD] epilogue */
+    E *As = reinterpret_cast<E *>(smem);         /* [GM][GLD] activations */
+    E *Bs = As + GM * GLD;                       /* [GN][GLD] weights */
+    float *Cs = reinterpret_cast<float *>(smem); /* [GM][CLD] epilogue */
 
     const int t0 = blockIdx.y * GM;
     const int64_t o0 = (int64_t)blockIdx.x * GN;
@@ -71,7 +74,8 @@ __global__ void __launch_bounds__(128)
 #pragma unroll
     for (int i = 0; i < 2; i++)
 #pragma unroll
-        for (int j = 0; j < 2; j++) wmma::fill_fragment(acc[i][j], 0.0f);
+        for (int j = 0; j < 2; j++)
+            wmma::fill_fragment(acc[i][j], 0.0f);
 
     float va[16], vb[16];
     auto load = [&](int64_t k0) {
@@ -85,13 +89,15 @@ __global__ void __launch_bounds__(128)
             }
         } else {
 #pragma unroll
-            for (int i = 0; i < 16; i++) va[i] = 0.f;
+            for (int i = 0; i < 16; i++)
+                va[i] = 0.f;
         }
         if (o_ok) {
             dq16<T>(w, o, k0 + lc, vb);
         } else {
 #pragma unroll
-            for (int i = 0; i < 16; i++) vb[i] = 0.f;
+            for (int i = 0; i < 16; i++)
+                vb[i] = 0.f;
         }
     };
 
@@ -106,13 +112,16 @@ __global__ void __launch_bounds__(128)
             wmma::fragment<wmma::matrix_a, 16, 16, 16, E, wmma::row_major> a[2];
             wmma::fragment<wmma::matrix_b, 16, 16, 16, E, wmma::col_major> b[2];
 #pragma unroll
-            for (int i = 0; i < 2; i++) wmma::load_matrix_sync(a[i], As + (wm * 32 + 16 * i) * GLD + kk, GLD);
+            for (int i = 0; i < 2; i++)
+                wmma::load_matrix_sync(a[i], As + (wm * 32 + 16 * i) * GLD + kk, GLD);
 #pragma unroll
-            for (int j = 0; j < 2; j++) wmma::load_matrix_sync(b[j], Bs + (wn * 32 + 16 * j) * GLD + kk, GLD);
+            for (int j = 0; j < 2; j++)
+                wmma::load_matrix_sync(b[j], Bs + (wn * 32 + 16 * j) * GLD + kk, GLD);
 #pragma unroll
             for (int i = 0; i < 2; i++)
 #pragma unroll
-                for (int j = 0; j < 2; j++) wmma::mma_sync(acc[i][j], a[i], b[j], acc[i][j]);
+                for (int j = 0; j < 2; j++)
+                    wmma::mma_sync(acc[i][j], a[i], b[j], acc[i][j]);
         }
         __syncthreads();
     }
@@ -120,8 +129,8 @@ __global__ void __launch_bounds__(128)
     for (int i = 0; i < 2; i++)
 #pragma unroll
         for (int j = 0; j < 2; j++)
-            wmma::store_matrix_sync(Cs + (wm * 32 + 16 * i) * CLD + wn * 32 + 16 * j, acc[i][j], CLD,
-                                    wmma::mem_row_major);
+            wmma::store_matrix_sync(Cs + (wm * 32 + 16 * i) * CLD + wn * 32 + 16 * j, acc[i][j],
+                                    CLD, wmma::mem_row_major);
     __syncthreads();
     for (int idx = tid; idx < GM * GN; idx += 128) {
         int r = idx / GN, c = idx % GN;
@@ -152,8 +161,9 @@ __global__ void __launch_bounds__(128)
     __trap(); /* never launched: the backend requires compute capability 8.0 */
 #else
     constexpr int QB = act_block(T);
-    constexpr bool HAS_MIN = T == CHORD_TYPE_Q4_1 || T == CHORD_TYPE_Q5_1 || T == CHORD_TYPE_Q2_K ||
-                             T == CHORD_TYPE_Q4_K || T == CHORD_TYPE_Q5_K;
+    constexpr bool HAS_MIN = T == CHORD_TYPE_Q4_1 || T == CHORD_TYPE_Q5_1 ||
+                             T == CHORD_TYPE_Q2_K || T == CHORD_TYPE_Q4_K ||
+                             T == CHORD_TYPE_Q5_K;
     __shared__ __align__(16) uint32_t As[2][QM][4]; /* [chunk][token][16 int8] */
     __shared__ __align__(16) uint32_t Bs[2][QN][4]; /* [chunk][output][16 int8] */
     __shared__ float sw[2][QN], mw[2][QN], dx[2][QM], xs[2][QM];
@@ -172,7 +182,8 @@ __global__ void __launch_bounds__(128)
 #pragma unroll
         for (int b = 0; b < 4; b++)
 #pragma unroll
-            for (int c = 0; c < 4; c++) acc[a][b][c] = 0.f;
+            for (int c = 0; c < 4; c++)
+                acc[a][b][c] = 0.f;
 
     for (int64_t k0 = 0; k0 < w.n_in; k0 += 32) {
         const int64_t kc = k0 + 16 * ch;
@@ -182,7 +193,10 @@ __global__ void __launch_bounds__(128)
             *reinterpret_cast<uint4 *>(&As[ch][lr][0]) = v;
             const float d = __ldg(xa.d + off / QB);
             dx[ch][lr] = d;
-            xs[ch][lr] = HAS_MIN ? d * (float)xa.bs[off / 16] : 0.f;
+            /* min term: d * sum q per 16 (K-quants); the block's s on its first chunk (32) */
+            xs[ch][lr] = !HAS_MIN   ? 0.f
+                         : QB == 32 ? (ch == 0 ? __ldg(xa.s + off / 32) : 0.f)
+                                    : d * (float)xa.bs[off / 16];
         } else {
             *reinterpret_cast<uint4 *>(&As[ch][lr][0]) = make_uint4(0, 0, 0, 0);
             dx[ch][lr] = 0.f;
@@ -247,7 +261,8 @@ __global__ void __launch_bounds__(128)
                 const int rr = r + 8 * h;
                 if (rr >= n) continue;
                 if (col < w.n_out) y[(size_t)rr * w.n_out + col] = acc[mi][ni][2 * h];
-                if (col + 1 < w.n_out) y[(size_t)rr * w.n_out + col + 1] = acc[mi][ni][2 * h + 1];
+                if (col + 1 < w.n_out)
+                    y[(size_t)rr * w.n_out + col + 1] = acc[mi][ni][2 * h + 1];
             }
         }
     }
@@ -279,11 +294,13 @@ __global__ void __launch_bounds__(256)
         for (int kk = 0; kk < 16; kk++) {
             float a[4], b[4];
 #pragma unroll
-            for (int i = 0; i < 4; i++) a[i] = As[kk][ty * 4 + i], b[i] = Bs[kk][tx * 4 + i];
+            for (int i = 0; i < 4; i++)
+                a[i] = As[kk][ty * 4 + i], b[i] = Bs[kk][tx * 4 + i];
 #pragma unroll
             for (int i = 0; i < 4; i++)
 #pragma unroll
-                for (int j = 0; j < 4; j++) acc[i][j] += a[i] * b[j];
+                for (int j = 0; j < 4; j++)
+                    acc[i][j] += a[i] * b[j];
         }
         __syncthreads();
     }
@@ -300,8 +317,8 @@ __global__ void __launch_bounds__(256)
 }
 
 template <int T>
-static void launch_gemm(cuda_backend *be, const wview &w, const float *x, const qact *xa, float *y,
-                        int n) {
+static void launch_gemm(cuda_backend *be, const wview &w, const float *x, const qact *xa,
+                        float *y, int n) {
     dim3 grid((unsigned)((w.n_out + GN - 1) / GN), (unsigned)((n + GM - 1) / GM));
     bool tc_ok = w.n_in % GK == 0 && ((uintptr_t)x & 15) == 0;
     if constexpr (type_is_float(T)) {
@@ -318,20 +335,20 @@ static void launch_gemm(cuda_backend *be, const wview &w, const float *x, const 
             cuda_fail(be, "matmul: activations not quantized for this type");
             return;
         }
-        xact a = {xa->q, xa->d, xa->bs};
+        xact a = {xa->q, xa->d, xa->bs, xa->s};
         gemm_q8_kernel<T><<<grid, 128, 0, be->stream>>>(w, a, y, n);
     }
     CUDA_LAUNCHED(be, "gemm_kernel");
 }
 
-void cuda_gemm(cuda_backend *be, const chord_weight *w, const float *x, const qact *xa, float *y,
-               int n) {
+void cuda_gemm(cuda_backend *be, const chord_weight *w, const float *x, const qact *xa,
+               float *y, int n) {
     if (n <= 0) return;
     if ((n + GM - 1) / GM > 65535) {
         cuda_fail(be, "matmul: %d tokens in one call is too many", n);
         return;
     }
     wview v = wview_of(w);
-    CUDA_TYPE_SWITCH(w->type, launch_gemm, cuda_fail(be, "matmul: unsupported type %d", w->type),
-                     be, v, x, xa, y, n);
+    CUDA_TYPE_SWITCH(w->type, launch_gemm,
+                     cuda_fail(be, "matmul: unsupported type %d", w->type), be, v, x, xa, y, n);
 }

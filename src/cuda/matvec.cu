@@ -10,11 +10,12 @@
 #include "quant.cuh"
 
 #define MV_ROWS 4
-#define MV_UF 8 /* float types: units in flight per lane */
+#define MV_UF 4 /* float types: units in flight per lane */
 
 __device__ __forceinline__ float mv_warp_sum(float v) {
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
 }
 
@@ -22,15 +23,18 @@ __device__ __forceinline__ float mv_warp_sum(float v) {
 
 /* One warp per QB elements (QB = 32: one per lane; 256: 8 per lane). As the CPU
  * backend: d = amax / 127, q = rint(x * (127 / amax)), each step correctly rounded;
- * bs = sum of each 16 q. */
+ * bs = sum of each 16 q. QB = 32 then stores d rounded to half and s = half(d * sum),
+ * as llama.cpp's Q8_0 / Q8_1 (its golden logits match bit for bit on Q4_0 that way). */
 template <int QB>
 __global__ void quantize_act_kernel(int8_t *__restrict__ xq, float *__restrict__ xd,
-                                    int16_t *__restrict__ bs, const float *__restrict__ x,
-                                    int64_t n_blocks) {
+                                    int16_t *__restrict__ bs, float *__restrict__ xs,
+                                    const float *__restrict__ x, int64_t n_blocks) {
     constexpr int PER = QB / 32;
     int64_t b = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     int lane = threadIdx.x & 31;
+    pdl_trigger();
     if (b >= n_blocks) return; /* uniform across the warp */
+    pdl_wait();
     const float *xb = x + b * QB + lane * PER;
     float v[PER];
     float a = 0.f;
@@ -40,7 +44,8 @@ __global__ void quantize_act_kernel(int8_t *__restrict__ xq, float *__restrict__
         a = fmaxf(a, fabsf(v[i]));
     }
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, o));
+    for (int o = 16; o > 0; o >>= 1)
+        a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, o));
     const float id = a > 0.f ? __fdiv_rn(127.0f, a) : 0.f;
     int sum = 0;
     int8_t q[PER];
@@ -50,26 +55,34 @@ __global__ void quantize_act_kernel(int8_t *__restrict__ xq, float *__restrict__
         q[i] = (int8_t)qi;
         sum += qi;
     }
+    const float d = __fdiv_rn(a, 127.0f);
     if constexpr (PER == 1) {
         xq[b * QB + lane] = q[0];
-        /* sums of lanes 0..15 and 16..31 */
+        /* sums of lanes 0..15 and 16..31, then of all 32 */
 #pragma unroll
-        for (int o = 8; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+        for (int o = 8; o > 0; o >>= 1)
+            sum += __shfl_xor_sync(0xffffffffu, sum, o);
         if ((lane & 15) == 0) bs[b * 2 + (lane >> 4)] = (int16_t)sum;
+        sum += __shfl_xor_sync(0xffffffffu, sum, 16);
+        if (lane == 0) {
+            xd[b] = __half2float(__float2half_rn(d));
+            xs[b] = __half2float(__float2half_rn(__fmul_rn(d, (float)sum)));
+        }
     } else {
         uint2 pk;
-        pk.x = (uint32_t)(uint8_t)q[0] | (uint32_t)(uint8_t)q[1] << 8 | (uint32_t)(uint8_t)q[2] << 16 |
-               (uint32_t)(uint8_t)q[3] << 24;
-        pk.y = (uint32_t)(uint8_t)q[4] | (uint32_t)(uint8_t)q[5] << 8 | (uint32_t)(uint8_t)q[6] << 16 |
-               (uint32_t)(uint8_t)q[7] << 24;
+        pk.x = (uint32_t)(uint8_t)q[0] | (uint32_t)(uint8_t)q[1] << 8 |
+               (uint32_t)(uint8_t)q[2] << 16 | (uint32_t)(uint8_t)q[3] << 24;
+        pk.y = (uint32_t)(uint8_t)q[4] | (uint32_t)(uint8_t)q[5] << 8 |
+               (uint32_t)(uint8_t)q[6] << 16 | (uint32_t)(uint8_t)q[7] << 24;
         *reinterpret_cast<uint2 *>(xq + b * QB + lane * PER) = pk;
         sum += __shfl_xor_sync(0xffffffffu, sum, 1); /* two lanes hold 16 */
         if ((lane & 1) == 0) bs[b * 16 + (lane >> 1)] = (int16_t)sum;
+        if (lane == 0) xd[b] = d;
     }
-    if (lane == 0) xd[b] = __fdiv_rn(a, 127.0f);
 }
 
-bool cuda_quantize_act(cuda_backend *be, const float *x, int64_t n_in, int n, int qb, qact *out) {
+bool cuda_quantize_act(cuda_backend *be, const float *x, int64_t n_in, int n, int qb,
+                       qact *out) {
     if (n_in % qb != 0) {
         cuda_fail(be, "matmul: row length %lld is not a multiple of %d", (long long)n_in, qb);
         return false;
@@ -77,23 +90,29 @@ bool cuda_quantize_act(cuda_backend *be, const float *x, int64_t n_in, int n, in
     const size_t total = (size_t)n * (size_t)n_in;
     const size_t qbytes = (total + 15) & ~(size_t)15;
     const size_t dbytes = ((total / qb) * sizeof(float) + 15) & ~(size_t)15;
+    const size_t sbytes = qb == 32 ? dbytes : 0;
     const size_t bbytes = (total / 16) * sizeof(int16_t);
-    uint8_t *p = (uint8_t *)cuda_scratch_get(be, CUDA_SCRATCH_XQ, qbytes + dbytes + bbytes);
+    uint8_t *p =
+        (uint8_t *)cuda_scratch_get(be, CUDA_SCRATCH_XQ, qbytes + dbytes + sbytes + bbytes);
     if (!p) return false;
     out->q = (const int8_t *)p;
     out->d = (const float *)(p + qbytes);
-    out->bs = (const int16_t *)(p + qbytes + dbytes);
+    out->s = qb == 32 ? (const float *)(p + qbytes + dbytes) : NULL;
+    out->bs = (const int16_t *)(p + qbytes + dbytes + sbytes);
     out->qb = qb;
     const int64_t n_blocks = (int64_t)(total / qb);
     const int threads = 256;
     const int64_t grid = (n_blocks * 32 + threads - 1) / threads;
+    cudaError_t e;
     if (qb == 32)
-        quantize_act_kernel<32><<<(unsigned)grid, threads, 0, be->stream>>>(
-            (int8_t *)out->q, (float *)out->d, (int16_t *)out->bs, x, n_blocks);
+        e = launch_pdl(be, quantize_act_kernel<32>, dim3((unsigned)grid), dim3(threads),
+                       (int8_t *)out->q, (float *)out->d, (int16_t *)out->bs, (float *)out->s,
+                       x, n_blocks);
     else
-        quantize_act_kernel<256><<<(unsigned)grid, threads, 0, be->stream>>>(
-            (int8_t *)out->q, (float *)out->d, (int16_t *)out->bs, x, n_blocks);
-    return CUDA_LAUNCHED(be, "quantize_act_kernel");
+        e = launch_pdl(be, quantize_act_kernel<256>, dim3((unsigned)grid), dim3(threads),
+                       (int8_t *)out->q, (float *)out->d, (int16_t *)out->bs, (float *)NULL, x,
+                       n_blocks);
+    return CUDA_CHECK(be, e) && CUDA_LAUNCHED(be, "quantize_act_kernel");
 }
 
 /* ------------------------------------------------------------ kernels */
@@ -102,13 +121,15 @@ bool cuda_quantize_act(cuda_backend *be, const float *x, int64_t n_in, int n, in
 template <int T, int R, int U>
 __global__ void __launch_bounds__(32 * MV_ROWS)
     matvec_q_kernel(wview w, xact xa, float *__restrict__ y) {
+    pdl_trigger();
     const int64_t row0 = ((int64_t)blockIdx.x * MV_ROWS + (threadIdx.x >> 5)) * R;
     const int lane = threadIdx.x & 31;
     if (row0 >= w.n_out) return;
     const int n_units = (int)w.nb * units_per_block(T);
     float acc[R];
 #pragma unroll
-    for (int r = 0; r < R; r++) acc[r] = 0.f;
+    for (int r = 0; r < R; r++)
+        acc[r] = 0.f;
     for (int base = lane; base < n_units; base += 32 * U) {
         uraw raw[R][U];
 #pragma unroll
@@ -117,6 +138,7 @@ __global__ void __launch_bounds__(32 * MV_ROWS)
             for (int i = 0; i < U; i++)
                 if (row0 + r < w.n_out && base + 32 * i < n_units)
                     raw[r][i] = unit_load<T>(w, row0 + r, base + 32 * i);
+        pdl_wait(); /* x comes from the previous kernel */
 #pragma unroll
         for (int r = 0; r < R; r++)
 #pragma unroll
@@ -124,6 +146,7 @@ __global__ void __launch_bounds__(32 * MV_ROWS)
                 if (row0 + r < w.n_out && base + 32 * i < n_units)
                     acc[r] += unit_dot<T>(raw[r][i], base + 32 * i, xa);
     }
+    pdl_wait();
 #pragma unroll
     for (int r = 0; r < R; r++) {
         float v = mv_warp_sum(acc[r]);
@@ -135,6 +158,7 @@ __global__ void __launch_bounds__(32 * MV_ROWS)
 template <int T>
 __global__ void __launch_bounds__(32 * MV_ROWS)
     matvec_f_kernel(wview w, const float *__restrict__ x, float *__restrict__ y) {
+    pdl_trigger();
     int64_t row = (int64_t)blockIdx.x * MV_ROWS + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (row >= w.n_out) return;
@@ -149,6 +173,7 @@ __global__ void __launch_bounds__(32 * MV_ROWS)
 #pragma unroll
         for (int i = 0; i < MV_UF; i++)
             if (base + 32 * i < n_units) v[i] = ld16_stream(rp + 16 * (size_t)(base + 32 * i));
+        pdl_wait();
 #pragma unroll
         for (int i = 0; i < MV_UF; i++) {
             const int u = base + 32 * i;
@@ -171,11 +196,12 @@ __global__ void __launch_bounds__(32 * MV_ROWS)
                         f[2 * j + 1] = __uint_as_float(wd[j] & 0xFFFF0000u);
                     }
                 }
-                acc += f[0] * a.x + f[1] * a.y + f[2] * a.z + f[3] * a.w + f[4] * b.x + f[5] * b.y +
-                       f[6] * b.z + f[7] * b.w;
+                acc += f[0] * a.x + f[1] * a.y + f[2] * a.z + f[3] * a.w + f[4] * b.x +
+                       f[5] * b.y + f[6] * b.z + f[7] * b.w;
             }
         }
     }
+    pdl_wait();
     acc = mv_warp_sum(acc);
     if (lane == 0) y[row] = acc;
 }
@@ -188,18 +214,21 @@ __global__ void __launch_bounds__(32 * MV_ROWS)
     int lane = threadIdx.x & 31;
     if (row >= w.n_out) return;
     float acc = 0.f;
-    for (int64_t k = lane; k < w.n_in; k += 32) acc += ld_elem<T>(w, row, k) * x[k];
+    for (int64_t k = lane; k < w.n_in; k += 32)
+        acc += ld_elem<T>(w, row, k) * x[k];
     acc = mv_warp_sum(acc);
     if (lane == 0) y[row] = acc;
 }
 
 template <int T>
-static void launch_matvec(cuda_backend *be, const wview &w, const float *x, const qact *xa, float *y) {
+static void launch_matvec(cuda_backend *be, const wview &w, const float *x, const qact *xa,
+                          float *y) {
     unsigned grid = (unsigned)((w.n_out + MV_ROWS - 1) / MV_ROWS);
     if constexpr (type_is_float(T)) {
         bool vec = w.n_in % 8 == 0 && ((uintptr_t)x & 15) == 0;
         if (vec)
-            matvec_f_kernel<T><<<grid, 32 * MV_ROWS, 0, be->stream>>>(w, x, y);
+            CUDA_CHECK(be, launch_pdl(be, matvec_f_kernel<T>, dim3(grid), dim3(32 * MV_ROWS), w,
+                                      x, y));
         else
             matvec_f_scalar_kernel<T><<<grid, 32 * MV_ROWS, 0, be->stream>>>(w, x, y);
     } else {
@@ -207,24 +236,28 @@ static void launch_matvec(cuda_backend *be, const wview &w, const float *x, cons
             cuda_fail(be, "matvec: activations not quantized for this type");
             return;
         }
-        xact a = {xa->q, xa->d, xa->bs};
+        xact a = {xa->q, xa->d, xa->bs, xa->s};
         /* enough loads in flight per lane whatever the row length */
         const int64_t per_lane = (w.nb * units_per_block(T) + 31) / 32;
         const int64_t nr = w.n_out;
+        const dim3 blk(32 * MV_ROWS);
+        cudaError_t e;
         if (per_lane <= 1)
-            matvec_q_kernel<T, 4, 1><<<(unsigned)((nr + 15) / 16), 32 * MV_ROWS, 0, be->stream>>>(w, a, y);
+            e = launch_pdl(be, matvec_q_kernel<T, 4, 1>, dim3((unsigned)((nr + 15) / 16)), blk,
+                           w, a, y);
         else if (per_lane <= 2)
-            matvec_q_kernel<T, 2, 2><<<(unsigned)((nr + 7) / 8), 32 * MV_ROWS, 0, be->stream>>>(w, a, y);
-        else if (per_lane <= 4)
-            matvec_q_kernel<T, 1, 4><<<grid, 32 * MV_ROWS, 0, be->stream>>>(w, a, y);
+            e = launch_pdl(be, matvec_q_kernel<T, 2, 2>, dim3((unsigned)((nr + 7) / 8)), blk, w,
+                           a, y);
         else
-            matvec_q_kernel<T, 1, 8><<<grid, 32 * MV_ROWS, 0, be->stream>>>(w, a, y);
+            e = launch_pdl(be, matvec_q_kernel<T, 1, 4>, dim3(grid), blk, w, a, y);
+        CUDA_CHECK(be, e);
     }
     CUDA_LAUNCHED(be, "matvec_kernel");
 }
 
-void cuda_matvec(cuda_backend *be, const chord_weight *w, const float *x, const qact *xa, float *y) {
+void cuda_matvec(cuda_backend *be, const chord_weight *w, const float *x, const qact *xa,
+                 float *y) {
     wview v = wview_of(w);
-    CUDA_TYPE_SWITCH(w->type, launch_matvec, cuda_fail(be, "matvec: unsupported type %d", w->type),
-                     be, v, x, xa, y);
+    CUDA_TYPE_SWITCH(w->type, launch_matvec,
+                     cuda_fail(be, "matvec: unsupported type %d", w->type), be, v, x, xa, y);
 }

@@ -1,6 +1,6 @@
 /* Device-side decoding of every weight type, on the repacked layout (cuda_common.cuh):
- *  - dq16<T>: 16 consecutive elements of a row (k0 % 16 == 0) as floats. Used by
- *    get_rows and the prefill GEMM tile loader.
+ *  - dq16<T>: 16 consecutive elements of a row (k0 % 16 == 0) as floats, rounded as
+ *    ref.c (no fused multiply-add). Used by get_rows.
  *  - unit_dot<T>: one 16-byte "unit" of quant bytes dotted with the activations
  *    quantized to int8 (32 per scale), with dp4a. Used by the decode matvec.
  * The arithmetic follows src/quant/ref.c (the ground truth). */
@@ -19,8 +19,8 @@ __device__ __forceinline__ uint4 ld16(const uint8_t *p) {
 __device__ __forceinline__ uint4 ld16_stream(const uint8_t *p) {
     uint4 r;
     asm("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
-                 : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-                 : "l"(p));
+        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+        : "l"(p));
     return r;
 }
 __device__ __forceinline__ int4 ldx16(const int8_t *p) {
@@ -32,8 +32,12 @@ __device__ __forceinline__ float ldh(const uint8_t *p) {
 __device__ __forceinline__ uint32_t ldu16(const uint8_t *p) {
     return __ldg(reinterpret_cast<const unsigned short *>(p));
 }
-__device__ __forceinline__ int ldb(const uint8_t *p) { return __ldg(p); }
-__device__ __forceinline__ float bf16_bits(uint32_t b) { return __uint_as_float(b << 16); }
+__device__ __forceinline__ int ldb(const uint8_t *p) {
+    return __ldg(p);
+}
+__device__ __forceinline__ float bf16_bits(uint32_t b) {
+    return __uint_as_float(b << 16);
+}
 __device__ __forceinline__ uint32_t byte_of(const uint32_t a[4], int j) {
     return (a[j >> 2] >> (8 * (j & 3))) & 0xFFu;
 }
@@ -59,10 +63,12 @@ __device__ __forceinline__ int q3k_scale(const uint8_t *sc, int s) {
 
 /* ---------------------------------------------------------------- dq16 */
 
-template <int T> __device__ __forceinline__ void dq16(const wview &w, int64_t row, int64_t k0, float *o);
+template <int T>
+__device__ __forceinline__ void dq16(const wview &w, int64_t row, int64_t k0, float *o);
 
-template <> __device__ __forceinline__ void dq16<CHORD_TYPE_F32>(const wview &w, int64_t row,
-                                                                 int64_t k0, float *o) {
+template <>
+__device__ __forceinline__ void dq16<CHORD_TYPE_F32>(const wview &w, int64_t row, int64_t k0,
+                                                     float *o) {
     const float4 *p = reinterpret_cast<const float4 *>(w.q + ((size_t)row * w.n_in + k0) * 4);
 #pragma unroll
     for (int i = 0; i < 4; i++) {
@@ -70,8 +76,9 @@ template <> __device__ __forceinline__ void dq16<CHORD_TYPE_F32>(const wview &w,
         o[4 * i] = v.x, o[4 * i + 1] = v.y, o[4 * i + 2] = v.z, o[4 * i + 3] = v.w;
     }
 }
-template <> __device__ __forceinline__ void dq16<CHORD_TYPE_F16>(const wview &w, int64_t row,
-                                                                 int64_t k0, float *o) {
+template <>
+__device__ __forceinline__ void dq16<CHORD_TYPE_F16>(const wview &w, int64_t row, int64_t k0,
+                                                     float *o) {
     const uint8_t *p = w.q + ((size_t)row * w.n_in + k0) * 2;
 #pragma unroll
     for (int i = 0; i < 2; i++) {
@@ -84,8 +91,9 @@ template <> __device__ __forceinline__ void dq16<CHORD_TYPE_F16>(const wview &w,
         }
     }
 }
-template <> __device__ __forceinline__ void dq16<CHORD_TYPE_BF16>(const wview &w, int64_t row,
-                                                                  int64_t k0, float *o) {
+template <>
+__device__ __forceinline__ void dq16<CHORD_TYPE_BF16>(const wview &w, int64_t row, int64_t k0,
+                                                      float *o) {
     const uint8_t *p = w.q + ((size_t)row * w.n_in + k0) * 2;
 #pragma unroll
     for (int i = 0; i < 2; i++) {
@@ -99,28 +107,33 @@ template <> __device__ __forceinline__ void dq16<CHORD_TYPE_BF16>(const wview &w
     }
 }
 
-template <> __device__ __forceinline__ void dq16<CHORD_TYPE_Q4_0>(const wview &w, int64_t row,
-                                                                  int64_t k0, float *o) {
+template <>
+__device__ __forceinline__ void dq16<CHORD_TYPE_Q4_0>(const wview &w, int64_t row, int64_t k0,
+                                                      float *o) {
     size_t idx = (size_t)row * w.nb + (size_t)(k0 >> 5);
     uint4 v = ld16(w.q + idx * 16);
     float d = ldh(w.s + idx * 2);
     int sh = (k0 & 16) ? 4 : 0;
     uint32_t a[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
-    for (int j = 0; j < 16; j++) o[j] = d * (float)((int)((byte_of(a, j) >> sh) & 15) - 8);
+    for (int j = 0; j < 16; j++)
+        o[j] = d * (float)((int)((byte_of(a, j) >> sh) & 15) - 8);
 }
-template <> __device__ __forceinline__ void dq16<CHORD_TYPE_Q4_1>(const wview &w, int64_t row,
-                                                                  int64_t k0, float *o) {
+template <>
+__device__ __forceinline__ void dq16<CHORD_TYPE_Q4_1>(const wview &w, int64_t row, int64_t k0,
+                                                      float *o) {
     size_t idx = (size_t)row * w.nb + (size_t)(k0 >> 5);
     uint4 v = ld16(w.q + idx * 16);
     float d = ldh(w.s + idx * 4), m = ldh(w.s + idx * 4 + 2);
     int sh = (k0 & 16) ? 4 : 0;
     uint32_t a[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
-    for (int j = 0; j < 16; j++) o[j] = d * (float)((byte_of(a, j) >> sh) & 15) + m;
+    for (int j = 0; j < 16; j++)
+        o[j] = __fadd_rn(__fmul_rn(d, (float)((byte_of(a, j) >> sh) & 15)), m);
 }
-template <> __device__ __forceinline__ void dq16<CHORD_TYPE_Q5_0>(const wview &w, int64_t row,
-                                                                  int64_t k0, float *o) {
+template <>
+__device__ __forceinline__ void dq16<CHORD_TYPE_Q5_0>(const wview &w, int64_t row, int64_t k0,
+                                                      float *o) {
     size_t idx = (size_t)row * w.nb + (size_t)(k0 >> 5);
     uint4 v = ld16(w.q + idx * 16);
     const uint8_t *s = w.s + idx * 6;
@@ -134,8 +147,9 @@ template <> __device__ __forceinline__ void dq16<CHORD_TYPE_Q5_0>(const wview &w
         o[j] = d * (float)(q - 16);
     }
 }
-template <> __device__ __forceinline__ void dq16<CHORD_TYPE_Q5_1>(const wview &w, int64_t row,
-                                                                  int64_t k0, float *o) {
+template <>
+__device__ __forceinline__ void dq16<CHORD_TYPE_Q5_1>(const wview &w, int64_t row, int64_t k0,
+                                                      float *o) {
     size_t idx = (size_t)row * w.nb + (size_t)(k0 >> 5);
     uint4 v = ld16(w.q + idx * 16);
     const uint8_t *s = w.s + idx * 8;
@@ -146,20 +160,23 @@ template <> __device__ __forceinline__ void dq16<CHORD_TYPE_Q5_1>(const wview &w
 #pragma unroll
     for (int j = 0; j < 16; j++) {
         int q = (int)((byte_of(a, j) >> sh) & 15) | (int)(((qh >> (j + hb)) & 1) << 4);
-        o[j] = d * (float)q + m;
+        o[j] = __fadd_rn(__fmul_rn(d, (float)q), m);
     }
 }
-template <> __device__ __forceinline__ void dq16<CHORD_TYPE_Q8_0>(const wview &w, int64_t row,
-                                                                  int64_t k0, float *o) {
+template <>
+__device__ __forceinline__ void dq16<CHORD_TYPE_Q8_0>(const wview &w, int64_t row, int64_t k0,
+                                                      float *o) {
     size_t idx = (size_t)row * w.nb + (size_t)(k0 >> 5);
     uint4 v = ld16(w.q + idx * 32 + (k0 & 16));
     float d = ldh(w.s + idx * 2);
     uint32_t a[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
-    for (int j = 0; j < 16; j++) o[j] = (float)(int8_t)byte_of(a, j) * d;
+    for (int j = 0; j < 16; j++)
+        o[j] = (float)(int8_t)byte_of(a, j) * d;
 }
-template <> __device__ __forceinline__ void dq16<CHORD_TYPE_Q2_K>(const wview &w, int64_t row,
-                                                                  int64_t k0, float *o) {
+template <>
+__device__ __forceinline__ void dq16<CHORD_TYPE_Q2_K>(const wview &w, int64_t row, int64_t k0,
+                                                      float *o) {
     size_t idx = (size_t)row * w.nb + (size_t)(k0 >> 8);
     int e = (int)(k0 & 255), half = e >> 7, g = (e >> 5) & 3, l0 = e & 16;
     uint4 v = ld16(w.q + idx * 64 + 32 * half + l0);
@@ -169,10 +186,12 @@ template <> __device__ __forceinline__ void dq16<CHORD_TYPE_Q2_K>(const wview &w
     float dl = d * (float)(sc & 15), ml = dmin * (float)(sc >> 4);
     uint32_t a[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
-    for (int j = 0; j < 16; j++) o[j] = dl * (float)((byte_of(a, j) >> (2 * g)) & 3) - ml;
+    for (int j = 0; j < 16; j++)
+        o[j] = __fsub_rn(__fmul_rn(dl, (float)((byte_of(a, j) >> (2 * g)) & 3)), ml);
 }
-template <> __device__ __forceinline__ void dq16<CHORD_TYPE_Q3_K>(const wview &w, int64_t row,
-                                                                  int64_t k0, float *o) {
+template <>
+__device__ __forceinline__ void dq16<CHORD_TYPE_Q3_K>(const wview &w, int64_t row, int64_t k0,
+                                                      float *o) {
     size_t idx = (size_t)row * w.nb + (size_t)(k0 >> 8);
     int e = (int)(k0 & 255), half = e >> 7, g = (e >> 5) & 3, l0 = e & 16;
     const uint8_t *qb = w.q + idx * 96;
@@ -187,8 +206,9 @@ template <> __device__ __forceinline__ void dq16<CHORD_TYPE_Q3_K>(const wview &w
         o[j] = dl * (float)q;
     }
 }
-template <> __device__ __forceinline__ void dq16<CHORD_TYPE_Q4_K>(const wview &w, int64_t row,
-                                                                  int64_t k0, float *o) {
+template <>
+__device__ __forceinline__ void dq16<CHORD_TYPE_Q4_K>(const wview &w, int64_t row, int64_t k0,
+                                                      float *o) {
     size_t idx = (size_t)row * w.nb + (size_t)(k0 >> 8);
     int e = (int)(k0 & 255), c = e >> 6, sh = (e & 32) ? 4 : 0, l0 = e & 16;
     uint4 v = ld16(w.q + idx * 128 + 32 * c + l0);
@@ -198,10 +218,12 @@ template <> __device__ __forceinline__ void dq16<CHORD_TYPE_Q4_K>(const wview &w
     float dl = ldh(s) * (float)sc, ml = ldh(s + 2) * (float)mn;
     uint32_t a[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
-    for (int j = 0; j < 16; j++) o[j] = dl * (float)((byte_of(a, j) >> sh) & 15) - ml;
+    for (int j = 0; j < 16; j++)
+        o[j] = __fsub_rn(__fmul_rn(dl, (float)((byte_of(a, j) >> sh) & 15)), ml);
 }
-template <> __device__ __forceinline__ void dq16<CHORD_TYPE_Q5_K>(const wview &w, int64_t row,
-                                                                  int64_t k0, float *o) {
+template <>
+__device__ __forceinline__ void dq16<CHORD_TYPE_Q5_K>(const wview &w, int64_t row, int64_t k0,
+                                                      float *o) {
     size_t idx = (size_t)row * w.nb + (size_t)(k0 >> 8);
     int e = (int)(k0 & 255), c = e >> 6, sh = (e & 32) ? 4 : 0, l0 = e & 16, j5 = e >> 5;
     const uint8_t *qb = w.q + idx * 160;
@@ -214,11 +236,12 @@ template <> __device__ __forceinline__ void dq16<CHORD_TYPE_Q5_K>(const wview &w
 #pragma unroll
     for (int j = 0; j < 16; j++) {
         int q = (int)((byte_of(a, j) >> sh) & 15) + (((byte_of(h, j) >> j5) & 1) ? 16 : 0);
-        o[j] = dl * (float)q - ml;
+        o[j] = __fsub_rn(__fmul_rn(dl, (float)q), ml);
     }
 }
-template <> __device__ __forceinline__ void dq16<CHORD_TYPE_Q6_K>(const wview &w, int64_t row,
-                                                                  int64_t k0, float *o) {
+template <>
+__device__ __forceinline__ void dq16<CHORD_TYPE_Q6_K>(const wview &w, int64_t row, int64_t k0,
+                                                      float *o) {
     size_t idx = (size_t)row * w.nb + (size_t)(k0 >> 8);
     int e = (int)(k0 & 255), half = e >> 7, g = (e >> 5) & 3, l0 = e & 16;
     const uint8_t *qb = w.q + idx * 192;
@@ -229,7 +252,8 @@ template <> __device__ __forceinline__ void dq16<CHORD_TYPE_Q6_K>(const wview &w
     uint32_t a[4] = {vl.x, vl.y, vl.z, vl.w}, h[4] = {vh.x, vh.y, vh.z, vh.w};
 #pragma unroll
     for (int j = 0; j < 16; j++) {
-        int q = (int)(((byte_of(a, j) >> sh) & 15) | (((byte_of(h, j) >> (2 * g)) & 3) << 4)) - 32;
+        int q =
+            (int)(((byte_of(a, j) >> sh) & 15) | (((byte_of(h, j) >> (2 * g)) & 3) << 4)) - 32;
         o[j] = dl * (float)q;
     }
 }
@@ -250,18 +274,21 @@ typedef struct q16 {
 
 template <int T> __device__ __forceinline__ q16 qi16(const wview &w, int64_t row, int64_t k0);
 
-template <> __device__ __forceinline__ q16 qi16<CHORD_TYPE_Q4_0>(const wview &w, int64_t row, int64_t k0) {
+template <>
+__device__ __forceinline__ q16 qi16<CHORD_TYPE_Q4_0>(const wview &w, int64_t row, int64_t k0) {
     size_t idx = (size_t)row * w.nb + (size_t)(k0 >> 5);
     uint4 v = ld16(w.q + idx * 16);
     int sh = (k0 & 16) ? 4 : 0;
     q16 r;
-    r.q = make_uint4(__vsub4((v.x >> sh) & M4, 0x08080808u), __vsub4((v.y >> sh) & M4, 0x08080808u),
-                     __vsub4((v.z >> sh) & M4, 0x08080808u), __vsub4((v.w >> sh) & M4, 0x08080808u));
+    r.q = make_uint4(
+        __vsub4((v.x >> sh) & M4, 0x08080808u), __vsub4((v.y >> sh) & M4, 0x08080808u),
+        __vsub4((v.z >> sh) & M4, 0x08080808u), __vsub4((v.w >> sh) & M4, 0x08080808u));
     r.scale = ldh(w.s + idx * 2);
     r.min = 0.f;
     return r;
 }
-template <> __device__ __forceinline__ q16 qi16<CHORD_TYPE_Q4_1>(const wview &w, int64_t row, int64_t k0) {
+template <>
+__device__ __forceinline__ q16 qi16<CHORD_TYPE_Q4_1>(const wview &w, int64_t row, int64_t k0) {
     size_t idx = (size_t)row * w.nb + (size_t)(k0 >> 5);
     uint4 v = ld16(w.q + idx * 16);
     int sh = (k0 & 16) ? 4 : 0;
@@ -271,7 +298,8 @@ template <> __device__ __forceinline__ q16 qi16<CHORD_TYPE_Q4_1>(const wview &w,
     r.min = -ldh(w.s + idx * 4 + 2);
     return r;
 }
-template <> __device__ __forceinline__ q16 qi16<CHORD_TYPE_Q5_0>(const wview &w, int64_t row, int64_t k0) {
+template <>
+__device__ __forceinline__ q16 qi16<CHORD_TYPE_Q5_0>(const wview &w, int64_t row, int64_t k0) {
     size_t idx = (size_t)row * w.nb + (size_t)(k0 >> 5);
     uint4 v = ld16(w.q + idx * 16);
     const uint8_t *s = w.s + idx * 6;
@@ -286,7 +314,8 @@ template <> __device__ __forceinline__ q16 qi16<CHORD_TYPE_Q5_0>(const wview &w,
     r.min = 0.f;
     return r;
 }
-template <> __device__ __forceinline__ q16 qi16<CHORD_TYPE_Q5_1>(const wview &w, int64_t row, int64_t k0) {
+template <>
+__device__ __forceinline__ q16 qi16<CHORD_TYPE_Q5_1>(const wview &w, int64_t row, int64_t k0) {
     size_t idx = (size_t)row * w.nb + (size_t)(k0 >> 5);
     uint4 v = ld16(w.q + idx * 16);
     const uint8_t *s = w.s + idx * 8;
@@ -294,12 +323,14 @@ template <> __device__ __forceinline__ q16 qi16<CHORD_TYPE_Q5_1>(const wview &w,
     int sh = (k0 & 16) ? 4 : 0;
     q16 r;
     r.q = make_uint4(((v.x >> sh) & M4) | expand4(qh), ((v.y >> sh) & M4) | expand4(qh >> 4),
-                     ((v.z >> sh) & M4) | expand4(qh >> 8), ((v.w >> sh) & M4) | expand4(qh >> 12));
+                     ((v.z >> sh) & M4) | expand4(qh >> 8),
+                     ((v.w >> sh) & M4) | expand4(qh >> 12));
     r.scale = ldh(s);
     r.min = -ldh(s + 2);
     return r;
 }
-template <> __device__ __forceinline__ q16 qi16<CHORD_TYPE_Q8_0>(const wview &w, int64_t row, int64_t k0) {
+template <>
+__device__ __forceinline__ q16 qi16<CHORD_TYPE_Q8_0>(const wview &w, int64_t row, int64_t k0) {
     size_t idx = (size_t)row * w.nb + (size_t)(k0 >> 5);
     q16 r;
     r.q = ld16(w.q + idx * 32 + (k0 & 16));
@@ -307,7 +338,8 @@ template <> __device__ __forceinline__ q16 qi16<CHORD_TYPE_Q8_0>(const wview &w,
     r.min = 0.f;
     return r;
 }
-template <> __device__ __forceinline__ q16 qi16<CHORD_TYPE_Q2_K>(const wview &w, int64_t row, int64_t k0) {
+template <>
+__device__ __forceinline__ q16 qi16<CHORD_TYPE_Q2_K>(const wview &w, int64_t row, int64_t k0) {
     size_t idx = (size_t)row * w.nb + (size_t)(k0 >> 8);
     int e = (int)(k0 & 255), half = e >> 7, g = (e >> 5) & 3, l0 = e & 16;
     uint4 v = ld16(w.q + idx * 64 + 32 * half + l0);
@@ -320,7 +352,8 @@ template <> __device__ __forceinline__ q16 qi16<CHORD_TYPE_Q2_K>(const wview &w,
     r.min = ldh(s + 18) * (float)(sc >> 4);
     return r;
 }
-template <> __device__ __forceinline__ q16 qi16<CHORD_TYPE_Q3_K>(const wview &w, int64_t row, int64_t k0) {
+template <>
+__device__ __forceinline__ q16 qi16<CHORD_TYPE_Q3_K>(const wview &w, int64_t row, int64_t k0) {
     size_t idx = (size_t)row * w.nb + (size_t)(k0 >> 8);
     int e = (int)(k0 & 255), half = e >> 7, g = (e >> 5) & 3, l0 = e & 16;
     const uint8_t *qb = w.q + idx * 96;
@@ -328,15 +361,17 @@ template <> __device__ __forceinline__ q16 qi16<CHORD_TYPE_Q3_K>(const wview &w,
     const uint8_t *s = w.s + idx * 16;
     int bit = 4 * half + g;
     q16 r;
-    r.q = make_uint4(__vsub4(((v.x >> (2 * g)) & 0x03030303u) | (((h.x >> bit) & ONES) << 2), 0x04040404u),
-                     __vsub4(((v.y >> (2 * g)) & 0x03030303u) | (((h.y >> bit) & ONES) << 2), 0x04040404u),
-                     __vsub4(((v.z >> (2 * g)) & 0x03030303u) | (((h.z >> bit) & ONES) << 2), 0x04040404u),
-                     __vsub4(((v.w >> (2 * g)) & 0x03030303u) | (((h.w >> bit) & ONES) << 2), 0x04040404u));
+    r.q = make_uint4(
+        __vsub4(((v.x >> (2 * g)) & 0x03030303u) | (((h.x >> bit) & ONES) << 2), 0x04040404u),
+        __vsub4(((v.y >> (2 * g)) & 0x03030303u) | (((h.y >> bit) & ONES) << 2), 0x04040404u),
+        __vsub4(((v.z >> (2 * g)) & 0x03030303u) | (((h.z >> bit) & ONES) << 2), 0x04040404u),
+        __vsub4(((v.w >> (2 * g)) & 0x03030303u) | (((h.w >> bit) & ONES) << 2), 0x04040404u));
     r.scale = ldh(s + 12) * (float)q3k_scale(s, e >> 4);
     r.min = 0.f;
     return r;
 }
-template <> __device__ __forceinline__ q16 qi16<CHORD_TYPE_Q4_K>(const wview &w, int64_t row, int64_t k0) {
+template <>
+__device__ __forceinline__ q16 qi16<CHORD_TYPE_Q4_K>(const wview &w, int64_t row, int64_t k0) {
     size_t idx = (size_t)row * w.nb + (size_t)(k0 >> 8);
     int e = (int)(k0 & 255), c = e >> 6, sh = (e & 32) ? 4 : 0, l0 = e & 16;
     uint4 v = ld16(w.q + idx * 128 + 32 * c + l0);
@@ -349,7 +384,8 @@ template <> __device__ __forceinline__ q16 qi16<CHORD_TYPE_Q4_K>(const wview &w,
     r.min = ldh(s + 2) * (float)mn;
     return r;
 }
-template <> __device__ __forceinline__ q16 qi16<CHORD_TYPE_Q5_K>(const wview &w, int64_t row, int64_t k0) {
+template <>
+__device__ __forceinline__ q16 qi16<CHORD_TYPE_Q5_K>(const wview &w, int64_t row, int64_t k0) {
     size_t idx = (size_t)row * w.nb + (size_t)(k0 >> 8);
     int e = (int)(k0 & 255), c = e >> 6, sh = (e & 32) ? 4 : 0, l0 = e & 16, j5 = e >> 5;
     const uint8_t *qb = w.q + idx * 160;
@@ -358,13 +394,16 @@ template <> __device__ __forceinline__ q16 qi16<CHORD_TYPE_Q5_K>(const wview &w,
     int sc, mn;
     k4_scale_min(s + 4, j5, &sc, &mn);
     q16 r;
-    r.q = make_uint4(((v.x >> sh) & M4) | (((h.x >> j5) & ONES) << 4), ((v.y >> sh) & M4) | (((h.y >> j5) & ONES) << 4),
-                     ((v.z >> sh) & M4) | (((h.z >> j5) & ONES) << 4), ((v.w >> sh) & M4) | (((h.w >> j5) & ONES) << 4));
+    r.q = make_uint4(((v.x >> sh) & M4) | (((h.x >> j5) & ONES) << 4),
+                     ((v.y >> sh) & M4) | (((h.y >> j5) & ONES) << 4),
+                     ((v.z >> sh) & M4) | (((h.z >> j5) & ONES) << 4),
+                     ((v.w >> sh) & M4) | (((h.w >> j5) & ONES) << 4));
     r.scale = ldh(s) * (float)sc;
     r.min = ldh(s + 2) * (float)mn;
     return r;
 }
-template <> __device__ __forceinline__ q16 qi16<CHORD_TYPE_Q6_K>(const wview &w, int64_t row, int64_t k0) {
+template <>
+__device__ __forceinline__ q16 qi16<CHORD_TYPE_Q6_K>(const wview &w, int64_t row, int64_t k0) {
     size_t idx = (size_t)row * w.nb + (size_t)(k0 >> 8);
     int e = (int)(k0 & 255), half = e >> 7, g = (e >> 5) & 3, l0 = e & 16;
     const uint8_t *qb = w.q + idx * 192;
@@ -372,17 +411,19 @@ template <> __device__ __forceinline__ q16 qi16<CHORD_TYPE_Q6_K>(const wview &w,
     const uint8_t *s = w.s + idx * 20;
     int sh = g >= 2 ? 4 : 0;
     q16 r;
-    r.q = make_uint4(__vsub4(((vl.x >> sh) & M4) | (((vh.x >> (2 * g)) & 0x03030303u) << 4), 0x20202020u),
-                     __vsub4(((vl.y >> sh) & M4) | (((vh.y >> (2 * g)) & 0x03030303u) << 4), 0x20202020u),
-                     __vsub4(((vl.z >> sh) & M4) | (((vh.z >> (2 * g)) & 0x03030303u) << 4), 0x20202020u),
-                     __vsub4(((vl.w >> sh) & M4) | (((vh.w >> (2 * g)) & 0x03030303u) << 4), 0x20202020u));
+    r.q = make_uint4(
+        __vsub4(((vl.x >> sh) & M4) | (((vh.x >> (2 * g)) & 0x03030303u) << 4), 0x20202020u),
+        __vsub4(((vl.y >> sh) & M4) | (((vh.y >> (2 * g)) & 0x03030303u) << 4), 0x20202020u),
+        __vsub4(((vl.z >> sh) & M4) | (((vh.z >> (2 * g)) & 0x03030303u) << 4), 0x20202020u),
+        __vsub4(((vl.w >> sh) & M4) | (((vh.w >> (2 * g)) & 0x03030303u) << 4), 0x20202020u));
     r.scale = ldh(s + 16) * (float)(int8_t)ldb(s + (e >> 4));
     r.min = 0.f;
     return r;
 }
 
 /* One element of a float-type row (any alignment). */
-template <int T> __device__ __forceinline__ float ld_elem(const wview &w, int64_t row, int64_t k) {
+template <int T>
+__device__ __forceinline__ float ld_elem(const wview &w, int64_t row, int64_t k) {
     size_t i = (size_t)row * w.n_in + k;
     if (T == CHORD_TYPE_F32) return __ldg(reinterpret_cast<const float *>(w.q) + i);
     uint32_t b = __ldg(reinterpret_cast<const unsigned short *>(w.q) + i);
@@ -395,8 +436,8 @@ template <int T> __device__ __forceinline__ float ld_elem(const wview &w, int64_
 /* Units per block of the type: each unit is 16 bytes of its main quant array. */
 __host__ __device__ constexpr int units_per_block(int t) {
     return t == CHORD_TYPE_Q4_K || t == CHORD_TYPE_Q5_K || t == CHORD_TYPE_Q6_K ? 8
-           : t == CHORD_TYPE_Q2_K || t == CHORD_TYPE_Q3_K                        ? 4
-                                                                                 : 1;
+           : t == CHORD_TYPE_Q2_K || t == CHORD_TYPE_Q3_K                       ? 4
+                                                                                : 1;
 }
 
 __device__ __forceinline__ int dot16(uint32_t w0, uint32_t w1, uint32_t w2, uint32_t w3, int4 x,
@@ -407,15 +448,20 @@ __device__ __forceinline__ int dot16(uint32_t w0, uint32_t w1, uint32_t w2, uint
     return __dp4a((int)w3, x.w, acc);
 }
 
-__device__ __forceinline__ float half_lo(uint32_t v) { return __half2float(__ushort_as_half((unsigned short)(v & 0xFFFFu))); }
-__device__ __forceinline__ float half_hi(uint32_t v) { return __half2float(__ushort_as_half((unsigned short)(v >> 16))); }
+__device__ __forceinline__ float half_lo(uint32_t v) {
+    return __half2float(__ushort_as_half((unsigned short)(v & 0xFFFFu)));
+}
+__device__ __forceinline__ float half_hi(uint32_t v) {
+    return __half2float(__ushort_as_half((unsigned short)(v >> 16)));
+}
 /* byte j (run time) of the 12 bytes a, b, c */
 __device__ __forceinline__ int byte12(uint32_t a, uint32_t b, uint32_t c, int j) {
     uint32_t w = j < 4 ? a : (j < 8 ? b : c);
     return (int)((w >> (8 * (j & 3))) & 0xFFu);
 }
 /* k4_scale_min from the 12 scale bytes held in registers */
-__device__ __forceinline__ void k4_sm_reg(uint32_t a, uint32_t b, uint32_t c, int j, int *sc, int *mn) {
+__device__ __forceinline__ void k4_sm_reg(uint32_t a, uint32_t b, uint32_t c, int j, int *sc,
+                                          int *mn) {
     if (j < 4) {
         *sc = byte12(a, b, c, j) & 63;
         *mn = byte12(a, b, c, j + 4) & 63;
@@ -438,27 +484,31 @@ typedef struct xact {
     const int8_t *q;
     const float *d;
     const int16_t *bs;
+    const float *s; /* qb = 32: half(d * sum q) per block, for weights with a min */
 } xact;
 
 template <int T> __device__ __forceinline__ uraw unit_load(const wview &w, int64_t row, int u);
 template <int T> __device__ __forceinline__ float unit_dot(const uraw &r, int u, const xact &x);
 
 /* ---- 32-element blocks: unit u is block u of the row; x scale per 32 ---- */
-template <> __device__ __forceinline__ uraw unit_load<CHORD_TYPE_Q4_0>(const wview &w, int64_t row, int u) {
+template <>
+__device__ __forceinline__ uraw unit_load<CHORD_TYPE_Q4_0>(const wview &w, int64_t row, int u) {
     size_t idx = (size_t)row * w.nb + u;
     uraw r;
     r.a = ld16_stream(w.q + idx * 16);
     r.s0 = ldu16(w.s + idx * 2);
     return r;
 }
-template <> __device__ __forceinline__ uraw unit_load<CHORD_TYPE_Q4_1>(const wview &w, int64_t row, int u) {
+template <>
+__device__ __forceinline__ uraw unit_load<CHORD_TYPE_Q4_1>(const wview &w, int64_t row, int u) {
     size_t idx = (size_t)row * w.nb + u;
     uraw r;
     r.a = ld16_stream(w.q + idx * 16);
     r.s0 = __ldg(reinterpret_cast<const uint32_t *>(w.s + idx * 4));
     return r;
 }
-template <> __device__ __forceinline__ uraw unit_load<CHORD_TYPE_Q5_0>(const wview &w, int64_t row, int u) {
+template <>
+__device__ __forceinline__ uraw unit_load<CHORD_TYPE_Q5_0>(const wview &w, int64_t row, int u) {
     size_t idx = (size_t)row * w.nb + u;
     const uint8_t *s = w.s + idx * 6;
     uraw r;
@@ -467,7 +517,8 @@ template <> __device__ __forceinline__ uraw unit_load<CHORD_TYPE_Q5_0>(const wvi
     r.s1 = ldu16(s + 2) | ldu16(s + 4) << 16;
     return r;
 }
-template <> __device__ __forceinline__ uraw unit_load<CHORD_TYPE_Q5_1>(const wview &w, int64_t row, int u) {
+template <>
+__device__ __forceinline__ uraw unit_load<CHORD_TYPE_Q5_1>(const wview &w, int64_t row, int u) {
     size_t idx = (size_t)row * w.nb + u;
     uraw r;
     r.a = ld16_stream(w.q + idx * 16);
@@ -475,7 +526,8 @@ template <> __device__ __forceinline__ uraw unit_load<CHORD_TYPE_Q5_1>(const wvi
     r.s0 = s.x, r.s1 = s.y;
     return r;
 }
-template <> __device__ __forceinline__ uraw unit_load<CHORD_TYPE_Q8_0>(const wview &w, int64_t row, int u) {
+template <>
+__device__ __forceinline__ uraw unit_load<CHORD_TYPE_Q8_0>(const wview &w, int64_t row, int u) {
     size_t idx = (size_t)row * w.nb + u;
     uraw r;
     r.a = ld16_stream(w.q + idx * 32);
@@ -493,30 +545,41 @@ __device__ __forceinline__ int dot_q5(const uint4 &v, uint32_t qh, int4 x0, int4
     int si = dot16((v.x & M4) | expand4(qh), (v.y & M4) | expand4(qh >> 4),
                    (v.z & M4) | expand4(qh >> 8), (v.w & M4) | expand4(qh >> 12), x0, 0);
     return dot16(((v.x >> 4) & M4) | expand4(qh >> 16), ((v.y >> 4) & M4) | expand4(qh >> 20),
-                 ((v.z >> 4) & M4) | expand4(qh >> 24), ((v.w >> 4) & M4) | expand4(qh >> 28), x1, si);
+                 ((v.z >> 4) & M4) | expand4(qh >> 24), ((v.w >> 4) & M4) | expand4(qh >> 28),
+                 x1, si);
 }
 
-template <> __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q4_0>(const uraw &r, int u, const xact &x) {
+template <>
+__device__ __forceinline__ float unit_dot<CHORD_TYPE_Q4_0>(const uraw &r, int u,
+                                                           const xact &x) {
     int4 x0 = ldx16(x.q + 32 * u), x1 = ldx16(x.q + 32 * u + 16);
     int sx = x.bs[2 * u] + x.bs[2 * u + 1];
     return half_lo(r.s0) * __ldg(x.d + u) * (float)(dot_q4(r.a, x0, x1) - 8 * sx);
 }
-template <> __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q4_1>(const uraw &r, int u, const xact &x) {
+template <>
+__device__ __forceinline__ float unit_dot<CHORD_TYPE_Q4_1>(const uraw &r, int u,
+                                                           const xact &x) {
     int4 x0 = ldx16(x.q + 32 * u), x1 = ldx16(x.q + 32 * u + 16);
-    int sx = x.bs[2 * u] + x.bs[2 * u + 1];
-    return __ldg(x.d + u) * (half_lo(r.s0) * (float)dot_q4(r.a, x0, x1) + half_hi(r.s0) * (float)sx);
+    return __ldg(x.d + u) * half_lo(r.s0) * (float)dot_q4(r.a, x0, x1) +
+           half_hi(r.s0) * __ldg(x.s + u);
 }
-template <> __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q5_0>(const uraw &r, int u, const xact &x) {
+template <>
+__device__ __forceinline__ float unit_dot<CHORD_TYPE_Q5_0>(const uraw &r, int u,
+                                                           const xact &x) {
     int4 x0 = ldx16(x.q + 32 * u), x1 = ldx16(x.q + 32 * u + 16);
     int sx = x.bs[2 * u] + x.bs[2 * u + 1];
     return half_lo(r.s0) * __ldg(x.d + u) * (float)(dot_q5(r.a, r.s1, x0, x1) - 16 * sx);
 }
-template <> __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q5_1>(const uraw &r, int u, const xact &x) {
+template <>
+__device__ __forceinline__ float unit_dot<CHORD_TYPE_Q5_1>(const uraw &r, int u,
+                                                           const xact &x) {
     int4 x0 = ldx16(x.q + 32 * u), x1 = ldx16(x.q + 32 * u + 16);
-    int sx = x.bs[2 * u] + x.bs[2 * u + 1];
-    return __ldg(x.d + u) * (half_lo(r.s0) * (float)dot_q5(r.a, r.s1, x0, x1) + half_hi(r.s0) * (float)sx);
+    return __ldg(x.d + u) * half_lo(r.s0) * (float)dot_q5(r.a, r.s1, x0, x1) +
+           half_hi(r.s0) * __ldg(x.s + u);
 }
-template <> __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q8_0>(const uraw &r, int u, const xact &x) {
+template <>
+__device__ __forceinline__ float unit_dot<CHORD_TYPE_Q8_0>(const uraw &r, int u,
+                                                           const xact &x) {
     int4 x0 = ldx16(x.q + 32 * u), x1 = ldx16(x.q + 32 * u + 16);
     int si = dot16(r.a.x, r.a.y, r.a.z, r.a.w, x0, 0);
     si = dot16(r.b.x, r.b.y, r.b.z, r.b.w, x1, si);
@@ -524,7 +587,8 @@ template <> __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q8_0>(const ura
 }
 
 /* ---- K-quants: 256-element superblocks; x scale per 256 ---- */
-template <> __device__ __forceinline__ uraw unit_load<CHORD_TYPE_Q2_K>(const wview &w, int64_t row, int u) {
+template <>
+__device__ __forceinline__ uraw unit_load<CHORD_TYPE_Q2_K>(const wview &w, int64_t row, int u) {
     int b = u >> 2, i = u & 3, hh = i >> 1, l0 = (i & 1) * 16;
     size_t idx = (size_t)row * w.nb + b;
     const uint32_t *s = reinterpret_cast<const uint32_t *>(w.s + idx * 20);
@@ -535,7 +599,9 @@ template <> __device__ __forceinline__ uraw unit_load<CHORD_TYPE_Q2_K>(const wvi
     r.s2 = __ldg(s + 4);
     return r;
 }
-template <> __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q2_K>(const uraw &r, int u, const xact &x) {
+template <>
+__device__ __forceinline__ float unit_dot<CHORD_TYPE_Q2_K>(const uraw &r, int u,
+                                                           const xact &x) {
     int b = u >> 2, i = u & 3, hh = i >> 1, l0 = (i & 1) * 16;
     float d = half_lo(r.s2), dmin = half_hi(r.s2);
     int e0 = 256 * b + 128 * hh + l0;
@@ -543,8 +609,9 @@ template <> __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q2_K>(const ura
 #pragma unroll
     for (int g = 0; g < 4; g++) {
         int4 xv = ldx16(x.q + e0 + 32 * g);
-        int si = dot16((r.a.x >> (2 * g)) & 0x03030303u, (r.a.y >> (2 * g)) & 0x03030303u,
-                       (r.a.z >> (2 * g)) & 0x03030303u, (r.a.w >> (2 * g)) & 0x03030303u, xv, 0);
+        int si =
+            dot16((r.a.x >> (2 * g)) & 0x03030303u, (r.a.y >> (2 * g)) & 0x03030303u,
+                  (r.a.z >> (2 * g)) & 0x03030303u, (r.a.w >> (2 * g)) & 0x03030303u, xv, 0);
         int sx = x.bs[(e0 + 32 * g) >> 4];
         int j = 2 * g + (l0 >> 4);
         int sc = (int)(((j < 4 ? r.s0 : r.s1) >> (8 * (j & 3))) & 0xFFu);
@@ -552,7 +619,8 @@ template <> __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q2_K>(const ura
     }
     return __ldg(x.d + b) * acc;
 }
-template <> __device__ __forceinline__ uraw unit_load<CHORD_TYPE_Q3_K>(const wview &w, int64_t row, int u) {
+template <>
+__device__ __forceinline__ uraw unit_load<CHORD_TYPE_Q3_K>(const wview &w, int64_t row, int u) {
     int b = u >> 2, i = u & 3, hh = i >> 1, l0 = (i & 1) * 16;
     size_t idx = (size_t)row * w.nb + b;
     const uint8_t *qb = w.q + idx * 96;
@@ -563,7 +631,9 @@ template <> __device__ __forceinline__ uraw unit_load<CHORD_TYPE_Q3_K>(const wvi
     r.s0 = s.x, r.s1 = s.y, r.s2 = s.z, r.s3 = s.w;
     return r;
 }
-template <> __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q3_K>(const uraw &r, int u, const xact &x) {
+template <>
+__device__ __forceinline__ float unit_dot<CHORD_TYPE_Q3_K>(const uraw &r, int u,
+                                                           const xact &x) {
     int b = u >> 2, i = u & 3, hh = i >> 1, l0 = (i & 1) * 16;
     int e0 = 256 * b + 128 * hh + l0;
     float acc = 0.f;
@@ -571,10 +641,11 @@ template <> __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q3_K>(const ura
     for (int g = 0; g < 4; g++) {
         int4 xv = ldx16(x.q + e0 + 32 * g);
         int bit = 4 * hh + g;
-        int si = dot16(((r.a.x >> (2 * g)) & 0x03030303u) | (((r.b.x >> bit) & ONES) << 2),
-                       ((r.a.y >> (2 * g)) & 0x03030303u) | (((r.b.y >> bit) & ONES) << 2),
-                       ((r.a.z >> (2 * g)) & 0x03030303u) | (((r.b.z >> bit) & ONES) << 2),
-                       ((r.a.w >> (2 * g)) & 0x03030303u) | (((r.b.w >> bit) & ONES) << 2), xv, 0);
+        int si =
+            dot16(((r.a.x >> (2 * g)) & 0x03030303u) | (((r.b.x >> bit) & ONES) << 2),
+                  ((r.a.y >> (2 * g)) & 0x03030303u) | (((r.b.y >> bit) & ONES) << 2),
+                  ((r.a.z >> (2 * g)) & 0x03030303u) | (((r.b.z >> bit) & ONES) << 2),
+                  ((r.a.w >> (2 * g)) & 0x03030303u) | (((r.b.w >> bit) & ONES) << 2), xv, 0);
         int sx = x.bs[(e0 + 32 * g) >> 4];
         int sub = 8 * hh + 2 * g + (l0 >> 4);
         int lo = (byte12(r.s0, r.s1, r.s2, sub & 7) >> (4 * (sub >> 3))) & 0x0F;
@@ -583,7 +654,8 @@ template <> __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q3_K>(const ura
     }
     return half_lo(r.s3) * __ldg(x.d + b) * acc;
 }
-template <> __device__ __forceinline__ uraw unit_load<CHORD_TYPE_Q4_K>(const wview &w, int64_t row, int u) {
+template <>
+__device__ __forceinline__ uraw unit_load<CHORD_TYPE_Q4_K>(const wview &w, int64_t row, int u) {
     int b = u >> 3, i = u & 7, c = i >> 1, l0 = (i & 1) * 16;
     size_t idx = (size_t)row * w.nb + b;
     uraw r;
@@ -592,12 +664,15 @@ template <> __device__ __forceinline__ uraw unit_load<CHORD_TYPE_Q4_K>(const wvi
     r.s0 = s.x, r.s1 = s.y, r.s2 = s.z, r.s3 = s.w;
     return r;
 }
-template <> __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q4_K>(const uraw &r, int u, const xact &x) {
+template <>
+__device__ __forceinline__ float unit_dot<CHORD_TYPE_Q4_K>(const uraw &r, int u,
+                                                           const xact &x) {
     int b = u >> 3, i = u & 7, c = i >> 1, l0 = (i & 1) * 16;
     int el = 256 * b + 64 * c + l0;
     int4 xl = ldx16(x.q + el), xh = ldx16(x.q + el + 32);
     int sil = dot16(r.a.x & M4, r.a.y & M4, r.a.z & M4, r.a.w & M4, xl, 0);
-    int sih = dot16((r.a.x >> 4) & M4, (r.a.y >> 4) & M4, (r.a.z >> 4) & M4, (r.a.w >> 4) & M4, xh, 0);
+    int sih = dot16((r.a.x >> 4) & M4, (r.a.y >> 4) & M4, (r.a.z >> 4) & M4, (r.a.w >> 4) & M4,
+                    xh, 0);
     int sxl = x.bs[el >> 4], sxh = x.bs[(el >> 4) + 2];
     int scl, mnl, sch, mnh;
     k4_sm_reg(r.s1, r.s2, r.s3, 2 * c, &scl, &mnl);
@@ -605,7 +680,8 @@ template <> __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q4_K>(const ura
     return __ldg(x.d + b) * (half_lo(r.s0) * (float)(scl * sil + sch * sih) -
                              half_hi(r.s0) * (float)(mnl * sxl + mnh * sxh));
 }
-template <> __device__ __forceinline__ uraw unit_load<CHORD_TYPE_Q5_K>(const wview &w, int64_t row, int u) {
+template <>
+__device__ __forceinline__ uraw unit_load<CHORD_TYPE_Q5_K>(const wview &w, int64_t row, int u) {
     int b = u >> 3, i = u & 7, c = i >> 1, l0 = (i & 1) * 16;
     size_t idx = (size_t)row * w.nb + b;
     const uint8_t *qb = w.q + idx * 160;
@@ -616,15 +692,18 @@ template <> __device__ __forceinline__ uraw unit_load<CHORD_TYPE_Q5_K>(const wvi
     r.s0 = s.x, r.s1 = s.y, r.s2 = s.z, r.s3 = s.w;
     return r;
 }
-template <> __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q5_K>(const uraw &r, int u, const xact &x) {
+template <>
+__device__ __forceinline__ float unit_dot<CHORD_TYPE_Q5_K>(const uraw &r, int u,
+                                                           const xact &x) {
     int b = u >> 3, i = u & 7, c = i >> 1, l0 = (i & 1) * 16;
     int el = 256 * b + 64 * c + l0;
     int4 xl = ldx16(x.q + el), xh = ldx16(x.q + el + 32);
     int bl = 2 * c, bh = 2 * c + 1;
     const uint4 &v = r.a, &h = r.b;
-    int sil = dot16((v.x & M4) | (((h.x >> bl) & ONES) << 4), (v.y & M4) | (((h.y >> bl) & ONES) << 4),
-                    (v.z & M4) | (((h.z >> bl) & ONES) << 4), (v.w & M4) | (((h.w >> bl) & ONES) << 4),
-                    xl, 0);
+    int sil = dot16((v.x & M4) | (((h.x >> bl) & ONES) << 4),
+                    (v.y & M4) | (((h.y >> bl) & ONES) << 4),
+                    (v.z & M4) | (((h.z >> bl) & ONES) << 4),
+                    (v.w & M4) | (((h.w >> bl) & ONES) << 4), xl, 0);
     int sih = dot16(((v.x >> 4) & M4) | (((h.x >> bh) & ONES) << 4),
                     ((v.y >> 4) & M4) | (((h.y >> bh) & ONES) << 4),
                     ((v.z >> 4) & M4) | (((h.z >> bh) & ONES) << 4),
@@ -636,7 +715,8 @@ template <> __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q5_K>(const ura
     return __ldg(x.d + b) * (half_lo(r.s0) * (float)(scl * sil + sch * sih) -
                              half_hi(r.s0) * (float)(mnl * sxl + mnh * sxh));
 }
-template <> __device__ __forceinline__ uraw unit_load<CHORD_TYPE_Q6_K>(const wview &w, int64_t row, int u) {
+template <>
+__device__ __forceinline__ uraw unit_load<CHORD_TYPE_Q6_K>(const wview &w, int64_t row, int u) {
     int b = u >> 3, i = u & 7, hh = i >> 2, k = (i >> 1) & 1, l0 = (i & 1) * 16;
     size_t idx = (size_t)row * w.nb + b;
     const uint8_t *qb = w.q + idx * 192;
@@ -649,7 +729,9 @@ template <> __device__ __forceinline__ uraw unit_load<CHORD_TYPE_Q6_K>(const wvi
     r.s2 = __ldg(s + 4);
     return r;
 }
-template <> __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q6_K>(const uraw &r, int u, const xact &x) {
+template <>
+__device__ __forceinline__ float unit_dot<CHORD_TYPE_Q6_K>(const uraw &r, int u,
+                                                           const xact &x) {
     int b = u >> 3, i = u & 7, hh = i >> 2, k = (i >> 1) & 1, l0 = (i & 1) * 16;
     int el = 256 * b + 128 * hh + 32 * k + l0, eh = el + 64;
     int4 xl = ldx16(x.q + el), xh = ldx16(x.q + eh);
@@ -667,7 +749,8 @@ template <> __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q6_K>(const ura
     int jl = 2 * k + (l0 >> 4), jh = jl + 4; /* within the 8 scale bytes of this half */
     int scl = (int8_t)((r.s0 >> (8 * jl)) & 0xFFu);
     int sch = (int8_t)((r.s1 >> (8 * (jh - 4))) & 0xFFu);
-    return half_lo(r.s2) * __ldg(x.d + b) * (float)(scl * (sil - 32 * sxl) + sch * (sih - 32 * sxh));
+    return half_lo(r.s2) * __ldg(x.d + b) *
+           (float)(scl * (sil - 32 * sxl) + sch * (sih - 32 * sxh));
 }
 
 #endif
