@@ -79,7 +79,7 @@ def main():
                   ids)
             r = run("tokenize", "-m", SMOL, "-p", "<|im_start|>", "--ids", "--no-parse-special")
             check("tokenize no-parse-special", r.returncode == 0 and r.stdout.strip() != "[1]", r.stdout)
-            r = run("run", "-m", SMOL, "-p", "What is the capital of France?", "-n", "40", "--temp", "0")
+            r = run("run", "-m", SMOL, "-p", "What is the capital of France? Answer in one sentence.", "-n", "40", "--temp", "0")
             check("smollm2 answers", r.returncode == 0 and "Paris" in r.stdout, r.stdout + r.stderr)
             r = run("run", "-m", SMOL, "-p", "Count from one to five.", "-n", "30", "--temp", "0.7", "-s", "42")
             r2 = run("run", "-m", SMOL, "-p", "Count from one to five.", "-n", "30", "--temp", "0.7", "-s", "42")
