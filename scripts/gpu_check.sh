@@ -1,10 +1,23 @@
 #!/usr/bin/env bash
 # Builds chord with CUDA and runs every GPU check on a machine with an NVIDIA GPU:
+#   graph      tests/test_gpu_graph (decode steps: CUDA graphs == fused == plain ops)
 #   ops        tests/test_gpu_ops (every backend op against the CPU backend)
 #   golden     tests/test_gpu_golden.py (golden logits, all layers / -ngl 1, batch / step)
+#   golden0    the same with CHORD_CUDA_GRAPHS=0 (decode steps as plain ops)
+#   goldenbase the same for another source tree $BASE_SRC (e.g. `git archive HEAD` unpacked
+#              into gpu_base/), built in the background from the start, for comparison
+#   decode     tests/tool_gpu_bench --decode on the generated models: host and graph time
+#              per step for the decode variants (needs models)
 #   sanitizer  compute-sanitizer memcheck over `chord logits` on one small golden file
 #   bench      tests/tool_gpu_bench (decode GB/s per type, prefill TFLOP/s, attention)
-# Usage: scripts/gpu_check.sh [part...]   (default: all parts, in that order)
+#   profile    ncu kernel times of a few decode steps of the generated Q4_K_M model
+#              (needs models; summed per kernel name over $PROF_COUNT launches)
+#   models     `chord bench -p 512 -n 128` on generated TinyLlama-shaped models, types
+#              $BENCH_TYPES (default "Q4_K_M Q8_0 Q4_0 F16"), generated in the background
+#              from the start (vocab: gpu_vocab/ or $CHORD_SHARED/vocab); $BENCH_7B=1 adds
+#              llama2-7b Q4_K_M tg128; $BENCH_NOGRAPH=1 adds Q4_K_M tg128 without graphs;
+#              $BENCH_PDL0=1 adds tg128 of every model with CHORD_CUDA_PDL=0
+# Usage: scripts/gpu_check.sh [part...]   (default: all parts but models, in that order)
 # Golden files: gpu_data/ (copied there from ../shared/golden, git-ignored) or
 # $CHORD_SHARED/golden. Logs go to $OUT (or build-gpu/) when set.
 set -u -o pipefail
@@ -13,7 +26,7 @@ ROOT=$(pwd)
 BUILD=${BUILD:-build-gpu}
 OUTDIR=${OUT:-$ROOT/$BUILD}
 mkdir -p "$OUTDIR"
-PARTS=${*:-ops golden sanitizer bench}
+PARTS=${*:-graph ops golden golden0 sanitizer bench}
 JOBS=$(nproc 2>/dev/null || echo 4)
 status=0
 summary=()
@@ -25,6 +38,18 @@ note "machine"
 nvidia-smi -L || true
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv || true
 
+BASE_SRC=${BASE_SRC:-gpu_base}
+BASE_PID=
+case " $PARTS " in
+*" goldenbase "*)
+    (cmake -S "$BASE_SRC" -B build-base -G Ninja -DCHORD_CUDA=ON -DCMAKE_BUILD_TYPE=Release \
+        -DCMAKE_C_FLAGS=-Wno-error=format-truncation -DCMAKE_CUDA_ARCHITECTURES=OFF > "$OUTDIR/base.log" 2>&1 &&
+        ninja -C build-base -j 6 chord_cli tool_gpu_bench >> "$OUTDIR/base.log" 2>&1 ||
+        echo "base build failed") &
+    BASE_PID=$!
+    ;;
+esac
+
 note "build ($BUILD)"
 t0=$(date +%s)
 # Workarounds (reported): devices.c trips -Wformat-truncation with CUDA on, and
@@ -32,7 +57,7 @@ t0=$(date +%s)
 # then stops with "CUDA_ARCHITECTURES is empty"); the -gencode flags choose the targets.
 if cmake -S . -B "$BUILD" -G Ninja -DCHORD_CUDA=ON -DCMAKE_BUILD_TYPE=Release \
         -DCMAKE_C_FLAGS=-Wno-error=format-truncation -DCMAKE_CUDA_ARCHITECTURES=OFF > "$OUTDIR/cmake.log" 2>&1 &&
-    ninja -C "$BUILD" -j "$JOBS" chord_cli test_gpu_ops tool_gpu_bench 2>&1 | tail -n 30; then
+    ninja -C "$BUILD" -j "$JOBS" chord_cli test_gpu_ops test_gpu_graph tool_gpu_bench 2>&1 | tail -n 30; then
     result build ok
 else
     tail -n 40 "$OUTDIR/cmake.log"
@@ -46,6 +71,30 @@ export CHORD_BIN="$ROOT/$BUILD/chord" CHORD_BUILD="$ROOT/$BUILD" CHORD_SOURCE="$
 export CHORD_SHARED="${CHORD_SHARED:-$ROOT/../shared}"
 export PYTHONUNBUFFERED=1
 
+# models: generate in the background while the other parts run
+MODELDIR=${MODELDIR:-/tmp/chord_models}
+BENCH_TYPES=${BENCH_TYPES:-Q4_K_M Q8_0 Q4_0 F16}
+GEN_PID=
+case " $PARTS " in
+*" models "*)
+    mkdir -p "$MODELDIR"
+    VOCAB=$(ls gpu_vocab/ggml-vocab-llama-spm.gguf "$CHORD_SHARED"/vocab/ggml-vocab-llama-spm.gguf 2>/dev/null | head -n 1)
+    (
+        for t in $BENCH_TYPES; do
+            [ -s "$MODELDIR/tinyllama-$t.gguf" ] || "$BUILD/chord" genmodel tinyllama-1.1b "$t" \
+                "$MODELDIR/tinyllama-$t.gguf" --vocab "$VOCAB" -t "$JOBS" > "$MODELDIR/gen-$t.log" 2>&1 ||
+                echo "genmodel $t failed"
+        done
+        if [ "${BENCH_7B:-0}" = 1 ] && [ ! -s "$MODELDIR/llama2-7b-Q4_K_M.gguf" ]; then
+            "$BUILD/chord" genmodel llama2-7b Q4_K_M "$MODELDIR/llama2-7b-Q4_K_M.gguf" \
+                --vocab "$VOCAB" -t "$JOBS" > "$MODELDIR/gen-7b.log" 2>&1 || echo "genmodel 7b failed"
+        fi
+        echo "models generated at $(date +%T)"
+    ) &
+    GEN_PID=$!
+    ;;
+esac
+
 for part in $PARTS; do
     t0=$(date +%s)
     case $part in
@@ -53,9 +102,38 @@ for part in $PARTS; do
         note "test_gpu_ops"
         if timeout 300 "$BUILD/tests/test_gpu_ops"; then result ops ok; else result ops FAILED; fi
         ;;
+    graph)
+        note "test_gpu_graph"
+        if timeout 300 "$BUILD/tests/test_gpu_graph"; then result graph ok; else result graph FAILED; fi
+        ;;
     golden)
         note "test_gpu_golden.py"
         if timeout 300 python3 tests/test_gpu_golden.py; then result golden ok; else result golden FAILED; fi
+        ;;
+    goldenbase)
+        note "test_gpu_golden.py with $BASE_SRC"
+        [ -n "$BASE_PID" ] && wait "$BASE_PID"
+        mkdir -p /tmp/chord_base_shared && ln -sfn "$ROOT/gpu_data" /tmp/chord_base_shared/golden
+        if CHORD_BIN="$ROOT/build-base/chord" CHORD_BUILD="$ROOT/build-base" CHORD_SOURCE="$ROOT/$BASE_SRC" \
+            CHORD_SHARED=/tmp/chord_base_shared timeout 300 python3 tests/test_gpu_golden.py; then
+            result goldenbase ok; else result goldenbase FAILED; fi
+        ;;
+    decode)
+        note "tool_gpu_bench --decode"
+        [ -n "$GEN_PID" ] && wait "$GEN_PID"
+        ok=1
+        for t in $BENCH_TYPES; do
+            m="$MODELDIR/tinyllama-$t.gguf"
+            [ -s "$m" ] || continue
+            for pos in 0 ${DECODE_POS:-}; do
+                timeout 120 "$BUILD/tests/tool_gpu_bench" --decode "$m" $pos || ok=0
+            done
+        done
+        if [ $ok = 1 ]; then result decode ok; else result decode FAILED; fi
+        ;;
+    golden0)
+        note "test_gpu_golden.py, CHORD_CUDA_GRAPHS=0"
+        if CHORD_CUDA_GRAPHS=0 timeout 300 python3 tests/test_gpu_golden.py; then result golden0 ok; else result golden0 FAILED; fi
         ;;
     sanitizer)
         note "compute-sanitizer memcheck"
@@ -70,7 +148,7 @@ for part in $PARTS; do
                 echo "-- chord logits $extra"
                 # shellcheck disable=SC2086
                 timeout 300 "$SAN" --tool memcheck --leak-check full --error-exitcode 9 \
-                    "$CHORD_BIN" logits -m "$model" --tokens "$toks" -o "$OUTDIR/san.logits" $extra \
+                    "$CHORD_BIN" logits -m "$model" --tokens "$toks" -o /tmp/chord_san.logits $extra \
                     2>&1 | tail -n 15 || ok=0
             done
             if [ $ok = 1 ]; then result sanitizer ok; else result sanitizer FAILED; fi
@@ -79,6 +157,62 @@ for part in $PARTS; do
     bench)
         note "tool_gpu_bench"
         if timeout 400 "$BUILD/tests/tool_gpu_bench"; then result bench ok; else result bench FAILED; fi
+        ;;
+    models)
+        note "chord bench (TinyLlama shape: $BENCH_TYPES)"
+        [ -n "$GEN_PID" ] && wait "$GEN_PID"
+        list=""
+        for t in $BENCH_TYPES; do
+            [ -s "$MODELDIR/tinyllama-$t.gguf" ] && list="$list${list:+,}$MODELDIR/tinyllama-$t.gguf"
+        done
+        ok=1
+        echo "\$ chord bench -m $list -p 512 -n 128 -r 3"
+        timeout 500 "$BUILD/chord" bench -m "$list" -p 512 -n 128 -r 3 2>&1 | tee "$OUTDIR/bench.md" || ok=0
+        if [ "${BENCH_NOGRAPH:-0}" = 1 ] && [ -s "$MODELDIR/tinyllama-Q4_K_M.gguf" ]; then
+            echo "\$ CHORD_CUDA_GRAPHS=0 chord bench -m tinyllama-Q4_K_M.gguf -p 0 -n 128 -r 3"
+            CHORD_CUDA_GRAPHS=0 timeout 200 "$BUILD/chord" bench -m "$MODELDIR/tinyllama-Q4_K_M.gguf" \
+                -p 0 -n 128 -r 3 2>&1 | tee -a "$OUTDIR/bench.md" || ok=0
+        fi
+        if [ "${BENCH_PDL0:-0}" = 1 ]; then
+            echo "\$ CHORD_CUDA_PDL=0 chord bench -m $list -p 0 -n 128 -r 3"
+            CHORD_CUDA_PDL=0 timeout 300 "$BUILD/chord" bench -m "$list" -p 0 -n 128 -r 3 2>&1 |
+                tee -a "$OUTDIR/bench.md" || ok=0
+        fi
+        if [ "${BENCH_7B:-0}" = 1 ] && [ -s "$MODELDIR/llama2-7b-Q4_K_M.gguf" ]; then
+            echo "\$ chord bench -m llama2-7b-Q4_K_M.gguf -p 0 -n 128 -r 3"
+            timeout 300 "$BUILD/chord" bench -m "$MODELDIR/llama2-7b-Q4_K_M.gguf" -p 0 -n 128 -r 3 \
+                2>&1 | tee -a "$OUTDIR/bench.md" || ok=0
+        fi
+        if [ $ok = 1 ]; then result models ok; else result models FAILED; fi
+        ;;
+    profile)
+        note "ncu: decode kernels of TinyLlama Q4_K_M"
+        [ -n "$GEN_PID" ] && wait "$GEN_PID"
+        NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)
+        m="$MODELDIR/tinyllama-Q4_K_M.gguf"
+        if [ -z "$NCU" ] || [ ! -s "$m" ]; then
+            echo "ncu or model missing"; result profile FAILED
+        else
+            timeout 240 "$NCU" --metrics gpu__time_duration.sum --csv --print-units base \
+                --launch-skip "${PROF_SKIP:-700}" --launch-count "${PROF_COUNT:-240}" \
+                "$BUILD/chord" bench -m "$m" -p 0 -n 8 -r 1 --no-bw > "$OUTDIR/ncu.csv" 2> /tmp/chord_ncu.err
+            python3 - "$OUTDIR/ncu.csv" <<'PY'
+import csv, sys, collections
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+hdr = rows[0]; ki = hdr.index("Kernel Name"); vi = hdr.index("Metric Value")
+t = collections.OrderedDict(); c = collections.Counter()
+for r in rows[1:]:
+    k = r[ki].split("(")[0][:60]
+    try: v = float(r[vi].replace(",", ""))
+    except ValueError: continue
+    t[k] = t.get(k, 0) + v; c[k] += 1
+tot = sum(t.values())
+print(f"{len(rows)-1} kernels, {tot/1e3:.1f} us of kernel time")
+for k, v in sorted(t.items(), key=lambda x: -x[1]):
+    print(f"{v/1e3:9.1f} us {c[k]:5d} x {v/c[k]/1e3:7.2f} us  {k}")
+PY
+            result profile ok
+        fi
         ;;
     *)
         echo "unknown part '$part'"; status=1

@@ -11,9 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend.h"
 #include "chord.h"
+#include "model.h"
 #include "quant/types.h"
 #ifdef CHORD_HAVE_CUDA
 #include "cuda/cuda_api.h"
@@ -158,8 +160,88 @@ static double bench_type(chord_backend *g, chord_type t, int64_t n_out, int64_t 
     return us;
 }
 
+/* --decode MODEL [POS]: one-token steps of MODEL on the GPU at positions POS.. (default
+ * 0): host-observed us per chord_eval and the GPU time of one replay of the step's graph,
+ * for the decode variants (graphs, fused input quantization, PDL). */
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmd_decode(int argc, char **argv) {
+    chord_model_params mp = chord_model_default_params();
+    chord_model *m = NULL;
+    chord_error err = {0};
+    if (chord_model_load(argv[2], &mp, &m, &err) != CHORD_OK) {
+        fprintf(stderr, "tool_gpu_bench: %s: %s\n", argv[2], err.message);
+        return 1;
+    }
+    chord_backend *g = m->gpu && m->out_be == 1 ? m->gpu : NULL;
+    if (!g) {
+        printf("skipped: model not on the GPU (%s)\n", chord_model_backend(m));
+        chord_model_free(m);
+        return 0;
+    }
+    int pos = argc >= 4 ? atoi(argv[3]) : 0;
+    chord_context_params cp = chord_context_default_params();
+    cp.n_ctx = pos + 160;
+    cp.n_batch = 512;
+    chord_context *ctx = NULL;
+    if (chord_context_new(m, &cp, &ctx, &err) != CHORD_OK) {
+        fprintf(stderr, "context: %s\n", err.message);
+        return 1;
+    }
+    const int V = chord_model_n_vocab(m), steps = 128;
+    int32_t *toks = malloc(sizeof *toks * (size_t)(pos + steps + 1));
+    for (int i = 0; i < pos + steps + 1; i++)
+        toks[i] = (int32_t)((i * 2654435761u) % (unsigned)V);
+    printf("decode steps of %s at positions %d..%d\n", argv[2], pos, pos + steps - 1);
+    printf("%-34s %10s %10s\n", "variant", "host us", "graph us");
+    const struct {
+        const char *name;
+        int graphs, fuse, pdl;
+    } vs[] = {
+        {"graphs (default)", 1, 0, 1},
+        {"graphs, no pdl", 1, 0, 0},
+        {"graphs, matvecs quantize input", 1, 1, 1},
+        {"no graph (fused ops launched)", 2, 0, 1},
+        {"no graph (plain ops)", 0, 0, 1},
+    };
+    int rc = 0;
+    for (size_t v = 0; v < sizeof vs / sizeof vs[0]; v++) {
+        cuda_set_graphs(g, vs[v].graphs);
+        cuda_set_fuse(g, vs[v].fuse);
+        cuda_set_pdl(g, vs[v].pdl);
+        cuda_graphs_drop(g);
+        chord_context_truncate(ctx, 0);
+        if (pos && chord_eval(ctx, toks, pos, false, &err) != CHORD_OK) goto fail;
+        double t0 = 0;
+        for (int i = 0; i < steps; i++) {
+            if (i == 8) t0 = now_s(); /* after the capture */
+            if (chord_eval(ctx, toks + pos + i, 1, false, &err) != CHORD_OK) goto fail;
+        }
+        double host = (now_s() - t0) / (steps - 8) * 1e6, gus = 0;
+        if (vs[v].graphs == 1 && cuda_graph_bench(g, 200, &gus, &err) != CHORD_OK) goto fail;
+        printf("%-34s %10.1f %10.1f\n", vs[v].name, host, gus);
+    }
+    cuda_set_graphs(g, 1);
+    cuda_set_fuse(g, 0);
+    cuda_set_pdl(g, 1);
+    goto done;
+fail:
+    fprintf(stderr, "decode: %s\n", err.message);
+    rc = 1;
+done:
+    free(toks);
+    chord_context_free(ctx);
+    chord_model_free(m);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     if (argc >= 3 && !strcmp(argv[1], "--backend")) return cmd_backend(argc, argv);
+    if (argc >= 3 && !strcmp(argv[1], "--decode")) return cmd_decode(argc, argv);
     chord_backend *g = NULL;
     chord_error err = {0};
     if (chord_backend_cuda_new(&g, &err) != CHORD_OK) {

@@ -95,6 +95,7 @@ void *cuda_scratch_get(cuda_backend *be, int slot, size_t bytes) {
         s->p = NULL;
         s->cap = 0;
     }
+    be->scratch_gen++; /* graphs recorded with the old buffer must not run again */
     void *p = dev_malloc(be, cap);
     if (!p) {
         cuda_fail(be, "out of GPU memory for %zu bytes of scratch", cap);
@@ -112,6 +113,7 @@ static void cu_destroy(chord_backend *b) {
     cuda_backend *be = cuda_be(b);
     cudaSetDevice(be->device);
     if (be->stream) cudaStreamSynchronize(be->stream);
+    cuda_graphs_free(be);
     for (size_t i = 0; i < be->n_allocs; i++)
         cudaFree(be->allocs[i]);
     free(be->allocs);
@@ -139,6 +141,7 @@ static void repack_host(uint8_t *dst, const uint8_t *raw, qinfo qi, int64_t n_bl
 
 static chord_status cu_upload(chord_backend *b, chord_weight *w, chord_error *err) {
     cuda_backend *be = cuda_be(b);
+    cuda_rec_flush(be);
     const char *name = w->name ? w->name : "?";
     if (w->dev) return CHORD_OK; /* already there (e.g. a tied output head) */
     if (!cuda_type_ok(w->type))
@@ -193,18 +196,21 @@ static chord_status cu_upload(chord_backend *b, chord_weight *w, chord_error *er
 
 static void *cu_alloc(chord_backend *b, size_t bytes) {
     cuda_backend *be = cuda_be(b);
+    cuda_rec_flush(be);
     dev_enter(be);
     return dev_malloc(be, bytes);
 }
 
 static void cu_free(chord_backend *b, void *p) {
     cuda_backend *be = cuda_be(b);
+    cuda_rec_flush(be);
     dev_enter(be);
     dev_free(be, p);
 }
 
 static void cu_to_host(chord_backend *b, void *dst, const void *src, size_t bytes) {
     cuda_backend *be = cuda_be(b);
+    cuda_rec_flush(be);
     if (!bytes) return;
     dev_enter(be);
     CUDA_CHECK(be, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, be->stream));
@@ -213,6 +219,7 @@ static void cu_to_host(chord_backend *b, void *dst, const void *src, size_t byte
 
 static void cu_from_host(chord_backend *b, void *dst, const void *src, size_t bytes) {
     cuda_backend *be = cuda_be(b);
+    cuda_rec_flush(be);
     if (!bytes) return;
     dev_enter(be);
     CUDA_CHECK(be, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, be->stream));
@@ -222,6 +229,7 @@ static void cu_from_host(chord_backend *b, void *dst, const void *src, size_t by
 
 static chord_status cu_sync(chord_backend *b, chord_error *err) {
     cuda_backend *be = cuda_be(b);
+    cuda_rec_flush(be);
     dev_enter(be);
     CUDA_CHECK(be, cudaStreamSynchronize(be->stream));
     if (be->err_code == CHORD_OK) return CHORD_OK;
@@ -236,18 +244,41 @@ static bool on_device(cuda_backend *be, const chord_weight *w, const char *op) {
     return false;
 }
 
-static void cu_get_rows(chord_backend *b, float *out, const chord_weight *emb,
-                        const int32_t *tokens, int n) {
-    cuda_backend *be = cuda_be(b);
+/* Each op either appends itself to the step being recorded (graph.cu) or launches. */
+static bool recorded(cuda_backend *be, cuda_rec *r) {
+    return be->rec && cuda_rec_push(be, r);
+}
+
+static void rec_init(cuda_rec *r, int op, int n) {
+    memset(r, 0, sizeof *r);
+    r->op = op;
+    r->n = n;
+}
+
+static void do_get_rows(cuda_backend *be, float *out, const chord_weight *emb,
+                        const int32_t *tokens, int n, const int *dtok) {
     if (n <= 0) return;
     dev_enter(be);
     if (!on_device(be, emb, "get_rows")) return;
-    cuda_get_rows(be, out, emb, tokens, n);
+    cuda_get_rows(be, out, emb, tokens, n, dtok);
 }
 
-static void cu_rmsnorm(chord_backend *b, float *out, const float *x, const chord_weight *w,
-                       int n, int dim, float eps) {
+static void cu_get_rows(chord_backend *b, float *out, const chord_weight *emb,
+                        const int32_t *tokens, int n) {
     cuda_backend *be = cuda_be(b);
+    if (n == 1) {
+        cuda_rec r;
+        rec_init(&r, CREC_GET_ROWS, n);
+        r.out = out;
+        r.w[0] = emb;
+        r.tok = tokens[0];
+        if (recorded(be, &r)) return;
+    }
+    do_get_rows(be, out, emb, tokens, n, NULL);
+}
+
+static void do_rmsnorm(cuda_backend *be, float *out, const float *x, const chord_weight *w,
+                       int n, int dim, float eps) {
     dev_enter(be);
     if (!on_device(be, w, "rmsnorm")) return;
     if (w->type != CHORD_TYPE_F32 || w->n_in * w->n_out < dim) {
@@ -258,21 +289,64 @@ static void cu_rmsnorm(chord_backend *b, float *out, const float *x, const chord
     cuda_rmsnorm(be, out, x, (const float *)w->dev, n, dim, eps);
 }
 
-static void cu_matmul(chord_backend *b, int n_w, float *const *ys,
-                      const chord_weight *const *ws, const float *x, int n) {
+static void cu_rmsnorm(chord_backend *b, float *out, const float *x, const chord_weight *w,
+                       int n, int dim, float eps) {
     cuda_backend *be = cuda_be(b);
-    if (n <= 0 || n_w <= 0) return;
-    dev_enter(be);
+    cuda_rec r;
+    rec_init(&r, CREC_RMSNORM, n);
+    r.out = out, r.x = x, r.w[0] = w, r.dim = dim, r.eps = eps;
+    if (recorded(be, &r)) return;
+    do_rmsnorm(be, out, x, w, n, dim, eps);
+}
+
+static bool matmul_check(cuda_backend *be, int n_w, const chord_weight *const *ws) {
     for (int k = 0; k < n_w; k++) {
-        if (!on_device(be, ws[k], "matmul")) return;
+        if (!on_device(be, ws[k], "matmul")) return false;
         if (!cuda_type_ok(ws[k]->type)) {
             cuda_fail(be, "matmul: no kernel for type %s", chord_type_name(ws[k]->type));
-            return;
+            return false;
         }
     }
+    return true;
+}
+
+/* One token: consecutive weights of one type and row length share a launch; res[k]
+ * (may be NULL) gets ys[k] added. xa_pre: x already quantized (may be NULL). */
+void cuda_matvec_call(cuda_backend *be, int n_w, float *const *ys,
+                      const chord_weight *const *ws, float *const *res, const float *x,
+                      const qact *xa_pre) {
+    dev_enter(be);
+    if (!matmul_check(be, n_w, ws)) return;
+    qact xa = {NULL, NULL, NULL, NULL, 0};
+    int64_t xa_n_in = -1;
+    if (xa_pre) xa = *xa_pre, xa_n_in = ws[0]->n_in;
+    for (int k0 = 0; k0 < n_w;) {
+        const chord_weight *w = ws[k0];
+        int k1 = k0 + 1;
+        while (k1 < n_w && k1 - k0 < CUDA_MV_MAXW && ws[k1]->type == w->type &&
+               ws[k1]->n_in == w->n_in)
+            k1++;
+        if (!type_is_float(w->type) && (w->n_in != xa_n_in || act_block(w->type) != xa.qb)) {
+            if (!cuda_quantize_act(be, x, w->n_in, 1, act_block(w->type), &xa)) return;
+            xa_n_in = w->n_in;
+        }
+        cuda_matvec_multi(be, k1 - k0, ws + k0, ys + k0, res ? res + k0 : NULL, x, &xa);
+        k0 = k1;
+    }
+}
+
+static void do_matmul(cuda_backend *be, int n_w, float *const *ys, const chord_weight *const *ws,
+                      const float *x, int n) {
+    if (n <= 0 || n_w <= 0) return;
+    dev_enter(be);
+    if (n == 1) {
+        cuda_matvec_call(be, n_w, ys, ws, NULL, x, NULL);
+        return;
+    }
+    if (!matmul_check(be, n_w, ws)) return;
     /* the activations are quantized once per (row length, block) for the quantized
      * weights of the call, as the CPU backend does */
-    qact xa = {NULL, NULL, NULL, 0};
+    qact xa = {NULL, NULL, NULL, NULL, 0};
     int64_t xa_n_in = -1;
     for (int k = 0; k < n_w; k++) {
         const chord_weight *w = ws[k];
@@ -280,37 +354,90 @@ static void cu_matmul(chord_backend *b, int n_w, float *const *ys,
             if (!cuda_quantize_act(be, x, w->n_in, n, act_block(w->type), &xa)) return;
             xa_n_in = w->n_in;
         }
-        if (n == 1)
-            cuda_matvec(be, w, x, &xa, ys[k]);
-        else
-            cuda_gemm(be, w, x, &xa, ys[k], n);
+        cuda_gemm(be, w, x, &xa, ys[k], n);
     }
+}
+
+static void cu_matmul(chord_backend *b, int n_w, float *const *ys,
+                      const chord_weight *const *ws, const float *x, int n) {
+    cuda_backend *be = cuda_be(b);
+    if (n_w <= 4) {
+        cuda_rec r;
+        rec_init(&r, CREC_MATMUL, n);
+        r.n_w = n_w, r.x = x;
+        for (int k = 0; k < n_w; k++)
+            r.w[k] = ws[k], r.ys[k] = ys[k];
+        if (recorded(be, &r)) return;
+    } else {
+        cuda_rec_flush(be);
+    }
+    do_matmul(be, n_w, ys, ws, x, n);
 }
 
 static void cu_rope(chord_backend *b, float *x, int n, int pos0, const chord_rope_shape *s) {
     cuda_backend *be = cuda_be(b);
+    cuda_rec r;
+    rec_init(&r, CREC_ROPE, n);
+    /* field by field: the caller's padding bytes must not reach the graph key */
+    r.out = x, r.pos0 = pos0;
+    r.rs.n_head = s->n_head, r.rs.head_dim = s->head_dim, r.rs.n_rot = s->n_rot;
+    r.rs.freq_base = s->freq_base, r.rs.freq_scale = s->freq_scale, r.rs.neox = s->neox;
+    if (recorded(be, &r)) return;
     dev_enter(be);
-    cuda_rope(be, x, n, pos0, s);
+    cuda_rope(be, x, n, pos0, s, NULL);
 }
 
 static void cu_attention(chord_backend *b, float *out, const float *q, const float *k,
                          const float *v, chord_kv *kv, int n, int pos0,
                          const chord_attn_shape *s) {
     cuda_backend *be = cuda_be(b);
+    cuda_rec r;
+    rec_init(&r, CREC_ATTN, n);
+    r.out = out, r.x = q, r.y = k, r.z = v, r.pos0 = pos0;
+    r.kv.k = kv->k, r.kv.v = kv->v;
+    r.as.n_head = s->n_head, r.as.n_head_kv = s->n_head_kv, r.as.head_dim = s->head_dim;
+    r.as.n_ctx = s->n_ctx, r.as.scale = s->scale;
+    if (recorded(be, &r)) return;
     dev_enter(be);
-    cuda_attention(be, out, q, k, v, kv, n, pos0, s);
+    cuda_attention(be, out, q, k, v, kv, n, pos0, s, NULL);
 }
 
 static void cu_add(chord_backend *b, float *x, const float *y, size_t n) {
     cuda_backend *be = cuda_be(b);
+    cuda_rec r;
+    rec_init(&r, CREC_ADD, 1);
+    r.out = x, r.y = y, r.count = n;
+    if (recorded(be, &r)) return;
     dev_enter(be);
     cuda_add(be, x, y, n);
 }
 
 static void cu_swiglu(chord_backend *b, float *out, const float *g, const float *u, size_t n) {
     cuda_backend *be = cuda_be(b);
+    cuda_rec r;
+    rec_init(&r, CREC_SWIGLU, 1);
+    r.out = out, r.x = g, r.y = u, r.count = n;
+    if (recorded(be, &r)) return;
     dev_enter(be);
     cuda_swiglu(be, out, g, u, n);
+}
+
+void cuda_exec_op(cuda_backend *be, const cuda_rec *r, const int *dpos, const int *dtok) {
+    dev_enter(be);
+    switch (r->op) {
+    case CREC_GET_ROWS: do_get_rows(be, r->out, r->w[0], &r->tok, r->n, dtok); break;
+    case CREC_RMSNORM: do_rmsnorm(be, r->out, r->x, r->w[0], r->n, r->dim, r->eps); break;
+    case CREC_MATMUL: do_matmul(be, r->n_w, r->ys, r->w, r->x, r->n); break;
+    case CREC_ROPE: cuda_rope(be, r->out, r->n, r->pos0, &r->rs, dpos); break;
+    case CREC_ATTN: {
+        chord_kv kv = r->kv;
+        cuda_attention(be, r->out, r->x, r->y, r->z, &kv, r->n, r->pos0, &r->as, dpos);
+        break;
+    }
+    case CREC_ADD: cuda_add(be, r->out, r->y, r->count); break;
+    case CREC_SWIGLU: cuda_swiglu(be, r->out, r->x, r->y, r->count); break;
+    default: cuda_fail(be, "recorded op %d unknown", r->op); break;
+    }
 }
 
 static size_t cu_kv_bytes(chord_backend *b, int n_ctx, int kv_dim) {
@@ -331,6 +458,8 @@ static chord_backend_ops make_ops(void) {
     o.from_host = cu_from_host;
     o.sync = cu_sync;
     o.kv_bytes = cu_kv_bytes;
+    o.step_begin = cuda_step_begin;
+    o.step_end = cuda_step_end;
     o.get_rows = cu_get_rows;
     o.rmsnorm = cu_rmsnorm;
     o.matmul = cu_matmul;
@@ -405,6 +534,11 @@ extern "C" chord_status chord_backend_cuda_new(chord_backend **out, chord_error 
     be->smem_per_block_optin = best_prop.sharedMemPerBlockOptin;
     const char *pdl = getenv("CHORD_CUDA_PDL");
     be->pdl = best_prop.major >= 9 && !(pdl && !strcmp(pdl, "0"));
+    const char *gr = getenv("CHORD_CUDA_GRAPHS");
+    be->graphs = gr && *gr ? atoi(gr) : 1;
+    if (be->graphs < 0 || be->graphs > 2) be->graphs = 1;
+    const char *fu = getenv("CHORD_CUDA_FUSE");
+    be->fuse_pro = fu && !strcmp(fu, "2"); /* measured slower: see NOTES.md */
     if ((e = cudaStreamCreateWithFlags(&be->stream, cudaStreamNonBlocking)) != cudaSuccess) {
         free(be);
         return init_fail(err, "creating a CUDA stream failed: %s", cudaGetErrorString(e));
@@ -430,6 +564,7 @@ extern "C" chord_status chord_backend_cuda_new(chord_backend **out, chord_error 
         return init_fail(err, "a test kernel failed on the GPU: %s", msg);
     }
     dev_free(be, probe);
+    cuda_attention_init(be);
     snprintf(be->base.desc, sizeof be->base.desc, "cuda (%s, %.0f GiB)", best_prop.name,
              (double)best_prop.totalGlobalMem / (1024.0 * 1024.0 * 1024.0));
     *out = &be->base;
@@ -530,7 +665,7 @@ extern "C" chord_status cuda_bench_attention(chord_backend *b, float *out, const
     cuda_backend *be = cuda_be(b);
     dev_enter(be);
     double ms = 0;
-    auto fn = [&]() { cuda_attention(be, out, q, k, v, kv, n, pos0, s); };
+    auto fn = [&]() { cuda_attention(be, out, q, k, v, kv, n, pos0, s, NULL); };
     chord_status st = time_graph(be, fn, reps, &ms, err);
     if (st == CHORD_OK) *us = ms * 1000.0;
     return st;
@@ -564,4 +699,15 @@ extern "C" chord_status cuda_bench_copy(chord_backend *b, size_t bytes, double *
     dev_free(be, src);
     dev_free(be, dst);
     return s;
+}
+
+extern "C" int cuda_set_graphs(chord_backend *b, int mode) {
+    cuda_backend *be = cuda_be(b);
+    int old = be->graphs;
+    if (mode >= 0 && mode <= 2) be->graphs = mode;
+    return old;
+}
+
+extern "C" int cuda_graph_count(chord_backend *b, int *fails) {
+    return cuda_graph_stats(cuda_be(b), fails);
 }

@@ -24,6 +24,23 @@ chord_status cuda_bench_matmul(chord_backend *be, const chord_weight *const *ws,
  * compute capability 9.0 and newer, unless CHORD_CUDA_PDL=0); returns the old setting. */
 int cuda_set_pdl(chord_backend *be, int on);
 
+/* Decode steps (forward.c's step_begin / step_end): 0 = ops launched as issued, 1 = each
+ * step recorded once as a CUDA graph (per set of buffers) and replayed (default; the
+ * environment variable CHORD_CUDA_GRAPHS=0 / 2 chooses at creation), 2 = recorded and
+ * fused as for a graph but launched directly. Returns the old mode. */
+int cuda_set_graphs(chord_backend *be, int mode);
+/* Graphs held now; *fails (may be NULL) gets the number of failed captures. */
+int cuda_graph_count(chord_backend *be, int *fails);
+
+/* Recorded steps: matvecs quantize their own input (1; CHORD_CUDA_FUSE=2 at creation) or
+ * separate fused norm/swiglu + quantize kernels do (0, default: faster). Drops the graphs
+ * held. Returns the old setting. */
+int cuda_set_fuse(chord_backend *be, int on);
+/* Drops the step graphs held (e.g. after cuda_set_pdl, so that they are recorded again). */
+void cuda_graphs_drop(chord_backend *be);
+/* GPU time per replay of the most recently used step graph, reps replays back to back. */
+chord_status cuda_graph_bench(chord_backend *be, int reps, double *us, chord_error *err);
+
 /* Device-to-device copy of `bytes`: median GB/s counting bytes read plus written. */
 chord_status cuda_bench_copy(chord_backend *be, size_t bytes, double *gb_per_s,
                              chord_error *err);

@@ -30,6 +30,9 @@ typedef struct cuda_scratch {
 
 enum { CUDA_SCRATCH_XQ = 0, CUDA_SCRATCH_ATTN = 1, CUDA_SCRATCH_COUNT = 2 };
 
+struct cuda_rec;
+struct cuda_graph_entry;
+
 typedef struct cuda_backend {
     chord_backend base;
     int device;
@@ -44,6 +47,23 @@ typedef struct cuda_backend {
     void **allocs;
     size_t n_allocs, cap_allocs;
     cuda_scratch scratch[CUDA_SCRATCH_COUNT];
+    unsigned scratch_gen; /* bumped whenever a scratch buffer moves (graphs hold pointers) */
+
+    /* Decode steps (graph.cu). graphs: 0 = off (ops run as issued), 1 = CUDA graphs,
+     * 2 = recorded and fused like a graph but launched directly (for tests). Between
+     * step_begin and step_end the ops are recorded (rec), not launched. */
+    int graphs;
+    bool rec;
+    int step_tok, step_pos;
+    struct cuda_rec *recs;
+    int n_recs, cap_recs;
+    struct cuda_graph_entry *gcache;
+    unsigned long gclock;
+    int *h_in;     /* pinned {token, pos} */
+    int *d_in;     /* device copy the graph's kernels read */
+    int graph_fails;
+    bool fuse_pro; /* recorded steps: matvecs quantize their own input (CHORD_CUDA_FUSE=2) */
+    size_t attn_smem_max; /* dynamic shared memory the decode attention may use */
 } cuda_backend;
 
 static inline cuda_backend *cuda_be(chord_backend *be) {
@@ -81,6 +101,23 @@ static inline cudaError_t launch_pdl(cuda_backend *be, void (*kernel)(KArgs...),
     cfg.gridDim = grid;
     cfg.blockDim = block;
     cfg.dynamicSmemBytes = 0;
+    cfg.stream = be->stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = be->pdl ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, kernel, static_cast<KArgs>(args)...);
+}
+
+template <typename... KArgs, typename... Args>
+static inline cudaError_t launch_pdl_smem(cuda_backend *be, void (*kernel)(KArgs...), dim3 grid,
+                                          dim3 block, size_t smem, Args... args) {
+    cudaLaunchConfig_t cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
     cfg.stream = be->stream;
     cudaLaunchAttribute attr[1];
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -193,11 +230,14 @@ static inline wview wview_of(const chord_weight *w) {
 /* elementwise.cu */
 void cuda_repack(cuda_backend *be, uint8_t *dst, const uint8_t *raw, chord_type type,
                  int64_t n_blocks);
+/* dtok / dpos (device, may be NULL): read the token / position there instead of the
+ * host value, so that a recorded graph can be replayed for a new step (n = 1). */
 void cuda_get_rows(cuda_backend *be, float *out, const chord_weight *emb, const int32_t *tokens,
-                   int n);
+                   int n, const int *dtok);
 void cuda_rmsnorm(cuda_backend *be, float *out, const float *x, const float *w, int n, int dim,
                   float eps);
-void cuda_rope(cuda_backend *be, float *x, int n, int pos0, const chord_rope_shape *s);
+void cuda_rope(cuda_backend *be, float *x, int n, int pos0, const chord_rope_shape *s,
+               const int *dpos);
 void cuda_add(cuda_backend *be, float *x, const float *y, size_t n);
 void cuda_swiglu(cuda_backend *be, float *out, const float *g, const float *u, size_t n);
 
@@ -217,8 +257,32 @@ typedef struct qact {
  * token (xa: x quantized for W's act_block, unused for float types). */
 bool cuda_quantize_act(cuda_backend *be, const float *x, int64_t n_in, int n, int qb,
                        qact *out);
+/* Bytes of scratch cuda_quantize_act needs. */
+size_t cuda_qact_bytes(int64_t n_in, int n, int qb);
+/* The scratch of cuda_quantize_act as a qact, without computing anything (for the fused
+ * kernels below, which fill it). NULL scratch: false, error recorded. */
+bool cuda_qact_view(cuda_backend *be, int64_t n_in, int n, int qb, qact *out);
 void cuda_matvec(cuda_backend *be, const chord_weight *w, const float *x, const qact *xa,
                  float *y);
+/* Several weights of one type and row length in one launch: ys[k] = W_k x, and where
+ * res[k] is not NULL also res[k] += ys[k] (the residual add, rounded as cuda_add). */
+#define CUDA_MV_MAXW 3
+void cuda_matvec_multi(cuda_backend *be, int n_w, const chord_weight *const *ws,
+                       float *const *ys, float *const *res, const float *x, const qact *xa);
+/* One token, quantized weights of one type and row length (at most CUDA_MV_MAXW): each
+ * block quantizes x itself (nw not NULL: rmsnorm(x) * nw, eps; xout not NULL gets that
+ * normed x), then ys[k] = W_k x' (res as cuda_matvec_multi). glu_out: two weights
+ * (gate, up, same shape): also glu_out = silu(ys[0]) * ys[1]. */
+bool cuda_matvec_pro_ok(const chord_weight *w);
+void cuda_matvec_pro(cuda_backend *be, int n_w, const chord_weight *const *ws, float *const *ys,
+                     float *const *res, const float *x, const float *nw, float eps, float *xout,
+                     float *glu_out);
+/* Decode fusions (n = 1; dim % qb == 0): rmsnorm, or silu(g) * u, written to out as the
+ * unfused ops write it, and quantized into xa (the XQ scratch) as cuda_quantize_act. */
+bool cuda_rmsnorm_quant(cuda_backend *be, float *out, const float *x, const float *w, int dim,
+                        float eps, int qb, qact *xa);
+bool cuda_swiglu_quant(cuda_backend *be, float *out, const float *g, const float *u, int dim,
+                       int qb, qact *xa);
 
 /* gemm.cu: y[t][o] = sum_i W[o][i] x[t][i] for n tokens (xa as for cuda_matvec). */
 void cuda_gemm(cuda_backend *be, const chord_weight *w, const float *x, const qact *xa,
@@ -227,6 +291,79 @@ void cuda_gemm(cuda_backend *be, const chord_weight *w, const float *x, const qa
 /* attention.cu: the KV cache is half [n_ctx][kv_dim] for each of k and v */
 size_t cuda_kv_bytes(int n_ctx, int kv_dim);
 void cuda_attention(cuda_backend *be, float *out, const float *q, const float *k,
-                    const float *v, chord_kv *kv, int n, int pos0, const chord_attn_shape *s);
+                    const float *v, chord_kv *kv, int n, int pos0, const chord_attn_shape *s,
+                    const int *dpos);
+/* One token (n = 1) in one kernel: with rope (not NULL) q and k are first rotated as
+ * cuda_rope does (q in place; k only on its way into the cache). */
+bool cuda_attn_decode_ok(cuda_backend *be, const chord_attn_shape *s);
+void cuda_attention_decode(cuda_backend *be, float *out, float *q, const float *k,
+                           const float *v, chord_kv *kv, int pos0, const chord_attn_shape *s,
+                           const chord_rope_shape *rope, const int *dpos);
+void cuda_attention_init(cuda_backend *be);
+
+/* rope arithmetic shared by the rope and attention kernels: as the CPU backend (and
+ * llama.cpp), theta_0 = p * freq_scale, theta_{i+1} = theta_i * step in float; cos/sin
+ * in double (so fast-math cannot degrade large angles), rounded to float; products and
+ * differences each rounded (no contraction), as the CPU's C. */
+__device__ __forceinline__ void rope_cs(int pos, int i, float step, float freq_scale,
+                                        float *cs, float *sn) {
+    float theta = __fmul_rn((float)pos, freq_scale);
+    for (int k = 0; k < i; k++)
+        theta = __fmul_rn(theta, step);
+    double sd, cd;
+    sincos((double)theta, &sd, &cd);
+    *cs = (float)cd;
+    *sn = (float)sd;
+}
+__device__ __forceinline__ void rope_rot(float *x0, float *x1, float cs, float sn) {
+    float a = *x0, b = *x1;
+    *x0 = __fsub_rn(__fmul_rn(a, cs), __fmul_rn(b, sn));
+    *x1 = __fadd_rn(__fmul_rn(a, sn), __fmul_rn(b, cs));
+}
+
+/* graph.cu: the decode-step recorder (backend_cuda.cu's ops call cuda_rec_* while
+ * be->rec is set) and step_begin / step_end. */
+typedef enum {
+    CREC_GET_ROWS,
+    CREC_RMSNORM,
+    CREC_MATMUL,
+    CREC_ROPE,
+    CREC_ATTN,
+    CREC_ADD,
+    CREC_SWIGLU
+} cuda_rec_op;
+
+typedef struct cuda_rec {
+    int op, n, n_w, dim;
+    float eps;
+    float *out;
+    const float *x, *y, *z;
+    const chord_weight *w[4];
+    float *ys[4];
+    chord_kv kv;
+    chord_attn_shape as;
+    chord_rope_shape rs;
+    size_t count;
+    /* not part of the graph's key: the step's inputs */
+    int pos0;
+    int32_t tok;
+} cuda_rec;
+
+/* Appends an op (false: could not; the recording was abandoned and its ops launched,
+ * so the caller launches this op itself). */
+bool cuda_rec_push(cuda_backend *be, const cuda_rec *r);
+/* Leaves recording mode, launching what was recorded (before a to_host, sync, ...). */
+void cuda_rec_flush(cuda_backend *be);
+bool cuda_step_begin(chord_backend *b, const int32_t *tokens, int n, int pos0);
+void cuda_step_end(chord_backend *b);
+void cuda_graphs_free(cuda_backend *be);
+/* Graphs held now; *fails (may be NULL): captures that failed (graphs are then off). */
+int cuda_graph_stats(cuda_backend *be, int *fails);
+/* backend_cuda.cu: a one-token matmul call (see cuda_matvec_multi; xa_pre may be NULL). */
+void cuda_matvec_call(cuda_backend *be, int n_w, float *const *ys,
+                      const chord_weight *const *ws, float *const *res, const float *x,
+                      const qact *xa_pre);
+/* Launches one recorded op as the vtable would (dpos / dtok as above). */
+void cuda_exec_op(cuda_backend *be, const cuda_rec *r, const int *dpos, const int *dtok);
 
 #endif

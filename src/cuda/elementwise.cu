@@ -41,9 +41,10 @@ typedef struct token_list {
 
 /* Quantized types and aligned float types: 16 elements per step. */
 template <int T>
-__global__ void get_rows_kernel(float *__restrict__ out, wview w, token_list toks) {
+__global__ void get_rows_kernel(float *__restrict__ out, wview w, token_list toks,
+                                const int *__restrict__ dtok) {
     int t = blockIdx.x;
-    int64_t row = toks.id[t];
+    int64_t row = dtok ? dtok[t] : toks.id[t];
     float *o = out + (size_t)t * w.n_in;
     bool valid = row >= 0 && row < w.n_out;
     for (int64_t k0 = 16 * (int64_t)threadIdx.x; k0 < w.n_in; k0 += 16 * blockDim.x) {
@@ -63,9 +64,10 @@ __global__ void get_rows_kernel(float *__restrict__ out, wview w, token_list tok
 
 /* Float types of any row length. */
 template <int T>
-__global__ void get_rows_scalar_kernel(float *__restrict__ out, wview w, token_list toks) {
+__global__ void get_rows_scalar_kernel(float *__restrict__ out, wview w, token_list toks,
+                                       const int *__restrict__ dtok) {
     int t = blockIdx.x;
-    int64_t row = toks.id[t];
+    int64_t row = dtok ? dtok[t] : toks.id[t];
     bool valid = row >= 0 && row < w.n_out;
     for (int64_t k = threadIdx.x; k < w.n_in; k += blockDim.x)
         out[(size_t)t * w.n_in + k] = valid ? ld_elem<T>(w, row, k) : 0.f;
@@ -73,19 +75,23 @@ __global__ void get_rows_scalar_kernel(float *__restrict__ out, wview w, token_l
 
 template <int T>
 static void launch_get_rows(cuda_backend *be, float *out, const wview &w, const token_list &tl,
-                            int n) {
+                            int n, const int *dtok) {
     bool vec = !type_is_float(T) || (w.n_in % 16 == 0);
     if (vec) {
-        get_rows_kernel<T><<<n, 128, 0, be->stream>>>(out, w, tl);
+        get_rows_kernel<T><<<n, 128, 0, be->stream>>>(out, w, tl, dtok);
     } else if (type_is_float(T)) {
         get_rows_scalar_kernel<(type_is_float(T) ? T : CHORD_TYPE_F32)>
-            <<<n, 128, 0, be->stream>>>(out, w, tl);
+            <<<n, 128, 0, be->stream>>>(out, w, tl, dtok);
     }
     CUDA_LAUNCHED(be, "get_rows_kernel");
 }
 
 void cuda_get_rows(cuda_backend *be, float *out, const chord_weight *emb, const int32_t *tokens,
-                   int n) {
+                   int n, const int *dtok) {
+    if (dtok && n > ROWS_PER_LAUNCH) {
+        cuda_fail(be, "get_rows: %d device tokens", n);
+        return;
+    }
     if (!emb->dev) {
         cuda_fail(be, "get_rows: weight '%s' is not on the GPU", emb->name ? emb->name : "?");
         return;
@@ -94,11 +100,13 @@ void cuda_get_rows(cuda_backend *be, float *out, const chord_weight *emb, const 
     for (int i0 = 0; i0 < n; i0 += ROWS_PER_LAUNCH) {
         int m = n - i0 < ROWS_PER_LAUNCH ? n - i0 : ROWS_PER_LAUNCH;
         token_list tl;
-        for (int i = 0; i < m; i++)
+        memset(&tl, 0, sizeof tl);
+        for (int i = 0; i < m && tokens; i++)
             tl.id[i] = tokens[i0 + i];
         float *o = out + (size_t)i0 * emb->n_in;
         CUDA_TYPE_SWITCH(emb->type, launch_get_rows,
-                         cuda_fail(be, "get_rows: type %d", emb->type), be, o, w, tl, m);
+                         cuda_fail(be, "get_rows: type %d", emb->type), be, o, w, tl, m,
+                         dtok);
     }
 }
 
@@ -111,71 +119,92 @@ __device__ __forceinline__ float warp_sum(float v) {
     return v;
 }
 
-/* One block per row: out = x / rms(x) * w, rounded as the CPU backend (and llama.cpp):
- * products in float, their sum in double, 1 / sqrt in float, correctly rounded. */
+/* One block per row: out = x / rms(x) * w. */
 __global__ void rmsnorm_kernel(float *__restrict__ out, const float *__restrict__ x,
                                const float *__restrict__ w, int dim, float eps) {
-    __shared__ double red[32];
+    pdl_wait();
+    pdl_trigger();
     const float *xr = x + (size_t)blockIdx.x * dim;
     float *o = out + (size_t)blockIdx.x * dim;
-    double ss = 0.0;
-    for (int i = threadIdx.x; i < dim; i += blockDim.x)
-        ss += (double)__fmul_rn(xr[i], xr[i]);
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1)
-        ss += __shfl_xor_sync(0xffffffffu, ss, off);
-    int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
-    if (lane == 0) red[wid] = ss;
-    __syncthreads();
-    if (wid == 0) {
-        double v = lane < (int)(blockDim.x >> 5) ? red[lane] : 0.0;
-#pragma unroll
-        for (int off = 16; off > 0; off >>= 1)
-            v += __shfl_xor_sync(0xffffffffu, v, off);
-        if (lane == 0) red[0] = v;
-    }
-    __syncthreads();
-    const float scale = __frcp_rn(__fsqrt_rn(__fadd_rn((float)(red[0] / dim), eps)));
+    const float scale = rms_scale(xr, dim, eps);
     for (int i = threadIdx.x; i < dim; i += blockDim.x)
         o[i] = __fmul_rn(__fmul_rn(xr[i], scale), w[i]);
+}
+
+/* One row (decode): rmsnorm as above, then each warp quantizes activation blocks
+ * (quant_store) from the same values. */
+template <int QB>
+__global__ void rmsnorm_quant_kernel(float *__restrict__ out, const float *__restrict__ x,
+                                     const float *__restrict__ w, int dim, float eps,
+                                     int8_t *__restrict__ xq, float *__restrict__ xd,
+                                     int16_t *__restrict__ bs, float *__restrict__ xs) {
+    constexpr int PER = QB / 32;
+    pdl_wait();
+    pdl_trigger();
+    const float scale = rms_scale(x, dim, eps);
+    const int lane = threadIdx.x & 31, nw = blockDim.x >> 5;
+    for (int b = threadIdx.x >> 5; b < dim / QB; b += nw) {
+        float v[PER];
+#pragma unroll
+        for (int i = 0; i < PER; i++) {
+            const int e = b * QB + lane * PER + i;
+            v[i] = __fmul_rn(__fmul_rn(x[e], scale), w[e]);
+            out[e] = v[i];
+        }
+        quant_store<QB>(v, lane, b, xq, xd, bs, xs);
+    }
+}
+
+static int rms_threads(int dim) {
+    return dim >= 1024 ? 1024 : (dim + 31) / 32 * 32;
+}
+
+bool cuda_rmsnorm_quant(cuda_backend *be, float *out, const float *x, const float *w, int dim,
+                        float eps, int qb, qact *xa) {
+    if (!cuda_qact_view(be, dim, 1, qb, xa)) return false;
+    cudaError_t e;
+    if (qb == 32)
+        e = launch_pdl(be, rmsnorm_quant_kernel<32>, dim3(1), dim3(rms_threads(dim)), out, x, w,
+                       dim, eps, (int8_t *)xa->q, (float *)xa->d, (int16_t *)xa->bs,
+                       (float *)xa->s);
+    else
+        e = launch_pdl(be, rmsnorm_quant_kernel<256>, dim3(1), dim3(rms_threads(dim)), out, x,
+                       w, dim, eps, (int8_t *)xa->q, (float *)xa->d, (int16_t *)xa->bs,
+                       (float *)NULL);
+    return CUDA_CHECK(be, e) && CUDA_LAUNCHED(be, "rmsnorm_quant_kernel");
 }
 
 void cuda_rmsnorm(cuda_backend *be, float *out, const float *x, const float *w, int n, int dim,
                   float eps) {
     if (n <= 0) return;
-    int threads = dim >= 1024 ? 1024 : (dim + 31) / 32 * 32;
-    rmsnorm_kernel<<<n, threads, 0, be->stream>>>(out, x, w, dim, eps);
+    CUDA_CHECK(be, launch_pdl(be, rmsnorm_kernel, dim3((unsigned)n), dim3(rms_threads(dim)), out,
+                              x, w, dim, eps));
     CUDA_LAUNCHED(be, "rmsnorm_kernel");
 }
 
 /* --------------------------------------------------------------- rope */
 
-/* One thread per (token, pair index i); the angle is applied to every head. As the CPU
- * backend (and llama.cpp): theta_0 = p * freq_scale, theta_{i+1} = theta_i * step in
- * float, step = powf(base, -2 / n_rot) computed on the host by the same libm; cos/sin
- * in double (so fast-math cannot degrade large angles), rounded to float. */
-__global__ void rope_kernel(float *__restrict__ x, int n, int pos0, int n_head, int head_dim,
-                            int n_rot, float step, float freq_scale, int neox) {
+/* One thread per (token, pair index i); the angle (rope_cs) is applied to every head;
+ * step = powf(base, -2 / n_rot) is computed on the host by the same libm as the CPU's. */
+__global__ void rope_kernel(float *__restrict__ x, int n, int pos0, const int *__restrict__ dpos,
+                            int n_head, int head_dim, int n_rot, float step, float freq_scale,
+                            int neox) {
     int half = n_rot / 2;
     int idx = blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= n * half) return;
+    if (dpos) pos0 = *dpos;
     int t = idx / half, i = idx % half;
-    float theta = __fmul_rn((float)(pos0 + t), freq_scale);
-    for (int k = 0; k < i; k++)
-        theta = __fmul_rn(theta, step);
-    double sd, cd;
-    sincos((double)theta, &sd, &cd);
-    float cs = (float)cd, sn = (float)sd;
+    float cs, sn;
+    rope_cs(pos0 + t, i, step, freq_scale, &cs, &sn);
     int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
     for (int h = 0; h < n_head; h++) {
         float *v = x + ((size_t)t * n_head + h) * head_dim;
-        float x0 = v[a], x1 = v[b];
-        v[a] = x0 * cs - x1 * sn;
-        v[b] = x0 * sn + x1 * cs;
+        rope_rot(&v[a], &v[b], cs, sn);
     }
 }
 
-void cuda_rope(cuda_backend *be, float *x, int n, int pos0, const chord_rope_shape *s) {
+void cuda_rope(cuda_backend *be, float *x, int n, int pos0, const chord_rope_shape *s,
+               const int *dpos) {
     int half = s->n_rot / 2;
     if (n <= 0 || half <= 0) return;
     if (s->n_rot > s->head_dim) {
@@ -185,7 +214,8 @@ void cuda_rope(cuda_backend *be, float *x, int n, int pos0, const chord_rope_sha
     const float step = powf(s->freq_base, -2.0f / (float)s->n_rot);
     int total = n * half, threads = 128;
     rope_kernel<<<(total + threads - 1) / threads, threads, 0, be->stream>>>(
-        x, n, pos0, s->n_head, s->head_dim, s->n_rot, step, s->freq_scale, s->neox ? 1 : 0);
+        x, n, pos0, dpos, s->n_head, s->head_dim, s->n_rot, step, s->freq_scale,
+        s->neox ? 1 : 0);
     CUDA_LAUNCHED(be, "rope_kernel");
 }
 
@@ -204,10 +234,6 @@ __global__ void add_kernel(float *__restrict__ x, const float *__restrict__ y, s
         x[i] += y[i];
 }
 
-/* silu(g) * u rounded as the CPU's g / (1 + expf(-g)) * u (no fast-math shortcuts) */
-__device__ __forceinline__ float silu_mul(float g, float u) {
-    return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, (float)exp(-(double)g))), u);
-}
 
 __global__ void swiglu_kernel(float *out, const float *g, const float *u, size_t n) {
     size_t n4 = n / 4, stride = (size_t)gridDim.x * blockDim.x;
@@ -261,4 +287,44 @@ void cuda_swiglu(cuda_backend *be, float *out, const float *g, const float *u, s
     else
         swiglu_scalar_kernel<<<ew_grid(be, 4 * n), 256, 0, be->stream>>>(out, g, u, n);
     CUDA_LAUNCHED(be, "swiglu_kernel");
+}
+
+/* Decode: out = silu(g) * u (as swiglu_kernel), quantized per activation block: one block
+ * of QB threads per activation block, one element per thread, then warp 0 quantizes. */
+template <int QB>
+__global__ void __launch_bounds__(QB)
+    swiglu_quant_kernel(float *out, const float *g, const float *u, int8_t *__restrict__ xq,
+                        float *__restrict__ xd, int16_t *__restrict__ bs,
+                        float *__restrict__ xs) {
+    constexpr int PER = QB / 32;
+    __shared__ float vals[QB];
+    const int64_t b = blockIdx.x, e = b * QB + threadIdx.x;
+    pdl_wait();
+    pdl_trigger();
+    const float val = silu_mul(g[e], u[e]);
+    out[e] = val;
+    vals[threadIdx.x] = val;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        const int lane = threadIdx.x;
+        float v[PER];
+#pragma unroll
+        for (int i = 0; i < PER; i++)
+            v[i] = vals[lane * PER + i];
+        quant_store<QB>(v, lane, b, xq, xd, bs, xs);
+    }
+}
+
+bool cuda_swiglu_quant(cuda_backend *be, float *out, const float *g, const float *u, int dim,
+                       int qb, qact *xa) {
+    if (!cuda_qact_view(be, dim, 1, qb, xa)) return false;
+    const unsigned grid = (unsigned)(dim / qb);
+    cudaError_t e;
+    if (qb == 32)
+        e = launch_pdl(be, swiglu_quant_kernel<32>, dim3(grid), dim3(32), out, g, u,
+                       (int8_t *)xa->q, (float *)xa->d, (int16_t *)xa->bs, (float *)xa->s);
+    else
+        e = launch_pdl(be, swiglu_quant_kernel<256>, dim3(grid), dim3(256), out, g, u,
+                       (int8_t *)xa->q, (float *)xa->d, (int16_t *)xa->bs, (float *)NULL);
+    return CUDA_CHECK(be, e) && CUDA_LAUNCHED(be, "swiglu_quant_kernel");
 }

@@ -21,10 +21,7 @@ __device__ __forceinline__ float mv_warp_sum(float v) {
 
 /* ------------------------------------------------ activation quantization */
 
-/* One warp per QB elements (QB = 32: one per lane; 256: 8 per lane). As the CPU
- * backend: d = amax / 127, q = rint(x * (127 / amax)), each step correctly rounded;
- * bs = sum of each 16 q. QB = 32 then stores d rounded to half and s = half(d * sum),
- * as llama.cpp's Q8_0 / Q8_1 (its golden logits match bit for bit on Q4_0 that way). */
+/* One warp per QB elements (QB = 32: one per lane; 256: 8 per lane), quant_store. */
 template <int QB>
 __global__ void quantize_act_kernel(int8_t *__restrict__ xq, float *__restrict__ xd,
                                     int16_t *__restrict__ bs, float *__restrict__ xs,
@@ -32,57 +29,27 @@ __global__ void quantize_act_kernel(int8_t *__restrict__ xq, float *__restrict__
     constexpr int PER = QB / 32;
     int64_t b = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     int lane = threadIdx.x & 31;
-    pdl_trigger();
     if (b >= n_blocks) return; /* uniform across the warp */
     pdl_wait();
+    pdl_trigger(); /* the next kernel may start (and fetch its weights) now */
     const float *xb = x + b * QB + lane * PER;
     float v[PER];
-    float a = 0.f;
 #pragma unroll
-    for (int i = 0; i < PER; i++) {
+    for (int i = 0; i < PER; i++)
         v[i] = xb[i];
-        a = fmaxf(a, fabsf(v[i]));
-    }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1)
-        a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, o));
-    const float id = a > 0.f ? __fdiv_rn(127.0f, a) : 0.f;
-    int sum = 0;
-    int8_t q[PER];
-#pragma unroll
-    for (int i = 0; i < PER; i++) {
-        int qi = __float2int_rn(__fmul_rn(v[i], id));
-        q[i] = (int8_t)qi;
-        sum += qi;
-    }
-    const float d = __fdiv_rn(a, 127.0f);
-    if constexpr (PER == 1) {
-        xq[b * QB + lane] = q[0];
-        /* sums of lanes 0..15 and 16..31, then of all 32 */
-#pragma unroll
-        for (int o = 8; o > 0; o >>= 1)
-            sum += __shfl_xor_sync(0xffffffffu, sum, o);
-        if ((lane & 15) == 0) bs[b * 2 + (lane >> 4)] = (int16_t)sum;
-        sum += __shfl_xor_sync(0xffffffffu, sum, 16);
-        if (lane == 0) {
-            xd[b] = __half2float(__float2half_rn(d));
-            xs[b] = __half2float(__float2half_rn(__fmul_rn(d, (float)sum)));
-        }
-    } else {
-        uint2 pk;
-        pk.x = (uint32_t)(uint8_t)q[0] | (uint32_t)(uint8_t)q[1] << 8 |
-               (uint32_t)(uint8_t)q[2] << 16 | (uint32_t)(uint8_t)q[3] << 24;
-        pk.y = (uint32_t)(uint8_t)q[4] | (uint32_t)(uint8_t)q[5] << 8 |
-               (uint32_t)(uint8_t)q[6] << 16 | (uint32_t)(uint8_t)q[7] << 24;
-        *reinterpret_cast<uint2 *>(xq + b * QB + lane * PER) = pk;
-        sum += __shfl_xor_sync(0xffffffffu, sum, 1); /* two lanes hold 16 */
-        if ((lane & 1) == 0) bs[b * 16 + (lane >> 1)] = (int16_t)sum;
-        if (lane == 0) xd[b] = d;
-    }
+    quant_store<QB>(v, lane, b, xq, xd, bs, xs);
 }
 
-bool cuda_quantize_act(cuda_backend *be, const float *x, int64_t n_in, int n, int qb,
-                       qact *out) {
+size_t cuda_qact_bytes(int64_t n_in, int n, int qb) {
+    const size_t total = (size_t)n * (size_t)n_in;
+    const size_t qbytes = (total + 15) & ~(size_t)15;
+    const size_t dbytes = ((total / qb) * sizeof(float) + 15) & ~(size_t)15;
+    const size_t sbytes = qb == 32 ? dbytes : 0;
+    const size_t bbytes = (total / 16) * sizeof(int16_t);
+    return qbytes + dbytes + sbytes + bbytes;
+}
+
+bool cuda_qact_view(cuda_backend *be, int64_t n_in, int n, int qb, qact *out) {
     if (n_in % qb != 0) {
         cuda_fail(be, "matmul: row length %lld is not a multiple of %d", (long long)n_in, qb);
         return false;
@@ -91,15 +58,20 @@ bool cuda_quantize_act(cuda_backend *be, const float *x, int64_t n_in, int n, in
     const size_t qbytes = (total + 15) & ~(size_t)15;
     const size_t dbytes = ((total / qb) * sizeof(float) + 15) & ~(size_t)15;
     const size_t sbytes = qb == 32 ? dbytes : 0;
-    const size_t bbytes = (total / 16) * sizeof(int16_t);
-    uint8_t *p =
-        (uint8_t *)cuda_scratch_get(be, CUDA_SCRATCH_XQ, qbytes + dbytes + sbytes + bbytes);
+    uint8_t *p = (uint8_t *)cuda_scratch_get(be, CUDA_SCRATCH_XQ, cuda_qact_bytes(n_in, n, qb));
     if (!p) return false;
     out->q = (const int8_t *)p;
     out->d = (const float *)(p + qbytes);
     out->s = qb == 32 ? (const float *)(p + qbytes + dbytes) : NULL;
     out->bs = (const int16_t *)(p + qbytes + dbytes + sbytes);
     out->qb = qb;
+    return true;
+}
+
+bool cuda_quantize_act(cuda_backend *be, const float *x, int64_t n_in, int n, int qb,
+                       qact *out) {
+    if (!cuda_qact_view(be, n_in, n, qb, out)) return false;
+    const size_t total = (size_t)n * (size_t)n_in;
     const int64_t n_blocks = (int64_t)(total / qb);
     const int threads = 256;
     const int64_t grid = (n_blocks * 32 + threads - 1) / threads;
@@ -117,12 +89,34 @@ bool cuda_quantize_act(cuda_backend *be, const float *x, int64_t n_in, int n, in
 
 /* ------------------------------------------------------------ kernels */
 
+/* Up to CUDA_MV_MAXW weights of one type and row length in one launch: weight k owns
+ * blocks [bstart[k], bstart[k+1]); res[k] (may be NULL) gets y added (residual). */
+typedef struct mvjob {
+    wview w[CUDA_MV_MAXW];
+    float *y[CUDA_MV_MAXW];
+    float *res[CUDA_MV_MAXW];
+    unsigned bstart[CUDA_MV_MAXW + 1];
+    int nw;
+} mvjob;
+
+__device__ __forceinline__ int job_pick(const mvjob &job) {
+    int k = 0;
+#pragma unroll
+    for (int i = 1; i < CUDA_MV_MAXW; i++)
+        if (i < job.nw && blockIdx.x >= job.bstart[i]) k = i;
+    return k;
+}
+
 /* Each warp: R consecutive rows, U units per row in flight per lane (R * U loads). */
 template <int T, int R, int U>
 __global__ void __launch_bounds__(32 * MV_ROWS)
-    matvec_q_kernel(wview w, xact xa, float *__restrict__ y) {
-    pdl_trigger();
-    const int64_t row0 = ((int64_t)blockIdx.x * MV_ROWS + (threadIdx.x >> 5)) * R;
+    matvec_q_kernel(const __grid_constant__ mvjob job, xact xa) {
+    const int k = job_pick(job);
+    const wview &w = job.w[k];
+    float *__restrict__ y = job.y[k];
+    float *res = job.res[k];
+    const int64_t row0 =
+        ((int64_t)(blockIdx.x - job.bstart[k]) * MV_ROWS + (threadIdx.x >> 5)) * R;
     const int lane = threadIdx.x & 31;
     if (row0 >= w.n_out) return;
     const int n_units = (int)w.nb * units_per_block(T);
@@ -130,36 +124,78 @@ __global__ void __launch_bounds__(32 * MV_ROWS)
 #pragma unroll
     for (int r = 0; r < R; r++)
         acc[r] = 0.f;
-    for (int base = lane; base < n_units; base += 32 * U) {
-        uraw raw[R][U];
+    /* the first units' loads go out before waiting for the previous kernel (PDL) */
+    uraw raw[R][U];
+    int base = lane;
 #pragma unroll
-        for (int r = 0; r < R; r++)
+    for (int r = 0; r < R; r++)
 #pragma unroll
-            for (int i = 0; i < U; i++)
-                if (row0 + r < w.n_out && base + 32 * i < n_units)
-                    raw[r][i] = unit_load<T>(w, row0 + r, base + 32 * i);
-        pdl_wait(); /* x comes from the previous kernel */
+        for (int i = 0; i < U; i++)
+            if (row0 + r < w.n_out && base + 32 * i < n_units)
+                raw[r][i] = unit_load<T>(w, row0 + r, base + 32 * i);
+    pdl_wait(); /* x comes from the previous kernel */
+    pdl_trigger();
+    while (base < n_units) {
 #pragma unroll
         for (int r = 0; r < R; r++)
 #pragma unroll
             for (int i = 0; i < U; i++)
                 if (row0 + r < w.n_out && base + 32 * i < n_units)
                     acc[r] += unit_dot<T>(raw[r][i], base + 32 * i, xa);
+        base += 32 * U;
+        if (base >= n_units) break;
+#pragma unroll
+        for (int r = 0; r < R; r++)
+#pragma unroll
+            for (int i = 0; i < U; i++)
+                if (row0 + r < w.n_out && base + 32 * i < n_units)
+                    raw[r][i] = unit_load<T>(w, row0 + r, base + 32 * i);
     }
-    pdl_wait();
 #pragma unroll
     for (int r = 0; r < R; r++) {
         float v = mv_warp_sum(acc[r]);
-        if (lane == 0 && row0 + r < w.n_out) y[row0 + r] = v;
+        if (lane == 0 && row0 + r < w.n_out) {
+            y[row0 + r] = v;
+            if (res) res[row0 + r] += v;
+        }
+    }
+}
+
+/* Float weights, 16 bytes (4 or 8 elements) per unit; needs n_in % 8 == 0. */
+template <int T>
+__device__ __forceinline__ float f_unit_dot(const uint4 &v, const float4 *__restrict__ x4, int u) {
+    if constexpr (T == CHORD_TYPE_F32) {
+        float4 a = __ldg(x4 + u);
+        return __uint_as_float(v.x) * a.x + __uint_as_float(v.y) * a.y +
+               __uint_as_float(v.z) * a.z + __uint_as_float(v.w) * a.w;
+    } else {
+        float4 a = __ldg(x4 + 2 * u), b = __ldg(x4 + 2 * u + 1);
+        float f[8];
+        uint32_t wd[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            if constexpr (T == CHORD_TYPE_F16) {
+                float2 h = __half22float2(*reinterpret_cast<const __half2 *>(&wd[j]));
+                f[2 * j] = h.x, f[2 * j + 1] = h.y;
+            } else {
+                f[2 * j] = __uint_as_float(wd[j] << 16);
+                f[2 * j + 1] = __uint_as_float(wd[j] & 0xFFFF0000u);
+            }
+        }
+        return f[0] * a.x + f[1] * a.y + f[2] * a.z + f[3] * a.w + f[4] * b.x + f[5] * b.y +
+               f[6] * b.z + f[7] * b.w;
     }
 }
 
 /* Float weights, 16 bytes (4 or 8 elements) per unit; needs n_in % 8 == 0. */
 template <int T>
 __global__ void __launch_bounds__(32 * MV_ROWS)
-    matvec_f_kernel(wview w, const float *__restrict__ x, float *__restrict__ y) {
-    pdl_trigger();
-    int64_t row = (int64_t)blockIdx.x * MV_ROWS + (threadIdx.x >> 5);
+    matvec_f_kernel(const __grid_constant__ mvjob job, const float *__restrict__ x) {
+    const int k = job_pick(job);
+    const wview &w = job.w[k];
+    float *__restrict__ y = job.y[k];
+    float *res = job.res[k];
+    int64_t row = (int64_t)(blockIdx.x - job.bstart[k]) * MV_ROWS + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (row >= w.n_out) return;
     constexpr int EPU = T == CHORD_TYPE_F32 ? 4 : 8;
@@ -168,48 +204,35 @@ __global__ void __launch_bounds__(32 * MV_ROWS)
     const uint8_t *rp = w.q + (size_t)row * w.n_in * ESZ;
     const float4 *x4 = reinterpret_cast<const float4 *>(x);
     float acc = 0.f;
-    for (int base = lane; base < n_units; base += 32 * MV_UF) {
-        uint4 v[MV_UF];
+    uint4 v[MV_UF];
+    int base = lane;
+#pragma unroll
+    for (int i = 0; i < MV_UF; i++)
+        if (base + 32 * i < n_units) v[i] = ld16_stream(rp + 16 * (size_t)(base + 32 * i));
+    pdl_wait();
+    pdl_trigger();
+    while (base < n_units) {
+#pragma unroll
+        for (int i = 0; i < MV_UF; i++)
+            if (base + 32 * i < n_units) acc += f_unit_dot<T>(v[i], x4, base + 32 * i);
+        base += 32 * MV_UF;
+        if (base >= n_units) break;
 #pragma unroll
         for (int i = 0; i < MV_UF; i++)
             if (base + 32 * i < n_units) v[i] = ld16_stream(rp + 16 * (size_t)(base + 32 * i));
-        pdl_wait();
-#pragma unroll
-        for (int i = 0; i < MV_UF; i++) {
-            const int u = base + 32 * i;
-            if (u >= n_units) break;
-            if constexpr (T == CHORD_TYPE_F32) {
-                float4 a = __ldg(x4 + u);
-                acc += __uint_as_float(v[i].x) * a.x + __uint_as_float(v[i].y) * a.y +
-                       __uint_as_float(v[i].z) * a.z + __uint_as_float(v[i].w) * a.w;
-            } else {
-                float4 a = __ldg(x4 + 2 * u), b = __ldg(x4 + 2 * u + 1);
-                float f[8];
-                uint32_t wd[4] = {v[i].x, v[i].y, v[i].z, v[i].w};
-#pragma unroll
-                for (int j = 0; j < 4; j++) {
-                    if constexpr (T == CHORD_TYPE_F16) {
-                        float2 h = __half22float2(*reinterpret_cast<const __half2 *>(&wd[j]));
-                        f[2 * j] = h.x, f[2 * j + 1] = h.y;
-                    } else {
-                        f[2 * j] = __uint_as_float(wd[j] << 16);
-                        f[2 * j + 1] = __uint_as_float(wd[j] & 0xFFFF0000u);
-                    }
-                }
-                acc += f[0] * a.x + f[1] * a.y + f[2] * a.z + f[3] * a.w + f[4] * b.x +
-                       f[5] * b.y + f[6] * b.z + f[7] * b.w;
-            }
-        }
     }
-    pdl_wait();
     acc = mv_warp_sum(acc);
-    if (lane == 0) y[row] = acc;
+    if (lane == 0) {
+        y[row] = acc;
+        if (res) res[row] += acc;
+    }
 }
 
 /* Float weights of any row length / alignment. */
 template <int T>
 __global__ void __launch_bounds__(32 * MV_ROWS)
-    matvec_f_scalar_kernel(wview w, const float *__restrict__ x, float *__restrict__ y) {
+    matvec_f_scalar_kernel(wview w, const float *__restrict__ x, float *__restrict__ y,
+                           float *res) {
     int64_t row = (int64_t)blockIdx.x * MV_ROWS + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (row >= w.n_out) return;
@@ -217,20 +240,41 @@ __global__ void __launch_bounds__(32 * MV_ROWS)
     for (int64_t k = lane; k < w.n_in; k += 32)
         acc += ld_elem<T>(w, row, k) * x[k];
     acc = mv_warp_sum(acc);
-    if (lane == 0) y[row] = acc;
+    if (lane == 0) {
+        y[row] = acc;
+        if (res) res[row] += acc;
+    }
+}
+
+/* Fills the job's block ranges for rows_per_block rows per block; false if too many. */
+static bool job_blocks(mvjob &job, int64_t rows_per_block) {
+    int64_t acc = 0;
+    for (int k = 0; k < job.nw; k++) {
+        job.bstart[k] = (unsigned)acc;
+        acc += (job.w[k].n_out + rows_per_block - 1) / rows_per_block;
+    }
+    for (int k = job.nw; k <= CUDA_MV_MAXW; k++)
+        job.bstart[k] = (unsigned)acc;
+    return acc < (1LL << 31);
 }
 
 template <int T>
-static void launch_matvec(cuda_backend *be, const wview &w, const float *x, const qact *xa,
-                          float *y) {
-    unsigned grid = (unsigned)((w.n_out + MV_ROWS - 1) / MV_ROWS);
+static void launch_matvec(cuda_backend *be, mvjob &job, const float *x, const qact *xa) {
+    const wview &w = job.w[0]; /* every weight of the job has this type and row length */
+    const dim3 blk(32 * MV_ROWS);
     if constexpr (type_is_float(T)) {
         bool vec = w.n_in % 8 == 0 && ((uintptr_t)x & 15) == 0;
-        if (vec)
-            CUDA_CHECK(be, launch_pdl(be, matvec_f_kernel<T>, dim3(grid), dim3(32 * MV_ROWS), w,
-                                      x, y));
-        else
-            matvec_f_scalar_kernel<T><<<grid, 32 * MV_ROWS, 0, be->stream>>>(w, x, y);
+        if (vec) {
+            if (!job_blocks(job, MV_ROWS)) return cuda_fail(be, "matvec: too many rows");
+            CUDA_CHECK(be, launch_pdl(be, matvec_f_kernel<T>, dim3(job.bstart[job.nw]), blk,
+                                      job, x));
+        } else {
+            for (int k = 0; k < job.nw; k++) {
+                unsigned grid = (unsigned)((job.w[k].n_out + MV_ROWS - 1) / MV_ROWS);
+                matvec_f_scalar_kernel<T>
+                    <<<grid, blk, 0, be->stream>>>(job.w[k], x, job.y[k], job.res[k]);
+            }
+        }
     } else {
         if (!xa || xa->qb != act_block(T)) {
             cuda_fail(be, "matvec: activations not quantized for this type");
@@ -239,25 +283,246 @@ static void launch_matvec(cuda_backend *be, const wview &w, const float *x, cons
         xact a = {xa->q, xa->d, xa->bs, xa->s};
         /* enough loads in flight per lane whatever the row length */
         const int64_t per_lane = (w.nb * units_per_block(T) + 31) / 32;
-        const int64_t nr = w.n_out;
-        const dim3 blk(32 * MV_ROWS);
         cudaError_t e;
-        if (per_lane <= 1)
-            e = launch_pdl(be, matvec_q_kernel<T, 4, 1>, dim3((unsigned)((nr + 15) / 16)), blk,
-                           w, a, y);
-        else if (per_lane <= 2)
-            e = launch_pdl(be, matvec_q_kernel<T, 2, 2>, dim3((unsigned)((nr + 7) / 8)), blk, w,
-                           a, y);
-        else
-            e = launch_pdl(be, matvec_q_kernel<T, 1, 4>, dim3(grid), blk, w, a, y);
+        if (per_lane <= 1) {
+            job_blocks(job, 4 * MV_ROWS);
+            e = launch_pdl(be, matvec_q_kernel<T, 4, 1>, dim3(job.bstart[job.nw]), blk, job, a);
+        } else if (per_lane <= 2) {
+            job_blocks(job, 2 * MV_ROWS);
+            e = launch_pdl(be, matvec_q_kernel<T, 2, 2>, dim3(job.bstart[job.nw]), blk, job, a);
+        } else {
+            if (!job_blocks(job, MV_ROWS)) return cuda_fail(be, "matvec: too many rows");
+            e = launch_pdl(be, matvec_q_kernel<T, 1, 4>, dim3(job.bstart[job.nw]), blk, job, a);
+        }
         CUDA_CHECK(be, e);
     }
     CUDA_LAUNCHED(be, "matvec_kernel");
 }
 
+void cuda_matvec_multi(cuda_backend *be, int n_w, const chord_weight *const *ws,
+                       float *const *ys, float *const *res, const float *x, const qact *xa) {
+    if (n_w <= 0) return;
+    if (n_w > CUDA_MV_MAXW) {
+        cuda_fail(be, "matvec: %d weights in one launch (at most %d)", n_w, CUDA_MV_MAXW);
+        return;
+    }
+    mvjob job;
+    memset(&job, 0, sizeof job);
+    job.nw = n_w;
+    for (int k = 0; k < n_w; k++) {
+        if (ws[k]->type != ws[0]->type || ws[k]->n_in != ws[0]->n_in) {
+            cuda_fail(be, "matvec: weights of one launch differ in type or row length");
+            return;
+        }
+        job.w[k] = wview_of(ws[k]);
+        job.y[k] = ys[k];
+        job.res[k] = res ? res[k] : NULL;
+    }
+    CUDA_TYPE_SWITCH(ws[0]->type, launch_matvec,
+                     cuda_fail(be, "matvec: unsupported type %d", ws[0]->type), be, job, x, xa);
+}
+
+/* ------------------------------------------- matvec quantizing its own input */
+
+/* Decode, quantized weights: every block first quantizes the float input x (optionally
+ * rmsnorm(x) * nw) into shared memory itself, exactly as cuda_quantize_act /
+ * cuda_rmsnorm_quant would, instead of a separate kernel doing it once (the input is
+ * small and in L2; a kernel boundary costs more). Block 0 writes the normed x to xout.
+ * With glu (two weights: gate, up, of one shape), a warp takes row r of both and writes
+ * gate[r] = g, up[r] = u, glu_out[r] = silu(g) * u. The weight loads of the first
+ * iteration are issued before waiting for the previous kernel (PDL). */
+#define MVF_WARPS 8
+
+typedef struct mvpro {
+    const float *x;
+    const float *nw; /* rmsnorm weight, or NULL */
+    float eps;
+    float *xout;     /* the normed x (block 0 writes it), or NULL */
+    float *glu_out;
+    int n_in;
+} mvpro;
+
+/* shared memory layout of the quantized input: as cuda_qact_view's scratch */
+__host__ __device__ static inline size_t pro_off_d(int n_in) {
+    return ((size_t)n_in + 15) & ~(size_t)15;
+}
+__host__ __device__ static inline size_t pro_dbytes(int n_in, int qb) {
+    return ((size_t)(n_in / qb) * sizeof(float) + 15) & ~(size_t)15;
+}
+
+template <int T, int R, int U, bool GLU>
+__global__ void __launch_bounds__(32 * MVF_WARPS)
+    matvec_qp_kernel(const __grid_constant__ mvjob job, const __grid_constant__ mvpro pro) {
+    constexpr int QB = act_block(T), PER = QB / 32;
+    extern __shared__ int4 smq[];
+    const int k = GLU ? 0 : job_pick(job);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int64_t rbase =
+        ((int64_t)(blockIdx.x - job.bstart[k]) * MVF_WARPS + warp) * (GLU ? 1 : R);
+    const int64_t n_out = job.w[k].n_out;
+    const int n_units = (int)job.w[k].nb * units_per_block(T);
+    bool on[R];
+    int64_t row[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        row[r] = GLU ? rbase : rbase + r;
+        on[r] = row[r] < n_out;
+    }
+    float acc[R];
+#pragma unroll
+    for (int r = 0; r < R; r++)
+        acc[r] = 0.f;
+    uraw raw[R][U];
+    int base = lane;
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int i = 0; i < U; i++)
+            if (on[r] && base + 32 * i < n_units)
+                raw[r][i] = unit_load<T>(job.w[GLU ? r : k], row[r], base + 32 * i);
+    pdl_wait(); /* x comes from the previous kernel */
+    pdl_trigger();
+
+    /* the block quantizes x (all threads: barriers inside) */
+    const int n_in = pro.n_in;
+    int8_t *sq = reinterpret_cast<int8_t *>(smq);
+    float *sd = reinterpret_cast<float *>(reinterpret_cast<uint8_t *>(smq) + pro_off_d(n_in));
+    float *ss = QB == 32 ? sd + pro_dbytes(n_in, QB) / sizeof(float) : NULL;
+    int16_t *sbs = reinterpret_cast<int16_t *>(
+        reinterpret_cast<uint8_t *>(sd) + (QB == 32 ? 2 : 1) * pro_dbytes(n_in, QB));
+    {
+        const float scale = pro.nw ? rms_scale(pro.x, n_in, pro.eps) : 1.0f;
+        const bool wr = pro.xout && blockIdx.x == 0;
+        for (int b = warp; b < n_in / QB; b += MVF_WARPS) {
+            float v[PER];
+#pragma unroll
+            for (int i = 0; i < PER; i++) {
+                const int e = b * QB + lane * PER + i;
+                v[i] = pro.nw ? __fmul_rn(__fmul_rn(pro.x[e], scale), pro.nw[e]) : pro.x[e];
+                if (wr) pro.xout[e] = v[i];
+            }
+            quant_store<QB>(v, lane, b, sq, sd, sbs, ss);
+        }
+        __syncthreads();
+    }
+    const xact xa = {sq, sd, sbs, ss};
+
+    while (base < n_units) {
+#pragma unroll
+        for (int r = 0; r < R; r++)
+#pragma unroll
+            for (int i = 0; i < U; i++)
+                if (on[r] && base + 32 * i < n_units)
+                    acc[r] += unit_dot<T>(raw[r][i], base + 32 * i, xa);
+        base += 32 * U;
+        if (base >= n_units) break;
+#pragma unroll
+        for (int r = 0; r < R; r++)
+#pragma unroll
+            for (int i = 0; i < U; i++)
+                if (on[r] && base + 32 * i < n_units)
+                    raw[r][i] = unit_load<T>(job.w[GLU ? r : k], row[r], base + 32 * i);
+    }
+    float v[R];
+#pragma unroll
+    for (int r = 0; r < R; r++)
+        v[r] = mv_warp_sum(acc[r]);
+    if (lane != 0) return;
+    if constexpr (GLU) {
+        if (on[0]) {
+            job.y[0][row[0]] = v[0];
+            job.y[1][row[0]] = v[1];
+            pro.glu_out[row[0]] = silu_mul(v[0], v[1]);
+        }
+    } else {
+        float *y = job.y[k], *res = job.res[k];
+#pragma unroll
+        for (int r = 0; r < R; r++)
+            if (on[r]) {
+                y[row[r]] = v[r];
+                if (res) res[row[r]] += v[r];
+            }
+    }
+}
+
+static size_t pro_smem(int64_t n_in, int qb) {
+    return cuda_qact_bytes(n_in, 1, qb);
+}
+
+bool cuda_matvec_pro_ok(const chord_weight *w) {
+    if (!w || !w->dev || !cuda_type_ok(w->type) || type_is_float(w->type)) return false;
+    const int qb = act_block(w->type);
+    return w->n_in % qb == 0 && w->n_in <= (1 << 24) && pro_smem(w->n_in, qb) <= 46 * 1024;
+}
+
+template <int T>
+static void launch_matvec_pro(cuda_backend *be, mvjob &job, const mvpro &pro, bool glu) {
+    if constexpr (type_is_float(T)) {
+        cuda_fail(be, "matvec: no input quantization for float weights");
+    } else {
+        const wview &w = job.w[0];
+        const size_t smem = pro_smem(w.n_in, act_block(T));
+        const int64_t per_lane = (w.nb * units_per_block(T) + 31) / 32;
+        const dim3 blk(32 * MVF_WARPS);
+        cudaError_t e;
+        if (glu) {
+            job_blocks(job, MVF_WARPS); /* block ranges of weight 0 (one row of each per warp) */
+            const dim3 grid(job.bstart[1]);
+            if (per_lane <= 1)
+                e = launch_pdl_smem(be, matvec_qp_kernel<T, 2, 1, true>, grid, blk, smem, job, pro);
+            else if (per_lane <= 2)
+                e = launch_pdl_smem(be, matvec_qp_kernel<T, 2, 2, true>, grid, blk, smem, job, pro);
+            else
+                e = launch_pdl_smem(be, matvec_qp_kernel<T, 2, 4, true>, grid, blk, smem, job, pro);
+        } else if (per_lane <= 1) {
+            job_blocks(job, 4 * MVF_WARPS);
+            e = launch_pdl_smem(be, matvec_qp_kernel<T, 4, 1, false>, dim3(job.bstart[job.nw]), blk,
+                                smem, job, pro);
+        } else if (per_lane <= 2) {
+            job_blocks(job, 2 * MVF_WARPS);
+            e = launch_pdl_smem(be, matvec_qp_kernel<T, 2, 2, false>, dim3(job.bstart[job.nw]), blk,
+                                smem, job, pro);
+        } else {
+            job_blocks(job, MVF_WARPS);
+            e = launch_pdl_smem(be, matvec_qp_kernel<T, 1, 4, false>, dim3(job.bstart[job.nw]), blk,
+                                smem, job, pro);
+        }
+        CUDA_CHECK(be, e);
+        CUDA_LAUNCHED(be, "matvec_qp_kernel");
+    }
+}
+
+void cuda_matvec_pro(cuda_backend *be, int n_w, const chord_weight *const *ws, float *const *ys,
+                     float *const *res, const float *x, const float *nw, float eps, float *xout,
+                     float *glu_out) {
+    if (n_w <= 0 || n_w > CUDA_MV_MAXW || (glu_out && n_w != 2)) {
+        cuda_fail(be, "matvec: %d weights for one fused launch", n_w);
+        return;
+    }
+    mvjob job;
+    memset(&job, 0, sizeof job);
+    job.nw = n_w;
+    for (int k = 0; k < n_w; k++) {
+        if (!cuda_matvec_pro_ok(ws[k]) || ws[k]->type != ws[0]->type ||
+            ws[k]->n_in != ws[0]->n_in || (glu_out && ws[k]->n_out != ws[0]->n_out)) {
+            cuda_fail(be, "matvec: weights of one fused launch differ in type or shape");
+            return;
+        }
+        job.w[k] = wview_of(ws[k]);
+        job.y[k] = ys[k];
+        job.res[k] = res ? res[k] : NULL;
+    }
+    mvpro pro;
+    memset(&pro, 0, sizeof pro);
+    pro.x = x, pro.nw = nw, pro.eps = eps, pro.xout = xout, pro.glu_out = glu_out;
+    pro.n_in = (int)ws[0]->n_in;
+    CUDA_TYPE_SWITCH(ws[0]->type, launch_matvec_pro,
+                     cuda_fail(be, "matvec: unsupported type %d", ws[0]->type), be, job, pro,
+                     glu_out != NULL);
+}
+
 void cuda_matvec(cuda_backend *be, const chord_weight *w, const float *x, const qact *xa,
                  float *y) {
-    wview v = wview_of(w);
-    CUDA_TYPE_SWITCH(w->type, launch_matvec,
-                     cuda_fail(be, "matvec: unsupported type %d", w->type), be, v, x, xa, y);
+    float *ys[1] = {y};
+    cuda_matvec_multi(be, 1, &w, ys, NULL, x, xa);
 }

@@ -23,8 +23,13 @@ __device__ __forceinline__ uint4 ld16_stream(const uint8_t *p) {
         : "l"(p));
     return r;
 }
+/* Activation loads: generic (not __ldg), as the activations may sit in shared memory
+ * (the matvec that quantizes its own input, matvec.cu). */
 __device__ __forceinline__ int4 ldx16(const int8_t *p) {
-    return __ldg(reinterpret_cast<const int4 *>(p));
+    return *reinterpret_cast<const int4 *>(p);
+}
+__device__ __forceinline__ float xldf(const float *p) {
+    return *p;
 }
 __device__ __forceinline__ float ldh(const uint8_t *p) {
     return __half2float(__ushort_as_half(__ldg(reinterpret_cast<const unsigned short *>(p))));
@@ -431,6 +436,90 @@ __device__ __forceinline__ float ld_elem(const wview &w, int64_t row, int64_t k)
     return bf16_bits(b);
 }
 
+/* ------------------------------------------- activation quantization */
+
+/* One warp quantizes activation block b (QB = 32 or 256 values; lane holds elements
+ * b * QB + lane * PER + i in v[i], PER = QB / 32) as the CPU backend does: d = amax / 127,
+ * q = rint(x * (127 / amax)), each step correctly rounded; bs = sum of each 16 q. QB = 32
+ * then stores d rounded to half and s = half(d * sum), as llama.cpp's Q8_0 / Q8_1. */
+template <int QB>
+__device__ __forceinline__ void quant_store(const float *v, int lane, int64_t b,
+                                            int8_t *__restrict__ xq, float *__restrict__ xd,
+                                            int16_t *__restrict__ bs, float *__restrict__ xs) {
+    constexpr int PER = QB / 32;
+    float a = 0.f;
+#pragma unroll
+    for (int i = 0; i < PER; i++)
+        a = fmaxf(a, fabsf(v[i]));
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, o));
+    const float id = a > 0.f ? __fdiv_rn(127.0f, a) : 0.f;
+    int sum = 0;
+    int8_t q[PER];
+#pragma unroll
+    for (int i = 0; i < PER; i++) {
+        int qi = __float2int_rn(__fmul_rn(v[i], id));
+        q[i] = (int8_t)qi;
+        sum += qi;
+    }
+    const float d = __fdiv_rn(a, 127.0f);
+    if constexpr (PER == 1) {
+        xq[b * QB + lane] = q[0];
+        /* sums of lanes 0..15 and 16..31, then of all 32 */
+#pragma unroll
+        for (int o = 8; o > 0; o >>= 1)
+            sum += __shfl_xor_sync(0xffffffffu, sum, o);
+        if ((lane & 15) == 0) bs[b * 2 + (lane >> 4)] = (int16_t)sum;
+        sum += __shfl_xor_sync(0xffffffffu, sum, 16);
+        if (lane == 0) {
+            xd[b] = __half2float(__float2half_rn(d));
+            xs[b] = __half2float(__float2half_rn(__fmul_rn(d, (float)sum)));
+        }
+    } else {
+        uint2 pk;
+        pk.x = (uint32_t)(uint8_t)q[0] | (uint32_t)(uint8_t)q[1] << 8 |
+               (uint32_t)(uint8_t)q[2] << 16 | (uint32_t)(uint8_t)q[3] << 24;
+        pk.y = (uint32_t)(uint8_t)q[4] | (uint32_t)(uint8_t)q[5] << 8 |
+               (uint32_t)(uint8_t)q[6] << 16 | (uint32_t)(uint8_t)q[7] << 24;
+        *reinterpret_cast<uint2 *>(xq + b * QB + lane * PER) = pk;
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1); /* two lanes hold 16 */
+        if ((lane & 1) == 0) bs[b * 16 + (lane >> 1)] = (int16_t)sum;
+        if (lane == 0) xd[b] = d;
+    }
+}
+
+/* silu(g) * u rounded as the CPU's g / (1 + expf(-g)) * u (no fast-math shortcuts) */
+__device__ __forceinline__ float silu_mul(float g, float u) {
+    return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, (float)exp(-(double)g))), u);
+}
+
+/* 1 / rms(xr) of one row, computed by the whole block, rounded as the CPU backend (and
+ * llama.cpp): products in float, their sum in double, 1 / sqrt in float, correctly
+ * rounded. Every thread gets the result. (The double sum, rounded to float, does not
+ * depend on the block size in practice.) */
+__device__ __forceinline__ float rms_scale(const float *__restrict__ xr, int dim, float eps) {
+    __shared__ double red[32];
+    double ss = 0.0;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x)
+        ss += (double)__fmul_rn(xr[i], xr[i]);
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1)
+        ss += __shfl_xor_sync(0xffffffffu, ss, off);
+    int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
+    if (lane == 0) red[wid] = ss;
+    __syncthreads();
+    if (wid == 0) {
+        double v = lane < (int)(blockDim.x >> 5) ? red[lane] : 0.0;
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1)
+            v += __shfl_xor_sync(0xffffffffu, v, off);
+        if (lane == 0) red[0] = v;
+    }
+    __syncthreads();
+    return __frcp_rn(__fsqrt_rn(__fadd_rn((float)(red[0] / dim), eps)));
+}
+
 /* ----------------------------------------------------- decode dot units */
 
 /* Units per block of the type: each unit is 16 bytes of its main quant array. */
@@ -554,28 +643,28 @@ __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q4_0>(const uraw &r, int u,
                                                            const xact &x) {
     int4 x0 = ldx16(x.q + 32 * u), x1 = ldx16(x.q + 32 * u + 16);
     int sx = x.bs[2 * u] + x.bs[2 * u + 1];
-    return half_lo(r.s0) * __ldg(x.d + u) * (float)(dot_q4(r.a, x0, x1) - 8 * sx);
+    return half_lo(r.s0) * xldf(x.d + u) * (float)(dot_q4(r.a, x0, x1) - 8 * sx);
 }
 template <>
 __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q4_1>(const uraw &r, int u,
                                                            const xact &x) {
     int4 x0 = ldx16(x.q + 32 * u), x1 = ldx16(x.q + 32 * u + 16);
-    return __ldg(x.d + u) * half_lo(r.s0) * (float)dot_q4(r.a, x0, x1) +
-           half_hi(r.s0) * __ldg(x.s + u);
+    return xldf(x.d + u) * half_lo(r.s0) * (float)dot_q4(r.a, x0, x1) +
+           half_hi(r.s0) * xldf(x.s + u);
 }
 template <>
 __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q5_0>(const uraw &r, int u,
                                                            const xact &x) {
     int4 x0 = ldx16(x.q + 32 * u), x1 = ldx16(x.q + 32 * u + 16);
     int sx = x.bs[2 * u] + x.bs[2 * u + 1];
-    return half_lo(r.s0) * __ldg(x.d + u) * (float)(dot_q5(r.a, r.s1, x0, x1) - 16 * sx);
+    return half_lo(r.s0) * xldf(x.d + u) * (float)(dot_q5(r.a, r.s1, x0, x1) - 16 * sx);
 }
 template <>
 __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q5_1>(const uraw &r, int u,
                                                            const xact &x) {
     int4 x0 = ldx16(x.q + 32 * u), x1 = ldx16(x.q + 32 * u + 16);
-    return __ldg(x.d + u) * half_lo(r.s0) * (float)dot_q5(r.a, r.s1, x0, x1) +
-           half_hi(r.s0) * __ldg(x.s + u);
+    return xldf(x.d + u) * half_lo(r.s0) * (float)dot_q5(r.a, r.s1, x0, x1) +
+           half_hi(r.s0) * xldf(x.s + u);
 }
 template <>
 __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q8_0>(const uraw &r, int u,
@@ -583,7 +672,7 @@ __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q8_0>(const uraw &r, int u,
     int4 x0 = ldx16(x.q + 32 * u), x1 = ldx16(x.q + 32 * u + 16);
     int si = dot16(r.a.x, r.a.y, r.a.z, r.a.w, x0, 0);
     si = dot16(r.b.x, r.b.y, r.b.z, r.b.w, x1, si);
-    return half_lo(r.s0) * __ldg(x.d + u) * (float)si;
+    return half_lo(r.s0) * xldf(x.d + u) * (float)si;
 }
 
 /* ---- K-quants: 256-element superblocks; x scale per 256 ---- */
@@ -617,7 +706,7 @@ __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q2_K>(const uraw &r, int u,
         int sc = (int)(((j < 4 ? r.s0 : r.s1) >> (8 * (j & 3))) & 0xFFu);
         acc += d * (float)((sc & 15) * si) - dmin * (float)((sc >> 4) * sx);
     }
-    return __ldg(x.d + b) * acc;
+    return xldf(x.d + b) * acc;
 }
 template <>
 __device__ __forceinline__ uraw unit_load<CHORD_TYPE_Q3_K>(const wview &w, int64_t row, int u) {
@@ -652,7 +741,7 @@ __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q3_K>(const uraw &r, int u,
         int hi = (byte12(r.s0, r.s1, r.s2, 8 + (sub & 3)) >> (2 * (sub >> 2))) & 0x03;
         acc += (float)(((lo | hi << 4) - 32) * (si - 4 * sx));
     }
-    return half_lo(r.s3) * __ldg(x.d + b) * acc;
+    return half_lo(r.s3) * xldf(x.d + b) * acc;
 }
 template <>
 __device__ __forceinline__ uraw unit_load<CHORD_TYPE_Q4_K>(const wview &w, int64_t row, int u) {
@@ -677,7 +766,7 @@ __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q4_K>(const uraw &r, int u,
     int scl, mnl, sch, mnh;
     k4_sm_reg(r.s1, r.s2, r.s3, 2 * c, &scl, &mnl);
     k4_sm_reg(r.s1, r.s2, r.s3, 2 * c + 1, &sch, &mnh);
-    return __ldg(x.d + b) * (half_lo(r.s0) * (float)(scl * sil + sch * sih) -
+    return xldf(x.d + b) * (half_lo(r.s0) * (float)(scl * sil + sch * sih) -
                              half_hi(r.s0) * (float)(mnl * sxl + mnh * sxh));
 }
 template <>
@@ -712,7 +801,7 @@ __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q5_K>(const uraw &r, int u,
     int scl, mnl, sch, mnh;
     k4_sm_reg(r.s1, r.s2, r.s3, bl, &scl, &mnl);
     k4_sm_reg(r.s1, r.s2, r.s3, bh, &sch, &mnh);
-    return __ldg(x.d + b) * (half_lo(r.s0) * (float)(scl * sil + sch * sih) -
+    return xldf(x.d + b) * (half_lo(r.s0) * (float)(scl * sil + sch * sih) -
                              half_hi(r.s0) * (float)(mnl * sxl + mnh * sxh));
 }
 template <>
@@ -749,7 +838,7 @@ __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q6_K>(const uraw &r, int u,
     int jl = 2 * k + (l0 >> 4), jh = jl + 4; /* within the 8 scale bytes of this half */
     int scl = (int8_t)((r.s0 >> (8 * jl)) & 0xFFu);
     int sch = (int8_t)((r.s1 >> (8 * (jh - 4))) & 0xFFu);
-    return half_lo(r.s2) * __ldg(x.d + b) *
+    return half_lo(r.s2) * xldf(x.d + b) *
            (float)(scl * (sil - 32 * sxl) + sch * (sih - 32 * sxh));
 }
 

@@ -1,0 +1,452 @@
+/* Decode steps as CUDA graphs.
+ *
+ * forward.c brackets a one-token step that runs entirely on this backend with
+ * step_begin / step_end. In between, the ops are recorded (cuda_rec), not launched.
+ * step_end then looks for a graph recorded from the same op sequence (every argument
+ * except the token and the position: the buffers of the context, its KV cache, the
+ * weights), so several contexts sharing the backend each get their own graph. If there
+ * is one, the token and position are copied to device memory (d_in) and the graph is
+ * launched; otherwise the recorded ops are captured into a new graph first. Every kernel
+ * whose work depends on the token or position reads it from d_in in a graph.
+ *
+ * Recorded ops are also fused where that is cheap and exact (same roundings as the
+ * separate kernels): rmsnorm + quantization of the next matmul's input, swiglu +
+ * quantization, rope(q) + rope(k) + attention in one kernel, the residual add in the
+ * matvec epilogue, and weights of one type sharing one matvec launch.
+ *
+ * graphs = 2 runs the same fused sequence without a graph (by value): the test compares
+ * it, the graph and the plain ops (graphs = 0). */
+#include <stddef.h>
+#include <stdlib.h>
+
+#include "cuda_common.cuh"
+
+#define GRAPH_CACHE 8
+
+struct cuda_graph_entry {
+    cuda_rec *recs;
+    int nr;
+    cudaGraphExec_t exec;
+    unsigned gen;
+    unsigned long used;
+};
+
+static bool same_key(const cuda_rec *a, const cuda_rec *b, int n) {
+    for (int i = 0; i < n; i++)
+        if (memcmp(&a[i], &b[i], offsetof(cuda_rec, pos0)) != 0) return false;
+    return true;
+}
+
+/* ------------------------------------------------------------ recording */
+
+bool cuda_rec_push(cuda_backend *be, const cuda_rec *r) {
+    if (be->n_recs == be->cap_recs) {
+        int cap = be->cap_recs ? 2 * be->cap_recs : 512;
+        cuda_rec *p = (cuda_rec *)realloc(be->recs, (size_t)cap * sizeof *p);
+        if (!p) {
+            cuda_rec_flush(be);
+            return false;
+        }
+        be->recs = p;
+        be->cap_recs = cap;
+    }
+    memcpy(&be->recs[be->n_recs++], r, sizeof *r); /* padding too: it is part of the key */
+    return true;
+}
+
+/* --------------------------------------------------------------- fusion */
+
+/* A one-token matmul whose weights are all quantized with one activation block, each of
+ * row length n_in: its input can be quantized by the kernel that produces it. */
+static bool quant_matmul(const cuda_rec *m, int64_t n_in, int *qb) {
+    if (m->op != CREC_MATMUL || m->n != 1 || m->n_w < 1 || m->n_w > 4) return false;
+    int q = 0;
+    for (int k = 0; k < m->n_w; k++) {
+        const chord_weight *w = m->w[k];
+        if (!w || !w->dev || !cuda_type_ok(w->type) || type_is_float(w->type) || w->n_in != n_in)
+            return false;
+        if (k == 0)
+            q = act_block(w->type);
+        else if (act_block(w->type) != q)
+            return false;
+    }
+    if (q <= 0 || n_in % q != 0 || n_in > (1 << 30)) return false;
+    *qb = q;
+    return true;
+}
+
+/* Launches the matmul R[*i] (one token), taking in a following residual add. */
+static void exec_matmul(cuda_backend *be, const cuda_rec *R, int nr, int *i, const qact *xa) {
+    const cuda_rec *r = &R[*i];
+    float *res[4] = {NULL, NULL, NULL, NULL};
+    bool fused_add = false;
+    if (r->n_w == 1 && *i + 1 < nr) {
+        const cuda_rec *a = &R[*i + 1];
+        if (a->op == CREC_ADD && a->y == r->ys[0] && r->w[0] &&
+            a->count == (size_t)r->w[0]->n_out && a->out != r->x && a->out != r->ys[0]) {
+            res[0] = a->out;
+            fused_add = true;
+            (*i)++;
+        }
+    }
+    cuda_matvec_call(be, r->n_w, r->ys, r->w, fused_add ? res : NULL, r->x, xa);
+}
+
+/* A one-token matmul whose weights all take the matvec that quantizes its own input
+ * (and whose outputs do not overwrite that input). */
+static bool pro_matmul(const cuda_rec *m, int64_t n_in, const float *x, const float *xout) {
+    if (m->op != CREC_MATMUL || m->n != 1 || m->n_w < 1 || m->n_w > 4) return false;
+    for (int k = 0; k < m->n_w; k++) {
+        if (!cuda_matvec_pro_ok(m->w[k]) || m->w[k]->n_in != n_in) return false;
+        if (m->ys[k] == x || (xout && m->ys[k] == xout) || m->ys[k] == m->x) return false;
+    }
+    return true;
+}
+
+/* Launches the matmul R[*i] through cuda_matvec_pro: input x (normed with nw when not
+ * NULL, the normed copy to xout), taking in a following swiglu of its two outputs or a
+ * following residual add. */
+static void exec_matmul_pro(cuda_backend *be, const cuda_rec *R, int nr, int *i, const float *x,
+                            const float *nw, float eps, float *xout) {
+    const cuda_rec *r = &R[*i];
+    const cuda_rec *nx = *i + 1 < nr ? &R[*i + 1] : NULL;
+    if (r->n_w == 2 && nx && nx->op == CREC_SWIGLU && nx->x == r->ys[0] && nx->y == r->ys[1] &&
+        r->w[0]->type == r->w[1]->type && r->w[0]->n_out == r->w[1]->n_out &&
+        nx->count == (size_t)r->w[0]->n_out && nx->out != x && nx->out != r->ys[1] &&
+        (!xout || nx->out != xout)) {
+        cuda_matvec_pro(be, 2, r->w, r->ys, NULL, x, nw, eps, xout, nx->out);
+        (*i)++;
+        return;
+    }
+    float *res[4] = {NULL, NULL, NULL, NULL};
+    bool fused_add = false;
+    if (r->n_w == 1 && nx && nx->op == CREC_ADD && nx->y == r->ys[0] &&
+        nx->count == (size_t)r->w[0]->n_out && nx->out != x && nx->out != r->ys[0] &&
+        (!xout || nx->out != xout)) {
+        res[0] = nx->out;
+        fused_add = true;
+        (*i)++;
+    }
+    for (int k0 = 0; k0 < r->n_w;) {
+        int k1 = k0 + 1;
+        while (k1 < r->n_w && k1 - k0 < CUDA_MV_MAXW && r->w[k1]->type == r->w[k0]->type)
+            k1++;
+        cuda_matvec_pro(be, k1 - k0, r->w + k0, r->ys + k0, fused_add ? res + k0 : NULL, x, nw,
+                        eps, k0 == 0 ? xout : NULL, NULL);
+        k0 = k1;
+    }
+}
+
+static bool same_rope(const chord_rope_shape *a, const chord_rope_shape *b) {
+    return a->head_dim == b->head_dim && a->n_rot == b->n_rot && a->freq_base == b->freq_base &&
+           a->freq_scale == b->freq_scale && a->neox == b->neox;
+}
+
+/* rope(q), rope(k), attention(q, k) for one token -> one kernel */
+static bool rope_attn_fusable(cuda_backend *be, const cuda_rec *rq, const cuda_rec *rk,
+                              const cuda_rec *a) {
+    return rq->op == CREC_ROPE && rk->op == CREC_ROPE && a->op == CREC_ATTN && a->n == 1 &&
+           rq->n == 1 && rk->n == 1 && rq->out == a->x && rk->out == a->y && rq->out != rk->out &&
+           rq->pos0 == a->pos0 && rk->pos0 == a->pos0 && rq->rs.n_head == a->as.n_head &&
+           rk->rs.n_head == a->as.n_head_kv && rq->rs.head_dim == a->as.head_dim &&
+           same_rope(&rq->rs, &rk->rs) && rq->rs.n_rot <= rq->rs.head_dim &&
+           rq->rs.n_rot / 2 > 0 && cuda_attn_decode_ok(be, &a->as);
+}
+
+static bool norm_ok(const cuda_rec *r) {
+    const chord_weight *w = r->w[0];
+    return r->n == 1 && w && w->dev && w->type == CHORD_TYPE_F32 && w->n_in * w->n_out >= r->dim;
+}
+
+/* Launches the recorded ops, fused; dpos / dtok: device inputs (graph) or NULL. */
+static void exec_fused(cuda_backend *be, const cuda_rec *R, int nr, const int *dpos,
+                       const int *dtok) {
+    cudaSetDevice(be->device);
+    for (int i = 0; i < nr; i++) {
+        const cuda_rec *r = &R[i];
+        const cuda_rec *nx = i + 1 < nr ? &R[i + 1] : NULL;
+        int qb = 0;
+        switch (r->op) {
+        case CREC_RMSNORM:
+            if (be->fuse_pro && nx && nx->x == r->out && norm_ok(r) &&
+                pro_matmul(nx, r->dim, r->x, r->out)) {
+                i++;
+                exec_matmul_pro(be, R, nr, &i, r->x, (const float *)r->w[0]->dev, r->eps, r->out);
+                continue;
+            }
+            if (nx && nx->x == r->out && norm_ok(r) && quant_matmul(nx, r->dim, &qb)) {
+                qact xa;
+                if (!cuda_rmsnorm_quant(be, r->out, r->x, (const float *)r->w[0]->dev, r->dim,
+                                        r->eps, qb, &xa))
+                    return;
+                i++;
+                exec_matmul(be, R, nr, &i, &xa);
+                continue;
+            }
+            break;
+        case CREC_SWIGLU:
+            if (nx && nx->x == r->out && r->count <= (size_t)1 << 30 &&
+                quant_matmul(nx, (int64_t)r->count, &qb)) {
+                qact xa;
+                if (!cuda_swiglu_quant(be, r->out, r->x, r->y, (int)r->count, qb, &xa)) return;
+                i++;
+                exec_matmul(be, R, nr, &i, &xa);
+                continue;
+            }
+            break;
+        case CREC_ROPE:
+            if (i + 2 < nr && rope_attn_fusable(be, r, &R[i + 1], &R[i + 2])) {
+                const cuda_rec *a = &R[i + 2];
+                chord_kv kv = a->kv;
+                cuda_attention_decode(be, a->out, (float *)a->x, a->y, a->z, &kv, a->pos0, &a->as,
+                                      &r->rs, dpos);
+                i += 2;
+                continue;
+            }
+            break;
+        case CREC_MATMUL:
+            if (be->fuse_pro && r->n == 1 && r->w[0] &&
+                pro_matmul(r, r->w[0]->n_in, r->x, NULL)) {
+                exec_matmul_pro(be, R, nr, &i, r->x, NULL, 0.0f, NULL);
+                continue;
+            }
+            if (r->n == 1) {
+                exec_matmul(be, R, nr, &i, NULL);
+                continue;
+            }
+            break;
+        default: break;
+        }
+        cuda_exec_op(be, r, dpos, dtok);
+    }
+}
+
+void cuda_rec_flush(cuda_backend *be) {
+    if (!be->rec) return;
+    be->rec = false;
+    int nr = be->n_recs;
+    be->n_recs = 0;
+    exec_fused(be, be->recs, nr, NULL, NULL);
+}
+
+/* --------------------------------------------------------------- graphs */
+
+/* Can the recorded step be replayed with only the token and position changed? */
+static bool graphable(cuda_backend *be, const cuda_rec *R, int nr) {
+    for (int i = 0; i < nr; i++) {
+        const cuda_rec *r = &R[i];
+        if (r->n != 1) return false;
+        if (r->op == CREC_GET_ROWS && r->tok != be->step_tok) return false;
+        if ((r->op == CREC_ROPE || r->op == CREC_ATTN) && r->pos0 != be->step_pos) return false;
+        if (r->op == CREC_ATTN && !cuda_attn_decode_ok(be, &r->as)) return false;
+    }
+    return nr > 0;
+}
+
+static void entry_clear(cuda_graph_entry *e) {
+    if (e->exec) cudaGraphExecDestroy(e->exec);
+    free(e->recs);
+    memset(e, 0, sizeof *e);
+}
+
+void cuda_graphs_free(cuda_backend *be) {
+    if (be->gcache) {
+        for (int i = 0; i < GRAPH_CACHE; i++)
+            entry_clear(&be->gcache[i]);
+        free(be->gcache);
+        be->gcache = NULL;
+    }
+    free(be->recs);
+    be->recs = NULL;
+    be->n_recs = be->cap_recs = 0;
+    if (be->h_in) cudaFreeHost(be->h_in);
+    if (be->d_in) cudaFree(be->d_in);
+    be->h_in = be->d_in = NULL;
+}
+
+int cuda_graph_stats(cuda_backend *be, int *fails) {
+    int n = 0;
+    if (be->gcache)
+        for (int i = 0; i < GRAPH_CACHE; i++)
+            n += be->gcache[i].exec != NULL;
+    if (fails) *fails = be->graph_fails;
+    return n;
+}
+
+static bool graph_setup(cuda_backend *be) {
+    if (!be->gcache) {
+        be->gcache = (cuda_graph_entry *)calloc(GRAPH_CACHE, sizeof *be->gcache);
+        if (!be->gcache) return false;
+    }
+    if (!be->h_in && cudaMallocHost((void **)&be->h_in, 4 * sizeof(int)) != cudaSuccess) {
+        (void)cudaGetLastError();
+        be->h_in = NULL;
+        return false;
+    }
+    if (!be->d_in && cudaMalloc((void **)&be->d_in, 4 * sizeof(int)) != cudaSuccess) {
+        (void)cudaGetLastError();
+        be->d_in = NULL;
+        return false;
+    }
+    return true;
+}
+
+/* Grows the activation scratch to what the step needs, so that nothing is allocated
+ * (or the stream synchronized) while capturing. */
+static void presize_scratch(cuda_backend *be, const cuda_rec *R, int nr) {
+    size_t need = 0;
+    for (int i = 0; i < nr; i++) {
+        if (R[i].op != CREC_MATMUL) continue;
+        for (int k = 0; k < R[i].n_w; k++) {
+            const chord_weight *w = R[i].w[k];
+            if (!w || !cuda_type_ok(w->type) || type_is_float(w->type)) continue;
+            size_t b = cuda_qact_bytes(w->n_in, R[i].n, act_block(w->type));
+            need = b > need ? b : need;
+        }
+    }
+    if (need) cuda_scratch_get(be, CUDA_SCRATCH_XQ, need);
+}
+
+static cuda_graph_entry *find_graph(cuda_backend *be, const cuda_rec *R, int nr) {
+    for (int i = 0; i < GRAPH_CACHE; i++) {
+        cuda_graph_entry *e = &be->gcache[i];
+        if (!e->exec) continue;
+        if (e->gen != be->scratch_gen) {
+            entry_clear(e); /* made with a scratch buffer that is gone */
+            continue;
+        }
+        if (e->nr == nr && same_key(e->recs, R, nr)) return e;
+    }
+    return NULL;
+}
+
+static cuda_graph_entry *capture_graph(cuda_backend *be, const cuda_rec *R, int nr) {
+    cudaGraph_t g = NULL;
+    cudaGraphExec_t ex = NULL;
+    if (cudaStreamBeginCapture(be->stream, cudaStreamCaptureModeRelaxed) == cudaSuccess) {
+        exec_fused(be, R, nr, be->d_in + 1, be->d_in);
+        cudaError_t e = cudaStreamEndCapture(be->stream, &g);
+        if (e == cudaSuccess && be->err_code == CHORD_OK && g &&
+            cudaGraphInstantiate(&ex, g, 0) != cudaSuccess)
+            ex = NULL;
+    }
+    if (g) cudaGraphDestroy(g);
+    if (!ex) return NULL;
+    cuda_graph_entry *slot = NULL;
+    for (int i = 0; i < GRAPH_CACHE && !slot; i++)
+        if (!be->gcache[i].exec) slot = &be->gcache[i];
+    if (!slot) { /* least recently used */
+        slot = &be->gcache[0];
+        for (int i = 1; i < GRAPH_CACHE; i++)
+            if (be->gcache[i].used < slot->used) slot = &be->gcache[i];
+        entry_clear(slot);
+    }
+    slot->recs = (cuda_rec *)malloc((size_t)nr * sizeof(cuda_rec));
+    if (!slot->recs) {
+        cudaGraphExecDestroy(ex);
+        return NULL;
+    }
+    memcpy(slot->recs, R, (size_t)nr * sizeof(cuda_rec));
+    slot->nr = nr;
+    slot->exec = ex;
+    slot->gen = be->scratch_gen;
+    return slot;
+}
+
+bool cuda_step_begin(chord_backend *b, const int32_t *tokens, int n, int pos0) {
+    cuda_backend *be = (cuda_backend *)b;
+    cuda_rec_flush(be);
+    if (be->graphs == 0 || n != 1 || !tokens) return false;
+    be->rec = true;
+    be->n_recs = 0;
+    be->step_tok = tokens[0];
+    be->step_pos = pos0;
+    return false; /* the ops are issued (and recorded); step_end launches them */
+}
+
+void cuda_step_end(chord_backend *b) {
+    cuda_backend *be = (cuda_backend *)b;
+    if (!be->rec) return;
+    be->rec = false;
+    const int nr = be->n_recs;
+    be->n_recs = 0;
+    const cuda_rec *R = be->recs;
+    cudaSetDevice(be->device);
+    if (be->graphs != 1 || be->err_code != CHORD_OK || !graphable(be, R, nr) ||
+        !graph_setup(be)) {
+        exec_fused(be, R, nr, NULL, NULL);
+        return;
+    }
+    presize_scratch(be, R, nr);
+    if (be->err_code != CHORD_OK) return;
+    cuda_graph_entry *e = find_graph(be, R, nr);
+    if (!e) {
+        e = capture_graph(be, R, nr);
+        if (!e) {
+            /* capture failed: forget its errors, run this step (and later ones) without */
+            (void)cudaGetLastError();
+            be->err_code = CHORD_OK;
+            be->graph_fails++;
+            be->graphs = 2;
+            exec_fused(be, R, nr, NULL, NULL);
+            return;
+        }
+    }
+    e->used = ++be->gclock;
+    be->h_in[0] = be->step_tok;
+    be->h_in[1] = be->step_pos;
+    CUDA_CHECK(be, cudaMemcpyAsync(be->d_in, be->h_in, 2 * sizeof(int), cudaMemcpyHostToDevice,
+                                   be->stream));
+    CUDA_CHECK(be, cudaGraphLaunch(e->exec, be->stream));
+}
+
+/* ------------------------------------------------------------ for tests */
+
+extern "C" int cuda_set_fuse(chord_backend *b, int on) {
+    cuda_backend *be = (cuda_backend *)b;
+    int old = be->fuse_pro;
+    cudaStreamSynchronize(be->stream);
+    if (be->gcache)
+        for (int i = 0; i < GRAPH_CACHE; i++)
+            entry_clear(&be->gcache[i]);
+    be->fuse_pro = on != 0;
+    return old;
+}
+
+extern "C" void cuda_graphs_drop(chord_backend *b) {
+    cuda_backend *be = (cuda_backend *)b;
+    cudaStreamSynchronize(be->stream);
+    if (be->gcache)
+        for (int i = 0; i < GRAPH_CACHE; i++)
+            entry_clear(&be->gcache[i]);
+}
+
+/* GPU time of the most recently launched step graph: reps launches back to back. */
+extern "C" chord_status cuda_graph_bench(chord_backend *b, int reps, double *us,
+                                         chord_error *err) {
+    cuda_backend *be = (cuda_backend *)b;
+    cuda_graph_entry *e = NULL;
+    if (be->gcache)
+        for (int i = 0; i < GRAPH_CACHE; i++)
+            if (be->gcache[i].exec && (!e || be->gcache[i].used > e->used)) e = &be->gcache[i];
+    if (!e || reps <= 0) return chord_fail(err, CHORD_E_INVALID_ARG, "no step graph to time");
+    cudaSetDevice(be->device);
+    cudaEvent_t a = NULL, c = NULL;
+    float ms = 0;
+    if (CUDA_CHECK(be, cudaEventCreate(&a)) && CUDA_CHECK(be, cudaEventCreate(&c))) {
+        CUDA_CHECK(be, cudaGraphLaunch(e->exec, be->stream)); /* warm */
+        CUDA_CHECK(be, cudaEventRecord(a, be->stream));
+        for (int r = 0; r < reps; r++)
+            CUDA_CHECK(be, cudaGraphLaunch(e->exec, be->stream));
+        CUDA_CHECK(be, cudaEventRecord(c, be->stream));
+        CUDA_CHECK(be, cudaEventSynchronize(c));
+        CUDA_CHECK(be, cudaEventElapsedTime(&ms, a, c));
+    }
+    if (a) cudaEventDestroy(a);
+    if (c) cudaEventDestroy(c);
+    *us = (double)ms * 1000.0 / reps;
+    if (be->err_code == CHORD_OK) return CHORD_OK;
+    chord_status s = chord_fail(err, be->err_code, "%s", be->err_msg);
+    be->err_code = CHORD_OK;
+    return s;
+}
