@@ -12,6 +12,8 @@
 #   bench      tests/tool_gpu_bench (decode GB/s per type, prefill TFLOP/s, attention)
 #   profile    ncu kernel times of a few decode steps of the generated Q4_K_M model
 #              (needs models; summed per kernel name over $PROF_COUNT launches)
+#   prefill    per-kernel GPU time of one pp512 forward of the generated Q4_K_M model
+#              (nsys, else ncu; needs models; $PREFILL_TYPES picks other types)
 #   models     `chord bench -p 512 -n 128` on generated TinyLlama-shaped models, types
 #              $BENCH_TYPES (default "Q4_K_M Q8_0 Q4_0 F16"), generated in the background
 #              from the start (vocab: gpu_vocab/ or $CHORD_SHARED/vocab); $BENCH_7B=1 adds
@@ -184,6 +186,53 @@ for part in $PARTS; do
                 2>&1 | tee -a "$OUTDIR/bench.md" || ok=0
         fi
         if [ $ok = 1 ]; then result models ok; else result models FAILED; fi
+        ;;
+    prefill)
+        note "per-kernel time of pp512 (TinyLlama shape)"
+        [ -n "$GEN_PID" ] && wait "$GEN_PID"
+        NSYS=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -n 1)
+        NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)
+        ok=1
+        for t in ${PREFILL_TYPES:-Q4_K_M}; do
+            m="$MODELDIR/tinyllama-$t.gguf"
+            [ -s "$m" ] || { ok=0; continue; }
+            if [ -n "$NSYS" ]; then
+                timeout 200 "$NSYS" profile -t cuda -o /tmp/chord_pp_$t --force-overwrite true \
+                    "$BUILD/chord" bench -m "$m" -p 512 -n 0 -r 1 > /tmp/chord_nsys.log 2>&1 || ok=0
+                timeout 100 "$NSYS" stats -q -r cuda_gpu_kern_sum -f csv -o /tmp/chord_pp_$t \
+                    /tmp/chord_pp_$t.nsys-rep > /dev/null 2>&1 || ok=0
+                csv=$(ls /tmp/chord_pp_${t}_cuda_gpu_kern_sum*.csv 2>/dev/null | head -n 1)
+                [ -n "$csv" ] && cp "$csv" "$OUTDIR/kern_$t.csv"
+            elif [ -n "$NCU" ]; then
+                timeout 300 "$NCU" --metrics gpu__time_duration.sum --csv --print-units base \
+                    "$BUILD/chord" bench -m "$m" -p 512 -n 0 -r 1 > /tmp/chord_ncu_pp.csv 2>/dev/null || ok=0
+                csv=/tmp/chord_ncu_pp.csv
+            else
+                echo "no nsys / ncu"; ok=0; continue
+            fi
+            echo "-- $t (all pp512 runs of the bench, warm-up included)"
+            python3 - "$csv" <<'PY'
+import csv, sys, collections
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 3]
+hdr = rows[0]
+t = collections.Counter(); c = collections.Counter()
+if "Metric Value" in hdr:  # ncu
+    ki = hdr.index("Kernel Name"); vi = hdr.index("Metric Value")
+    for r in rows[1:]:
+        try: v = float(r[vi].replace(",", ""))
+        except ValueError: continue
+        k = r[ki].split("(")[0][:70]; t[k] += v; c[k] += 1
+else:  # nsys cuda_gpu_kern_sum
+    ti = hdr.index("Total Time (ns)"); ni = hdr.index("Instances"); ki = hdr.index("Name")
+    for r in rows[1:]:
+        k = r[ki][:70]; t[k] += float(r[ti]); c[k] += int(r[ni])
+tot = sum(t.values())
+print(f"{tot/1e3:.1f} us of kernel time")
+for k, v in t.most_common(25):
+    print(f"{v/1e3:10.1f} us {100*v/tot:5.1f}% {c[k]:6d} x {v/c[k]/1e3:8.2f} us  {k}")
+PY
+        done
+        if [ $ok = 1 ]; then result prefill ok; else result prefill FAILED; fi
         ;;
     profile)
         note "ncu: decode kernels of TinyLlama Q4_K_M"

@@ -4,20 +4,16 @@
  * what the CPU backend computes. The activations are the int8 ones the CPU uses (one
  * scale per 32 or 256); each 16-element chunk of a weight row is unpacked to int8 q with
  * w = scale * q - min (qi16), the integer dot of every chunk is exact and is scaled in
- * float: y += scale_w * d_x * sum(q_w q_x) - min_w * d_x * sum(q_x). 64x64 output tiles,
- * 4 warps of 32x32, K steps of 32.
+ * float: y += scale_w * d_x * sum(q_w q_x) - min_w * d_x * sum(q_x). Where both
+ * 16-chunks of a 32-step share one weight scale (32-blocks, Q4_K / Q5_K sub-blocks) the
+ * two integer dots are added in the tensor core first (exact). BM x 128 output tiles.
  *
- * F16 / BF16 weights (n_in % 32 == 0): wmma 16x16x16 with f16 (bf16) operands and float
- * accumulators, 64x64 tiles, K steps of 32; the next step's global loads are issued
- * before the current step's products.
+ * F16 / BF16 weights (n_in % 32 == 0): mma.sync m16n8k16 with f16 (bf16) operands and
+ * float accumulators, same tiling.
  *
  * F32 weights keep float precision: a SIMT float GEMM (also the fallback for float
  * types whose row length is not a multiple of 32). */
-#include <mma.h>
-
 #include "quant.cuh"
-
-using namespace nvcuda;
 
 #define GM 64
 #define GN 64
@@ -48,103 +44,14 @@ template <typename E> __device__ __forceinline__ void store16(E *dst, const floa
     d[1] = p.u[1];
 }
 
-template <int T, typename E>
-__global__ void __launch_bounds__(128)
-    gemm_wmma_kernel(wview w, const float *__restrict__ x, float *__restrict__ y, int n) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
-    __trap(); /* never launched: the backend requires compute capability 8.0 */
-#else
-    constexpr int AB_BYTES = 2 * GM * GLD * (int)sizeof(E);
-    constexpr int C_BYTES = GM * CLD * (int)sizeof(float);
-    __shared__ __align__(128) unsigned char smem[AB_BYTES > C_BYTES ? AB_BYTES : C_BYTES];
-    E *As = reinterpret_cast<E *>(smem);         /* [GM][GLD] activations */
-    E *Bs = As + GM * GLD;                       /* [GN][GLD] weights */
-    float *Cs = reinterpret_cast<float *>(smem); /* [GM][CLD] epilogue */
-
-    const int t0 = blockIdx.y * GM;
-    const int64_t o0 = (int64_t)blockIdx.x * GN;
-    const int tid = threadIdx.x, warp = tid >> 5;
-    const int wm = warp >> 1, wn = warp & 1;
-    const int lr = tid >> 1, lc = (tid & 1) * 16;
-    const int t = t0 + lr;
-    const int64_t o = o0 + lr;
-    const bool t_ok = t < n, o_ok = o < w.n_out;
-
-    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2];
-#pragma unroll
-    for (int i = 0; i < 2; i++)
-#pragma unroll
-        for (int j = 0; j < 2; j++)
-            wmma::fill_fragment(acc[i][j], 0.0f);
-
-    float va[16], vb[16];
-    auto load = [&](int64_t k0) {
-        if (t_ok) {
-            const size_t off = (size_t)t * w.n_in + k0 + lc;
-            const float4 *p = reinterpret_cast<const float4 *>(x + off);
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                float4 f = __ldg(p + i);
-                va[4 * i] = f.x, va[4 * i + 1] = f.y, va[4 * i + 2] = f.z, va[4 * i + 3] = f.w;
-            }
-        } else {
-#pragma unroll
-            for (int i = 0; i < 16; i++)
-                va[i] = 0.f;
-        }
-        if (o_ok) {
-            dq16<T>(w, o, k0 + lc, vb);
-        } else {
-#pragma unroll
-            for (int i = 0; i < 16; i++)
-                vb[i] = 0.f;
-        }
-    };
-
-    load(0);
-    for (int64_t k0 = 0; k0 < w.n_in; k0 += GK) {
-        store16<E>(As + lr * GLD + lc, va);
-        store16<E>(Bs + lr * GLD + lc, vb);
-        __syncthreads();
-        if (k0 + GK < w.n_in) load(k0 + GK);
-#pragma unroll
-        for (int kk = 0; kk < GK; kk += 16) {
-            wmma::fragment<wmma::matrix_a, 16, 16, 16, E, wmma::row_major> a[2];
-            wmma::fragment<wmma::matrix_b, 16, 16, 16, E, wmma::col_major> b[2];
-#pragma unroll
-            for (int i = 0; i < 2; i++)
-                wmma::load_matrix_sync(a[i], As + (wm * 32 + 16 * i) * GLD + kk, GLD);
-#pragma unroll
-            for (int j = 0; j < 2; j++)
-                wmma::load_matrix_sync(b[j], Bs + (wn * 32 + 16 * j) * GLD + kk, GLD);
-#pragma unroll
-            for (int i = 0; i < 2; i++)
-#pragma unroll
-                for (int j = 0; j < 2; j++)
-                    wmma::mma_sync(acc[i][j], a[i], b[j], acc[i][j]);
-        }
-        __syncthreads();
-    }
-#pragma unroll
-    for (int i = 0; i < 2; i++)
-#pragma unroll
-        for (int j = 0; j < 2; j++)
-            wmma::store_matrix_sync(Cs + (wm * 32 + 16 * i) * CLD + wn * 32 + 16 * j, acc[i][j],
-                                    CLD, wmma::mem_row_major);
-    __syncthreads();
-    for (int idx = tid; idx < GM * GN; idx += 128) {
-        int r = idx / GN, c = idx % GN;
-        int tt = t0 + r;
-        int64_t oo = o0 + c;
-        if (tt < n && oo < w.n_out) y[(size_t)tt * w.n_out + oo] = Cs[r * CLD + c];
-    }
-#endif
-}
-
 /* ------------------------------------------------------- int8 (quantized) */
 
-#define QM 64
-#define QN 64
+/* Tiles: BM tokens x 128 outputs, 256 threads (8 warps, 2 along tokens x 4 along
+ * outputs, each (BM/2) x 32), K steps of 32 (two 16-element chunks), two shared-memory
+ * stages: the next step's loads (and weight decoding) are issued before the current
+ * step's products, one barrier per step. BM (32, 64, 128) is chosen to fill the GPU. */
+#define QN 128
+#define QT 256
 
 __device__ __forceinline__ void mma_s8_16816(int c[4], uint32_t a0, uint32_t a1, uint32_t b0) {
     asm volatile(
@@ -153,92 +60,133 @@ __device__ __forceinline__ void mma_s8_16816(int c[4], uint32_t a0, uint32_t a1,
         : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
         : "r"(a0), "r"(a1), "r"(b0), "r"(0), "r"(0), "r"(0), "r"(0));
 }
+__device__ __forceinline__ void mma_s8_16816_acc(int c[4], uint32_t a0, uint32_t a1,
+                                                 uint32_t b0) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5}, {%6}, "
+        "{%0,%1,%2,%3};"
+        : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+        : "r"(a0), "r"(a1), "r"(b0));
+}
 
-template <int T>
-__global__ void __launch_bounds__(128)
+/* exact int -> float for |i| < 2^22 with an integer add and a float subtract (the
+ * conversion instruction runs at a quarter of the float rate) */
+__device__ __forceinline__ float i2f_small(int i) {
+    return __int_as_float(i + 0x4B400000) - 12582912.0f;
+}
+
+template <int T> struct q8traits {
+    static constexpr bool HAS_MIN = T == CHORD_TYPE_Q4_1 || T == CHORD_TYPE_Q5_1 ||
+                                    T == CHORD_TYPE_Q2_K || T == CHORD_TYPE_Q4_K ||
+                                    T == CHORD_TYPE_Q5_K;
+    /* one weight scale for both 16-chunks of a 32-step: the two integer dots are added
+     * (exactly, in the tensor core) before the float scaling */
+    static constexpr bool MERGE = T == CHORD_TYPE_Q4_0 || T == CHORD_TYPE_Q4_1 ||
+                                  T == CHORD_TYPE_Q5_0 || T == CHORD_TYPE_Q5_1 ||
+                                  T == CHORD_TYPE_Q8_0 || T == CHORD_TYPE_Q4_K ||
+                                  T == CHORD_TYPE_Q5_K;
+};
+
+template <int T, int BM>
+__global__ void __launch_bounds__(QT, 2)
     gemm_q8_kernel(wview w, xact xa, float *__restrict__ y, int n) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
     __trap(); /* never launched: the backend requires compute capability 8.0 */
 #else
     constexpr int QB = act_block(T);
-    constexpr bool HAS_MIN = T == CHORD_TYPE_Q4_1 || T == CHORD_TYPE_Q5_1 ||
-                             T == CHORD_TYPE_Q2_K || T == CHORD_TYPE_Q4_K ||
-                             T == CHORD_TYPE_Q5_K;
-    __shared__ __align__(16) uint32_t As[2][QM][4]; /* [chunk][token][16 int8] */
-    __shared__ __align__(16) uint32_t Bs[2][QN][4]; /* [chunk][output][16 int8] */
-    __shared__ float sw[2][QN], mw[2][QN], dx[2][QM], xs[2][QM];
+    constexpr bool HAS_MIN = q8traits<T>::HAS_MIN, MERGE = q8traits<T>::MERGE;
+    constexpr int MI = BM / 32; /* 16-row fragments per warp */
+    __shared__ __align__(16) uint32_t As[2][2][BM][4]; /* [stage][chunk][token][16 int8] */
+    __shared__ __align__(16) uint32_t Bs[2][2][QN][4]; /* [stage][chunk][output][16 int8] */
+    __shared__ float sw[2][2][QN], mw[2][2][QN], dx[2][2][BM], xs[2][2][BM];
 
-    const int t0 = blockIdx.y * QM;
+    const int t0 = blockIdx.y * BM;
     const int64_t o0 = (int64_t)blockIdx.x * QN;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int wm = warp >> 1, wn = warp & 1, gid = lane >> 2, tig = lane & 3;
+    const int wm = warp >> 2, wn = warp & 3, gid = lane >> 2, tig = lane & 3;
     const int lr = tid >> 1, ch = tid & 1;
     const int t = t0 + lr;
     const int64_t o = o0 + lr;
+    const bool a_thread = lr < BM, t_ok = a_thread && t < n, o_ok = o < w.n_out;
 
-    float acc[2][4][4];
+    float acc[MI][4][4];
 #pragma unroll
-    for (int a = 0; a < 2; a++)
+    for (int a = 0; a < MI; a++)
 #pragma unroll
         for (int b = 0; b < 4; b++)
 #pragma unroll
             for (int c = 0; c < 4; c++)
                 acc[a][b][c] = 0.f;
 
-    for (int64_t k0 = 0; k0 < w.n_in; k0 += 32) {
+    /* prefetch registers */
+    uint4 pa = make_uint4(0, 0, 0, 0);
+    float pd = 0.f, ps = 0.f;
+    q16 pw;
+    pw.q = make_uint4(0, 0, 0, 0);
+    pw.scale = 0.f, pw.min = 0.f;
+    auto load = [&](int64_t k0) {
         const int64_t kc = k0 + 16 * ch;
-        if (t < n) {
+        if (t_ok) {
             const size_t off = (size_t)t * w.n_in + kc;
-            uint4 v = __ldg(reinterpret_cast<const uint4 *>(xa.q + off));
-            *reinterpret_cast<uint4 *>(&As[ch][lr][0]) = v;
-            const float d = __ldg(xa.d + off / QB);
-            dx[ch][lr] = d;
-            /* min term: d * sum q per 16 (K-quants); the block's s on its first chunk (32) */
-            xs[ch][lr] = !HAS_MIN   ? 0.f
-                         : QB == 32 ? (ch == 0 ? __ldg(xa.s + off / 32) : 0.f)
-                                    : d * (float)xa.bs[off / 16];
-        } else {
-            *reinterpret_cast<uint4 *>(&As[ch][lr][0]) = make_uint4(0, 0, 0, 0);
-            dx[ch][lr] = 0.f;
-            xs[ch][lr] = 0.f;
+            pa = __ldg(reinterpret_cast<const uint4 *>(xa.q + off));
+            pd = __ldg(xa.d + off / QB);
+            ps = !HAS_MIN   ? 0.f
+                 : QB == 32 ? (ch == 0 ? __ldg(xa.s + off / 32) : 0.f)
+                            : pd * (float)__ldg(xa.bs + off / 16);
         }
-        if (o < w.n_out) {
-            q16 r = qi16<T>(w, o, kc);
-            *reinterpret_cast<uint4 *>(&Bs[ch][lr][0]) = r.q;
-            sw[ch][lr] = r.scale;
-            mw[ch][lr] = r.min;
-        } else {
-            *reinterpret_cast<uint4 *>(&Bs[ch][lr][0]) = make_uint4(0, 0, 0, 0);
-            sw[ch][lr] = 0.f;
-            mw[ch][lr] = 0.f;
+        if (o_ok) pw = qi16<T>(w, o, kc);
+    };
+    auto store = [&](int st) {
+        if (a_thread) {
+            *reinterpret_cast<uint4 *>(&As[st][ch][lr][0]) = pa;
+            dx[st][ch][lr] = pd;
+            xs[st][ch][lr] = ps;
         }
-        __syncthreads();
+        *reinterpret_cast<uint4 *>(&Bs[st][ch][lr][0]) = pw.q;
+        sw[st][ch][lr] = pw.scale;
+        mw[st][ch][lr] = pw.min;
+    };
+
+    load(0);
+    store(0);
+    __syncthreads();
+    const int64_t nk = w.n_in / 32;
+    for (int64_t ks = 0; ks < nk; ks++) {
+        const int st = (int)(ks & 1);
+        if (ks + 1 < nk) load((ks + 1) * 32);
+        if (MERGE) {
+            uint32_t a[MI][2][2];
+            float dr[MI][2], xr[MI][2];
 #pragma unroll
-        for (int c = 0; c < 2; c++) {
-            uint32_t a[2][2];
-            float dr[2][2], xr[2][2];
+            for (int mi = 0; mi < MI; mi++) {
+                const int r = wm * (BM / 2) + mi * 16 + gid;
 #pragma unroll
-            for (int mi = 0; mi < 2; mi++) {
-                const int r = wm * 32 + mi * 16 + gid;
-                a[mi][0] = As[c][r][tig];
-                a[mi][1] = As[c][r + 8][tig];
-                dr[mi][0] = dx[c][r], dr[mi][1] = dx[c][r + 8];
-                xr[mi][0] = xs[c][r], xr[mi][1] = xs[c][r + 8];
+                for (int c = 0; c < 2; c++) {
+                    a[mi][c][0] = As[st][c][r][tig];
+                    a[mi][c][1] = As[st][c][r + 8][tig];
+                }
+                dr[mi][0] = dx[st][0][r], dr[mi][1] = dx[st][0][r + 8];
+                if (HAS_MIN) {
+                    xr[mi][0] = xs[st][0][r] + xs[st][1][r];
+                    xr[mi][1] = xs[st][0][r + 8] + xs[st][1][r + 8];
+                }
             }
 #pragma unroll
             for (int ni = 0; ni < 4; ni++) {
                 const int col = wn * 32 + ni * 8;
-                const uint32_t b = Bs[c][col + gid][tig];
-                const float s0 = sw[c][col + 2 * tig], s1 = sw[c][col + 2 * tig + 1];
-                const float m0 = mw[c][col + 2 * tig], m1 = mw[c][col + 2 * tig + 1];
+                const uint32_t b0 = Bs[st][0][col + gid][tig], b1 = Bs[st][1][col + gid][tig];
+                const float s0 = sw[st][0][col + 2 * tig], s1 = sw[st][0][col + 2 * tig + 1];
+                float m0 = 0.f, m1 = 0.f;
+                if (HAS_MIN) m0 = mw[st][0][col + 2 * tig], m1 = mw[st][0][col + 2 * tig + 1];
 #pragma unroll
-                for (int mi = 0; mi < 2; mi++) {
+                for (int mi = 0; mi < MI; mi++) {
                     int cc[4];
-                    mma_s8_16816(cc, a[mi][0], a[mi][1], b);
-                    acc[mi][ni][0] += s0 * (dr[mi][0] * (float)cc[0]);
-                    acc[mi][ni][1] += s1 * (dr[mi][0] * (float)cc[1]);
-                    acc[mi][ni][2] += s0 * (dr[mi][1] * (float)cc[2]);
-                    acc[mi][ni][3] += s1 * (dr[mi][1] * (float)cc[3]);
+                    mma_s8_16816(cc, a[mi][0][0], a[mi][0][1], b0);
+                    mma_s8_16816_acc(cc, a[mi][1][0], a[mi][1][1], b1);
+                    acc[mi][ni][0] += s0 * (dr[mi][0] * i2f_small(cc[0]));
+                    acc[mi][ni][1] += s1 * (dr[mi][0] * i2f_small(cc[1]));
+                    acc[mi][ni][2] += s0 * (dr[mi][1] * i2f_small(cc[2]));
+                    acc[mi][ni][3] += s1 * (dr[mi][1] * i2f_small(cc[3]));
                     if (HAS_MIN) {
                         acc[mi][ni][0] -= m0 * xr[mi][0];
                         acc[mi][ni][1] -= m1 * xr[mi][0];
@@ -247,22 +195,198 @@ __global__ void __launch_bounds__(128)
                     }
                 }
             }
+        } else {
+#pragma unroll
+            for (int c = 0; c < 2; c++) {
+                uint32_t a[MI][2];
+                float dr[MI][2], xr[MI][2];
+#pragma unroll
+                for (int mi = 0; mi < MI; mi++) {
+                    const int r = wm * (BM / 2) + mi * 16 + gid;
+                    a[mi][0] = As[st][c][r][tig];
+                    a[mi][1] = As[st][c][r + 8][tig];
+                    dr[mi][0] = dx[st][c][r], dr[mi][1] = dx[st][c][r + 8];
+                    if (HAS_MIN) xr[mi][0] = xs[st][c][r], xr[mi][1] = xs[st][c][r + 8];
+                }
+#pragma unroll
+                for (int ni = 0; ni < 4; ni++) {
+                    const int col = wn * 32 + ni * 8;
+                    const uint32_t b = Bs[st][c][col + gid][tig];
+                    const float s0 = sw[st][c][col + 2 * tig], s1 = sw[st][c][col + 2 * tig + 1];
+                    float m0 = 0.f, m1 = 0.f;
+                    if (HAS_MIN)
+                        m0 = mw[st][c][col + 2 * tig], m1 = mw[st][c][col + 2 * tig + 1];
+#pragma unroll
+                    for (int mi = 0; mi < MI; mi++) {
+                        int cc[4];
+                        mma_s8_16816(cc, a[mi][0], a[mi][1], b);
+                        acc[mi][ni][0] += s0 * (dr[mi][0] * i2f_small(cc[0]));
+                        acc[mi][ni][1] += s1 * (dr[mi][0] * i2f_small(cc[1]));
+                        acc[mi][ni][2] += s0 * (dr[mi][1] * i2f_small(cc[2]));
+                        acc[mi][ni][3] += s1 * (dr[mi][1] * i2f_small(cc[3]));
+                        if (HAS_MIN) {
+                            acc[mi][ni][0] -= m0 * xr[mi][0];
+                            acc[mi][ni][1] -= m1 * xr[mi][0];
+                            acc[mi][ni][2] -= m0 * xr[mi][1];
+                            acc[mi][ni][3] -= m1 * xr[mi][1];
+                        }
+                    }
+                }
+            }
         }
+        if (ks + 1 < nk) store(st ^ 1);
         __syncthreads();
     }
 #pragma unroll
-    for (int mi = 0; mi < 2; mi++) {
+    for (int mi = 0; mi < MI; mi++) {
 #pragma unroll
         for (int ni = 0; ni < 4; ni++) {
-            const int r = t0 + wm * 32 + mi * 16 + gid;
+            const int r = t0 + wm * (BM / 2) + mi * 16 + gid;
             const int64_t col = o0 + wn * 32 + ni * 8 + 2 * tig;
 #pragma unroll
             for (int h = 0; h < 2; h++) {
                 const int rr = r + 8 * h;
                 if (rr >= n) continue;
-                if (col < w.n_out) y[(size_t)rr * w.n_out + col] = acc[mi][ni][2 * h];
-                if (col + 1 < w.n_out)
-                    y[(size_t)rr * w.n_out + col + 1] = acc[mi][ni][2 * h + 1];
+                float *yp = y + (size_t)rr * w.n_out + col;
+                if (col + 1 < w.n_out && ((w.n_out & 1) == 0)) {
+                    *reinterpret_cast<float2 *>(yp) =
+                        make_float2(acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
+                } else {
+                    if (col < w.n_out) yp[0] = acc[mi][ni][2 * h];
+                    if (col + 1 < w.n_out) yp[1] = acc[mi][ni][2 * h + 1];
+                }
+            }
+        }
+    }
+#endif
+}
+
+/* ------------------------------------------------------------ f16 / bf16 */
+
+/* mma.sync m16n8k16 with f16 (bf16) operands and float accumulators; same tiling as the
+ * int8 kernel (BM x 128, 256 threads, K steps of 32, two stages). Shared rows are padded
+ * to 40 elements (20 words): the fragment loads are free of bank conflicts. */
+#define FLD 40
+
+template <typename E> __device__ __forceinline__ void mma_f16_16816(float c[4], const uint32_t a[4],
+                                                                   uint32_t b0, uint32_t b1);
+template <>
+__device__ __forceinline__ void mma_f16_16816<__half>(float c[4], const uint32_t a[4],
+                                                      uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+template <>
+__device__ __forceinline__ void mma_f16_16816<__nv_bfloat16>(float c[4], const uint32_t a[4],
+                                                             uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+template <int T, typename E, int BM>
+__global__ void __launch_bounds__(QT, 2)
+    gemm_h_kernel(wview w, const float *__restrict__ x, float *__restrict__ y, int n) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    __trap(); /* never launched: the backend requires compute capability 8.0 */
+#else
+    constexpr int MI = BM / 32;
+    __shared__ __align__(16) E As[2][BM][FLD];
+    __shared__ __align__(16) E Bs[2][QN][FLD];
+    const int t0 = blockIdx.y * BM;
+    const int64_t o0 = (int64_t)blockIdx.x * QN;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int wm = warp >> 2, wn = warp & 3, gid = lane >> 2, tig = lane & 3;
+    const int lr = tid >> 1, lc = (tid & 1) * 16;
+    const int t = t0 + lr;
+    const int64_t o = o0 + lr;
+    const bool a_thread = lr < BM, t_ok = a_thread && t < n, o_ok = o < w.n_out;
+
+    float acc[MI][4][4];
+#pragma unroll
+    for (int a = 0; a < MI; a++)
+#pragma unroll
+        for (int b = 0; b < 4; b++)
+#pragma unroll
+            for (int c = 0; c < 4; c++)
+                acc[a][b][c] = 0.f;
+
+    float va[16], vb[16];
+#pragma unroll
+    for (int i = 0; i < 16; i++)
+        va[i] = 0.f, vb[i] = 0.f;
+    auto load = [&](int64_t k0) {
+        if (t_ok) {
+            const float4 *p =
+                reinterpret_cast<const float4 *>(x + (size_t)t * w.n_in + k0 + lc);
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                float4 f = __ldg(p + i);
+                va[4 * i] = f.x, va[4 * i + 1] = f.y, va[4 * i + 2] = f.z, va[4 * i + 3] = f.w;
+            }
+        }
+        if (o_ok) dq16<T>(w, o, k0 + lc, vb);
+    };
+    auto store = [&](int st) {
+        if (a_thread) store16<E>(&As[st][lr][lc], va);
+        store16<E>(&Bs[st][lr][lc], vb);
+    };
+
+    load(0);
+    store(0);
+    __syncthreads();
+    const int64_t nk = w.n_in / 32;
+    for (int64_t ks = 0; ks < nk; ks++) {
+        const int st = (int)(ks & 1);
+        if (ks + 1 < nk) load((ks + 1) * 32);
+#pragma unroll
+        for (int c = 0; c < 2; c++) {
+            uint32_t a[MI][4];
+#pragma unroll
+            for (int mi = 0; mi < MI; mi++) {
+                const int r = wm * (BM / 2) + mi * 16 + gid;
+                const E *p0 = &As[st][r][16 * c + 2 * tig], *p1 = &As[st][r + 8][16 * c + 2 * tig];
+                a[mi][0] = *reinterpret_cast<const uint32_t *>(p0);
+                a[mi][1] = *reinterpret_cast<const uint32_t *>(p1);
+                a[mi][2] = *reinterpret_cast<const uint32_t *>(p0 + 8);
+                a[mi][3] = *reinterpret_cast<const uint32_t *>(p1 + 8);
+            }
+#pragma unroll
+            for (int ni = 0; ni < 4; ni++) {
+                const E *pb = &Bs[st][wn * 32 + ni * 8 + gid][16 * c + 2 * tig];
+                const uint32_t b0 = *reinterpret_cast<const uint32_t *>(pb);
+                const uint32_t b1 = *reinterpret_cast<const uint32_t *>(pb + 8);
+#pragma unroll
+                for (int mi = 0; mi < MI; mi++)
+                    mma_f16_16816<E>(acc[mi][ni], a[mi], b0, b1);
+            }
+        }
+        if (ks + 1 < nk) store(st ^ 1);
+        __syncthreads();
+    }
+#pragma unroll
+    for (int mi = 0; mi < MI; mi++) {
+#pragma unroll
+        for (int ni = 0; ni < 4; ni++) {
+            const int r = t0 + wm * (BM / 2) + mi * 16 + gid;
+            const int64_t col = o0 + wn * 32 + ni * 8 + 2 * tig;
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int rr = r + 8 * h;
+                if (rr >= n) continue;
+                float *yp = y + (size_t)rr * w.n_out + col;
+                if (col + 1 < w.n_out && ((w.n_out & 1) == 0)) {
+                    *reinterpret_cast<float2 *>(yp) =
+                        make_float2(acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
+                } else {
+                    if (col < w.n_out) yp[0] = acc[mi][ni][2 * h];
+                    if (col + 1 < w.n_out) yp[1] = acc[mi][ni][2 * h + 1];
+                }
             }
         }
     }
@@ -316,18 +440,38 @@ __global__ void __launch_bounds__(256)
     }
 }
 
+/* Token tile: the largest of 128 / 64 / 32 that still gives enough blocks. */
+static int pick_bm(const cuda_backend *be, int64_t n_out, int n) {
+    const long nb = (long)((n_out + QN - 1) / QN);
+    if (nb * ((n + 127) / 128) >= 2L * be->n_sm) return 128;
+    if (nb * ((n + 63) / 64) >= (long)be->n_sm) return 64;
+    return 32;
+}
+
+template <int T, typename E>
+static void launch_h(cuda_backend *be, const wview &w, const float *x, float *y, int n) {
+    const int bm = pick_bm(be, w.n_out, n);
+    dim3 grid((unsigned)((w.n_out + QN - 1) / QN), (unsigned)((n + bm - 1) / bm));
+    if (bm == 128)
+        gemm_h_kernel<T, E, 128><<<grid, QT, 0, be->stream>>>(w, x, y, n);
+    else if (bm == 64)
+        gemm_h_kernel<T, E, 64><<<grid, QT, 0, be->stream>>>(w, x, y, n);
+    else
+        gemm_h_kernel<T, E, 32><<<grid, QT, 0, be->stream>>>(w, x, y, n);
+}
+
 template <int T>
 static void launch_gemm(cuda_backend *be, const wview &w, const float *x, const qact *xa,
                         float *y, int n) {
-    dim3 grid((unsigned)((w.n_out + GN - 1) / GN), (unsigned)((n + GM - 1) / GM));
     bool tc_ok = w.n_in % GK == 0 && ((uintptr_t)x & 15) == 0;
     if constexpr (type_is_float(T)) {
         if (T != CHORD_TYPE_F32 && tc_ok) {
             if constexpr (T == CHORD_TYPE_BF16)
-                gemm_wmma_kernel<T, __nv_bfloat16><<<grid, 128, 0, be->stream>>>(w, x, y, n);
+                launch_h<T, __nv_bfloat16>(be, w, x, y, n);
             else
-                gemm_wmma_kernel<T, __half><<<grid, 128, 0, be->stream>>>(w, x, y, n);
+                launch_h<T, __half>(be, w, x, y, n);
         } else {
+            dim3 grid((unsigned)((w.n_out + GN - 1) / GN), (unsigned)((n + GM - 1) / GM));
             gemm_f32_kernel<T><<<grid, 256, 0, be->stream>>>(w, x, y, n);
         }
     } else {
@@ -336,7 +480,14 @@ static void launch_gemm(cuda_backend *be, const wview &w, const float *x, const 
             return;
         }
         xact a = {xa->q, xa->d, xa->bs, xa->s};
-        gemm_q8_kernel<T><<<grid, 128, 0, be->stream>>>(w, a, y, n);
+        const int bm = pick_bm(be, w.n_out, n);
+        dim3 grid((unsigned)((w.n_out + QN - 1) / QN), (unsigned)((n + bm - 1) / bm));
+        if (bm == 128)
+            gemm_q8_kernel<T, 128><<<grid, QT, 0, be->stream>>>(w, a, y, n);
+        else if (bm == 64)
+            gemm_q8_kernel<T, 64><<<grid, QT, 0, be->stream>>>(w, a, y, n);
+        else
+            gemm_q8_kernel<T, 32><<<grid, QT, 0, be->stream>>>(w, a, y, n);
     }
     CUDA_LAUNCHED(be, "gemm_kernel");
 }
@@ -344,7 +495,7 @@ static void launch_gemm(cuda_backend *be, const wview &w, const float *x, const 
 void cuda_gemm(cuda_backend *be, const chord_weight *w, const float *x, const qact *xa,
                float *y, int n) {
     if (n <= 0) return;
-    if ((n + GM - 1) / GM > 65535) {
+    if ((n + 31) / 32 > 65535) {
         cuda_fail(be, "matmul: %d tokens in one call is too many", n);
         return;
     }
