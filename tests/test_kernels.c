@@ -1,6 +1,7 @@
-/* CPU kernels: every type x every ISA this CPU has, against the scalar kernels, and the
- * scalar kernels against the reference dequantizers (src/quant/ref.c); cpu_matmul with
- * a 2-thread pool; the CHORD_ISA cap. */
+/* CPU kernels: every type x every ISA this CPU has, against the scalar kernels (bit for
+ * bit: every ISA does llama.cpp's float arithmetic), and the scalar kernels against the
+ * reference dequantizers (src/quant/ref.c); the activation formats; cpu_matmul with a
+ * 2-thread pool (bit for bit too); the CHORD_ISA cap. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -111,6 +112,9 @@ static const int ROW_COUNTS[] = {1, 3, 7, 33, 127};
 static const int ACT_COUNTS[] = {1, 2, 5, 17};
 #define TOL 1e-5
 
+/* worst relative errors seen for the current type (printed per type) */
+static double worst_ref, worst_isa;
+
 static int close_enough(double got, double want, double norm) {
     return fabs(got - want) <= TOL * norm + 1e-30;
 }
@@ -137,23 +141,53 @@ static void test_type_size(chord_type t, int64_t n, cpu_isa best, uint64_t *seed
 
     rand_weights(t, w, MAX_ROWS, n, seed);
     rand_acts(x, n * MAX_ACTS, seed);
+    /* edge cases: a block of zeros (scale 0), a row of tiny values (half scales in the
+     * subnormal range) */
+    for (int64_t i = 0; i < (n < 32 ? n : 32); i++)
+        x[n + i] = 0.0f;
+    for (int64_t i = 0; i < n; i++)
+        x[2 * n + i] *= 1e-5f;
     memset(a, 0, lda * MAX_ACTS);
     for (int c = 0; c < MAX_ACTS; c++)
         sk->quantize_act(x + c * n, a + c * lda, n);
 
-    /* activation quantization: within half a step of x */
-    int bad_q = 0;
+    /* activation quantization: q within half a step of x, and the scales as llama.cpp
+     * stores them: Q8_32 d = half(amax / 127), s = half(amax / 127 * sum q); Q8_256
+     * d = 1 / (127 / amax) */
+    int bad_q = 0, bad_d = 0;
     for (int c = 0; c < MAX_ACTS; c++) {
         cpu_act_dequant(sk->act, a + c * lda, af + c * n, n);
         if (sk->act == CPU_ACT_F32) continue;
         const int64_t bs = sk->act == CPU_ACT_Q8_32 ? 32 : 256;
-        const float *d = (const float *)(a + c * lda + n);
-        for (int64_t i = 0; i < n; i++)
-            bad_q += fabsf(af[c * n + i] - x[c * n + i]) > d[i / bs] * 0.5001f + 1e-12f;
+        const int8_t *q = (const int8_t *)(a + c * lda);
+        const float *d = (const float *)(q + n);
+        for (int64_t b = 0; b < n / bs; b++) {
+            float amax = 0.0f;
+            int sum = 0;
+            for (int64_t i = bs * b; i < bs * (b + 1); i++) {
+                amax = fmaxf(amax, fabsf(x[c * n + i]));
+                sum += q[i];
+            }
+            /* half a step of amax / 127, plus (Q8_32) the rounding of d to a half */
+            const double tol = amax / 127.0 * 0.5001 + 127.0 * fabs(d[b] - amax / 127.0) + 1e-30;
+            for (int64_t i = bs * b; i < bs * (b + 1); i++)
+                bad_q += fabs((double)af[c * n + i] - x[c * n + i]) > tol;
+            if (bs == 32) {
+                const float df = amax / 127.0f;
+                bad_d += d[b] != chord_half_to_float(chord_float_to_half(df));
+                bad_d += d[n / 32 + b] !=
+                         chord_half_to_float(chord_float_to_half(df * (float)sum));
+            } else {
+                bad_d += d[b] != (amax > 0.0f ? 1.0f / (127.0f / amax) : 0.0f);
+            }
+        }
     }
     CHECK(bad_q == 0, "%s n=%lld: %d activations quantized badly", tn, (long long)n, bad_q);
+    CHECK(bad_d == 0, "%s n=%lld: %d activation scales not as llama.cpp's", tn, (long long)n,
+          bad_d);
 
-    /* reference: dequantized weights . dequantized activations, in double */
+    /* reference: dequantized weights . dequantized activations, in double; for Q4_1 /
+     * Q5_1 the mins multiply the activations' s (half(d * sum q)) instead of d * sum q */
     chord_type_get(t)->to_float(w, wf, n * MAX_ROWS); /* rows are whole blocks */
     for (int r = 0; r < MAX_ROWS; r++)
         for (int c = 0; c < MAX_ACTS; c++) {
@@ -162,6 +196,19 @@ static void test_type_size(chord_type t, int64_t n, cpu_isa best, uint64_t *seed
                 const double p = (double)wf[r * n + i] * af[c * n + i];
                 s += p;
                 sa += fabs(p);
+            }
+            if (t == CHORD_TYPE_Q4_1 || t == CHORD_TYPE_Q5_1) {
+                const int8_t *q = (const int8_t *)(a + c * lda);
+                const float *d = (const float *)(q + n);
+                for (int64_t b = 0; b < n / 32; b++) {
+                    const uint8_t *blk = w + r * rs + b * chord_type_get(t)->type_size;
+                    chord_half mh;
+                    memcpy(&mh, blk + 2, 2); /* m follows d in both */
+                    int sum = 0;
+                    for (int i = 0; i < 32; i++)
+                        sum += q[32 * b + i];
+                    s += (double)chord_half_to_float(mh) * (d[n / 32 + b] - (double)d[b] * sum);
+                }
             }
             ref[c * MAX_ROWS + r] = s;
             norm[c * MAX_ROWS + r] = sa;
@@ -180,6 +227,7 @@ static void test_type_size(chord_type t, int64_t n, cpu_isa best, uint64_t *seed
         }
     CHECK(bad == 0, "%s n=%lld: scalar vec_dot vs reference: %d bad, worst rel %.3g", tn,
           (long long)n, bad, worst);
+    if (worst > worst_ref) worst_ref = worst;
 
     for (int isa = CPU_ISA_SCALAR; isa <= (int)best; isa++) {
         const cpu_type_kernels *k = &cpu_kernels_get((cpu_isa)isa)->t[t];
@@ -201,10 +249,11 @@ static void test_type_size(chord_type t, int64_t n, cpu_isa best, uint64_t *seed
                 k->vec_dot(n, &v, w + r * rs, a + c * lda);
                 const double e = fabs(v - ssc[i]) / (norm[i] + 1e-30);
                 if (!(e <= worst)) worst = e;
-                bad += !close_enough(v, ssc[i], norm[i]);
+                bad += memcmp(&v, &ssc[i], sizeof v) != 0;
             }
-        CHECK(bad == 0, "%s/%s n=%lld: vec_dot vs scalar: %d bad, worst rel %.3g", tn, in,
+        CHECK(bad == 0, "%s/%s n=%lld: vec_dot vs scalar: %d not identical, worst rel %.3g", tn, in,
               (long long)n, bad, worst);
+        if (worst > worst_isa) worst_isa = worst;
         /* gemm tiles of every shape */
         for (size_t ri = 0; ri < sizeof ROW_COUNTS / sizeof ROW_COUNTS[0]; ri++)
             for (size_t ci = 0; ci < sizeof ACT_COUNTS / sizeof ACT_COUNTS[0]; ci++) {
@@ -223,13 +272,13 @@ static void test_type_size(chord_type t, int64_t n, cpu_isa best, uint64_t *seed
                         const float v = o[c * lds + r];
                         const double e = fabs(v - ssc[i]) / (norm[i] + 1e-30);
                         if (!(e <= worst)) worst = e;
-                        bad += !close_enough(v, ssc[i], norm[i]);
+                        bad += memcmp(&v, &ssc[i], sizeof v) != 0;
                     }
                     for (size_t r = (size_t)nw; r < lds; r++)
                         untouched_ok &= isnan(o[c * lds + r]);
                 }
                 CHECK(bad == 0 && untouched_ok,
-                      "%s/%s n=%lld gemm %dx%d: %d bad, worst rel %.3g, bounds %d", tn, in,
+                      "%s/%s n=%lld gemm %dx%d: %d not identical, worst rel %.3g, bounds %d", tn, in,
                       (long long)n, nw, na, bad, worst, untouched_ok);
                 free(o);
             }
@@ -309,7 +358,8 @@ static void test_matmul(cpu_isa isa, uint64_t *seed) {
                             double nm = 0;
                             for (int64_t j = 0; j < n_in; j++)
                                 nm += fabs((double)wf[j] * af[j]);
-                            bad += !close_enough(ys[i][t * wt[i].n_out + o], want, nm);
+                            (void)nm;
+                            bad += memcmp(&ys[i][t * wt[i].n_out + o], &want, sizeof want) != 0;
                         }
                     }
                     free(a);
@@ -394,9 +444,13 @@ int main(void) {
         sizes[ns++] = 4096;
         sizes[ns++] = 11008;
         const int before = test_failures;
+        worst_ref = worst_isa = 0;
         for (int i = 0; i < ns; i++)
             test_type_size(t, sizes[i], best, &seed);
-        printf("%-5s %s\n", chord_type_name(t), test_failures == before ? "ok" : "FAILED");
+        printf(
+            "%-5s %-6s worst error / sum|w x|: scalar vs reference %.1e, SIMD vs scalar %.1e\n",
+            chord_type_name(t), test_failures == before ? "ok" : "FAILED", worst_ref,
+            worst_isa);
     }
     for (int isa = CPU_ISA_SCALAR; isa <= (int)best; isa++)
         test_matmul((cpu_isa)isa, &seed);

@@ -1,10 +1,10 @@
 /* Kernel benchmark: for each weight type and ISA, the decode matvec (2048 x 5632 by
  * default, through cpu_matmul: activation quantization and threading included) in GB/s
- * of weights, with 1 and 2 threads, from DRAM ("cold": the matrices rotate through a
- * buffer larger than the L3) and from cache ("hot": one matrix again and again; nT =
- * --threads); a
- * "naive" matvec (dequantize each row with the reference dequantizer, then a float
- * dot) for comparison; and prefill (gemm, --tokens rows at once) in GFLOP/s.
+ * of weights, with 1 and nT (--threads) threads, from DRAM ("cold": the matrices
+ * rotate through a buffer larger than the L3) and from cache ("hot": one matrix again
+ * and again); a "naive" matvec (dequantize each row with the reference dequantizer,
+ * then a float dot) for comparison; and prefill (gemm, --tokens rows at once) in
+ * GFLOP/s. Every number is the best of a few runs: the machine may be shared.
  *
  *   tool_kernel_bench [--types Q4_K,Q8_0] [--isa avx512] [--rows 2048] [--cols 5632]
  *                     [--tokens 512] [--mb 768] [--threads 2] [--time 0.3]
@@ -124,11 +124,12 @@ static void bw_fn(void *arg, int ith, int nth) {
     const size_t per = j->bytes / (size_t)nth / 64 * 64;
     const uint64_t *p = (const uint64_t *)(j->buf + per * (size_t)ith);
     uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    for (size_t i = 0; i < per / 8; i += 4) {
-        s0 += p[i];
-        s1 += p[i + 1];
-        s2 += p[i + 2];
-        s3 += p[i + 3];
+    for (size_t i = 0; i < per / 8; i += 8) { /* one cache line per step, prefetched */
+        __builtin_prefetch((const char *)(p + i) + 4096);
+        s0 += p[i] + p[i + 4];
+        s1 += p[i + 1] + p[i + 5];
+        s2 += p[i + 2] + p[i + 6];
+        s3 += p[i + 3] + p[i + 7];
     }
     j->sums[ith] = s0 + s1 + s2 + s3;
 }

@@ -3,13 +3,25 @@
  * one table of kernels per ISA, chosen at run time.
  *
  * Activation formats (cpu_act), one row of n elements:
- *   CPU_ACT_F32     float x[n]                                    (F32, F16, BF16 weights)
- *   CPU_ACT_Q8_32   int8 qs[n]; float d[n/32]; float ds[n/32]     (Q4_0, Q4_1, Q5_0, Q5_1,
- * Q8_0) x[i] ~= d[i/32] * qs[i], ds[b] = d[b] * sum of block b's qs CPU_ACT_Q8_256  int8 qs[n];
- * float d[n/256]; int16 bsums[n/16] (Q2_K .. Q6_K) x[i] ~= d[i/256] * qs[i], bsums[s] = sum of
- * qs[16s..16s+15] The qs of a row are contiguous, so SIMD kernels load them with plain vector
- * loads. Quantization: d = max|x| / 127, q = round-to-nearest-even(x * (127 / max|x|)), so q is
- * in -127..127; every ISA produces the same bytes.
+ *   CPU_ACT_F32     float x[n]                       for F32, F16, BF16 weights
+ *   CPU_ACT_Q8_32   int8 qs[n], float d[n/32],       for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0
+ *                   float s[n/32], int32 c[n/4]      (llama.cpp's Q8_0 / Q8_1)
+ *                   x[i] ~= d[i/32] * qs[i]; d and s are halves kept as floats:
+ *                   d = half(max|x| / 127), s = half(max|x| / 127 * sum of the block's qs);
+ *                   c[j] = -128 * (qs[4j] + qs[4j+1] + qs[4j+2] + qs[4j+3]) (the offset
+ *                   term of biased unsigned weights, for vpdpbusd)
+ *   CPU_ACT_Q8_256  int8 qs[n], float d[n/256],      for Q2_K, Q3_K, Q4_K, Q5_K, Q6_K
+ *                   int16 bsums[n/16],               (llama.cpp's Q8_K)
+ *                   int16 sums32[n/32]
+ *                   x[i] ~= d[i/256] * qs[i], d = 1 / (127 / max|x|),
+ *                   bsums[s] = sum of qs[16s..16s+15], sums32[s] = sum of qs[32s..32s+31]
+ * The qs of a row are contiguous, so SIMD kernels load them with plain vector loads.
+ * q = round-to-nearest-even(x * (127 / max|x|)), in -127..127 (0 where max|x| = 0);
+ * every ISA produces the same bytes (for finite inputs).
+ *
+ * Arithmetic: every ISA computes every dot product exactly as llama.cpp's x86 CPU
+ * backend does (see kernels_scalar.c), so all ISAs give the same bits, and the same
+ * bits as llama.cpp. The scalar kernels are the reference.
  *
  * Kernel contracts (n: elements per row, a multiple of the weight type's block size):
  *   vec_dot(n, s, w, a):   *s = dot(weight row w, activation row a)
@@ -74,8 +86,10 @@ const cpu_kernels *cpu_kernels_get(cpu_isa isa);
 /* ---- internal: per-ISA entry points, defined in kernels_<isa>.c ---- */
 #define CPU_KERNEL_TYPES(X, isa)                                                               \
     X(f32, isa)                                                                                \
-    X(f16, isa) X(bf16, isa) X(q4_0, isa) X(q4_1, isa) X(q5_0, isa) X(q5_1, isa) X(q8_0, isa)  \
-        X(q2_K, isa) X(q3_K, isa) X(q4_K, isa) X(q5_K, isa) X(q6_K, isa)
+    X(f16, isa)                                                                                \
+    X(bf16, isa)                                                                               \
+    X(q4_0, isa) X(q4_1, isa) X(q5_0, isa) X(q5_1, isa) X(q8_0, isa) X(q2_K, isa) X(q3_K, isa) \
+        X(q4_K, isa) X(q5_K, isa) X(q6_K, isa)
 
 #define CPU_DECLARE_TYPE_KERNELS(t, isa)                                                       \
     void cpu_vec_dot_##t##_##isa(int64_t n, float *s, const void *w, const void *a);           \

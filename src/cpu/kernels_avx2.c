@@ -1,15 +1,22 @@
 /* AVX2 + FMA + F16C kernels. Only called after cpuid reports these.
  *
- * Same scheme as the AVX-512 kernels (see kernels_avx512.c) with 256-bit vectors and
- * vpmaddubsw + vpmaddwd for the integer dot products: weights are unpacked to unsigned
- * bytes, offsets and mins go through the activation block sums. Q8_0 weights are
- * signed and use the abs / sign trick instead. */
+ * The same arithmetic as the scalar reference (kernels_scalar.c), bit for bit: the float
+ * operations are the reference's, in its order; integer parts, which are exact, are
+ * formed with vpmaddubsw + vpmaddwd. A 32-block's 8 lanes of 4-element sums are those of
+ * vpmaddubsw + vpmaddwd on the block in element order; signed weights (Q4_0, Q5_0, Q8_0,
+ * Q3_K, Q6_K) multiply as magnitudes against activations that took their signs (vpsignb).
+ * K-quant chunks of 32 elements leave element 32k + 4i in int32 lane i, the reference's
+ * lane. Q4_0 needs each block's total: the lanes of 4 (row, activation) pairs are reduced
+ * together. Float weights: the reference's 16 lanes are two ymm. */
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #include "cpu/kernels.h"
 
 #define INLINE static inline __attribute__((always_inline))
+/* software prefetch distance for the weight stream (see kernels_avx512.c) */
+#define PF_BYTES 4096
 #define ALIGN32 __attribute__((aligned(32)))
 
 INLINE float h2f(uint16_t h) {
@@ -21,16 +28,34 @@ INLINE uint32_t ld32(const void *p) {
     memcpy(&v, p, 4);
     return v;
 }
+INLINE uint16_t ld16(const void *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
 
 INLINE __m256i ldu(const void *p) {
     return _mm256_loadu_si256((const __m256i *)p);
 }
 
-INLINE float hsum_ps(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
+INLINE int imin(int a, int b) {
+    return a < b ? a : b;
+}
+
+/* Horizontal sums in the reference's orders */
+INLINE float hsum4_ps(__m128 t4) { /* (t0+t2) + (t1+t3) */
+    const __m128 t2 = _mm_add_ps(t4, _mm_movehl_ps(t4, t4));
+    return _mm_cvtss_f32(_mm_add_ss(t2, _mm_movehdup_ps(t2)));
+}
+INLINE float hsum_ps(__m256 v) { /* ((l0+l4) + (l2+l6)) + ((l1+l5) + (l3+l7)) */
+    return hsum4_ps(_mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v)));
+}
+/* 16 lanes as [lo | hi]: halves, then as hsum_ps */
+INLINE float reduce16_ps(__m256 lo, __m256 hi) {
+    return hsum_ps(_mm256_add_ps(hi, lo));
+}
+INLINE float reduce16_arr(const float l[16]) {
+    return reduce16_ps(_mm256_loadu_ps(l), _mm256_loadu_ps(l + 8));
 }
 INLINE int hsum_epi32(__m256i v) {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -47,6 +72,10 @@ INLINE float hmax_ps(__m256 v) {
 
 /* ------------------------------------------------------------ activations */
 
+INLINE float round_half(float v) {
+    return _cvtsh_ss(_cvtss_sh(v, _MM_FROUND_TO_NEAREST_INT));
+}
+
 /* 4 x 8 int32 -> 32 int8 in order (values already in -127..127) */
 INLINE __m256i pack32(__m256i i0, __m256i i1, __m256i i2, __m256i i3) {
     const __m256i a = _mm256_packs_epi32(i0, i1), b = _mm256_packs_epi32(i2, i3);
@@ -57,7 +86,8 @@ INLINE __m256i pack32(__m256i i0, __m256i i1, __m256i i2, __m256i i3) {
 void cpu_quantize_q8_32_avx2(const float *x, void *a, int64_t n) {
     int8_t *q = a;
     const int64_t nb = n / 32;
-    float *d = (float *)(q + n), *ds = d + nb;
+    float *d = (float *)(q + n), *s = d + nb;
+    int32_t *cc = (int32_t *)(s + nb);
     const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     for (int64_t b = 0; b < nb; b++) {
         __m256 v[4];
@@ -74,8 +104,14 @@ void cpu_quantize_q8_32_avx2(const float *x, void *a, int64_t n) {
         _mm256_storeu_si256((__m256i *)(q + 32 * b), pack32(iv[0], iv[1], iv[2], iv[3]));
         const int sum = hsum_epi32(
             _mm256_add_epi32(_mm256_add_epi32(iv[0], iv[1]), _mm256_add_epi32(iv[2], iv[3])));
-        d[b] = amax / 127.0f;
-        ds[b] = d[b] * (float)sum;
+        const float df = amax / 127.0f;
+        d[b] = round_half(df);
+        s[b] = round_half(df * (float)sum);
+        /* c: -128 * sums of 4 */
+        const __m256i y = ldu(q + 32 * b);
+        const __m256i s4 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), y),
+                                             _mm256_set1_epi16(1));
+        _mm256_storeu_si256((__m256i *)(cc + 8 * b), _mm256_mullo_epi32(s4, _mm256_set1_epi32(-128)));
     }
 }
 
@@ -91,7 +127,8 @@ void cpu_quantize_q8_256_avx2(const float *x, void *a, int64_t n) {
         for (int i = 0; i < 32; i++)
             m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(xb + 8 * i), absm));
         const float amax = hmax_ps(m);
-        const __m256 vid = _mm256_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+        const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+        const __m256 vid = _mm256_set1_ps(id);
         for (int j = 0; j < 8; j++) { /* 32 elements = two bsums */
             __m256i iv[4];
             for (int i = 0; i < 4; i++)
@@ -99,14 +136,20 @@ void cpu_quantize_q8_256_avx2(const float *x, void *a, int64_t n) {
                     _mm256_mul_ps(_mm256_loadu_ps(xb + 32 * j + 8 * i), vid));
             _mm256_storeu_si256((__m256i *)(q + QK_K * b + 32 * j),
                                 pack32(iv[0], iv[1], iv[2], iv[3]));
-            bs[16 * b + 2 * j] = (int16_t)hsum_epi32(_mm256_add_epi32(iv[0], iv[1]));
-            bs[16 * b + 2 * j + 1] = (int16_t)hsum_epi32(_mm256_add_epi32(iv[2], iv[3]));
+            const int s0 = hsum_epi32(_mm256_add_epi32(iv[0], iv[1]));
+            const int s1 = hsum_epi32(_mm256_add_epi32(iv[2], iv[3]));
+            bs[16 * b + 2 * j] = (int16_t)s0;
+            bs[16 * b + 2 * j + 1] = (int16_t)s1;
+            bs[n / 16 + 8 * b + j] = (int16_t)(s0 + s1); /* per-32 sums, after the bsums */
         }
-        d[b] = amax / 127.0f;
+        d[b] = amax > 0.0f ? 1.0f / id : 0.0f;
     }
 }
 
 /* ------------------------------------------------------------ float weights */
+
+/* The reference's 16 lanes as two ymm per (row, activation) pair: elements i with
+ * i % 16 < 8 and the others. A tail (n % 16) is finished in scalar code on the lanes. */
 
 INLINE __m256 wload_f32(const void *w, int64_t i) {
     return _mm256_loadu_ps((const float *)w + i);
@@ -128,48 +171,92 @@ INLINE float wscalar_bf16(const void *w, int64_t i) {
     return chord_bf16_to_float(((const uint16_t *)w)[i]);
 }
 
+#define WSIZE_f32 4
+#define WSIZE_f16 2
+#define WSIZE_bf16 2
 #define FLOAT_KERNELS(T)                                                                       \
-    void cpu_vec_dot_##T##_avx2(int64_t n, float *s, const void *w, const void *a) {           \
-        const float *x = a;                                                                    \
-        __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;              \
-        int64_t i = 0;                                                                         \
-        for (; i + 32 <= n; i += 32) {                                                         \
-            acc0 = _mm256_fmadd_ps(wload_##T(w, i), _mm256_loadu_ps(x + i), acc0);             \
-            acc1 = _mm256_fmadd_ps(wload_##T(w, i + 8), _mm256_loadu_ps(x + i + 8), acc1);     \
-            acc2 = _mm256_fmadd_ps(wload_##T(w, i + 16), _mm256_loadu_ps(x + i + 16), acc2);   \
-            acc3 = _mm256_fmadd_ps(wload_##T(w, i + 24), _mm256_loadu_ps(x + i + 24), acc3);   \
-        }                                                                                      \
-        for (; i + 8 <= n; i += 8)                                                             \
-            acc0 = _mm256_fmadd_ps(wload_##T(w, i), _mm256_loadu_ps(x + i), acc0);             \
-        float t = 0.0f;                                                                        \
-        for (; i < n; i++)                                                                     \
-            t += wscalar_##T(w, i) * x[i];                                                     \
-        *s = hsum_ps(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3))) + t; \
-    }                                                                                          \
+    /* NW weight rows x NA activation rows (NW * NA <= 4) */                                   \
     INLINE void ftile_##T(int64_t n, const char *w, size_t ldw, const char *a, size_t lda,     \
                           const int NW, const int NA, float *s, size_t lds) {                  \
-        __m256 acc[3][4];                                                                      \
+        __m256 lo[4][4], hi[4][4];                                                             \
         for (int r = 0; r < NW; r++)                                                           \
             for (int c = 0; c < NA; c++)                                                       \
-                acc[r][c] = _mm256_setzero_ps();                                               \
+                lo[r][c] = hi[r][c] = _mm256_setzero_ps();                                     \
         int64_t i = 0;                                                                         \
-        for (; i + 8 <= n; i += 8) {                                                           \
-            __m256 wv[3];                                                                      \
-            for (int r = 0; r < NW; r++)                                                       \
-                wv[r] = wload_##T(w + r * ldw, i);                                             \
-            for (int c = 0; c < NA; c++) {                                                     \
-                const __m256 xv = _mm256_loadu_ps((const float *)(a + c * lda) + i);           \
+        for (; i + 16 <= n; i += 16) {                                                         \
+            if (((i * WSIZE_##T) & 63) == 0)                                                   \
                 for (int r = 0; r < NW; r++)                                                   \
-                    acc[r][c] = _mm256_fmadd_ps(wv[r], xv, acc[r][c]);                         \
+                    _mm_prefetch(w + r * ldw + i * WSIZE_##T + PF_BYTES, _MM_HINT_T0);         \
+            __m256 wl[4], wh[4];                                                               \
+            for (int r = 0; r < NW; r++) {                                                     \
+                wl[r] = wload_##T(w + r * ldw, i);                                             \
+                wh[r] = wload_##T(w + r * ldw, i + 8);                                         \
+            }                                                                                  \
+            for (int c = 0; c < NA; c++) {                                                     \
+                const float *x = (const float *)(a + c * lda) + i;                             \
+                const __m256 xl = _mm256_loadu_ps(x), xh = _mm256_loadu_ps(x + 8);             \
+                for (int r = 0; r < NW; r++) {                                                 \
+                    lo[r][c] = _mm256_fmadd_ps(wl[r], xl, lo[r][c]);                           \
+                    hi[r][c] = _mm256_fmadd_ps(wh[r], xh, hi[r][c]);                           \
+                }                                                                              \
             }                                                                                  \
         }                                                                                      \
         for (int r = 0; r < NW; r++)                                                           \
             for (int c = 0; c < NA; c++) {                                                     \
-                float t = 0.0f;                                                                \
+                if (i == n) {                                                                  \
+                    s[c * lds + r] = reduce16_ps(lo[r][c], hi[r][c]);                          \
+                    continue;                                                                  \
+                }                                                                              \
+                float l[16];                                                                   \
+                _mm256_storeu_ps(l, lo[r][c]);                                                 \
+                _mm256_storeu_ps(l + 8, hi[r][c]);                                             \
+                const float *x = (const float *)(a + c * lda);                                 \
                 for (int64_t j = i; j < n; j++)                                                \
-                    t += wscalar_##T(w + r * ldw, j) * ((const float *)(a + c * lda))[j];      \
-                s[c * lds + r] = hsum_ps(acc[r][c]) + t;                                       \
+                    l[j - i] = fmaf(wscalar_##T(w + r * ldw, j), x[j], l[j - i]);              \
+                s[c * lds + r] = reduce16_arr(l);                                              \
             }                                                                                  \
+    }                                                                                          \
+    /* 3 weight rows x 4 activation rows, in two passes over each stretch of 512 elements    \
+     * (which stays in L1): lanes 0..7 of each 16, then lanes 8..15, 12 accumulators each     \
+     * time (n a multiple of 16) */                                                            \
+    INLINE void ftile34_##T(int64_t n, const char *w, size_t ldw, const char *a, size_t lda,   \
+                            float *s, size_t lds) {                                            \
+        __m256 part[2][3][4];                                                                  \
+        for (int h = 0; h < 2; h++)                                                            \
+            for (int r = 0; r < 3; r++)                                                        \
+                for (int c = 0; c < 4; c++)                                                    \
+                    part[h][r][c] = _mm256_setzero_ps();                                       \
+        for (int64_t i0 = 0; i0 < n; i0 += 512) {                                              \
+            const int64_t i1 = n - i0 < 512 ? n : i0 + 512;                                    \
+            for (int h = 0; h < 2; h++) {                                                      \
+                __m256 acc[3][4];                                                              \
+                for (int r = 0; r < 3; r++)                                                    \
+                    for (int c = 0; c < 4; c++)                                                \
+                        acc[r][c] = part[h][r][c];                                             \
+                for (int64_t i = i0 + 8 * h; i < i1; i += 16) {                                \
+                    if (h == 0 && ((i * WSIZE_##T) & 63) == 0)                                 \
+                        for (int r = 0; r < 3; r++)                                            \
+                            _mm_prefetch(w + r * ldw + i * WSIZE_##T + PF_BYTES, _MM_HINT_T0); \
+                    const __m256 w0 = wload_##T(w, i), w1 = wload_##T(w + ldw, i),             \
+                                 w2 = wload_##T(w + 2 * ldw, i);                               \
+                    for (int c = 0; c < 4; c++) {                                              \
+                        const __m256 x = _mm256_loadu_ps((const float *)(a + c * lda) + i);    \
+                        acc[0][c] = _mm256_fmadd_ps(w0, x, acc[0][c]);                         \
+                        acc[1][c] = _mm256_fmadd_ps(w1, x, acc[1][c]);                         \
+                        acc[2][c] = _mm256_fmadd_ps(w2, x, acc[2][c]);                         \
+                    }                                                                          \
+                }                                                                              \
+                for (int r = 0; r < 3; r++)                                                    \
+                    for (int c = 0; c < 4; c++)                                                \
+                        part[h][r][c] = acc[r][c];                                             \
+            }                                                                                  \
+        }                                                                                      \
+        for (int r = 0; r < 3; r++)                                                            \
+            for (int c = 0; c < 4; c++)                                                        \
+                s[c * lds + r] = reduce16_ps(part[0][r][c], part[1][r][c]);                    \
+    }                                                                                          \
+    void cpu_vec_dot_##T##_avx2(int64_t n, float *s, const void *w, const void *a) {           \
+        ftile_##T(n, w, 0, a, 0, 1, 1, s, 0);                                                  \
     }                                                                                          \
     void cpu_gemm_##T##_avx2(int64_t n, int nw, int na, float *s, size_t lds, const void *w,   \
                              size_t ldw, const void *a, size_t lda) {                          \
@@ -177,16 +264,31 @@ INLINE float wscalar_bf16(const void *w, int64_t i) {
         int c = 0;                                                                             \
         for (; c + 4 <= na; c += 4) {                                                          \
             int r = 0;                                                                         \
-            for (; r + 3 <= nw; r += 3)                                                        \
-                ftile_##T(n, wb + r * ldw, ldw, ab + c * lda, lda, 3, 4, s + c * lds + r,      \
-                          lds);                                                                \
+            if (n % 16 == 0)                                                                   \
+                for (; r + 3 <= nw; r += 3)                                                    \
+                    ftile34_##T(n, wb + r * ldw, ldw, ab + c * lda, lda, s + c * lds + r, lds); \
             for (; r < nw; r++)                                                                \
                 ftile_##T(n, wb + r * ldw, ldw, ab + c * lda, lda, 1, 4, s + c * lds + r,      \
                           lds);                                                                \
         }                                                                                      \
-        for (; c < na; c++)                                                                    \
-            for (int r = 0; r < nw; r++)                                                       \
-                cpu_vec_dot_##T##_avx2(n, s + c * lds + r, wb + r * ldw, ab + c * lda);        \
+        for (; c + 2 <= na; c += 2) {                                                          \
+            int r = 0;                                                                         \
+            for (; r + 2 <= nw; r += 2)                                                        \
+                ftile_##T(n, wb + r * ldw, ldw, ab + c * lda, lda, 2, 2, s + c * lds + r,      \
+                          lds);                                                                \
+            for (; r < nw; r++)                                                                \
+                ftile_##T(n, wb + r * ldw, ldw, ab + c * lda, lda, 1, 2, s + c * lds + r,      \
+                          lds);                                                                \
+        }                                                                                      \
+        for (; c < na; c++) {                                                                  \
+            int r = 0;                                                                         \
+            for (; r + 4 <= nw; r += 4)                                                        \
+                ftile_##T(n, wb + r * ldw, ldw, ab + c * lda, lda, 4, 1, s + c * lds + r,      \
+                          lds);                                                                \
+            for (; r < nw; r++)                                                                \
+                ftile_##T(n, wb + r * ldw, ldw, ab + c * lda, lda, 1, 1, s + c * lds + r,      \
+                          lds);                                                                \
+        }                                                                                      \
     }
 
 FLOAT_KERNELS(f32)
@@ -194,11 +296,6 @@ FLOAT_KERNELS(f16)
 FLOAT_KERNELS(bf16)
 
 /* ------------------------------------------------------ 32-element blocks */
-
-typedef struct {
-    __m256i q; /* u8, or s8 for Q8_0 */
-    float dw, cw;
-} u1b;
 
 INLINE __m256i nib_one(const uint8_t *qs) {
     const __m128i x = _mm_loadu_si128((const __m128i *)qs);
@@ -217,141 +314,255 @@ INLINE __m256i hbit16(const uint8_t *qh) {
                             _mm256_set1_epi8(16));
 }
 
-INLINE void unpack1_q4_0(const block_q4_0 *x, u1b *u) {
-    u->q = nib_one(x->qs);
-    u->dw = h2f(x->d);
-    u->cw = -8.0f * u->dw;
+/* One block's weights in element order: SIGNED_T: signed bytes (their signs go to the
+ * activations), else unsigned. */
+INLINE __m256i wq_q4_0(const block_q4_0 *x) {
+    return _mm256_sub_epi8(nib_one(x->qs), _mm256_set1_epi8(8));
 }
-INLINE void unpack1_q4_1(const block_q4_1 *x, u1b *u) {
-    u->q = nib_one(x->qs);
-    u->dw = h2f(x->d);
-    u->cw = h2f(x->m);
+INLINE __m256i wq_q4_1(const block_q4_1 *x) {
+    return nib_one(x->qs);
 }
-INLINE void unpack1_q5_0(const block_q5_0 *x, u1b *u) {
-    u->q = _mm256_or_si256(nib_one(x->qs), hbit16(x->qh));
-    u->dw = h2f(x->d);
-    u->cw = -16.0f * u->dw;
+INLINE __m256i wq_q5_0(const block_q5_0 *x) {
+    return _mm256_sub_epi8(_mm256_or_si256(nib_one(x->qs), hbit16(x->qh)),
+                           _mm256_set1_epi8(16));
 }
-INLINE void unpack1_q5_1(const block_q5_1 *x, u1b *u) {
-    u->q = _mm256_or_si256(nib_one(x->qs), hbit16(x->qh));
-    u->dw = h2f(x->d);
-    u->cw = h2f(x->m);
+INLINE __m256i wq_q5_1(const block_q5_1 *x) {
+    return _mm256_or_si256(nib_one(x->qs), hbit16(x->qh));
 }
-INLINE void unpack1_q8_0(const block_q8_0 *x, u1b *u) {
-    u->q = ldu(x->qs);
-    u->dw = h2f(x->d);
-    u->cw = 0.0f;
+INLINE __m256i wq_q8_0(const block_q8_0 *x) {
+    return ldu(x->qs);
 }
+#define SIGNED_q4_0 1
+#define SIGNED_q4_1 0
+#define SIGNED_q5_0 1
+#define SIGNED_q5_1 0
+#define SIGNED_q8_0 1
+#define HASM_q4_1 1
+#define HASM_q5_0 0
+#define HASM_q5_1 1
+#define HASM_q8_0 0
 
-/* 8 int32 partial sums of u . a */
-INLINE __m256i idot_u(__m256i q, __m256i a) {
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(q, a), _mm256_set1_epi16(1));
+/* 8 int32 lanes of 4-element products: q the weight (or its magnitude), s the signed
+ * weight (SIGNED) */
+INLINE __m256i idot(__m256i q, __m256i s, __m256i y, const int SIGNED) {
+    const __m256i p = _mm256_maddubs_epi16(q, SIGNED ? _mm256_sign_epi8(y, s) : y);
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
 }
-INLINE __m256i idot_s(__m256i q, __m256i a) {
-    return _mm256_madd_epi16(
-        _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(a, q)),
-        _mm256_set1_epi16(1));
-}
-#define IDOT_q4_0 idot_u
-#define IDOT_q4_1 idot_u
-#define IDOT_q5_0 idot_u
-#define IDOT_q5_1 idot_u
-#define IDOT_q8_0 idot_s
 
 /* 8 halves `stride` bytes apart -> floats (packed with scalar ops first) */
 INLINE __m256 gather_h8(const uint8_t *p, size_t stride) {
     uint64_t w[2];
     for (int j = 0; j < 2; j++) {
         uint64_t v = 0;
-        for (int i = 0; i < 4; i++) {
-            uint16_t h;
-            memcpy(&h, p + (size_t)(4 * j + i) * stride, 2);
-            v |= (uint64_t)h << (16 * i);
-        }
+        for (int i = 0; i < 4; i++)
+            v |= (uint64_t)ld16(p + (size_t)(4 * j + i) * stride) << (16 * i);
         w[j] = v;
     }
     return _mm256_cvtph_ps(
         _mm_insert_epi64(_mm_cvtsi64_si128((long long)w[0]), (long long)w[1], 1));
 }
 
-/* Blocks go 8 at a time: their scales dw * da as one vector (vpermps hands each block
- * its lane), offsets cw * ds accumulated as vectors. CWK: w = dw * (u + CWK) when
- * M_OFF < 0, else the half at byte M_OFF is the offset (w = dw * u + m). */
-#define TILE32(T, BT, CWK, M_OFF)                                                              \
+/* Q4_1, Q5_0, Q5_1, Q8_0: one weight row x NA activation rows. acc[c] holds the
+ * reference's 8 lanes, summs[c] its min sum. Blocks go 8 at a time: their scale products
+ * d_w * d_a as one vector (vpermps hands each block its lane). */
+#define TILE32L(T, BT)                                                                         \
     INLINE void tile_##T(int64_t n, const void *w, const uint8_t *a, size_t lda, const int NA, \
                          float *out, size_t lds) {                                             \
         const BT *x = w;                                                                       \
         const int64_t nb = n / 32;                                                             \
-        const int NACC = NA == 1 ? 4 : (NA == 2 ? 2 : 1);                                      \
-        __m256 acc[4][4], cacc[4];                                                             \
-        float corr[4];                                                                         \
+        __m256 acc[4];                                                                         \
+        float summs[4];                                                                        \
         for (int c = 0; c < NA; c++) {                                                         \
-            for (int j = 0; j < NACC; j++)                                                     \
-                acc[c][j] = _mm256_setzero_ps();                                               \
-            cacc[c] = _mm256_setzero_ps();                                                     \
-            corr[c] = 0.0f;                                                                    \
+            acc[c] = _mm256_setzero_ps();                                                      \
+            summs[c] = 0.0f;                                                                   \
         }                                                                                      \
         int64_t b = 0;                                                                         \
-        for (; b + 8 <= nb; b += 8) {                                                          \
-            const __m256 dw = gather_h8((const uint8_t *)(x + b), sizeof(BT));                 \
-            const __m256 cw =                                                                  \
-                M_OFF >= 0 ? gather_h8((const uint8_t *)(x + b) + M_OFF, sizeof(BT)) : dw;     \
-            __m256 S[4];                                                                       \
-            for (int c = 0; c < NA; c++) {                                                     \
-                const float *ad = (const float *)(a + c * lda + n);                            \
-                S[c] = _mm256_mul_ps(dw, _mm256_loadu_ps(ad + b));                             \
-                cacc[c] = _mm256_fmadd_ps(cw, _mm256_loadu_ps(ad + nb + b), cacc[c]);          \
+        for (; b < nb; b += 8) {                                                               \
+            const int cnt = nb - b < 8 ? (int)(nb - b) : 8;                                    \
+            for (int pf = 0; pf < 8 * (int)sizeof(BT); pf += 64)                               \
+                _mm_prefetch((const char *)(x + b) + PF_BYTES + pf, _MM_HINT_T0);              \
+            __m256 S[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),   \
+                           _mm256_setzero_ps()};                                              \
+            float ms[4][8]; /* m * s of the 8 blocks (exact) */                                \
+            if (cnt == 8) {                                                                    \
+                const __m256 dw = gather_h8((const uint8_t *)(x + b), sizeof(BT));             \
+                const __m256 mw = HASM_##T ? gather_h8((const uint8_t *)(x + b) + 2, sizeof(BT)) \
+                                           : _mm256_setzero_ps();                              \
+                for (int c = 0; c < NA; c++) {                                                 \
+                    const float *ad = (const float *)(a + c * lda + n);                        \
+                    S[c] = _mm256_mul_ps(dw, _mm256_loadu_ps(ad + b));                         \
+                    if (HASM_##T)                                                              \
+                        _mm256_storeu_ps(ms[c], _mm256_mul_ps(mw, _mm256_loadu_ps(ad + nb + b))); \
+                }                                                                              \
             }                                                                                  \
-            for (int j = 0; j < 8; j++) {                                                      \
-                u1b u;                                                                         \
-                unpack1_##T(x + b + j, &u);                                                    \
-                const __m256i idx = _mm256_set1_epi32(j);                                      \
+            for (int j = 0; j < cnt; j++) {                                                    \
+                const BT *xb = x + b + j;                                                      \
+                const __m256i s = wq_##T(xb);                                                  \
+                const __m256i q = SIGNED_##T ? _mm256_sign_epi8(s, s) : s;                     \
+                const float xm =                                                               \
+                    HASM_##T && cnt < 8 ? h2f(ld16((const uint8_t *)&xb->d + 2)) : 0.0f;       \
                 for (int c = 0; c < NA; c++) {                                                 \
                     const int8_t *aq = (const int8_t *)(a + c * lda);                          \
-                    const __m256i p = IDOT_##T(u.q, ldu(aq + 32 * (b + j)));                   \
-                    acc[c][j % NACC] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),                  \
-                                                       _mm256_permutevar8x32_ps(S[c], idx),    \
-                                                       acc[c][j % NACC]);                      \
+                    const float *ad = (const float *)(aq + n);                                 \
+                    const __m256i p = idot(q, s, ldu(aq + 32 * (b + j)), SIGNED_##T);          \
+                    const __m256 dd = cnt == 8                                                 \
+                                          ? _mm256_permutevar8x32_ps(S[c], _mm256_set1_epi32(j)) \
+                                          : _mm256_set1_ps(h2f(xb->d) * ad[b + j]);            \
+                    acc[c] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(p), acc[c]);               \
+                    if (HASM_##T) /* m * s is exact: the reference's sum */                    \
+                        summs[c] += cnt == 8 ? ms[c][j] : xm * ad[nb + b + j];                 \
                 }                                                                              \
             }                                                                                  \
         }                                                                                      \
-        for (; b < nb; b++) {                                                                  \
-            u1b u;                                                                             \
-            unpack1_##T(x + b, &u);                                                            \
-            for (int c = 0; c < NA; c++) {                                                     \
-                const int8_t *aq = (const int8_t *)(a + c * lda);                              \
-                const float *ad = (const float *)(aq + n);                                     \
-                const __m256i p = IDOT_##T(u.q, ldu(aq + 32 * b));                             \
-                acc[c][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),                             \
-                                            _mm256_set1_ps(u.dw * ad[b]), acc[c][0]);          \
-                corr[c] += u.cw * ad[nb + b];                                                  \
-            }                                                                                  \
-        }                                                                                      \
         for (int c = 0; c < NA; c++) {                                                         \
-            __m256 t = acc[c][0];                                                              \
-            for (int j = 1; j < NACC; j++)                                                     \
-                t = _mm256_add_ps(t, acc[c][j]);                                               \
-            const __m256 cv =                                                                  \
-                M_OFF >= 0 ? cacc[c] : _mm256_mul_ps(cacc[c], _mm256_set1_ps(CWK));            \
-            out[c * lds] = hsum_ps(_mm256_add_ps(t, cv)) + corr[c];                            \
+            float r = hsum_ps(acc[c]);                                                         \
+            if (HASM_##T) r += summs[c];                                                       \
+            out[c * lds] = r;                                                                  \
         }                                                                                      \
     }
 
-TILE32(q4_0, block_q4_0, -8.0f, -1)
-TILE32(q4_1, block_q4_1, 0.0f, 2)
-TILE32(q5_0, block_q5_0, -16.0f, -1)
-TILE32(q5_1, block_q5_1, 0.0f, 2)
-TILE32(q8_0, block_q8_0, 0.0f, -1)
+TILE32L(q4_1, block_q4_1)
+TILE32L(q5_0, block_q5_0)
+TILE32L(q5_1, block_q5_1)
+TILE32L(q8_0, block_q8_0)
+
+#define QUANT_DRIVERS(T)                                                                       \
+    void cpu_vec_dot_##T##_avx2(int64_t n, float *s, const void *w, const void *a) {           \
+        tile_##T(n, w, a, 0, 1, s, 0);                                                         \
+    }                                                                                          \
+    void cpu_gemm_##T##_avx2(int64_t n, int nw, int na, float *s, size_t lds, const void *w,   \
+                             size_t ldw, const void *a, size_t lda) {                          \
+        const uint8_t *wb = w, *ab = a;                                                        \
+        int c = 0;                                                                             \
+        for (; c + 4 <= na; c += 4)                                                            \
+            for (int r = 0; r < nw; r++)                                                       \
+                tile_##T(n, wb + r * ldw, ab + c * lda, lda, 4, s + c * lds + r, lds);         \
+        for (int r = 0; r < nw && c < na; r++) {                                               \
+            const uint8_t *wr = wb + r * ldw, *ac = ab + c * lda;                              \
+            float *o = s + c * lds + r;                                                        \
+            switch (na - c) {                                                                  \
+            case 3: tile_##T(n, wr, ac, lda, 3, o, lds); break;                                \
+            case 2: tile_##T(n, wr, ac, lda, 2, o, lds); break;                                \
+            default: tile_##T(n, wr, ac, lda, 1, o, lds); break;                               \
+            }                                                                                  \
+        }                                                                                      \
+    }
+
+QUANT_DRIVERS(q4_1)
+QUANT_DRIVERS(q5_0)
+QUANT_DRIVERS(q5_1)
+QUANT_DRIVERS(q8_0)
+
+/* Q4_0: the reference adds each block's total. reduce4: the 8 lanes of each of p0..p3
+ * summed, in lanes 0..3 */
+INLINE __m128i reduce4_epi32(__m256i p0, __m256i p1, __m256i p2, __m256i p3) {
+    const __m256i q01 =
+        _mm256_add_epi32(_mm256_unpacklo_epi32(p0, p1), _mm256_unpackhi_epi32(p0, p1));
+    const __m256i q23 =
+        _mm256_add_epi32(_mm256_unpacklo_epi32(p2, p3), _mm256_unpackhi_epi32(p2, p3));
+    const __m256i r =
+        _mm256_add_epi32(_mm256_unpacklo_epi64(q01, q23), _mm256_unpackhi_epi64(q01, q23));
+    return _mm_add_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+}
+
+/* 4 weight rows (rows from nr on repeat the last) x 1 activation row */
+INLINE void tile41_q4_0(int64_t n, const uint8_t *w, size_t ldw, int nr, const uint8_t *a,
+                        float *out) {
+    const int64_t nb = n / 32;
+    const block_q4_0 *r[4];
+    for (int i = 0; i < 4; i++)
+        r[i] = (const block_q4_0 *)(w + (size_t)imin(i, nr - 1) * ldw);
+    const int8_t *aq = (const int8_t *)a;
+    const float *ad = (const float *)(aq + n);
+    __m128 acc = _mm_setzero_ps();
+    for (int64_t b = 0; b < nb; b += 2) {
+        const int cnt = nb - b < 2 ? 1 : 2;
+        uint64_t h[2];
+        for (int j = 0; j < 2; j++) {
+            const int64_t bj = b + (j < cnt ? j : 0);
+            h[j] = (uint64_t)r[0][bj].d | (uint64_t)r[1][bj].d << 16 |
+                   (uint64_t)r[2][bj].d << 32 | (uint64_t)r[3][bj].d << 48;
+        }
+        const __m256 dw = _mm256_cvtph_ps(
+            _mm_insert_epi64(_mm_cvtsi64_si128((long long)h[0]), (long long)h[1], 1));
+        for (int i = 0; i < 4; i++)
+            _mm_prefetch((const char *)(r[i] + b) + PF_BYTES, _MM_HINT_T0);
+        for (int j = 0; j < cnt; j++) {
+            const __m256i y = ldu(aq + 32 * (b + j));
+            __m256i P[4];
+            for (int i = 0; i < 4; i++) {
+                const __m256i s = wq_q4_0(r[i] + b + j);
+                P[i] = idot(_mm256_sign_epi8(s, s), s, y, 1);
+            }
+            const __m128 dwj = j ? _mm256_extractf128_ps(dw, 1) : _mm256_castps256_ps128(dw);
+            const __m128 dd = _mm_mul_ps(dwj, _mm_set1_ps(ad[b + j]));
+            acc = _mm_fmadd_ps(dd, _mm_cvtepi32_ps(reduce4_epi32(P[0], P[1], P[2], P[3])), acc);
+        }
+    }
+    float t[4];
+    _mm_storeu_ps(t, acc);
+    for (int i = 0; i < nr && i < 4; i++)
+        out[i] = t[i];
+}
+
+/* 1 weight row x 4 activation rows (rows from na on repeat the last) */
+INLINE void tile14_q4_0(int64_t n, const uint8_t *w, const uint8_t *a, size_t lda, int na,
+                        float *out, size_t lds) {
+    const int64_t nb = n / 32;
+    const block_q4_0 *x = (const block_q4_0 *)w;
+    const int8_t *aq[4];
+    const float *ad[4];
+    for (int c = 0; c < 4; c++) {
+        aq[c] = (const int8_t *)(a + (size_t)imin(c, na - 1) * lda);
+        ad[c] = (const float *)(aq[c] + n);
+    }
+    __m128 acc = _mm_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        if ((b & 3) == 0) _mm_prefetch((const char *)(x + b) + PF_BYTES, _MM_HINT_T0);
+        const __m256i s = wq_q4_0(x + b), q = _mm256_sign_epi8(s, s);
+        __m256i P[4];
+        for (int c = 0; c < 4; c++)
+            P[c] = idot(q, s, ldu(aq[c] + 32 * b), 1);
+        const __m128 da = _mm_setr_ps(ad[0][b], ad[1][b], ad[2][b], ad[3][b]);
+        const __m128 dd = _mm_mul_ps(_mm_set1_ps(h2f(x[b].d)), da);
+        acc = _mm_fmadd_ps(dd, _mm_cvtepi32_ps(reduce4_epi32(P[0], P[1], P[2], P[3])), acc);
+    }
+    float t[4];
+    _mm_storeu_ps(t, acc);
+    for (int c = 0; c < na && c < 4; c++)
+        out[c * lds] = t[c];
+}
+
+void cpu_vec_dot_q4_0_avx2(int64_t n, float *s, const void *w, const void *a) {
+    tile41_q4_0(n, w, 0, 1, a, s);
+}
+
+void cpu_gemm_q4_0_avx2(int64_t n, int nw, int na, float *s, size_t lds, const void *w,
+                        size_t ldw, const void *a, size_t lda) {
+    const uint8_t *wb = w, *ab = a;
+    if (na == 1) {
+        for (int r = 0; r < nw; r += 4)
+            tile41_q4_0(n, wb + (size_t)r * ldw, ldw, imin(4, nw - r), ab, s + r);
+        return;
+    }
+    for (int c = 0; c < na; c += 4)
+        for (int r = 0; r < nw; r++)
+            tile14_q4_0(n, wb + (size_t)r * ldw, ab + (size_t)c * lda, lda, imin(4, na - c),
+                        s + (size_t)c * lds + r, lds);
+}
 
 /* ---------------------------------------------------------------- K-quants */
 
-/* q[k]: u8 of elements 32k..32k+31; sc[k]: scale of each vpmaddubsw lane;
- * mw: per-16 min weights for the bsums. Kept in memory (L1) for reuse. */
+/* q[k]: u8 of elements 32k..32k+31 (the signed Q3_K / Q6_K: magnitudes, s[k] the
+ * signed values, whose signs vpsignb moves to the activations); sc[k]: scale of each
+ * vpmaddubsw lane; mw: per-16 min weights for the bsums (Q2_K, Q4_K, Q5_K). Kept in
+ * memory (L1) for reuse. */
 typedef struct {
     __m256i q[8];
+    __m256i s[8];
     __m256i sc[8];
     __m256i mw;
-    float d, dmin;
+    __m128i mn; /* Q4_K / Q5_K: the 8 per-32 mins (against the per-32 sums) */
 } ukq;
 
 static const uint8_t SC_SHUF[4][32] ALIGN32 = {
@@ -392,8 +603,6 @@ INLINE void unpack_q2_K(const block_q2_K *x, ukq *u) {
     u->mw = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s8, 4), m4));
     for (int k = 0; k < 8; k++)
         u->q[k] = low2(x->qs, k);
-    u->d = h2f(x->d);
-    u->dmin = h2f(x->dmin);
 }
 
 INLINE void unpack_q3_K(const block_q3_K *x, ukq *u) {
@@ -406,11 +615,12 @@ INLINE void unpack_q3_K(const block_q3_K *x, ukq *u) {
         _mm256_cvtepu8_epi16(_mm_set_epi32((int)s3, (int)s2, (int)s1, (int)s0)),
         _mm256_set1_epi16(32));
     set_scales(u, scw);
-    u->mw = _mm256_slli_epi16(scw, 2);
     const __m256i hm = ldu(x->hmask);
-    for (int k = 0; k < 8; k++)
-        u->q[k] = _mm256_or_si256(low2(x->qs, k), bit_to(hm, k, 4));
-    u->d = u->dmin = h2f(x->d);
+    for (int k = 0; k < 8; k++) {
+        u->s[k] = _mm256_sub_epi8(_mm256_or_si256(low2(x->qs, k), bit_to(hm, k, 4)),
+                                  _mm256_set1_epi8(4));
+        u->q[k] = _mm256_sign_epi8(u->s[k], u->s[k]);
+    }
 }
 
 INLINE __m256i k4_words(const uint8_t *sc) {
@@ -425,7 +635,7 @@ INLINE void k4_set(ukq *u, const uint8_t *scales) {
     const __m256i w = k4_words(scales);
     const __m128i sc = _mm256_castsi256_si128(w), mn = _mm256_extracti128_si256(w, 1);
     set_scales(u, _mm256_setr_m128i(_mm_unpacklo_epi16(sc, sc), _mm_unpackhi_epi16(sc, sc)));
-    u->mw = _mm256_setr_m128i(_mm_unpacklo_epi16(mn, mn), _mm_unpackhi_epi16(mn, mn));
+    u->mn = mn;
 }
 
 INLINE void unpack_q4_K(const block_q4_K *x, ukq *u) {
@@ -436,8 +646,6 @@ INLINE void unpack_q4_K(const block_q4_K *x, ukq *u) {
         u->q[2 * j] = _mm256_and_si256(v, m4);
         u->q[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
     }
-    u->d = h2f(x->d);
-    u->dmin = h2f(x->dmin);
 }
 
 INLINE void unpack_q5_K(const block_q5_K *x, ukq *u) {
@@ -450,14 +658,11 @@ INLINE void unpack_q5_K(const block_q5_K *x, ukq *u) {
         u->q[2 * j + 1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4),
                                           bit_to(hb, 2 * j + 1, 16));
     }
-    u->d = h2f(x->d);
-    u->dmin = h2f(x->dmin);
 }
 
 INLINE void unpack_q6_K(const block_q6_K *x, ukq *u) {
     const __m256i scw = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
     set_scales(u, scw);
-    u->mw = _mm256_slli_epi16(scw, 5);
     const __m256i m4 = _mm256_set1_epi8(15), m3 = _mm256_set1_epi8(3);
     for (int h = 0; h < 2; h++) {
         const __m256i l0 = ldu(x->ql + 64 * h), l1 = ldu(x->ql + 64 * h + 32);
@@ -467,82 +672,99 @@ INLINE void unpack_q6_K(const block_q6_K *x, ukq *u) {
                                _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4)};
         for (int g = 0; g < 4; g++) {
             const __m256i hi = _mm256_slli_epi16(_mm256_and_si256(shr16(qh, 2 * g), m3), 4);
-            u->q[4 * h + g] = _mm256_or_si256(lo[g], hi);
+            const int k = 4 * h + g;
+            u->s[k] = _mm256_sub_epi8(_mm256_or_si256(lo[g], hi), _mm256_set1_epi8(32));
+            u->q[k] = _mm256_sign_epi8(u->s[k], u->s[k]);
         }
     }
-    u->d = u->dmin = h2f(x->d);
 }
 
-INLINE void kdot(const ukq *u, const int8_t *aq, float ad, const int16_t *bs, __m256 *acc) {
+/* The reference's 8 int lanes of one superblock against one activation row. SIGNED: the
+ * activations take the weights' signs. */
+INLINE __m256i kdot(const ukq *u, const int8_t *aq, const int SIGNED) {
     __m256i i0 = _mm256_setzero_si256(), i1 = _mm256_setzero_si256();
     for (int k = 0; k < 8; k += 2) {
-        i0 = _mm256_add_epi32(
-            i0, _mm256_madd_epi16(_mm256_maddubs_epi16(u->q[k], ldu(aq + 32 * k)), u->sc[k]));
+        __m256i y0 = ldu(aq + 32 * k), y1 = ldu(aq + 32 * k + 32);
+        if (SIGNED) {
+            y0 = _mm256_sign_epi8(y0, u->s[k]);
+            y1 = _mm256_sign_epi8(y1, u->s[k + 1]);
+        }
+        i0 = _mm256_add_epi32(i0, _mm256_madd_epi16(_mm256_maddubs_epi16(u->q[k], y0), u->sc[k]));
         i1 = _mm256_add_epi32(
-            i1, _mm256_madd_epi16(_mm256_maddubs_epi16(u->q[k + 1], ldu(aq + 32 * k + 32)),
-                                  u->sc[k + 1]));
+            i1, _mm256_madd_epi16(_mm256_maddubs_epi16(u->q[k + 1], y1), u->sc[k + 1]));
     }
-    const __m256i ms = _mm256_madd_epi16(ldu(bs), u->mw);
-    acc[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(i0, i1)),
-                             _mm256_set1_ps(u->d * ad), acc[0]);
-    acc[1] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_set1_ps(u->dmin * ad), acc[1]);
+    return _mm256_add_epi32(i0, i1);
 }
 
-#define TILEK(T, BT)                                                                           \
+/* MINS: how the mins enter (the reference's order): 0 none (Q3_K, Q6_K); 1 Q2_K: 8 lanes
+ * of mins x bsums into the same accumulator, before the scales; 2 Q4_K: 4 lanes (pairs of
+ * sub-blocks) in an accumulator of their own; 3 Q5_K: one sum, in a scalar. */
+#define TILEK(T, BT, MINS)                                                                     \
     INLINE void tile_##T(int64_t n, const void *w, const uint8_t *a, size_t lda, const int NA, \
                          float *out, size_t lds) {                                             \
         const BT *x = w;                                                                       \
         const int64_t nb = n / QK_K;                                                           \
-        __m256 acc[4][2];                                                                      \
-        for (int c = 0; c < NA; c++)                                                           \
-            acc[c][0] = acc[c][1] = _mm256_setzero_ps();                                       \
+        __m256 acc[4];                                                                         \
+        __m128 accm[4];                                                                        \
+        float summs[4];                                                                        \
+        for (int c = 0; c < NA; c++) {                                                         \
+            acc[c] = _mm256_setzero_ps();                                                      \
+            accm[c] = _mm_setzero_ps();                                                        \
+            summs[c] = 0.0f;                                                                   \
+        }                                                                                      \
         for (int64_t b = 0; b < nb; b++) {                                                     \
+            for (int pf = 0; pf < (int)sizeof(BT); pf += 64)                                   \
+                _mm_prefetch((const char *)(x + b) + PF_BYTES + pf, _MM_HINT_T0);              \
             ukq u;                                                                             \
             unpack_##T(x + b, &u);                                                             \
+            const float xd = h2f(x[b].d);                                                      \
+            const float xm = MINS ? h2f(ld16((const uint8_t *)&x[b].d + 2)) : 0.0f;            \
             for (int c = 0; c < NA; c++) {                                                     \
                 const int8_t *aq = (const int8_t *)(a + c * lda);                              \
                 const float *ad = (const float *)(aq + n);                                     \
-                const int16_t *bs = (const int16_t *)(ad + nb);                                \
-                kdot(&u, aq + QK_K * b, ad[b], bs + 16 * b, acc[c]);                           \
+                const int16_t *bs = (const int16_t *)(ad + nb) + 16 * b;                       \
+                const __m256i si = kdot(&u, aq + QK_K * b, MINS == 0);                         \
+                if (MINS) {                                                                    \
+                    /* dmin = -(d_a * xm): fnmadd */                                           \
+                    const float dm = ad[b] * xm;                                               \
+                    if (MINS == 1) {                                                           \
+                        const __m256i ms = _mm256_madd_epi16(ldu(bs), u.mw);                   \
+                        acc[c] = _mm256_fnmadd_ps(_mm256_set1_ps(dm), _mm256_cvtepi32_ps(ms),  \
+                                                  acc[c]);                                     \
+                    } else {                                                                   \
+                        /* the per-32 sums follow the bsums */                                 \
+                        const __m128i s32 = _mm_loadu_si128(                                   \
+                            (const __m128i *)((const int16_t *)(ad + nb) + n / 16) + b);       \
+                        const __m128i p4 = _mm_madd_epi16(s32, u.mn);                          \
+                        if (MINS == 2) {                                                       \
+                            accm[c] = _mm_fnmadd_ps(_mm_set1_ps(dm), _mm_cvtepi32_ps(p4),      \
+                                                    accm[c]);                                  \
+                        } else {                                                               \
+                            __m128i t = _mm_add_epi32(p4, _mm_shuffle_epi32(p4, 0x4e));        \
+                            t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xb1));                  \
+                            summs[c] = _mm_cvtss_f32(_mm_fnmadd_ss(                            \
+                                _mm_set_ss(dm), _mm_cvtepi32_ps(t), _mm_set_ss(summs[c])));    \
+                        }                                                                      \
+                    }                                                                          \
+                }                                                                              \
+                acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(ad[b] * xd), _mm256_cvtepi32_ps(si),   \
+                                         acc[c]);                                              \
             }                                                                                  \
         }                                                                                      \
-        for (int c = 0; c < NA; c++)                                                           \
-            out[c * lds] = hsum_ps(_mm256_add_ps(acc[c][0], acc[c][1]));                       \
-    }
-
-TILEK(q2_K, block_q2_K)
-TILEK(q3_K, block_q3_K)
-TILEK(q4_K, block_q4_K)
-TILEK(q5_K, block_q5_K)
-TILEK(q6_K, block_q6_K)
-
-#define QUANT_DRIVERS(T)                                                                       \
-    void cpu_vec_dot_##T##_avx2(int64_t n, float *s, const void *w, const void *a) {           \
-        tile_##T(n, w, a, 0, 1, s, 0);                                                         \
-    }                                                                                          \
-    void cpu_gemm_##T##_avx2(int64_t n, int nw, int na, float *s, size_t lds, const void *w,   \
-                             size_t ldw, const void *a, size_t lda) {                          \
-        const uint8_t *wb = w, *ab = a;                                                        \
-        int c = 0;                                                                             \
-        for (; c + 4 <= na; c += 4)                                                            \
-            for (int r = 0; r < nw; r++)                                                       \
-                tile_##T(n, wb + r * ldw, ab + c * lda, lda, 4, s + c * lds + r, lds);         \
-        for (int r = 0; r < nw && c < na; r++) {                                               \
-            const uint8_t *wr = wb + r * ldw, *ac = ab + c * lda;                              \
-            float *o = s + c * lds + r;                                                        \
-            switch (na - c) {                                                                  \
-            case 3: tile_##T(n, wr, ac, lda, 3, o, lds); break;                                \
-            case 2: tile_##T(n, wr, ac, lda, 2, o, lds); break;                                \
-            default: tile_##T(n, wr, ac, lda, 1, o, lds); break;                               \
-            }                                                                                  \
+        for (int c = 0; c < NA; c++) {                                                         \
+            float r = hsum_ps(acc[c]);                                                         \
+            if (MINS == 2) r += hsum4_ps(accm[c]);                                             \
+            if (MINS == 3) r += summs[c];                                                      \
+            out[c * lds] = r;                                                                  \
         }                                                                                      \
     }
 
-QUANT_DRIVERS(q4_0)
-QUANT_DRIVERS(q4_1)
-QUANT_DRIVERS(q5_0)
-QUANT_DRIVERS(q5_1)
-QUANT_DRIVERS(q8_0)
+TILEK(q2_K, block_q2_K, 1)
+TILEK(q3_K, block_q3_K, 0)
+TILEK(q4_K, block_q4_K, 2)
+TILEK(q5_K, block_q5_K, 3)
+TILEK(q6_K, block_q6_K, 0)
+
 QUANT_DRIVERS(q2_K)
 QUANT_DRIVERS(q3_K)
 QUANT_DRIVERS(q4_K)

@@ -1,29 +1,41 @@
 /* AVX-512 (F/BW/VL/DQ + VNNI) kernels. Only called after cpuid reports these.
  *
- * Quantized weights are unpacked to unsigned bytes u and multiplied with the int8
- * activations by vpdpbusd (u8 x s8, 32-bit sums) or vpmaddubsw + vpdpwssd (when a
- * per-16/32 integer scale follows). Offsets (q - 8, q - 32, ...) and mins are applied
- * through the activation block sums, so no sign tricks are needed:
- *   32-blocks:  w = dw * u + cw      -> dw*da * (u . a) + cw * (da * sum a)
- *   K-quants:   w = d * sc * u - dmin * mn
- *                                     -> d*da * sum(sc * (u . a)) - dmin*da * sum(mn * bsum)
- * 32-blocks go 16 at a time: two blocks per zmm, their 16 half scales gathered with
- * word inserts and spread over the lanes with vpermps; leftover blocks one at a time
- * on ymm. K-quants unpack a superblock into 4 zmm of 64 elements with per-lane int16
- * scales (vpermw). A weight block is unpacked once and reused for up to 8 activation
- * rows of a gemm tile.
+ * Every dot product is computed with the float operations of the scalar reference
+ * (kernels_scalar.c: llama.cpp's arithmetic), in its order, so the results are the same
+ * bits; only the integer parts, which are exact, are formed differently.
  *
- * (A 256-bit variant, which keeps port 1 available for the integer multiplies, was
- * measured: it was slower for Q8_0, Q5_0, Q2_K, Q3_K, Q6_K and within a few percent for
- * Q4_K / Q5_K, so everything but the per-block tails is 512-bit.) */
+ * Float weights: one zmm per (row, activation) pair holds the reference's 16 lanes.
+ * 32-element blocks: a block's integer part is 8 lanes of 4-element products (vpdpbusd,
+ * unsigned weights x signed activations). Two weight rows share a zmm, one per 256-bit
+ * half, against the activation block broadcast to both, so the float lanes accumulate
+ * exactly as the reference's 8 lanes, for two rows at once. Offsets (Q4_0's q - 8, ...)
+ * go in as biased weights (q + 120 = (q - 8) + 128) with the activation row's
+ * precomputed -128 * (sums of 4) as vpdpbusd's accumulator. Scales come 4 blocks x 4 rows
+ * at a time, packed with scalar ops and handed out with vpermps. Q4_0's reference adds
+ * block totals: the lanes of 8 or 16 (row, activation) pairs are reduced together.
+ * K-quants: a superblock is unpacked into 4 zmm of 64 elements with per-lane int16 scales
+ * (vpmaddubsw + vpdpwssd); element 64k + 4i lands in int32 lane i, the reference's lane
+ * i % 8, so the two halves are added before the float part. Q3_K and Q6_K are signed:
+ * their offsets come off the int16 pair sums (as llama.cpp does), or, in tiles of 4 or
+ * more activation rows, the activations take the weights' signs.
+ * A weight block is unpacked once for several activation rows of a gemm tile; decode
+ * (one activation row) runs 4 or 8 weight rows at once.
+ *
+ * These loops are bound by the vector ports (with 512-bit uops in flight: ports 0 and
+ * 5), so work that scalar integer ops can do (scale unpacking, gathering the halves)
+ * is done there. */
 #include <immintrin.h>
 #include <stddef.h>
 #include <string.h>
 
 #include "cpu/kernels.h"
 
+/* software prefetch distance for the weight stream: the hardware prefetcher alone
+ * leaves the unpack-heavy loops waiting on DRAM (measured +25..60% single-thread) */
+#define PF_BYTES 4096
 #define INLINE static inline __attribute__((always_inline))
 #define ALIGN32 __attribute__((aligned(32)))
+#define ALIGN64 __attribute__((aligned(64)))
 
 INLINE float h2f(uint16_t h) {
     return _cvtsh_ss(h);
@@ -34,16 +46,20 @@ INLINE uint32_t ld32(const void *p) {
     memcpy(&v, p, 4);
     return v;
 }
+INLINE uint16_t ld16(const void *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
 
+#define R4(x) x, x, x, x
 #define R8(x) x, x, x, x, x, x, x, x
 #define R16(x) R8(x), R8(x)
+#define R32(x) R16(x), R16(x)
 
 /* ------------------------------------------------------------------ tables */
 
-#define R32(x) R16(x), R16(x)
-#define ALIGN64 __attribute__((aligned(64)))
-
-/* word shifts: per 128-bit lane 0,4,0,4 (Q5 pairs) */
+/* word shifts: per 128-bit lane 0,4,0,4 (nibble pairs) */
 static const uint16_t SH_L128_04[32] ALIGN64 = {R8(0), R8(4), R8(0), R8(4)};
 static const uint16_t SH_Q2[2][32] ALIGN64 = {{R16(0), R16(2)}, {R16(4), R16(6)}};
 static const uint16_t SH_Q6_LO[32] ALIGN64 = {R16(4), R16(2)}; /* left */
@@ -55,37 +71,121 @@ static const uint16_t IDX16[4][32] ALIGN64 = {
     {R8(8), R8(9), R8(10), R8(11)},
     {R8(12), R8(13), R8(14), R8(15)},
 };
-/* float lanes of zmm k (two 32-blocks) take the scale of block 2k / 2k+1 */
-static const int32_t IDX_PAIR[8][16] ALIGN64 = {
-    {R8(0), R8(1)}, {R8(2), R8(3)},   {R8(4), R8(5)},   {R8(6), R8(7)},
-    {R8(8), R8(9)}, {R8(10), R8(11)}, {R8(12), R8(13)}, {R8(14), R8(15)},
-};
 static const uint16_t IDX32[4][32] ALIGN64 = {
     {R16(0), R16(1)}, {R16(2), R16(3)}, {R16(4), R16(5)}, {R16(6), R16(7)}};
-static const uint16_t IDX_MINS[16] ALIGN32 = {8,  8,  9,  9,  10, 10, 11, 11,
-                                              12, 12, 13, 13, 14, 14, 15, 15};
 static const uint16_t SH_H256_04[32] ALIGN64 = {R16(0), R16(4)};
 /* Q3_K / Q5_K chunk k: bits 2k (first 32 bytes) and 2k+1 (last 32) */
 static const uint8_t HB2[4][64] ALIGN64 = {
     {R32(1), R32(2)}, {R32(4), R32(8)}, {R32(16), R32(32)}, {R32(64), R32(128)}};
+/* vpermps: rows 2p, 2p+1 of column j of a 4 x 4 matrix (row-major: lane 4i + j) ->
+ * [m[2p][j] x8 | m[2p+1][j] x8] */
+static const int32_t IDX44P[4][2][16] ALIGN64 = {
+#define P(j, p) {R8(8 * (p) + (j)), R8(8 * (p) + 4 + (j))}
+    {P(0, 0), P(0, 1)}, {P(1, 0), P(1, 1)}, {P(2, 0), P(2, 1)}, {P(3, 0), P(3, 1)},
+#undef P
+};
+/* vpermps: column j of a 4 x 4 matrix (row-major) -> [m[0][j] x4, ..., m[3][j] x4] */
+static const int32_t IDX4X4[4][16] ALIGN64 = {
+#define P(j) {R4(j), R4(4 + j), R4(8 + j), R4(12 + j)}
+    P(0), P(1), P(2), P(3),
+#undef P
+};
+/* vpermps: column j of a 4 x 4 matrix -> lanes 0..3 */
+static const int32_t IDX4X4C[4][16] ALIGN64 = {
+#define P(j) {j, 4 + j, 8 + j, 12 + j, R4(0), R8(0)}
+    P(0), P(1), P(2), P(3),
+#undef P
+};
+/* vpermps: column j of a 2 x 8 matrix -> [m[j][0..3] x2, m[j][4..7] x2] */
+static const int32_t IDX8X2[2][16] ALIGN64 = {
+    {0, 1, 2, 3, 0, 1, 2, 3, 4, 5, 6, 7, 4, 5, 6, 7},
+    {8, 9, 10, 11, 8, 9, 10, 11, 12, 13, 14, 15, 12, 13, 14, 15},
+};
 
 #define LD512(p) _mm512_load_si512((const void *)(p))
 #define LD256(p) _mm256_load_si256((const __m256i *)(p))
-#define LDU256(p) _mm256_loadu_si256((const __m256i *)(p))
 
-INLINE float hsum256(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
+INLINE int imin(int a, int b) {
+    return a < b ? a : b;
+}
+
+/* Horizontal sums in the reference's orders */
+INLINE float hsum4_ps(__m128 t4) { /* (t0+t2) + (t1+t3) */
+    const __m128 t2 = _mm_add_ps(t4, _mm_movehl_ps(t4, t4));
+    return _mm_cvtss_f32(_mm_add_ss(t2, _mm_movehdup_ps(t2)));
+}
+INLINE float hsum8_ps(__m256 v) {
+    return hsum4_ps(_mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v)));
+}
+INLINE float reduce16_ps(__m512 v) {
+    return hsum8_ps(_mm256_add_ps(_mm512_extractf32x8_ps(v, 1), _mm512_castps512_ps256(v)));
+}
+/* hsum8 of each 256-bit half: lane 0 and lane 8 */
+INLINE __m512 hsum8x2_ps(__m512 v) {
+    const __m512 t = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(2, 3, 0, 1)));
+    const __m512 u = _mm512_add_ps(t, _mm512_permute_ps(t, _MM_SHUFFLE(1, 0, 3, 2)));
+    return _mm512_add_ps(u, _mm512_permute_ps(u, _MM_SHUFFLE(2, 3, 0, 1)));
+}
+INLINE float lane8_ps(__m512 v) {
+    return _mm_cvtss_f32(_mm512_extractf32x4_ps(v, 2));
+}
+
+/* 16 halves, each at its own pointer -> floats (packed with scalar ops first, which run
+ * beside the busy vector ports) */
+INLINE __m512 halves16(const uint8_t *const p[16]) {
+    uint64_t w[4];
+    for (int j = 0; j < 4; j++) {
+        uint64_t v = 0;
+        for (int i = 0; i < 4; i++)
+            v |= (uint64_t)ld16(p[4 * j + i]) << (16 * i);
+        w[j] = v;
+    }
+    const __m128i lo = _mm_insert_epi64(_mm_cvtsi64_si128((long long)w[0]), (long long)w[1], 1);
+    const __m128i hi = _mm_insert_epi64(_mm_cvtsi64_si128((long long)w[2]), (long long)w[3], 1);
+    return _mm512_cvtph_ps(_mm256_setr_m128i(lo, hi));
+}
+/* A 4 x 4 matrix of halves -> floats, lane 4i + j: the half at p[i] + j * stride (j <
+ * cnt; else j = 0). Constant offsets from 4 base pointers, packed with scalar ops. */
+INLINE uint64_t pack4h(const uint8_t *p, size_t stride) {
+    return (uint64_t)ld16(p) | (uint64_t)ld16(p + stride) << 16 |
+           (uint64_t)ld16(p + 2 * stride) << 32 | (uint64_t)ld16(p + 3 * stride) << 48;
+}
+INLINE __m512 gather44(const uint8_t *p0, const uint8_t *p1, const uint8_t *p2,
+                       const uint8_t *p3, size_t stride, int cnt) {
+    uint64_t w[4];
+    if (cnt == 4) {
+        w[0] = pack4h(p0, stride);
+        w[1] = pack4h(p1, stride);
+        w[2] = pack4h(p2, stride);
+        w[3] = pack4h(p3, stride);
+    } else {
+        const uint8_t *p[4] = {p0, p1, p2, p3};
+        for (int i = 0; i < 4; i++) {
+            w[i] = 0;
+            for (int j = 0; j < cnt; j++)
+                w[i] |= (uint64_t)ld16(p[i] + (size_t)j * stride) << (16 * j);
+        }
+    }
+    const __m128i lo = _mm_insert_epi64(_mm_cvtsi64_si128((long long)w[0]), (long long)w[1], 1);
+    const __m128i hi = _mm_insert_epi64(_mm_cvtsi64_si128((long long)w[2]), (long long)w[3], 1);
+    return _mm512_cvtph_ps(_mm256_setr_m128i(lo, hi));
+}
+
+INLINE __m512i bcast256(const void *p) {
+    return _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)p));
 }
 
 /* ------------------------------------------------------------ activations */
 
+INLINE float round_half(float v) {
+    return _cvtsh_ss(_cvtss_sh(v, _MM_FROUND_TO_NEAREST_INT));
+}
+
 void cpu_quantize_q8_32_avx512(const float *x, void *a, int64_t n) {
     int8_t *q = a;
     const int64_t nb = n / 32;
-    float *d = (float *)(q + n), *ds = d + nb;
+    float *d = (float *)(q + n), *s = d + nb;
+    int32_t *cc = (int32_t *)(s + nb);
     const __m512 absm = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
     for (int64_t b = 0; b < nb; b++) {
         const __m512 x0 = _mm512_loadu_ps(x + 32 * b), x1 = _mm512_loadu_ps(x + 32 * b + 16);
@@ -98,8 +198,14 @@ void cpu_quantize_q8_32_avx512(const float *x, void *a, int64_t n) {
         _mm_storeu_si128((__m128i *)(q + 32 * b), _mm512_cvtsepi32_epi8(i0));
         _mm_storeu_si128((__m128i *)(q + 32 * b + 16), _mm512_cvtsepi32_epi8(i1));
         const int sum = _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
-        d[b] = amax / 127.0f;
-        ds[b] = d[b] * (float)sum;
+        const float df = amax / 127.0f;
+        d[b] = round_half(df);
+        s[b] = round_half(df * (float)sum);
+        /* c: -128 * sums of 4 */
+        const __m256i c = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1),
+                                              _mm256_loadu_si256((const __m256i *)(q + 32 * b)));
+        _mm256_storeu_si256((__m256i *)(cc + 8 * b),
+                            _mm256_slli_epi32(_mm256_sub_epi32(_mm256_setzero_si256(), c), 7));
     }
 }
 
@@ -127,11 +233,19 @@ void cpu_quantize_q8_256_avx512(const float *x, void *a, int64_t n) {
                                          _mm512_set1_epi32(_mm512_reduce_add_epi32(v)));
         }
         _mm256_storeu_si256((__m256i *)(bs + 16 * b), _mm512_cvtepi32_epi16(sums));
-        d[b] = amax / 127.0f;
+        /* per-32 sums: pairs of chunks */
+        const __m512i s2 = _mm512_add_epi32(sums, _mm512_srli_epi64(sums, 32));
+        _mm_storeu_si128((__m128i *)(bs + n / 16 + 8 * b),
+                         _mm512_cvtepi64_epi16(s2));
+        d[b] = amax > 0.0f ? 1.0f / id : 0.0f;
     }
 }
 
 /* ------------------------------------------------------------ float weights */
+
+/* One zmm per (row, activation) pair: lane l accumulates elements l, l + 16, ... with
+ * fma, as the reference; a short tail is loaded masked (zeros leave the lanes as they
+ * are). */
 
 INLINE __m512 wload_f32(const void *w, int64_t i) {
     return _mm512_loadu_ps((const float *)w + i);
@@ -154,25 +268,26 @@ INLINE __m512 wmload_bf16(const void *w, int64_t i, __mmask16 m) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
+#define WSIZE_f32 4
+#define WSIZE_f16 2
+#define WSIZE_bf16 2
 #define FLOAT_KERNELS(T)                                                                       \
     void cpu_vec_dot_##T##_avx512(int64_t n, float *s, const void *w, const void *a) {         \
         const float *x = a;                                                                    \
-        __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;              \
+        __m512 acc = _mm512_setzero_ps();                                                      \
         int64_t i = 0;                                                                         \
         for (; i + 64 <= n; i += 64) {                                                         \
-            acc0 = _mm512_fmadd_ps(wload_##T(w, i), _mm512_loadu_ps(x + i), acc0);             \
-            acc1 = _mm512_fmadd_ps(wload_##T(w, i + 16), _mm512_loadu_ps(x + i + 16), acc1);   \
-            acc2 = _mm512_fmadd_ps(wload_##T(w, i + 32), _mm512_loadu_ps(x + i + 32), acc2);   \
-            acc3 = _mm512_fmadd_ps(wload_##T(w, i + 48), _mm512_loadu_ps(x + i + 48), acc3);   \
+            for (int pf = 0; pf < 64 * (int)WSIZE_##T; pf += 64)                               \
+                _mm_prefetch((const char *)w + i * WSIZE_##T + PF_BYTES + pf, _MM_HINT_T0);    \
+            for (int k = 0; k < 64; k += 16)                                                   \
+                acc = _mm512_fmadd_ps(wload_##T(w, i + k), _mm512_loadu_ps(x + i + k), acc);   \
         }                                                                                      \
         for (; i < n; i += 16) {                                                               \
             const __mmask16 m =                                                                \
                 n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);            \
-            acc0 =                                                                             \
-                _mm512_fmadd_ps(wmload_##T(w, i, m), _mm512_maskz_loadu_ps(m, x + i), acc0);   \
+            acc = _mm512_fmadd_ps(wmload_##T(w, i, m), _mm512_maskz_loadu_ps(m, x + i), acc);  \
         }                                                                                      \
-        *s = _mm512_reduce_add_ps(                                                             \
-            _mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_add_ps(acc2, acc3)));              \
+        *s = reduce16_ps(acc);                                                                 \
     }                                                                                          \
     /* NW weight rows x NA activation rows, one 16-wide step at a time */                      \
     INLINE void ftile_##T(int64_t n, const char *w, size_t ldw, const char *a, size_t lda,     \
@@ -183,6 +298,9 @@ INLINE __m512 wmload_bf16(const void *w, int64_t i, __mmask16 m) {
                 acc[r][c] = _mm512_setzero_ps();                                               \
         int64_t i = 0;                                                                         \
         for (; i + 16 <= n; i += 16) {                                                         \
+            if (((i * WSIZE_##T) & 63) == 0)                                                   \
+                for (int r = 0; r < NW; r++)                                                   \
+                    _mm_prefetch(w + r * ldw + i * WSIZE_##T + PF_BYTES, _MM_HINT_T0);         \
             __m512 wv[4];                                                                      \
             for (int r = 0; r < NW; r++)                                                       \
                 wv[r] = wload_##T(w + r * ldw, i);                                             \
@@ -205,7 +323,7 @@ INLINE __m512 wmload_bf16(const void *w, int64_t i, __mmask16 m) {
         }                                                                                      \
         for (int r = 0; r < NW; r++)                                                           \
             for (int c = 0; c < NA; c++)                                                       \
-                s[c * lds + r] = _mm512_reduce_add_ps(acc[r][c]);                              \
+                s[c * lds + r] = reduce16_ps(acc[r][c]);                                       \
     }                                                                                          \
     void cpu_gemm_##T##_avx512(int64_t n, int nw, int na, float *s, size_t lds, const void *w, \
                                size_t ldw, const void *a, size_t lda) {                        \
@@ -236,215 +354,406 @@ FLOAT_KERNELS(bf16)
 
 /* ------------------------------------------------------ 32-element blocks */
 
-/* 16 consecutive blocks unpacked: q[k] holds blocks 2k, 2k+1 as u8 */
-typedef struct {
-    __m512i q[8];
-    __m512 dw, cw;
-} u16b;
-/* one block */
-typedef struct {
-    __m256i q;
-    float dw, cw;
-} u1b;
-
-/* 16 halves at a stride of `stride` bytes -> floats */
-INLINE __m512 gather_h16(const uint8_t *p, size_t stride) {
-    /* packed into 64-bit words with scalar ops, which run beside the busy vector ports */
-    uint64_t w[4];
-    for (int j = 0; j < 4; j++) {
-        uint64_t v = 0;
-        for (int i = 0; i < 4; i++) {
-            uint16_t h;
-            memcpy(&h, p + (size_t)(4 * j + i) * stride, 2);
-            v |= (uint64_t)h << (16 * i);
-        }
-        w[j] = v;
-    }
-    const __m128i lo = _mm_insert_epi64(_mm_cvtsi64_si128((long long)w[0]), (long long)w[1], 1);
-    const __m128i hi = _mm_insert_epi64(_mm_cvtsi64_si128((long long)w[2]), (long long)w[3], 1);
-    return _mm512_cvtph_ps(_mm256_setr_m128i(lo, hi));
-}
-
-/* two 16-byte nibble arrays -> [lo(a), hi(a), lo(b), hi(b)] */
+/* two 16-byte nibble arrays -> [lo(a), hi(a), lo(b), hi(b)]: blocks a, b in element
+ * order */
 INLINE __m512i nib_pair(const uint8_t *qa, const uint8_t *qb) {
     const __m256i lo = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qa));
     const __m256i hi = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qb));
     const __m512i t = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
     return _mm512_and_si512(_mm512_srlv_epi16(t, LD512(SH_L128_04)), _mm512_set1_epi8(15));
 }
-/* Q4_0 / Q4_1: the same without the shift: the high nibbles stay in place (x16), and
- * lanes 4..7 / 12..15 of the sums are divided by 16 at the end (vpdpbusd does not
- * saturate; everything stays exact) */
-INLINE __m512i nib_pair_x16(const uint8_t *qa, const uint8_t *qb) {
-    const __m256i lo = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qa));
-    const __m256i hi = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qb));
-    const __m512i t = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-    const __m128i m0 = _mm_set1_epi8(0x0F), m1 = _mm_set1_epi8((char)0xF0);
-    const __m512i m = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_setr_m128i(m0, m1)),
-                                         _mm256_setr_m128i(m0, m1), 1);
-    return _mm512_and_si512(t, m);
-}
-INLINE __m256i nib_one(const uint8_t *qa) {
-    const __m256i t = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qa));
-    return _mm256_and_si256(_mm256_srlv_epi16(t, LD256(SH_L128_04)), _mm256_set1_epi8(15));
-}
+/* + 16 where bit i of the blocks' 32-bit qh is set */
 INLINE __m512i hbit_pair(__m512i q, const uint8_t *ha, const uint8_t *hb) {
     const __mmask64 m = _cvtu64_mask64((uint64_t)ld32(ha) | (uint64_t)ld32(hb) << 32);
     return _mm512_mask_add_epi8(q, m, q, _mm512_set1_epi8(16));
 }
-INLINE __m256i hbit_one(__m256i q, const uint8_t *h) {
-    return _mm256_mask_add_epi8(q, (__mmask32)ld32(h), q, _mm256_set1_epi8(16));
+
+/* One block of two weight rows as unsigned bytes, [row a | row b]. HASC: the weight is
+ * the byte minus 128 (so the activations' c, -128 * sums of 4, is vpdpbusd's
+ * accumulator: Q4_0 q + 120, Q5_0 q + 112, Q8_0 q ^ 0x80), else the byte. HASM: the block
+ * has a min m (the half after d). */
+INLINE __m512i nib_pair_or(const uint8_t *qa, const uint8_t *qb, char bias) {
+    const __m256i lo = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qa));
+    const __m256i hi = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qb));
+    const __m512i t = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+    /* (t >> s) & 15 | bias */
+    return _mm512_ternarylogic_epi32(_mm512_srlv_epi16(t, LD512(SH_L128_04)),
+                                     _mm512_set1_epi8(15), _mm512_set1_epi8(bias), 0xEA);
+}
+INLINE __m512i wq_q4_0(const block_q4_0 *a, const block_q4_0 *b) {
+    return _mm512_add_epi8(nib_pair(a->qs, b->qs), _mm512_set1_epi8(120));
+}
+INLINE __m512i wq_q4_1(const block_q4_1 *a, const block_q4_1 *b) {
+    return nib_pair(a->qs, b->qs);
+}
+INLINE __m512i wq_q5_0(const block_q5_0 *a, const block_q5_0 *b) {
+    return hbit_pair(nib_pair_or(a->qs, b->qs, 0x70), a->qh, b->qh);
+}
+INLINE __m512i wq_q5_1(const block_q5_1 *a, const block_q5_1 *b) {
+    return hbit_pair(nib_pair(a->qs, b->qs), a->qh, b->qh);
+}
+INLINE __m512i wq_q8_0(const block_q8_0 *a, const block_q8_0 *b) {
+    const __m512i t = _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a->qs)),
+        _mm256_loadu_si256((const __m256i *)b->qs), 1);
+    return _mm512_xor_si512(t, _mm512_set1_epi8((char)0x80));
+}
+#define HASC_q4_0 1
+#define HASC_q4_1 0
+#define HASC_q5_0 1
+#define HASC_q5_1 0
+#define HASC_q8_0 1
+#define HASM_q4_1 1
+#define HASM_q5_0 0
+#define HASM_q5_1 1
+#define HASM_q8_0 0
+
+/* vpdpbusd accumulator for block b of an activation row: its c (HASC), else 0 */
+INLINE __m512i kacc(const int8_t *aq, int64_t n, int64_t b, int hasc) {
+    if (!hasc) return _mm512_setzero_si512();
+    return bcast256((const int32_t *)((const float *)(aq + n) + 2 * (n / 32)) + 8 * b);
 }
 
-INLINE void unpack16_q4_0(const block_q4_0 *x, u16b *u) {
-    for (int k = 0; k < 8; k++)
-        u->q[k] = nib_pair_x16(x[2 * k].qs, x[2 * k + 1].qs);
-    u->dw = gather_h16((const uint8_t *)&x[0].d, sizeof *x);
-    u->cw = _mm512_mul_ps(u->dw, _mm512_set1_ps(-8.0f));
-}
-INLINE void unpack1_q4_0(const block_q4_0 *x, u1b *u) {
-    u->q = nib_one(x->qs);
-    u->dw = h2f(x->d);
-    u->cw = -8.0f * u->dw;
-}
-INLINE void unpack16_q4_1(const block_q4_1 *x, u16b *u) {
-    for (int k = 0; k < 8; k++)
-        u->q[k] = nib_pair_x16(x[2 * k].qs, x[2 * k + 1].qs);
-    u->dw = gather_h16((const uint8_t *)&x[0].d, sizeof *x);
-    u->cw = gather_h16((const uint8_t *)&x[0].m, sizeof *x);
-}
-INLINE void unpack1_q4_1(const block_q4_1 *x, u1b *u) {
-    u->q = nib_one(x->qs);
-    u->dw = h2f(x->d);
-    u->cw = h2f(x->m);
-}
-INLINE void unpack16_q5_0(const block_q5_0 *x, u16b *u) {
-    for (int k = 0; k < 8; k++)
-        u->q[k] =
-            hbit_pair(nib_pair(x[2 * k].qs, x[2 * k + 1].qs), x[2 * k].qh, x[2 * k + 1].qh);
-    u->dw = gather_h16((const uint8_t *)&x[0].d, sizeof *x);
-    u->cw = _mm512_mul_ps(u->dw, _mm512_set1_ps(-16.0f));
-}
-INLINE void unpack1_q5_0(const block_q5_0 *x, u1b *u) {
-    u->q = hbit_one(nib_one(x->qs), x->qh);
-    u->dw = h2f(x->d);
-    u->cw = -16.0f * u->dw;
-}
-INLINE void unpack16_q5_1(const block_q5_1 *x, u16b *u) {
-    for (int k = 0; k < 8; k++)
-        u->q[k] =
-            hbit_pair(nib_pair(x[2 * k].qs, x[2 * k + 1].qs), x[2 * k].qh, x[2 * k + 1].qh);
-    u->dw = gather_h16((const uint8_t *)&x[0].d, sizeof *x);
-    u->cw = gather_h16((const uint8_t *)&x[0].m, sizeof *x);
-}
-INLINE void unpack1_q5_1(const block_q5_1 *x, u1b *u) {
-    u->q = hbit_one(nib_one(x->qs), x->qh);
-    u->dw = h2f(x->d);
-    u->cw = h2f(x->m);
-}
-/* Q8_0: u = q + 128 (xor of the sign bit), offset -128 */
-INLINE void unpack16_q8_0(const block_q8_0 *x, u16b *u) {
-    for (int k = 0; k < 8; k++) {
-        const __m256i a = _mm256_loadu_si256((const __m256i *)x[2 * k].qs);
-        const __m256i b = _mm256_loadu_si256((const __m256i *)x[2 * k + 1].qs);
-        u->q[k] = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1),
-                                   _mm512_set1_epi8((char)0x80));
-    }
-    u->dw = gather_h16((const uint8_t *)&x[0].d, sizeof *x);
-    u->cw = _mm512_mul_ps(u->dw, _mm512_set1_ps(-128.0f));
-}
-INLINE void unpack1_q8_0(const block_q8_0 *x, u1b *u) {
-    u->q = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)x->qs),
-                            _mm256_set1_epi8((char)0x80));
-    u->dw = h2f(x->d);
-    u->cw = -128.0f * u->dw;
-}
-
-/* acc[k % NACC] += per-block (u . a) * dw * da; acc[NACC] += cw * ds */
-INLINE void dot16(const u16b *u, const int8_t *aq, const float *ad, const float *ads,
-                  __m512 *acc, const int NACC) {
-    const __m512 S = _mm512_mul_ps(u->dw, _mm512_loadu_ps(ad));
-    for (int k = 0; k < 8; k++) {
-        const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u->q[k],
-                                              _mm512_loadu_si512((const void *)(aq + 64 * k)));
-        acc[k % NACC] = _mm512_fmadd_ps(
-            _mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(LD512(IDX_PAIR[k]), S), acc[k % NACC]);
-    }
-    acc[NACC] = _mm512_fmadd_ps(u->cw, _mm512_loadu_ps(ads), acc[NACC]);
-}
-
-/* One weight row against NA activation rows (lda apart): out[c * lds]. */
-#define TILE32(T, BT, X16)                                                                     \
-    INLINE void tile_##T(int64_t n, const void *w, const uint8_t *a, size_t lda, const int NA, \
-                         float *out, size_t lds) {                                             \
-        const BT *x = w;                                                                       \
-        const int64_t nb = n / 32, ng = nb / 16;                                               \
-        const int NACC = NA == 1 ? 4 : NA <= 4 ? 2 : 1;                                        \
-        __m512 acc[8][5]; /* [c][0..NACC-1]: products, [c][NACC]: offsets / mins */            \
-        for (int c = 0; c < NA; c++)                                                           \
-            for (int j = 0; j <= NACC; j++)                                                    \
-                acc[c][j] = _mm512_setzero_ps();                                               \
-        for (int64_t g = 0; g < ng; g++) {                                                     \
-            u16b u;                                                                            \
-            unpack16_##T(x + 16 * g, &u);                                                      \
-            for (int c = 0; c < NA; c++) {                                                     \
-                const int8_t *aq = (const int8_t *)(a + c * lda);                              \
-                const float *ad = (const float *)(aq + n);                                     \
-                dot16(&u, aq + 512 * g, ad + 16 * g, ad + nb + 16 * g, acc[c], NACC);          \
+/* Q4_1, Q5_0, Q5_1, Q8_0, gemm: 4 weight rows as 2 pairs (0, 1), (2, 3) (rows from nr on
+ * repeat the last) x NA activation rows (lda apart; st: their s by block, transposed,
+ * for 4 activations): out[c * lds + row]. acc[p][c] holds the reference's 8 lanes of
+ * both rows of pair p; the min sums of all 16 (row, activation) pairs share one zmm,
+ * lane 4 * row + c. Scales go 4 blocks at a time, as a 4 x 4 matrix per zmm. */
+#define TILE32L(T, BT)                                                                         \
+    INLINE void tile_##T(int64_t n, const uint8_t *w, size_t ldw, int nr, const uint8_t *a,    \
+                         size_t lda, const int NA, const float *st, float *out, size_t lds) {  \
+        const int64_t nb = n / 32;                                                             \
+        const BT *r[4];                                                                        \
+        const float *ss[4];                                                                    \
+        for (int i = 0; i < 4; i++) {                                                          \
+            r[i] = (const BT *)(w + (size_t)imin(i, nr - 1) * ldw);                            \
+            ss[i] = (const float *)(a + (size_t)imin(i, NA - 1) * lda + n) + nb;               \
+        }                                                                                      \
+        __m512 acc[2][4], sm = _mm512_setzero_ps();                                            \
+        for (int p = 0; p < 2; p++)                                                            \
+            for (int c = 0; c < NA; c++)                                                       \
+                acc[p][c] = _mm512_setzero_ps();                                               \
+        for (int64_t b = 0; b < nb; b += 4) {                                                  \
+            const int cnt = nb - b < 4 ? (int)(nb - b) : 4;                                    \
+            const uint8_t *h0 = (const uint8_t *)&r[0][b].d, *h1 = (const uint8_t *)&r[1][b].d; \
+            const uint8_t *h2 = (const uint8_t *)&r[2][b].d, *h3 = (const uint8_t *)&r[3][b].d; \
+            for (int pf = 0; pf < 4 * (int)sizeof(BT); pf += 64) {                             \
+                _mm_prefetch((const char *)h0 + PF_BYTES + pf, _MM_HINT_T0);                   \
+                _mm_prefetch((const char *)h1 + PF_BYTES + pf, _MM_HINT_T0);                   \
+                _mm_prefetch((const char *)h2 + PF_BYTES + pf, _MM_HINT_T0);                   \
+                _mm_prefetch((const char *)h3 + PF_BYTES + pf, _MM_HINT_T0);                   \
+            }                                                                                  \
+            /* lane 4i + j: row i, block b + j */                                              \
+            const __m512 dw = gather44(h0, h1, h2, h3, sizeof(BT), cnt);                       \
+            const __m512 mw = HASM_##T ? gather44(h0 + 2, h1 + 2, h2 + 2, h3 + 2, sizeof(BT), cnt) \
+                                       : _mm512_setzero_ps();                                  \
+            for (int j = 0; j < cnt; j++) {                                                    \
+                const int64_t bb = b + j;                                                      \
+                const __m512i U[2] = {wq_##T(r[0] + bb, r[1] + bb), wq_##T(r[2] + bb, r[3] + bb)}; \
+                const __m512 DP[2] = {_mm512_permutexvar_ps(LD512(IDX44P[j][0]), dw),          \
+                                      _mm512_permutexvar_ps(LD512(IDX44P[j][1]), dw)};         \
+                if (HASM_##T) { /* m * s is exact: fma is the reference's sum */               \
+                    const __m128 sv = st ? _mm_loadu_ps(st + 4 * bb)                           \
+                                         : _mm_setr_ps(ss[0][bb], ss[1][bb], ss[2][bb], ss[3][bb]); \
+                    sm = _mm512_fmadd_ps(_mm512_permutexvar_ps(LD512(IDX4X4[j]), mw),          \
+                                         _mm512_broadcast_f32x4(sv), sm);                      \
+                }                                                                              \
+                for (int c = 0; c < NA; c++) {                                                 \
+                    const int8_t *aq = (const int8_t *)(a + c * lda);                          \
+                    const float *ad = (const float *)(aq + n);                                 \
+                    const __m512i y = bcast256(aq + 32 * bb);                                  \
+                    const __m512 da = _mm512_set1_ps(ad[bb]);                                  \
+                    for (int p = 0; p < 2; p++) {                                              \
+                        const __m512i pi =                                                     \
+                            _mm512_dpbusd_epi32(kacc(aq, n, bb, HASC_##T), U[p], y);           \
+                        acc[p][c] = _mm512_fmadd_ps(_mm512_mul_ps(DP[p], da),                  \
+                                                    _mm512_cvtepi32_ps(pi), acc[p][c]);        \
+                    }                                                                          \
+                }                                                                              \
             }                                                                                  \
         }                                                                                      \
-        __m256 acct[8];                                                                        \
-        float corr[8];                                                                         \
-        for (int c = 0; c < NA; c++) {                                                         \
-            acct[c] = _mm256_setzero_ps();                                                     \
-            corr[c] = 0.0f;                                                                    \
-        }                                                                                      \
-        for (int64_t b = 16 * ng; b < nb; b++) {                                               \
-            u1b u;                                                                             \
-            unpack1_##T(x + b, &u);                                                            \
+        float m[16];                                                                           \
+        _mm512_storeu_ps(m, sm);                                                               \
+        for (int p = 0; p < 2; p++)                                                            \
             for (int c = 0; c < NA; c++) {                                                     \
-                const int8_t *aq = (const int8_t *)(a + c * lda);                              \
-                const float *ad = (const float *)(aq + n);                                     \
-                const __m256i p =                                                              \
-                    _mm256_dpbusd_epi32(_mm256_setzero_si256(), u.q,                           \
-                                        _mm256_loadu_si256((const __m256i *)(aq + 32 * b)));   \
-                acct[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(u.dw * ad[b]), \
-                                          acct[c]);                                            \
-                corr[c] += u.cw * ad[nb + b];                                                  \
+                const __m512 v = hsum8x2_ps(acc[p][c]);                                        \
+                float r0 = _mm512_cvtss_f32(v), r1 = lane8_ps(v);                              \
+                if (HASM_##T) {                                                                \
+                    r0 += m[4 * (2 * p) + c];                                                  \
+                    r1 += m[4 * (2 * p + 1) + c];                                              \
+                }                                                                              \
+                if (2 * p < nr) out[c * lds + 2 * p] = r0;                                     \
+                if (2 * p + 1 < nr) out[c * lds + 2 * p + 1] = r1;                             \
+            }                                                                                  \
+    }
+
+/* Decode (one activation row): 4 weight rows as 2 pairs (0, 1), (2, 3). Scales go 4
+ * blocks at a time, as a 4 x 4 matrix per zmm (lane 4 * row + j), multiplied by the
+ * activation's (exact products); the min sums of the 4 rows share one xmm. */
+#define DEC32L(T, BT)                                                                          \
+    static void dec_##T(int64_t n, const uint8_t *w, size_t ldw, int nr, const uint8_t *a,     \
+                        float *out) {                                                          \
+        const int64_t nb = n / 32;                                                             \
+        const BT *r[4];                                                                        \
+        for (int i = 0; i < 4; i++)                                                            \
+            r[i] = (const BT *)(w + (size_t)imin(i, nr - 1) * ldw);                            \
+        const int8_t *aq = (const int8_t *)a;                                                  \
+        const float *ad = (const float *)(aq + n);                                             \
+        __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;                                        \
+        __m128 sm = _mm_setzero_ps();                                                          \
+        for (int64_t b = 0; b < nb; b += 4) {                                                  \
+            const int cnt = nb - b < 4 ? (int)(nb - b) : 4;                                    \
+            const __mmask16 km = (__mmask16)(0x1111u * ((1u << cnt) - 1));                     \
+            const uint8_t *h0 = (const uint8_t *)&r[0][b].d, *h1 = (const uint8_t *)&r[1][b].d; \
+            const uint8_t *h2 = (const uint8_t *)&r[2][b].d, *h3 = (const uint8_t *)&r[3][b].d; \
+            _mm_prefetch((const char *)h0 + PF_BYTES, _MM_HINT_T0);                            \
+            _mm_prefetch((const char *)h1 + PF_BYTES, _MM_HINT_T0);                            \
+            _mm_prefetch((const char *)h2 + PF_BYTES, _MM_HINT_T0);                            \
+            _mm_prefetch((const char *)h3 + PF_BYTES, _MM_HINT_T0);                            \
+            if (sizeof(BT) * 4 > 64) {                                                         \
+                _mm_prefetch((const char *)h0 + PF_BYTES + 64, _MM_HINT_T0);                   \
+                _mm_prefetch((const char *)h1 + PF_BYTES + 64, _MM_HINT_T0);                   \
+                _mm_prefetch((const char *)h2 + PF_BYTES + 64, _MM_HINT_T0);                   \
+                _mm_prefetch((const char *)h3 + PF_BYTES + 64, _MM_HINT_T0);                   \
+            }                                                                                  \
+            /* d_a (and s) of the 4 blocks in every row's lanes */                             \
+            const __m512 d4 = _mm512_broadcast_f32x4(_mm_maskz_loadu_ps((__mmask8)((1u << cnt) - 1), ad + b)); \
+            const __m512 dd = _mm512_mul_ps(gather44(h0, h1, h2, h3, sizeof(BT), cnt), d4);    \
+            if (HASM_##T) {                                                                    \
+                const __m512 s4 = _mm512_broadcast_f32x4(                                      \
+                    _mm_maskz_loadu_ps((__mmask8)((1u << cnt) - 1), ad + nb + b));             \
+                /* m * s per (row, block), exact; added block by block: lanes j, 4 + j, ... */ \
+                const __m512 ms = _mm512_maskz_mul_ps(                                         \
+                    km, gather44(h0 + 2, h1 + 2, h2 + 2, h3 + 2, sizeof(BT), cnt), s4);        \
+                for (int j = 0; j < cnt; j++)                                                  \
+                    sm = _mm_add_ps(sm, _mm512_castps512_ps128(_mm512_permutexvar_ps(          \
+                                            LD512(IDX4X4C[j]), ms)));                          \
+            }                                                                                  \
+            for (int j = 0; j < cnt; j++) {                                                    \
+                const int64_t bb = b + j;                                                      \
+                const __m512i y = bcast256(aq + 32 * bb);                                      \
+                const __m512i p0 = _mm512_dpbusd_epi32(kacc(aq, n, bb, HASC_##T),              \
+                                                       wq_##T(r[0] + bb, r[1] + bb), y);       \
+                const __m512i p1 = _mm512_dpbusd_epi32(kacc(aq, n, bb, HASC_##T),              \
+                                                       wq_##T(r[2] + bb, r[3] + bb), y);       \
+                acc0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(LD512(IDX44P[j][0]), dd),         \
+                                       _mm512_cvtepi32_ps(p0), acc0);                          \
+                acc1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(LD512(IDX44P[j][1]), dd),         \
+                                       _mm512_cvtepi32_ps(p1), acc1);                          \
             }                                                                                  \
         }                                                                                      \
-        for (int c = 0; c < NA; c++) {                                                         \
-            __m512 t = acc[c][0];                                                              \
-            for (int j = 1; j < NACC; j++)                                                     \
-                t = _mm512_add_ps(t, acc[c][j]);                                               \
-            if (X16)                                                                           \
-                t = _mm512_mul_ps(t, _mm512_setr_ps(1, 1, 1, 1, 0.0625f, 0.0625f, 0.0625f,     \
-                                                    0.0625f, 1, 1, 1, 1, 0.0625f, 0.0625f,     \
-                                                    0.0625f, 0.0625f));                        \
-            t = _mm512_add_ps(t,                                                               \
-                              _mm512_add_ps(acc[c][NACC], _mm512_zextps256_ps512(acct[c])));   \
-            out[c * lds] = _mm512_reduce_add_ps(t) + corr[c];                                  \
+        float m[4];                                                                            \
+        _mm_storeu_ps(m, sm);                                                                  \
+        const __m512 v0 = hsum8x2_ps(acc0), v1 = hsum8x2_ps(acc1);                             \
+        float rr[4] = {_mm512_cvtss_f32(v0), lane8_ps(v0), _mm512_cvtss_f32(v1), lane8_ps(v1)}; \
+        for (int i = 0; i < nr && i < 4; i++)                                                  \
+            out[i] = HASM_##T ? rr[i] + m[i] : rr[i];                                          \
+    }                                                                                          \
+    void cpu_vec_dot_##T##_avx512(int64_t n, float *s, const void *w, const void *a) {         \
+        dec_##T(n, w, 0, 1, a, s);                                                             \
+    }                                                                                          \
+    void cpu_gemm_##T##_avx512(int64_t n, int nw, int na, float *s, size_t lds, const void *w, \
+                               size_t ldw, const void *a, size_t lda) {                        \
+        const uint8_t *wb = w, *ab = a;                                                        \
+        if (na == 1) {                                                                         \
+            for (int r = 0; r < nw; r += 4)                                                    \
+                dec_##T(n, wb + (size_t)r * ldw, ldw, imin(4, nw - r), ab, s + r);             \
+            return;                                                                            \
+        }                                                                                      \
+        const int64_t nb = n / 32;                                                             \
+        float st[4 * DAT_BLOCKS];                                                              \
+        const float *stp = nb <= DAT_BLOCKS ? st : NULL;                                       \
+        for (int c = 0; c < na; c += 4) {                                                      \
+            const int nc = imin(4, na - c);                                                    \
+            const uint8_t *ac = ab + (size_t)c * lda;                                          \
+            if (HASM_##T && nb <= DAT_BLOCKS) transpose4(st, ac, lda, nc, n, nb, nb);          \
+            for (int r = 0; r < nw; r += 4) {                                                  \
+                const uint8_t *wr = wb + (size_t)r * ldw;                                      \
+                float *o = s + (size_t)c * lds + r;                                            \
+                const int nr = imin(4, nw - r);                                                \
+                switch (nc) {                                                                  \
+                case 4: tile_##T(n, wr, ldw, nr, ac, lda, 4, stp, o, lds); break;              \
+                case 3: tile_##T(n, wr, ldw, nr, ac, lda, 3, stp, o, lds); break;              \
+                case 2: tile_##T(n, wr, ldw, nr, ac, lda, 2, stp, o, lds); break;              \
+                default: tile_##T(n, wr, ldw, nr, ac, lda, 1, stp, o, lds); break;             \
+                }                                                                              \
+            }                                                                                  \
         }                                                                                      \
     }
 
-TILE32(q4_0, block_q4_0, 1)
-TILE32(q4_1, block_q4_1, 1)
-TILE32(q5_0, block_q5_0, 0)
-TILE32(q5_1, block_q5_1, 0)
-TILE32(q8_0, block_q8_0, 0)
+/* dst[4b + k] = the float at offset n + 4 * (off + b) bytes of activation row min(k, nc - 1)
+ * (its d: off 0; its s: off nb), for b < nb */
+INLINE void transpose4(float *dst, const uint8_t *a, size_t lda, int nc, int64_t n, int64_t off,
+                       int64_t nb) {
+    for (int k = 0; k < 4; k++) {
+        const float *src = (const float *)(a + (size_t)imin(k, nc - 1) * lda + n) + off;
+        for (int64_t b = 0; b < nb; b++)
+            dst[4 * b + k] = src[b];
+    }
+}
+
+#define DAT_BLOCKS 1024 /* activation scales transposed on the stack up to this many blocks */
+TILE32L(q4_1, block_q4_1)
+TILE32L(q5_0, block_q5_0)
+TILE32L(q5_1, block_q5_1)
+TILE32L(q8_0, block_q8_0)
+DEC32L(q4_1, block_q4_1)
+DEC32L(q5_0, block_q5_0)
+DEC32L(q5_1, block_q5_1)
+DEC32L(q8_0, block_q8_0)
+
+/* Q4_0: the reference adds each block's total, so the 8 lanes of several (row,
+ * activation) pairs are reduced together. reduce4: chunk k (128 bits) lane i of the
+ * result = the sum of chunk k of p[i]. */
+INLINE __m512i reduce4_epi32(__m512i p0, __m512i p1, __m512i p2, __m512i p3) {
+    const __m512i q01 =
+        _mm512_add_epi32(_mm512_unpacklo_epi32(p0, p1), _mm512_unpackhi_epi32(p0, p1));
+    const __m512i q23 =
+        _mm512_add_epi32(_mm512_unpacklo_epi32(p2, p3), _mm512_unpackhi_epi32(p2, p3));
+    return _mm512_add_epi32(_mm512_unpacklo_epi64(q01, q23), _mm512_unpackhi_epi64(q01, q23));
+}
+
+/* 8 weight rows (pairs i, i + 4; rows from nr on repeat the last) x 1 activation row:
+ * the totals of rows 0..3 land in lanes 0..3, those of rows 4..7 in lanes 8..11 */
+INLINE void tile8_q4_0(int64_t n, const uint8_t *w, size_t ldw, int nr, const uint8_t *a,
+                       float *out) {
+    const int64_t nb = n / 32;
+    const block_q4_0 *r[8];
+    for (int i = 0; i < 8; i++)
+        r[i] = (const block_q4_0 *)(w + (size_t)imin(i, nr - 1) * ldw);
+    const int8_t *aq = (const int8_t *)a;
+    const float *ad = (const float *)(aq + n);
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b += 2) {
+        const int cnt = nb - b < 2 ? 1 : 2;
+        const uint8_t *hp[16];
+        for (int j = 0; j < 2; j++)
+            for (int i = 0; i < 8; i++)
+                hp[8 * j + i] = (const uint8_t *)&r[i][b + (j < cnt ? j : 0)].d;
+        const __m512 dw = halves16(hp); /* lane 8j + i: row i, block b + j */
+        for (int i = 0; i < 8; i++)
+            _mm_prefetch((const char *)(r[i] + b) + PF_BYTES, _MM_HINT_T0);
+        for (int j = 0; j < cnt; j++) {
+            const __m512i y = bcast256(aq + 32 * (b + j));
+            __m512i P[4];
+            for (int i = 0; i < 4; i++)
+                P[i] = _mm512_dpbusd_epi32(kacc(aq, n, b + j, 1),
+                                           wq_q4_0(r[i] + b + j, r[i + 4] + b + j), y);
+            const __m512i R = reduce4_epi32(P[0], P[1], P[2], P[3]);
+            const __m512i S = _mm512_add_epi32(R, _mm512_shuffle_i32x4(R, R, _MM_SHUFFLE(2, 3, 0, 1)));
+            const __m512 dd = _mm512_mul_ps(_mm512_permutexvar_ps(LD512(IDX8X2[j]), dw),
+                                            _mm512_set1_ps(ad[b + j]));
+            acc = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(S), acc);
+        }
+    }
+    float t[16];
+    _mm512_storeu_ps(t, acc);
+    for (int i = 0; i < nr && i < 8; i++)
+        out[i] = t[i < 4 ? i : i + 4];
+}
+
+/* 4 weight rows (pairs 0,1 and 2,3) x 4 activation rows (rows from nr / na on repeat the
+ * last): lane 4i + c = row i, activation c. dat[4b + c]: the activations' d by block
+ * (NULL: read from the rows). */
+INLINE void tile44_q4_0(int64_t n, const uint8_t *w, size_t ldw, int nr, const uint8_t *a,
+                        size_t lda, int na, const float *dat, float *out, size_t lds) {
+    const int64_t nb = n / 32;
+    const block_q4_0 *r[4];
+    const int8_t *aq[4];
+    const float *ad[4];
+    for (int i = 0; i < 4; i++) {
+        r[i] = (const block_q4_0 *)(w + (size_t)imin(i, nr - 1) * ldw);
+        aq[i] = (const int8_t *)(a + (size_t)imin(i, na - 1) * lda);
+        ad[i] = (const float *)(aq[i] + n);
+    }
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b += 4) {
+        const int cnt = nb - b < 4 ? (int)(nb - b) : 4;
+        const uint8_t *hp[16];
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 4; j++)
+                hp[4 * i + j] = (const uint8_t *)&r[i][b + (j < cnt ? j : 0)].d;
+        const __m512 dw = halves16(hp); /* lane 4i + j: row i, block b + j */
+        for (int i = 0; i < 4; i++)
+            _mm_prefetch((const char *)(r[i] + b) + PF_BYTES, _MM_HINT_T0);
+        for (int j = 0; j < cnt; j++) {
+            const int64_t bb = b + j;
+            const __m512i U0 = wq_q4_0(r[0] + bb, r[1] + bb), U1 = wq_q4_0(r[2] + bb, r[3] + bb);
+            __m512i P0[4], P1[4];
+            for (int c = 0; c < 4; c++) {
+                const __m512i y = bcast256(aq[c] + 32 * bb);
+                P0[c] = _mm512_dpbusd_epi32(kacc(aq[c], n, bb, 1), U0, y);
+                P1[c] = _mm512_dpbusd_epi32(kacc(aq[c], n, bb, 1), U1, y);
+            }
+            const __m512i R0 = reduce4_epi32(P0[0], P0[1], P0[2], P0[3]);
+            const __m512i R1 = reduce4_epi32(P1[0], P1[1], P1[2], P1[3]);
+            const __m512i T =
+                _mm512_add_epi32(_mm512_shuffle_i32x4(R0, R1, _MM_SHUFFLE(2, 0, 2, 0)),
+                                 _mm512_shuffle_i32x4(R0, R1, _MM_SHUFFLE(3, 1, 3, 1)));
+            const __m128 da = dat ? _mm_loadu_ps(dat + 4 * bb)
+                                  : _mm_setr_ps(ad[0][bb], ad[1][bb], ad[2][bb], ad[3][bb]);
+            const __m512 dd = _mm512_mul_ps(_mm512_permutexvar_ps(LD512(IDX4X4[j]), dw),
+                                            _mm512_broadcast_f32x4(da));
+            acc = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(T), acc);
+        }
+    }
+    float t[16];
+    _mm512_storeu_ps(t, acc);
+    for (int c = 0; c < na && c < 4; c++)
+        for (int i = 0; i < nr && i < 4; i++)
+            out[c * lds + i] = t[4 * i + c];
+}
+
+void cpu_vec_dot_q4_0_avx512(int64_t n, float *s, const void *w, const void *a) {
+    tile8_q4_0(n, w, 0, 1, a, s);
+}
+
+void cpu_gemm_q4_0_avx512(int64_t n, int nw, int na, float *s, size_t lds, const void *w,
+                          size_t ldw, const void *a, size_t lda) {
+    const uint8_t *wb = w, *ab = a;
+    const int64_t nb = n / 32;
+    if (na == 1) {
+        for (int r = 0; r < nw; r += 8)
+            tile8_q4_0(n, wb + (size_t)r * ldw, ldw, imin(8, nw - r), ab, s + r);
+        return;
+    }
+    float dat[4 * DAT_BLOCKS];
+    for (int c = 0; c < na; c += 4) {
+        const int nc = imin(4, na - c);
+        const uint8_t *ac = ab + (size_t)c * lda;
+        if (nb <= DAT_BLOCKS)
+            for (int k = 0; k < 4; k++) {
+                const float *ad = (const float *)(ac + (size_t)imin(k, nc - 1) * lda + n);
+                for (int64_t b = 0; b < nb; b++)
+                    dat[4 * b + k] = ad[b];
+            }
+        for (int r = 0; r < nw; r += 4)
+            tile44_q4_0(n, wb + (size_t)r * ldw, ldw, imin(4, nw - r), ac, lda, nc,
+                        nb <= DAT_BLOCKS ? dat : NULL, s + (size_t)c * lds + r, lds);
+    }
+}
 
 /* ---------------------------------------------------------------- K-quants */
 
-/* One 256-block unpacked: q[k] = u8 of elements 64k..64k+63, sc[k] = the int16 scale
- * of each vpmaddubsw lane, mw = per-16 min weights (against the bsums). */
+/* One 256-block unpacked: q[k] = u8 of elements 64k..64k+63 (Q3_K, Q6_K: the weight plus
+ * 4 / 32; or, SIGN, its magnitude, neg[k] its signs), sc[k] = the int16 scale of each
+ * vpmaddubsw lane, mw = per-16 min weights (against the bsums; Q2_K), mn = the 8 per-32
+ * mins (against the per-32 sums; Q4_K, Q5_K). */
 typedef struct {
     __m512i q[4];
     __m512i sc[4];
     __m256i mw;
+    __m128i mn;
+    __mmask64 neg[4];
 } ukq;
 
-INLINE __m512i bcast256(const uint8_t *p) {
-    return _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)p));
+/* Q3_K / Q6_K, SIGN: q - off as magnitude and sign */
+INLINE void to_sign(ukq *u, int off) {
+    for (int k = 0; k < 4; k++) {
+        const __m512i s = _mm512_sub_epi8(u->q[k], _mm512_set1_epi8((char)off));
+        u->neg[k] = _mm512_movepi8_mask(s);
+        u->q[k] = _mm512_abs_epi8(s);
+    }
 }
 
 /* 16 scale words of the 16-element sub-blocks -> lanes */
@@ -484,9 +793,7 @@ INLINE __m256i q3_scales(const uint8_t *b) {
 }
 
 INLINE void unpack_q3_K(const block_q3_K *x, ukq *u) {
-    const __m256i scw = q3_scales(x->scales);
-    scales16(u, scw);
-    u->mw = _mm256_slli_epi16(scw, 2); /* q = u - 4 */
+    scales16(u, q3_scales(x->scales));
     const __m512i hm = bcast256(x->hmask);
     for (int k = 0; k < 4; k++) {
         const __m512i q = low2(x->qs, k);
@@ -512,7 +819,7 @@ INLINE void k4_scales(ukq *u, const uint8_t *scales) {
     const __m512i wz = _mm512_castsi256_si512(w16);
     for (int k = 0; k < 4; k++)
         u->sc[k] = _mm512_permutexvar_epi16(LD512(IDX32[k]), wz);
-    u->mw = _mm256_permutexvar_epi16(LD256(IDX_MINS), w16);
+    u->mn = _mm256_extracti128_si256(w16, 1);
 }
 
 /* Q4_K / Q5_K chunk k: [low nibbles of qs[32k..32k+31] | high nibbles] */
@@ -539,9 +846,7 @@ INLINE void unpack_q5_K(const block_q5_K *x, ukq *u) {
 }
 
 INLINE void unpack_q6_K(const block_q6_K *x, ukq *u) {
-    const __m256i scw = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
-    scales16(u, scw);
-    u->mw = _mm256_slli_epi16(scw, 5); /* q = u - 32 */
+    scales16(u, _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales)));
     const __m512i m4 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30);
     for (int h = 0; h < 2; h++) {
         const __m512i ql = _mm512_loadu_si512((const void *)(x->ql + 64 * h));
@@ -554,62 +859,99 @@ INLINE void unpack_q6_K(const block_q6_K *x, ukq *u) {
     }
 }
 
-/* acc[0] += dd * sum(sc * (u . a)); acc[1] -= dm * sum(mw * bsums) */
-INLINE void kdot(const ukq *u, const int8_t *aq, __m512 dd, __m512 dm, const int16_t *bs,
-                 __m512 *acc) {
+/* The reference's 8 int lanes of one superblock against one activation row: 16 lanes,
+ * element 64k + 4i in lane i, whose halves are then added. OFF (Q3_K 4, Q6_K 32): the
+ * weights are q - OFF; SIGN: their magnitudes, the activations taking their signs; else
+ * the offsets are taken off in the int16 pair sums (as llama.cpp does). */
+INLINE __m256i kdot(const ukq *u, const int8_t *aq, const int OFF, const int SIGN) {
+    __m512i p[4];
+    for (int k = 0; k < 4; k++) {
+        __m512i y = _mm512_loadu_si512((const void *)(aq + 64 * k));
+        if (OFF && SIGN) y = _mm512_mask_sub_epi8(y, u->neg[k], _mm512_setzero_si512(), y);
+        p[k] = _mm512_maddubs_epi16(u->q[k], y);
+        if (OFF && !SIGN)
+            p[k] = _mm512_sub_epi16(p[k], _mm512_maddubs_epi16(_mm512_set1_epi8((char)OFF), y));
+    }
     __m512i i0 = _mm512_setzero_si512(), i1 = _mm512_setzero_si512();
-    i0 = _mm512_dpwssd_epi32(i0, _mm512_maddubs_epi16(u->q[0], _mm512_loadu_si512(aq)),
-                             u->sc[0]);
-    i1 = _mm512_dpwssd_epi32(i1, _mm512_maddubs_epi16(u->q[1], _mm512_loadu_si512(aq + 64)),
-                             u->sc[1]);
-    i0 = _mm512_dpwssd_epi32(i0, _mm512_maddubs_epi16(u->q[2], _mm512_loadu_si512(aq + 128)),
-                             u->sc[2]);
-    i1 = _mm512_dpwssd_epi32(i1, _mm512_maddubs_epi16(u->q[3], _mm512_loadu_si512(aq + 192)),
-                             u->sc[3]);
-    const __m256i ms = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)bs), u->mw);
-    acc[0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(i0, i1)), dd, acc[0]);
-    acc[1] = _mm512_fnmadd_ps(_mm512_zextps256_ps512(_mm256_cvtepi32_ps(ms)), dm, acc[1]);
+    i0 = _mm512_dpwssd_epi32(i0, p[0], u->sc[0]);
+    i1 = _mm512_dpwssd_epi32(i1, p[1], u->sc[1]);
+    i0 = _mm512_dpwssd_epi32(i0, p[2], u->sc[2]);
+    i1 = _mm512_dpwssd_epi32(i1, p[3], u->sc[3]);
+    const __m512i t = _mm512_add_epi32(i0, i1);
+    return _mm256_add_epi32(_mm512_castsi512_si256(t), _mm512_extracti64x4_epi64(t, 1));
 }
 
-/* DMIN: the block has a dmin right after d (else the min weights use d) */
-#define TILEK(T, BT, DMIN)                                                                     \
+/* MINS: how the mins enter (the reference's order): 0 none (Q3_K, Q6_K); 1 Q2_K: 8 lanes
+ * of per-16 mins x bsums into the same accumulator, before the scales; 2 Q4_K: 4 lanes of
+ * pairs of per-32 mins x sums in an accumulator of their own; 3 Q5_K: their total, in a
+ * scalar. Tiles of 4 or more activation rows run OFF types with SIGN. */
+#define TILEK(T, BT, MINS, OFF)                                                                \
     INLINE void tile_##T(int64_t n, const void *w, const uint8_t *a, size_t lda, const int NA, \
                          float *out, size_t lds) {                                             \
         const BT *x = w;                                                                       \
         const int64_t nb = n / QK_K;                                                           \
-        __m512 acc[8][2];                                                                      \
-        for (int c = 0; c < NA; c++)                                                           \
-            acc[c][0] = acc[c][1] = _mm512_setzero_ps();                                       \
+        const int SIGN = OFF && NA >= 4;                                                       \
+        __m256 acc[8];                                                                         \
+        __m128 accm[8];                                                                        \
+        float summs[8];                                                                        \
+        for (int c = 0; c < NA; c++) {                                                         \
+            acc[c] = _mm256_setzero_ps();                                                      \
+            accm[c] = _mm_setzero_ps();                                                        \
+            summs[c] = 0.0f;                                                                   \
+        }                                                                                      \
         for (int64_t b = 0; b < nb; b++) {                                                     \
+            for (int pf = 0; pf < (int)sizeof(BT); pf += 64)                                   \
+                _mm_prefetch((const char *)(x + b) + PF_BYTES + pf, _MM_HINT_T0);              \
             ukq u;                                                                             \
             unpack_##T(x + b, &u);                                                             \
-            /* [d, dmin] (adjacent halves) or [d] (no reading past the block) */               \
-            uint16_t dh[2] = {x[b].d, 0};                                                      \
-            if (DMIN) memcpy(&dh[1], (const uint8_t *)&x[b].d + 2, 2);                         \
-            uint32_t dbits;                                                                    \
-            memcpy(&dbits, dh, 4);                                                             \
-            const __m128 dv = _mm_cvtph_ps(_mm_cvtsi32_si128((int)dbits));                     \
+            if (SIGN) to_sign(&u, OFF);                                                        \
+            const float xd = h2f(x[b].d), xm = MINS ? h2f(ld16((const uint8_t *)&x[b].d + 2)) : 0; \
             for (int c = 0; c < NA; c++) {                                                     \
                 const int8_t *aq = (const int8_t *)(a + c * lda);                              \
                 const float *ad = (const float *)(aq + n);                                     \
-                const int16_t *bs = (const int16_t *)(ad + nb);                                \
-                const __m128 sv = _mm_mul_ps(dv, _mm_set1_ps(ad[b]));                          \
-                const __m512 dd = _mm512_broadcastss_ps(sv);                                   \
-                const __m512 dm = DMIN ? _mm512_permutexvar_ps(_mm512_set1_epi32(1),           \
-                                                               _mm512_castps128_ps512(sv))     \
-                                       : dd;                                                   \
-                kdot(&u, aq + QK_K * b, dd, dm, bs + 16 * b, acc[c]);                          \
+                const int16_t *bs = (const int16_t *)(ad + nb) + 16 * b;                       \
+                const __m256i si = kdot(&u, aq + QK_K * b, OFF, SIGN);                         \
+                if (MINS) {                                                                    \
+                    /* dmin = -(d_a * xm): fnmadd */                                           \
+                    const float dm = ad[b] * xm;                                               \
+                    if (MINS == 1) {                                                           \
+                        const __m256i ms = _mm256_madd_epi16(                                  \
+                            _mm256_loadu_si256((const __m256i *)bs), u.mw);                    \
+                        acc[c] = _mm256_fnmadd_ps(_mm256_set1_ps(dm), _mm256_cvtepi32_ps(ms),  \
+                                                  acc[c]);                                     \
+                    } else {                                                                   \
+                        /* the per-32 sums follow the bsums */                                 \
+                        const __m128i s32 = _mm_loadu_si128(                                   \
+                            (const __m128i *)((const int16_t *)(ad + nb) + n / 16) + b);       \
+                        const __m128i p4 = _mm_madd_epi16(s32, u.mn);                          \
+                        if (MINS == 2) {                                                       \
+                            accm[c] = _mm_fnmadd_ps(_mm_set1_ps(dm), _mm_cvtepi32_ps(p4),      \
+                                                    accm[c]);                                  \
+                        } else {                                                               \
+                            __m128i t = _mm_add_epi32(p4, _mm_shuffle_epi32(p4, 0x4e));        \
+                            t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xb1));                  \
+                            summs[c] = _mm_cvtss_f32(_mm_fnmadd_ss(                            \
+                                _mm_set_ss(dm), _mm_cvtepi32_ps(t), _mm_set_ss(summs[c])));    \
+                        }                                                                      \
+                    }                                                                          \
+                }                                                                              \
+                acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(ad[b] * xd), _mm256_cvtepi32_ps(si),   \
+                                         acc[c]);                                              \
             }                                                                                  \
         }                                                                                      \
-        for (int c = 0; c < NA; c++)                                                           \
-            out[c * lds] = _mm512_reduce_add_ps(_mm512_add_ps(acc[c][0], acc[c][1]));          \
+        for (int c = 0; c < NA; c++) {                                                         \
+            float r = hsum8_ps(acc[c]);                                                        \
+            if (MINS == 2) r += hsum4_ps(accm[c]);                                             \
+            if (MINS == 3) r += summs[c];                                                      \
+            out[c * lds] = r;                                                                  \
+        }                                                                                      \
     }
 
-TILEK(q2_K, block_q2_K, 1)
-TILEK(q3_K, block_q3_K, 0)
-TILEK(q4_K, block_q4_K, 1)
-TILEK(q5_K, block_q5_K, 1)
-TILEK(q6_K, block_q6_K, 0)
+TILEK(q2_K, block_q2_K, 1, 0)
+TILEK(q3_K, block_q3_K, 0, 4)
+TILEK(q4_K, block_q4_K, 2, 0)
+TILEK(q5_K, block_q5_K, 3, 0)
+TILEK(q6_K, block_q6_K, 0, 32)
 
 /* vec_dot and gemm_tile from a one-row tile function */
 #define QUANT_DRIVERS(T)                                                                       \
@@ -637,11 +979,6 @@ TILEK(q6_K, block_q6_K, 0)
         }                                                                                      \
     }
 
-QUANT_DRIVERS(q4_0)
-QUANT_DRIVERS(q4_1)
-QUANT_DRIVERS(q5_0)
-QUANT_DRIVERS(q5_1)
-QUANT_DRIVERS(q8_0)
 QUANT_DRIVERS(q2_K)
 QUANT_DRIVERS(q3_K)
 QUANT_DRIVERS(q4_K)

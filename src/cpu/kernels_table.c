@@ -7,9 +7,12 @@ size_t cpu_act_row_size(cpu_act act, int64_t n) {
     size_t b = 0;
     switch (act) {
     case CPU_ACT_F32: b = (size_t)n * sizeof(float); break;
-    case CPU_ACT_Q8_32: b = (size_t)n + (size_t)(n / 32) * 2 * sizeof(float); break;
+    case CPU_ACT_Q8_32:
+        b = (size_t)n + (size_t)(n / 32) * 2 * sizeof(float) + (size_t)(n / 4) * sizeof(int32_t);
+        break;
     case CPU_ACT_Q8_256:
-        b = (size_t)n + (size_t)(n / QK_K) * sizeof(float) + (size_t)(n / 16) * sizeof(int16_t);
+        b = (size_t)n + (size_t)(n / QK_K) * sizeof(float) +
+            (size_t)(n / 16 + n / 32) * sizeof(int16_t);
         break;
     default: return 0;
     }

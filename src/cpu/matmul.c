@@ -106,13 +106,9 @@ static void mm_worker(void *arg, int ith, int nth) {
         const size_t lda = j->lda[tk->act];
         const char *arow = (const char *)j->act[tk->act] + (size_t)t0 * lda;
         float *y = j->ys[w] + (size_t)t0 * wt->n_out + r0;
-        if (j->n == 1) {
-            for (int64_t r = 0; r < r1 - r0; r++)
-                tk->vec_dot(wt->n_in, y + r, wrow + r * ldw, arow);
-        } else {
-            tk->gemm_tile(wt->n_in, (int)(r1 - r0), t1 - t0, y, (size_t)wt->n_out, wrow, ldw,
-                          arow, lda);
-        }
+        /* one activation row too: the tiles run several weight rows at once */
+        tk->gemm_tile(wt->n_in, (int)(r1 - r0), t1 - t0, y, (size_t)wt->n_out, wrow, ldw, arow,
+                      lda);
     }
 }
 
@@ -153,7 +149,8 @@ chord_status cpu_matmul(cpu_pool *pool, const cpu_kernels *k, cpu_matmul_ctx *ct
      * 16 weight rows (stay in L2) x 64 activation rows (stay in L2, 4 at a time in L1). */
     if (n == 1) {
         int64_t r = total_rows / ((int64_t)nth * 16);
-        j.rows_per_chunk = (int)(r < 4 ? 4 : r > 128 ? 128 : r);
+        r = (r + 7) & ~(int64_t)7; /* whole 8-row decode tiles */
+        j.rows_per_chunk = (int)(r < 8 ? 8 : r > 128 ? 128 : r);
         j.acts_per_chunk = 1;
     } else {
         j.rows_per_chunk = 16;
