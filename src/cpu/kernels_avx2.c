@@ -3,11 +3,14 @@
  * The same arithmetic as the scalar reference (kernels_scalar.c), bit for bit: the float
  * operations are the reference's, in its order; integer parts, which are exact, are
  * formed with vpmaddubsw + vpmaddwd. A 32-block's 8 lanes of 4-element sums are those of
- * vpmaddubsw + vpmaddwd on the block in element order; signed weights (Q4_0, Q5_0, Q8_0,
- * Q3_K, Q6_K) multiply as magnitudes against activations that took their signs (vpsignb).
- * K-quant chunks of 32 elements leave element 32k + 4i in int32 lane i, the reference's
- * lane. Q4_0 needs each block's total: the lanes of 4 (row, activation) pairs are reduced
- * together. Float weights: the reference's 16 lanes are two ymm. */
+ * vpmaddubsw + vpmaddwd on the block in element order: unsigned weights, the offsets of
+ * Q4_0 / Q5_0 added from the activation row's c (-128 * sums of 4, shifted), Q8_0's
+ * signs moved to the activations (vpsignb). Q4_0's reference adds block totals: the lanes
+ * of 4 (row, activation) pairs are reduced together. K-quant chunks of 32 elements leave
+ * element 32k + 4i in int32 lane i, the reference's lane; Q3_K / Q6_K offsets come off the
+ * int16 pair sums, or (tiles of 4 activation rows) as signs. Float weights: the
+ * reference's 16 lanes are two ymm. Decode (one activation row) runs 4 weight rows at a
+ * time so that their fma chains overlap. */
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
@@ -316,15 +319,17 @@ INLINE __m256i hbit16(const uint8_t *qh) {
 
 /* One block's weights in element order: SIGNED_T: signed bytes (their signs go to the
  * activations), else unsigned. */
+/* One block's weights in element order, unsigned (Q8_0: signed, its signs go to the
+ * activations: SIGNED). KSH: the weight is the byte minus 8 (Q4_0) or 16 (Q5_0), the
+ * offset term being the activation row's c (-128 * sums of 4) >> KSH. */
 INLINE __m256i wq_q4_0(const block_q4_0 *x) {
-    return _mm256_sub_epi8(nib_one(x->qs), _mm256_set1_epi8(8));
+    return nib_one(x->qs);
 }
 INLINE __m256i wq_q4_1(const block_q4_1 *x) {
     return nib_one(x->qs);
 }
 INLINE __m256i wq_q5_0(const block_q5_0 *x) {
-    return _mm256_sub_epi8(_mm256_or_si256(nib_one(x->qs), hbit16(x->qh)),
-                           _mm256_set1_epi8(16));
+    return _mm256_or_si256(nib_one(x->qs), hbit16(x->qh));
 }
 INLINE __m256i wq_q5_1(const block_q5_1 *x) {
     return _mm256_or_si256(nib_one(x->qs), hbit16(x->qh));
@@ -332,11 +337,14 @@ INLINE __m256i wq_q5_1(const block_q5_1 *x) {
 INLINE __m256i wq_q8_0(const block_q8_0 *x) {
     return ldu(x->qs);
 }
-#define SIGNED_q4_0 1
 #define SIGNED_q4_1 0
-#define SIGNED_q5_0 1
+#define SIGNED_q5_0 0
 #define SIGNED_q5_1 0
 #define SIGNED_q8_0 1
+#define KSH_q4_1 0
+#define KSH_q5_0 3
+#define KSH_q5_1 0
+#define KSH_q8_0 0
 #define HASM_q4_1 1
 #define HASM_q5_0 0
 #define HASM_q5_1 1
@@ -347,6 +355,11 @@ INLINE __m256i wq_q8_0(const block_q8_0 *x) {
 INLINE __m256i idot(__m256i q, __m256i s, __m256i y, const int SIGNED) {
     const __m256i p = _mm256_maddubs_epi16(q, SIGNED ? _mm256_sign_epi8(y, s) : y);
     return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+/* the offset lanes of block b of an activation row: its c >> ksh */
+INLINE __m256i koff(const int8_t *aq, int64_t n, int64_t b, int ksh) {
+    const int32_t *c = (const int32_t *)((const float *)(aq + n) + 2 * (n / 32)) + 8 * b;
+    return _mm256_srai_epi32(ldu(c), ksh);
 }
 
 /* 8 halves `stride` bytes apart -> floats (packed with scalar ops first) */
@@ -362,63 +375,79 @@ INLINE __m256 gather_h8(const uint8_t *p, size_t stride) {
         _mm_insert_epi64(_mm_cvtsi64_si128((long long)w[0]), (long long)w[1], 1));
 }
 
-/* Q4_1, Q5_0, Q5_1, Q8_0: one weight row x NA activation rows. acc[c] holds the
- * reference's 8 lanes, summs[c] its min sum. Blocks go 8 at a time: their scale products
- * d_w * d_a as one vector (vpermps hands each block its lane). */
+/* Q4_1, Q5_0, Q5_1, Q8_0: NR weight rows (ldw apart) x NA activation rows (lda apart),
+ * NR * NA <= 4 (decode: 4 x 1, so that 4 chains of fmas overlap). acc[r][c] holds the
+ * reference's 8 lanes, summs[r][c] its min sum. Blocks go 8 at a time: their scale
+ * products d_w * d_a as one vector per pair (vpermps hands each block its lane). */
 #define TILE32L(T, BT)                                                                         \
-    INLINE void tile_##T(int64_t n, const void *w, const uint8_t *a, size_t lda, const int NA, \
-                         float *out, size_t lds) {                                             \
-        const BT *x = w;                                                                       \
+    INLINE void tile_##T(int64_t n, const void *w, size_t ldw, const int NR, const uint8_t *a, \
+                         size_t lda, const int NA, float *out, size_t lds) {                   \
         const int64_t nb = n / 32;                                                             \
-        __m256 acc[4];                                                                         \
-        float summs[4];                                                                        \
-        for (int c = 0; c < NA; c++) {                                                         \
-            acc[c] = _mm256_setzero_ps();                                                      \
-            summs[c] = 0.0f;                                                                   \
-        }                                                                                      \
-        int64_t b = 0;                                                                         \
-        for (; b < nb; b += 8) {                                                               \
+        __m256 acc[4][4];                                                                      \
+        float summs[4][4];                                                                     \
+        for (int r = 0; r < NR; r++)                                                           \
+            for (int c = 0; c < NA; c++) {                                                     \
+                acc[r][c] = _mm256_setzero_ps();                                               \
+                summs[r][c] = 0.0f;                                                            \
+            }                                                                                  \
+        for (int64_t b = 0; b < nb; b += 8) {                                                  \
             const int cnt = nb - b < 8 ? (int)(nb - b) : 8;                                    \
-            for (int pf = 0; pf < 8 * (int)sizeof(BT); pf += 64)                               \
-                _mm_prefetch((const char *)(x + b) + PF_BYTES + pf, _MM_HINT_T0);              \
-            __m256 S[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),   \
-                           _mm256_setzero_ps()};                                              \
-            float ms[4][8]; /* m * s of the 8 blocks (exact) */                                \
-            if (cnt == 8) {                                                                    \
-                const __m256 dw = gather_h8((const uint8_t *)(x + b), sizeof(BT));             \
-                const __m256 mw = HASM_##T ? gather_h8((const uint8_t *)(x + b) + 2, sizeof(BT)) \
+            __m256 S[4][4];                                                                    \
+            float ms[4][4][8]; /* m * s of the 8 blocks (exact) */                             \
+            for (int r = 0; r < NR; r++)                                                       \
+                for (int c = 0; c < NA; c++)                                                   \
+                    S[r][c] = _mm256_setzero_ps();                                             \
+            for (int r = 0; r < NR; r++) {                                                     \
+                const BT *x = (const BT *)((const uint8_t *)w + r * ldw) + b;                  \
+                for (int pf = 0; pf < 8 * (int)sizeof(BT); pf += 64)                           \
+                    _mm_prefetch((const char *)x + PF_BYTES + pf, _MM_HINT_T0);                \
+                if (cnt < 8) continue;                                                         \
+                const __m256 dw = gather_h8((const uint8_t *)x, sizeof(BT));                   \
+                const __m256 mw = HASM_##T ? gather_h8((const uint8_t *)x + 2, sizeof(BT))     \
                                            : _mm256_setzero_ps();                              \
                 for (int c = 0; c < NA; c++) {                                                 \
                     const float *ad = (const float *)(a + c * lda + n);                        \
-                    S[c] = _mm256_mul_ps(dw, _mm256_loadu_ps(ad + b));                         \
+                    S[r][c] = _mm256_mul_ps(dw, _mm256_loadu_ps(ad + b));                      \
                     if (HASM_##T)                                                              \
-                        _mm256_storeu_ps(ms[c], _mm256_mul_ps(mw, _mm256_loadu_ps(ad + nb + b))); \
+                        _mm256_storeu_ps(ms[r][c],                                             \
+                                         _mm256_mul_ps(mw, _mm256_loadu_ps(ad + nb + b)));     \
                 }                                                                              \
             }                                                                                  \
             for (int j = 0; j < cnt; j++) {                                                    \
-                const BT *xb = x + b + j;                                                      \
-                const __m256i s = wq_##T(xb);                                                  \
-                const __m256i q = SIGNED_##T ? _mm256_sign_epi8(s, s) : s;                     \
-                const float xm =                                                               \
-                    HASM_##T && cnt < 8 ? h2f(ld16((const uint8_t *)&xb->d + 2)) : 0.0f;       \
+                __m256i s[4], q[4], y[4], k[4];                                                \
+                for (int r = 0; r < NR; r++) {                                                 \
+                    s[r] = wq_##T((const BT *)((const uint8_t *)w + r * ldw) + b + j);         \
+                    q[r] = SIGNED_##T ? _mm256_sign_epi8(s[r], s[r]) : s[r];                   \
+                }                                                                              \
                 for (int c = 0; c < NA; c++) {                                                 \
                     const int8_t *aq = (const int8_t *)(a + c * lda);                          \
-                    const float *ad = (const float *)(aq + n);                                 \
-                    const __m256i p = idot(q, s, ldu(aq + 32 * (b + j)), SIGNED_##T);          \
-                    const __m256 dd = cnt == 8                                                 \
-                                          ? _mm256_permutevar8x32_ps(S[c], _mm256_set1_epi32(j)) \
-                                          : _mm256_set1_ps(h2f(xb->d) * ad[b + j]);            \
-                    acc[c] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(p), acc[c]);               \
-                    if (HASM_##T) /* m * s is exact: the reference's sum */                    \
-                        summs[c] += cnt == 8 ? ms[c][j] : xm * ad[nb + b + j];                 \
+                    y[c] = ldu(aq + 32 * (b + j));                                             \
+                    if (KSH_##T) k[c] = koff(aq, n, b + j, KSH_##T);                           \
+                }                                                                              \
+                for (int r = 0; r < NR; r++) {                                                 \
+                    const BT *xb = (const BT *)((const uint8_t *)w + r * ldw) + b + j;         \
+                    for (int c = 0; c < NA; c++) {                                             \
+                        const float *ad = (const float *)(a + c * lda + n);                    \
+                        __m256i p = idot(q[r], s[r], y[c], SIGNED_##T);                        \
+                        if (KSH_##T) p = _mm256_add_epi32(p, k[c]);                            \
+                        const __m256 dd =                                                      \
+                            cnt == 8 ? _mm256_permutevar8x32_ps(S[r][c], _mm256_set1_epi32(j)) \
+                                     : _mm256_set1_ps(h2f(xb->d) * ad[b + j]);                 \
+                        acc[r][c] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(p), acc[r][c]);     \
+                        if (HASM_##T) /* m * s is exact: the reference's sum */                \
+                            summs[r][c] += cnt == 8 ? ms[r][c][j]                              \
+                                                    : h2f(ld16((const uint8_t *)&xb->d + 2)) * \
+                                                          ad[nb + b + j];                      \
+                    }                                                                          \
                 }                                                                              \
             }                                                                                  \
         }                                                                                      \
-        for (int c = 0; c < NA; c++) {                                                         \
-            float r = hsum_ps(acc[c]);                                                         \
-            if (HASM_##T) r += summs[c];                                                       \
-            out[c * lds] = r;                                                                  \
-        }                                                                                      \
+        for (int r = 0; r < NR; r++)                                                           \
+            for (int c = 0; c < NA; c++) {                                                     \
+                float v = hsum_ps(acc[r][c]);                                                  \
+                if (HASM_##T) v += summs[r][c];                                                \
+                out[c * lds + r] = v;                                                          \
+            }                                                                                  \
     }
 
 TILE32L(q4_1, block_q4_1)
@@ -426,7 +455,44 @@ TILE32L(q5_0, block_q5_0)
 TILE32L(q5_1, block_q5_1)
 TILE32L(q8_0, block_q8_0)
 
+/* vec_dot and gemm from the tiles: decode (one activation row) 4 weight rows at a time */
 #define QUANT_DRIVERS(T)                                                                       \
+    void cpu_vec_dot_##T##_avx2(int64_t n, float *s, const void *w, const void *a) {           \
+        tile_##T(n, w, 0, 1, a, 0, 1, s, 0);                                                   \
+    }                                                                                          \
+    void cpu_gemm_##T##_avx2(int64_t n, int nw, int na, float *s, size_t lds, const void *w,   \
+                             size_t ldw, const void *a, size_t lda) {                          \
+        const uint8_t *wb = w, *ab = a;                                                        \
+        if (na == 1) {                                                                         \
+            int r = 0;                                                                         \
+            for (; r + 4 <= nw; r += 4)                                                        \
+                tile_##T(n, wb + r * ldw, ldw, 4, ab, lda, 1, s + r, lds);                     \
+            for (; r < nw; r++)                                                                \
+                tile_##T(n, wb + r * ldw, ldw, 1, ab, lda, 1, s + r, lds);                     \
+            return;                                                                            \
+        }                                                                                      \
+        int c = 0;                                                                             \
+        for (; c + 4 <= na; c += 4)                                                            \
+            for (int r = 0; r < nw; r++)                                                       \
+                tile_##T(n, wb + r * ldw, ldw, 1, ab + c * lda, lda, 4, s + c * lds + r, lds); \
+        for (int r = 0; r < nw && c < na; r++) {                                               \
+            const uint8_t *wr = wb + r * ldw, *ac = ab + c * lda;                              \
+            float *o = s + c * lds + r;                                                        \
+            switch (na - c) {                                                                  \
+            case 3: tile_##T(n, wr, ldw, 1, ac, lda, 3, o, lds); break;                        \
+            case 2: tile_##T(n, wr, ldw, 1, ac, lda, 2, o, lds); break;                        \
+            default: tile_##T(n, wr, ldw, 1, ac, lda, 1, o, lds); break;                       \
+            }                                                                                  \
+        }                                                                                      \
+    }
+
+QUANT_DRIVERS(q4_1)
+QUANT_DRIVERS(q5_0)
+QUANT_DRIVERS(q5_1)
+QUANT_DRIVERS(q8_0)
+
+/* one-row tiles (K-quants) */
+#define QUANTK_DRIVERS(T)                                                                      \
     void cpu_vec_dot_##T##_avx2(int64_t n, float *s, const void *w, const void *a) {           \
         tile_##T(n, w, a, 0, 1, s, 0);                                                         \
     }                                                                                          \
@@ -447,11 +513,6 @@ TILE32L(q8_0, block_q8_0)
             }                                                                                  \
         }                                                                                      \
     }
-
-QUANT_DRIVERS(q4_1)
-QUANT_DRIVERS(q5_0)
-QUANT_DRIVERS(q5_1)
-QUANT_DRIVERS(q8_0)
 
 /* Q4_0: the reference adds each block's total. reduce4: the 8 lanes of each of p0..p3
  * summed, in lanes 0..3 */
@@ -490,9 +551,10 @@ INLINE void tile41_q4_0(int64_t n, const uint8_t *w, size_t ldw, int nr, const u
         for (int j = 0; j < cnt; j++) {
             const __m256i y = ldu(aq + 32 * (b + j));
             __m256i P[4];
+            const __m256i k = koff(aq, n, b + j, 4);
             for (int i = 0; i < 4; i++) {
-                const __m256i s = wq_q4_0(r[i] + b + j);
-                P[i] = idot(_mm256_sign_epi8(s, s), s, y, 1);
+                const __m256i u = wq_q4_0(r[i] + b + j);
+                P[i] = _mm256_add_epi32(idot(u, u, y, 0), k);
             }
             const __m128 dwj = j ? _mm256_extractf128_ps(dw, 1) : _mm256_castps256_ps128(dw);
             const __m128 dd = _mm_mul_ps(dwj, _mm_set1_ps(ad[b + j]));
@@ -519,10 +581,10 @@ INLINE void tile14_q4_0(int64_t n, const uint8_t *w, const uint8_t *a, size_t ld
     __m128 acc = _mm_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         if ((b & 3) == 0) _mm_prefetch((const char *)(x + b) + PF_BYTES, _MM_HINT_T0);
-        const __m256i s = wq_q4_0(x + b), q = _mm256_sign_epi8(s, s);
+        const __m256i u = wq_q4_0(x + b);
         __m256i P[4];
         for (int c = 0; c < 4; c++)
-            P[c] = idot(q, s, ldu(aq[c] + 32 * b), 1);
+            P[c] = _mm256_add_epi32(idot(u, u, ldu(aq[c] + 32 * b), 0), koff(aq[c], n, b, 4));
         const __m128 da = _mm_setr_ps(ad[0][b], ad[1][b], ad[2][b], ad[3][b]);
         const __m128 dd = _mm_mul_ps(_mm_set1_ps(h2f(x[b].d)), da);
         acc = _mm_fmadd_ps(dd, _mm_cvtepi32_ps(reduce4_epi32(P[0], P[1], P[2], P[3])), acc);
@@ -553,8 +615,8 @@ void cpu_gemm_q4_0_avx2(int64_t n, int nw, int na, float *s, size_t lds, const v
 
 /* ---------------------------------------------------------------- K-quants */
 
-/* q[k]: u8 of elements 32k..32k+31 (the signed Q3_K / Q6_K: magnitudes, s[k] the
- * signed values, whose signs vpsignb moves to the activations); sc[k]: scale of each
+/* q[k]: u8 of elements 32k..32k+31 (Q3_K / Q6_K: the weight plus 4 / 32; with to_sign,
+ * its magnitude, s[k] the signed weight); sc[k]: scale of each
  * vpmaddubsw lane; mw: per-16 min weights for the bsums (Q2_K, Q4_K, Q5_K). Kept in
  * memory (L1) for reuse. */
 typedef struct {
@@ -617,9 +679,7 @@ INLINE void unpack_q3_K(const block_q3_K *x, ukq *u) {
     set_scales(u, scw);
     const __m256i hm = ldu(x->hmask);
     for (int k = 0; k < 8; k++) {
-        u->s[k] = _mm256_sub_epi8(_mm256_or_si256(low2(x->qs, k), bit_to(hm, k, 4)),
-                                  _mm256_set1_epi8(4));
-        u->q[k] = _mm256_sign_epi8(u->s[k], u->s[k]);
+        u->q[k] = _mm256_or_si256(low2(x->qs, k), bit_to(hm, k, 4));
     }
 }
 
@@ -673,25 +733,42 @@ INLINE void unpack_q6_K(const block_q6_K *x, ukq *u) {
         for (int g = 0; g < 4; g++) {
             const __m256i hi = _mm256_slli_epi16(_mm256_and_si256(shr16(qh, 2 * g), m3), 4);
             const int k = 4 * h + g;
-            u->s[k] = _mm256_sub_epi8(_mm256_or_si256(lo[g], hi), _mm256_set1_epi8(32));
-            u->q[k] = _mm256_sign_epi8(u->s[k], u->s[k]);
+            u->q[k] = _mm256_or_si256(lo[g], hi);
         }
     }
 }
 
-/* The reference's 8 int lanes of one superblock against one activation row. SIGNED: the
- * activations take the weights' signs. */
-INLINE __m256i kdot(const ukq *u, const int8_t *aq, const int SIGNED) {
+/* Q3_K / Q6_K, SIGN: the weights u - off as magnitudes q and signed values s */
+INLINE void to_sign(ukq *u, int off) {
+    for (int k = 0; k < 8; k++) {
+        u->s[k] = _mm256_sub_epi8(u->q[k], _mm256_set1_epi8((char)off));
+        u->q[k] = _mm256_sign_epi8(u->s[k], u->s[k]);
+    }
+}
+
+/* The reference's 8 int lanes of one superblock against one activation row. OFF (Q3_K 4,
+ * Q6_K 32): the weights are u - OFF; SIGN: their magnitudes, the activations taking their
+ * signs (vpsignb); else the offsets are taken off the int16 pair sums (as llama.cpp
+ * does). */
+INLINE __m256i kdot(const ukq *u, const int8_t *aq, const int OFF, const int SIGN) {
     __m256i i0 = _mm256_setzero_si256(), i1 = _mm256_setzero_si256();
     for (int k = 0; k < 8; k += 2) {
         __m256i y0 = ldu(aq + 32 * k), y1 = ldu(aq + 32 * k + 32);
-        if (SIGNED) {
-            y0 = _mm256_sign_epi8(y0, u->s[k]);
-            y1 = _mm256_sign_epi8(y1, u->s[k + 1]);
+        __m256i p0, p1;
+        if (OFF && SIGN) {
+            p0 = _mm256_maddubs_epi16(u->q[k], _mm256_sign_epi8(y0, u->s[k]));
+            p1 = _mm256_maddubs_epi16(u->q[k + 1], _mm256_sign_epi8(y1, u->s[k + 1]));
+        } else {
+            p0 = _mm256_maddubs_epi16(u->q[k], y0);
+            p1 = _mm256_maddubs_epi16(u->q[k + 1], y1);
+            if (OFF) {
+                const __m256i ko = _mm256_set1_epi8((char)OFF);
+                p0 = _mm256_sub_epi16(p0, _mm256_maddubs_epi16(ko, y0));
+                p1 = _mm256_sub_epi16(p1, _mm256_maddubs_epi16(ko, y1));
+            }
         }
-        i0 = _mm256_add_epi32(i0, _mm256_madd_epi16(_mm256_maddubs_epi16(u->q[k], y0), u->sc[k]));
-        i1 = _mm256_add_epi32(
-            i1, _mm256_madd_epi16(_mm256_maddubs_epi16(u->q[k + 1], y1), u->sc[k + 1]));
+        i0 = _mm256_add_epi32(i0, _mm256_madd_epi16(p0, u->sc[k]));
+        i1 = _mm256_add_epi32(i1, _mm256_madd_epi16(p1, u->sc[k + 1]));
     }
     return _mm256_add_epi32(i0, i1);
 }
@@ -699,7 +776,7 @@ INLINE __m256i kdot(const ukq *u, const int8_t *aq, const int SIGNED) {
 /* MINS: how the mins enter (the reference's order): 0 none (Q3_K, Q6_K); 1 Q2_K: 8 lanes
  * of mins x bsums into the same accumulator, before the scales; 2 Q4_K: 4 lanes (pairs of
  * sub-blocks) in an accumulator of their own; 3 Q5_K: one sum, in a scalar. */
-#define TILEK(T, BT, MINS)                                                                     \
+#define TILEK(T, BT, MINS, OFF)                                                                \
     INLINE void tile_##T(int64_t n, const void *w, const uint8_t *a, size_t lda, const int NA, \
                          float *out, size_t lds) {                                             \
         const BT *x = w;                                                                       \
@@ -717,13 +794,14 @@ INLINE __m256i kdot(const ukq *u, const int8_t *aq, const int SIGNED) {
                 _mm_prefetch((const char *)(x + b) + PF_BYTES + pf, _MM_HINT_T0);              \
             ukq u;                                                                             \
             unpack_##T(x + b, &u);                                                             \
+            if (OFF && NA >= 4) to_sign(&u, OFF);                                              \
             const float xd = h2f(x[b].d);                                                      \
             const float xm = MINS ? h2f(ld16((const uint8_t *)&x[b].d + 2)) : 0.0f;            \
             for (int c = 0; c < NA; c++) {                                                     \
                 const int8_t *aq = (const int8_t *)(a + c * lda);                              \
                 const float *ad = (const float *)(aq + n);                                     \
                 const int16_t *bs = (const int16_t *)(ad + nb) + 16 * b;                       \
-                const __m256i si = kdot(&u, aq + QK_K * b, MINS == 0);                         \
+                const __m256i si = kdot(&u, aq + QK_K * b, OFF, NA >= 4);                      \
                 if (MINS) {                                                                    \
                     /* dmin = -(d_a * xm): fnmadd */                                           \
                     const float dm = ad[b] * xm;                                               \
@@ -759,14 +837,14 @@ INLINE __m256i kdot(const ukq *u, const int8_t *aq, const int SIGNED) {
         }                                                                                      \
     }
 
-TILEK(q2_K, block_q2_K, 1)
-TILEK(q3_K, block_q3_K, 0)
-TILEK(q4_K, block_q4_K, 2)
-TILEK(q5_K, block_q5_K, 3)
-TILEK(q6_K, block_q6_K, 0)
+TILEK(q2_K, block_q2_K, 1, 0)
+TILEK(q3_K, block_q3_K, 0, 4)
+TILEK(q4_K, block_q4_K, 2, 0)
+TILEK(q5_K, block_q5_K, 3, 0)
+TILEK(q6_K, block_q6_K, 0, 32)
 
-QUANT_DRIVERS(q2_K)
-QUANT_DRIVERS(q3_K)
-QUANT_DRIVERS(q4_K)
-QUANT_DRIVERS(q5_K)
-QUANT_DRIVERS(q6_K)
+QUANTK_DRIVERS(q2_K)
+QUANTK_DRIVERS(q3_K)
+QUANTK_DRIVERS(q4_K)
+QUANTK_DRIVERS(q5_K)
+QUANTK_DRIVERS(q6_K)
