@@ -84,10 +84,15 @@ def main():
             r = run("run", "-m", SMOL, "-p", "Count from one to five.", "-n", "30", "--temp", "0.7", "-s", "42")
             r2 = run("run", "-m", SMOL, "-p", "Count from one to five.", "-n", "30", "--temp", "0.7", "-s", "42")
             check("same seed same text", r.returncode == 0 and r.stdout == r2.stdout, r.stdout + "|" + r2.stdout)
-            r = run("chat", "-m", SMOL, "--temp", "0", "-n", "40",
-                    input="My name is Ada. Please remember it.\nWhat is my name?\n/exit\n")
-            check("chat remembers across turns", r.returncode == 0 and "Ada" in r.stdout.split("\n", 1)[-1],
-                  r.stdout + r.stderr)
+            # the second answer can only name 42 if the first turn is still in the cache;
+            # the same question alone is the control
+            q = "What number did I ask you to remember?"
+            r = run("chat", "-m", SMOL, "--temp", "0", "-n", "30",
+                    input=f"Remember this number: 42.\n{q}\n/exit\n")
+            alone = run("chat", "-m", SMOL, "--temp", "0", "-n", "30", input=f"{q}\n/exit\n")
+            check("chat remembers across turns", r.returncode == 0 and alone.returncode == 0 and
+                  "42" in r.stdout.strip().splitlines()[-1] and "42" not in alone.stdout,
+                  r.stdout + "|" + alone.stdout + r.stderr)
             r = run("chat", "-m", SMOL, "--temp", "0", "-n", "60", "-c", "96",
                     input="Tell me a long story about a dragon.\nAnd another one about a cat.\n/exit\n")
             check("chat survives a full context", r.returncode == 0 and "context" in r.stderr, r.stderr)

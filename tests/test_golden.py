@@ -15,11 +15,7 @@ TYPES = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1",
 TOL = {"F32": 1e-4, "F16": 1e-3, "BF16": 5e-3}
 # Known misses, reported on every run (not counted as passes). Remove an entry once the
 # type matches: the test then holds it to the full check again.
-KNOWN = {
-    "Q4_1": "one row's argmax differs from llama.cpp (rel L2 within tolerance): chord's "
-            "softmax/SiLU use libm expf, llama.cpp its own vector exp; a 1-ulp difference "
-            "flips one int8 activation rounding",
-}
+KNOWN = {}
 
 
 def isas():

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "cpu/fma_ref.h"
 #include "cpu/kernels.h"
 #include "cpu/matmul.h"
 #include "cpu/threadpool.h"
@@ -129,21 +130,23 @@ static void rope_fn(void *arg, int ith, int nth) {
     rope_job *j = arg;
     const chord_rope_shape *s = j->s;
     int half = s->n_rot / 2;
-    /* theta_i = p * base^(-2i/n_rot), stepped by repeated multiplication as llama.cpp
-     * does, so rounding agrees with it */
+    /* theta_i = p * base^(-2i/n_rot), stepped by repeated multiplication and scaled per
+     * element as llama.cpp does, so rounding agrees with it; its compiler fuses the first
+     * product of each rotated pair into an FMA, and so do we */
     const float step = powf(s->freq_base, -2.0f / (float)s->n_rot);
     int64_t lo, hi;
     split(j->n, ith, nth, &lo, &hi);
     for (int64_t t = lo; t < hi; t++) {
-        float theta = (float)(j->pos0 + t) * s->freq_scale;
-        for (int i = 0; i < half; i++, theta *= step) {
+        float theta_ext = (float)(j->pos0 + t);
+        for (int i = 0; i < half; i++, theta_ext *= step) {
+            const float theta = s->freq_scale * theta_ext;
             float cs = cosf(theta), sn = sinf(theta);
             int a = s->neox ? i : 2 * i, b = s->neox ? i + half : 2 * i + 1;
             for (int h = 0; h < s->n_head; h++) {
                 float *v = j->x + ((size_t)t * s->n_head + h) * s->head_dim;
                 float x0 = v[a], x1 = v[b];
-                v[a] = x0 * cs - x1 * sn;
-                v[b] = x0 * sn + x1 * cs;
+                v[a] = cpu_fma1(x0, cs, -(x1 * sn));
+                v[b] = cpu_fma1(x0, sn, x1 * cs);
             }
         }
     }
@@ -170,6 +173,14 @@ static inline float round_half(float x) {
     return chord_half_to_float(chord_float_to_half(x));
 }
 
+/* sum of 16 floats as _mm512_reduce_add_ps forms it: halves added lane-wise, down to one */
+static float sum16_pairwise(const float *v) {
+    float a[8], b[4];
+    for (int i = 0; i < 8; i++) a[i] = v[i] + v[i + 8];
+    for (int i = 0; i < 4; i++) b[i] = a[i] + a[i + 4];
+    return (b[0] + b[2]) + (b[1] + b[3]);
+}
+
 typedef struct attn_job {
     cpu_backend *c;
     float *out;
@@ -188,8 +199,8 @@ static void attn_fn(void *arg, int ith, int nth) {
     const int hd = s->head_dim, kvd = s->n_head_kv * hd, group = s->n_head / s->n_head_kv;
     const chord_half *kc = j->kv->k, *vt = j->kv->v;
     cpu_vec_dot_fn dot = j->c->k->t[CHORD_TYPE_F16].vec_dot;
-    float *sc = j->c->scratch + (size_t)ith * j->c->scratch_cap;
-    float *qr = sc + s->n_ctx;
+    float *qr = j->c->scratch + (size_t)ith * j->c->scratch_cap;
+    float *sc = qr + ((hd + 15) & ~15); /* n_ctx + 15 scores, padded to vectors of 16 */
     int64_t lo, hi;
     split((int64_t)j->n * s->n_head, ith, nth, &lo, &hi);
     for (int64_t w = lo; w < hi; w++) {
@@ -203,11 +214,14 @@ static void attn_fn(void *arg, int ith, int nth) {
             sc[p] *= s->scale;
             if (sc[p] > mx) mx = sc[p];
         }
+        /* llama.cpp pads the scores to whole vectors of 16 (masked: e^-inf = 0) and
+         * adds each vector's exponentials pairwise before adding them up in double */
+        const int len16 = (len + 15) & ~15;
+        for (int p = 0; p < len; p++) sc[p] -= mx;
+        for (int p = len; p < len16; p++) sc[p] = -INFINITY;
+        j->c->k->exp(len16, sc, sc);
         double sum = 0;
-        for (int p = 0; p < len; p++) {
-            sc[p] = expf(sc[p] - mx);
-            sum += sc[p];
-        }
+        for (int p = 0; p < len16; p += 16) sum += sum16_pairwise(sc + p);
         float inv = (float)(1.0 / sum);
         for (int p = 0; p < len; p++) sc[p] = round_half(sc[p] * inv);
         float *o = j->out + ((size_t)t * s->n_head + h) * hd;
@@ -239,7 +253,7 @@ static void store_fn(void *arg, int ith, int nth) {
 static void cpu_attention(chord_backend *be, float *out, const float *q, const float *k,
                           const float *v, chord_kv *kv, int n, int pos0, const chord_attn_shape *s) {
     cpu_backend *c = cpu(be);
-    size_t need = (size_t)s->n_ctx + (size_t)s->head_dim + 16;
+    size_t need = (size_t)s->n_ctx + (size_t)s->head_dim + 32;
     if (c->failed) return;
     if (need > c->scratch_cap) {
         float *p = realloc(c->scratch, need * sizeof(float) * (size_t)cpu_pool_size(c->pool));
@@ -257,6 +271,7 @@ static void cpu_attention(chord_backend *be, float *out, const float *q, const f
 }
 
 typedef struct elem_job {
+    const cpu_kernels *k;
     float *out;
     const float *a, *b;
     size_t n;
@@ -272,17 +287,19 @@ static void add_fn(void *arg, int ith, int nth) {
 static void swiglu_fn(void *arg, int ith, int nth) {
     elem_job *j = arg;
     int64_t lo, hi;
-    split((int64_t)j->n, ith, nth, &lo, &hi);
-    for (int64_t i = lo; i < hi; i++) j->out[i] = j->a[i] / (1.0f + expf(-j->a[i])) * j->b[i];
+    split((int64_t)(j->n / 16), ith, nth, &lo, &hi); /* whole vectors per thread */
+    lo *= 16;
+    hi = ith == nth - 1 ? (int64_t)j->n : hi * 16;
+    j->k->swiglu(hi - lo, j->out + lo, j->a + lo, j->b + lo);
 }
 
 static void cpu_add(chord_backend *be, float *x, const float *y, size_t n) {
-    elem_job j = {x, NULL, y, n};
+    elem_job j = {NULL, x, NULL, y, n};
     cpu_pool_run(cpu(be)->pool, add_fn, &j);
 }
 
 static void cpu_swiglu(chord_backend *be, float *out, const float *g, const float *u, size_t n) {
-    elem_job j = {out, g, u, n};
+    elem_job j = {cpu(be)->k, out, g, u, n};
     cpu_pool_run(cpu(be)->pool, swiglu_fn, &j);
 }
 

@@ -75,9 +75,17 @@ typedef struct cpu_type_kernels {
     cpu_gemm_tile_fn gemm_tile;
 } cpu_type_kernels;
 
+/* Elementwise kernels (activ_<isa>.c), bit-identical on every ISA (see exp_ref.h):
+ *   exp(n, y, x):        y[i] = e^x[i] (y may be x)
+ *   swiglu(n, o, g, u):  o[i] = g[i] / (1 + e^-g[i]) * u[i] */
+typedef void (*cpu_exp_fn)(int64_t n, float *y, const float *x);
+typedef void (*cpu_swiglu_fn)(int64_t n, float *out, const float *g, const float *u);
+
 typedef struct cpu_kernels {
     cpu_isa isa;
     cpu_type_kernels t[CHORD_TYPE_COUNT];
+    cpu_exp_fn exp;
+    cpu_swiglu_fn swiglu;
 } cpu_kernels;
 
 /* The static table of an ISA (isa must be <= cpu_isa_hardware() to be called). */
@@ -99,6 +107,8 @@ const cpu_kernels *cpu_kernels_get(cpu_isa isa);
 #define CPU_DECLARE_ISA_KERNELS(isa)                                                           \
     void cpu_quantize_q8_32_##isa(const float *x, void *a, int64_t n);                         \
     void cpu_quantize_q8_256_##isa(const float *x, void *a, int64_t n);                        \
+    void cpu_exp_##isa(int64_t n, float *y, const float *x);                                   \
+    void cpu_swiglu_##isa(int64_t n, float *out, const float *g, const float *u);              \
     CPU_KERNEL_TYPES(CPU_DECLARE_TYPE_KERNELS, isa)
 
 void cpu_quantize_f32(const float *x, void *a, int64_t n); /* a copy */

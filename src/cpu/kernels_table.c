@@ -50,7 +50,8 @@ void cpu_act_dequant(cpu_act act, const void *a, float *x, int64_t n) {
                 ENTRY(Q4_K, CPU_ACT_Q8_256, cpu_quantize_q8_256_##isa, q4_K, isa),             \
                 ENTRY(Q5_K, CPU_ACT_Q8_256, cpu_quantize_q8_256_##isa, q5_K, isa),             \
                 ENTRY(Q6_K, CPU_ACT_Q8_256, cpu_quantize_q8_256_##isa, q6_K, isa),             \
-        }                                                                                      \
+        },                                                                                     \
+        cpu_exp_##isa, cpu_swiglu_##isa                                                        \
     }
 
 static const cpu_kernels TABLES[CPU_ISA_COUNT] = {
