@@ -1,27 +1,35 @@
 /* Causal attention over an F16 KV cache in device memory.
  *
  * Cache layout (kv_bytes): k and v are each half [n_ctx][n_head_kv * head_dim].
- * Rounding follows the CPU backend (and llama.cpp): K, V and the query are rounded to
- * half, scores and the softmax are float, the normalized attention weights are rounded
- * to half before the weighted sum of V, and every dot product accumulates in float.
+ * Arithmetic: the CPU backend's (src/cpu/backend_cpu.c, which rounds as llama.cpp), one
+ * operation at a time, so that both backends give the same bits:
+ *   - q, K, V rounded to half; every dot product (q.K, P.V) as the CPU's F16 vec_dot:
+ *     16 lanes, lane l accumulating the products of elements l, l + 16, ... in order with
+ *     an FMA, then the lanes summed pairwise (xm_sum16); the score is then times scale;
+ *   - softmax: exps (xm_exp) of score - max; the row padded with zeros to a multiple of
+ *     16, each 16 summed pairwise in float, those sums added in double in order; then
+ *     p = half((float)(1 / sum) * e).
+ * The in-order double sum and the per-lane chains are serial by nature: one thread adds
+ * the group sums of a row, and keys are never split over blocks (that would reorder a
+ * lane's chain); parallelism comes from the 16 lanes x head_dim / 4 columns instead.
  *
- * Three kernels per chunk of tokens (chunks bound the score buffer):
+ * Prefill (three kernels per chunk of tokens, chunks bound the score buffer):
  *   1. scores: one block per (kv head [slice of its q heads], token, 128 keys), one
- *      thread per key; the q heads sharing a kv head (GQA) are handled together, so a K
- *      row is read once for the whole group;
- *   2. softmax: one block per (head, token) row: max, sum, normalized half-rounded
- *      weights written in place;
- *   3. weighted sum of V: one block per (kv head [slice], token, key split), one thread
- *      per (head, 4 dims). When there are too few (kv head, token) pairs to fill the GPU
- *      (decode), the keys are split over several blocks ("flash decoding") and a last
- *      kernel adds the partial sums. */
+ *      thread per key; the q heads sharing a kv head (GQA) are handled together;
+ *   2. softmax: one block per (head, token) row, in place;
+ *   3. P.V: one block per (head, token), one thread per (lane, 4 dims).
+ * Decode: attn_decode_kernel below, everything in one kernel. */
 #include <math.h>
 
 #include "cuda_common.cuh"
+#include "exact_math.h"
 
-#define AT 128                      /* threads per block */
-#define PMAX 4                      /* (head, 4 dims) pairs per thread in the V kernel */
-#define GMAX 32                     /* q heads per block */
+#define AT 128                      /* threads per block (scores) */
+#define PVT 256                     /* threads per block (P.V) */
+#define GMAX 32                     /* q heads per block (scores) */
+#define QMAX 2048                   /* floats of q per scores block */
+#define HD_MAX 768                  /* 16 lanes x head_dim floats: 48 KB of shared memory */
+#define GS_MAX 1024                 /* group sums per softmax pass */
 #define S_BUDGET ((size_t)64 << 20) /* bytes of scores per chunk of tokens */
 
 __device__ __forceinline__ float round_half(float x) {
@@ -38,7 +46,67 @@ __global__ void kv_store_kernel(__half *__restrict__ kc, __half *__restrict__ vc
     }
 }
 
-/* S[t][h][j] = scale * (half(q[t][h]) . K[j][kh]) for keys j <= pos_first + t. */
+/* q . k (q float, half-rounded; k half in memory, 8-byte aligned; hd % 4 == 0) */
+__device__ __forceinline__ float qk_dot_h(const float *qs, const __half *kr, int hd) {
+    float acc[16];
+#pragma unroll
+    for (int e = 0; e < 16; e++)
+        acc[e] = 0.f;
+    for (int c = 0; c < hd; c += 16) {
+#pragma unroll
+        for (int g = 0; g < 4; g++) {
+            if (c + 4 * g < hd) {
+                const uint2 raw = __ldg(reinterpret_cast<const uint2 *>(kr + c + 4 * g));
+                const float2 f0 = __half22float2(*reinterpret_cast<const __half2 *>(&raw.x));
+                const float2 f1 = __half22float2(*reinterpret_cast<const __half2 *>(&raw.y));
+                const float *q = qs + c + 4 * g;
+                acc[4 * g] = __fmaf_rn(f0.x, q[0], acc[4 * g]);
+                acc[4 * g + 1] = __fmaf_rn(f0.y, q[1], acc[4 * g + 1]);
+                acc[4 * g + 2] = __fmaf_rn(f1.x, q[2], acc[4 * g + 2]);
+                acc[4 * g + 3] = __fmaf_rn(f1.y, q[3], acc[4 * g + 3]);
+            }
+        }
+    }
+    return xm_sum16(acc);
+}
+
+/* the same with k as floats (already half-rounded) */
+__device__ __forceinline__ float qk_dot_f(const float *qs, const float *kf, int hd) {
+    float acc[16];
+#pragma unroll
+    for (int e = 0; e < 16; e++)
+        acc[e] = 0.f;
+    for (int c = 0; c < hd; c += 16) {
+#pragma unroll
+        for (int e = 0; e < 16; e++)
+            if (c + e < hd) acc[e] = __fmaf_rn(kf[c + e], qs[c + e], acc[e]);
+    }
+    return xm_sum16(acc);
+}
+
+/* q . k for one key of 8 * NV halves (raw, in registers): lane of element 8v + e is
+ * 8 (v % 2) + e */
+template <int NV>
+__device__ __forceinline__ float qk_dot8(const float *qs, const uint4 *raw) {
+    float acc[16];
+#pragma unroll
+    for (int e = 0; e < 16; e++)
+        acc[e] = 0.f;
+#pragma unroll
+    for (int v = 0; v < NV; v++) {
+        const __half2 *h2 = reinterpret_cast<const __half2 *>(&raw[v]);
+        const int l0 = 8 * (v & 1);
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const float2 f = __half22float2(h2[e]);
+            acc[l0 + 2 * e] = __fmaf_rn(f.x, qs[8 * v + 2 * e], acc[l0 + 2 * e]);
+            acc[l0 + 2 * e + 1] = __fmaf_rn(f.y, qs[8 * v + 2 * e + 1], acc[l0 + 2 * e + 1]);
+        }
+    }
+    return xm_sum16(acc);
+}
+
+/* S[t][h][j] = (half(q[t][h]) . K[j][kh]) * scale for keys j <= pos_first + t. */
 __global__ void __launch_bounds__(AT)
     attn_scores_kernel(float *__restrict__ S, int ldS, const float *__restrict__ q,
                        const __half *__restrict__ kc, int n_head, int n_head_kv, int hd,
@@ -57,42 +125,9 @@ __global__ void __launch_bounds__(AT)
     const int j = jb + threadIdx.x;
     if (j >= len) return;
     const __half *kr = kc + (size_t)j * kvd + (size_t)kh * hd;
-    const bool vec = (hd & 7) == 0;
-    for (int gb = 0; gb < gn; gb += 8) {
-        float s[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-        if (vec) {
-            for (int c = 0; c < hd; c += 8) {
-                uint4 raw = __ldg(reinterpret_cast<const uint4 *>(kr + c));
-                const __half2 *h2 = reinterpret_cast<const __half2 *>(&raw);
-                float kf[8];
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    float2 f = __half22float2(h2[e]);
-                    kf[2 * e] = f.x, kf[2 * e + 1] = f.y;
-                }
-#pragma unroll
-                for (int gg = 0; gg < 8; gg++) {
-                    if (gb + gg < gn) {
-                        const float4 *qv =
-                            reinterpret_cast<const float4 *>(qs + (gb + gg) * hd + c);
-                        float4 a = qv[0], b = qv[1];
-                        s[gg] += a.x * kf[0] + a.y * kf[1] + a.z * kf[2] + a.w * kf[3] +
-                                 b.x * kf[4] + b.y * kf[5] + b.z * kf[6] + b.w * kf[7];
-                    }
-                }
-            }
-        } else {
-            for (int c = 0; c < hd; c++) {
-                float kf = __half2float(kr[c]);
-#pragma unroll
-                for (int gg = 0; gg < 8; gg++)
-                    if (gb + gg < gn) s[gg] += qs[(gb + gg) * hd + c] * kf;
-            }
-        }
-#pragma unroll
-        for (int gg = 0; gg < 8; gg++)
-            if (gb + gg < gn) S[((size_t)t * n_head + h0 + gb + gg) * ldS + j] = s[gg] * scale;
-    }
+    for (int gg = 0; gg < gn; gg++)
+        S[((size_t)t * n_head + h0 + gg) * ldS + j] =
+            __fmul_rn(qk_dot_h(qs + gg * hd, kr, hd), scale);
 }
 
 template <typename V> __device__ __forceinline__ V block_reduce(V v, bool is_max, V *red) {
@@ -114,81 +149,105 @@ template <typename V> __device__ __forceinline__ V block_reduce(V v, bool is_max
     return v;
 }
 
-/* expf as the CPU's libm computes it (fast-math would use an approximation) */
-__device__ __forceinline__ float exp_exact(float x) {
-    return (float)exp((double)x);
-}
-
-/* One row S[t][h][0..len): p = half(exp(s - max) / sum), as the CPU backend: float
- * exponentials summed in double, 1 / sum rounded to float. */
-__global__ void attn_softmax_kernel(float *__restrict__ S, int ldS, int n_head, int pos_first) {
-    __shared__ float redf[32];
-    __shared__ double redd[32];
-    const int h = blockIdx.x, t = blockIdx.y, len = pos_first + t + 1;
-    float *row = S + ((size_t)t * n_head + h) * ldS;
+/* Softmax of row[0..len) in place, by the whole block (blockDim a multiple of 32; every
+ * thread must call it). Thread tid owns elements tid, tid + blockDim, ... (callers that
+ * wrote the row with that mapping need no barrier before). gs: GS_MAX floats of shared
+ * memory, free during the call. Each 16 consecutive threads hold one group of 16: the
+ * shuffles down by 8, 4, 2, 1 add exactly the pairs xm_sum16 adds. */
+__device__ void softmax_row(float *row, int len, float *gs, double *dsh, float *redf) {
+    const int tid = threadIdx.x, bd = blockDim.x;
     float mx = -INFINITY;
-    for (int j = threadIdx.x; j < len; j += blockDim.x)
+    for (int j = tid; j < len; j += bd)
         mx = fmaxf(mx, row[j]);
     mx = block_reduce<float>(mx, true, redf);
+    const int len16 = (len + 15) & ~15;
     double sum = 0.0;
-    for (int j = threadIdx.x; j < len; j += blockDim.x) {
-        float e = exp_exact(row[j] - mx);
-        row[j] = e;
-        sum += (double)e;
+    for (int base = 0; base < len16; base += 16 * GS_MAX) {
+        const int end = min(len16, base + 16 * GS_MAX);
+        for (int j0 = base; j0 < end; j0 += bd) {
+            const int j = j0 + tid;
+            float e = 0.f; /* the CPU pads with e^-inf */
+            if (j < len && j < end) {
+                e = xm_exp(__fsub_rn(row[j], mx));
+                row[j] = e;
+            }
+#pragma unroll
+            for (int o = 8; o > 0; o >>= 1)
+                e = __fadd_rn(e, __shfl_down_sync(0xffffffffu, e, o, 16));
+            if ((tid & 15) == 0 && j < end) gs[(j - base) >> 4] = e;
+        }
+        __syncthreads();
+        if (tid == 0) {
+            const int ng = (end - base) >> 4;
+            for (int g = 0; g < ng; g++)
+                sum = __dadd_rn(sum, (double)gs[g]);
+        }
+        __syncthreads();
     }
-    sum = block_reduce<double>(sum, false, redd);
-    const float inv = (float)(1.0 / sum);
-    for (int j = threadIdx.x; j < len; j += blockDim.x)
+    if (tid == 0) *dsh = sum;
+    __syncthreads();
+    const float inv = __double2float_rn(__ddiv_rn(1.0, *dsh));
+    for (int j = tid; j < len; j += bd)
         row[j] = round_half(__fmul_rn(row[j], inv));
 }
 
-/* out[t][h] (or a partial sum over this block's keys) = sum_j P[t][h][j] * V[j][kh]. */
-__global__ void __launch_bounds__(AT)
-    attn_pv_kernel(float *__restrict__ out, float *__restrict__ part,
-                   const float *__restrict__ S, int ldS, const __half *__restrict__ vc,
-                   int n_head, int n_head_kv, int hd, int pos_first, int gsplit, int gn_max,
-                   int chunk, int n_split) {
-    const int group = n_head / n_head_kv;
-    const int kh = blockIdx.x / gsplit, g0 = (blockIdx.x % gsplit) * gn_max;
-    const int gn = min(gn_max, group - g0);
-    const int t = blockIdx.y, split = blockIdx.z, len = pos_first + t + 1;
-    const int j0 = split * chunk, j1 = min(len, j0 + chunk);
-    const int hd4 = hd / 4, npairs = gn * hd4, kvd = n_head_kv * hd, h0 = kh * group + g0;
-#pragma unroll
-    for (int p = 0; p < PMAX; p++) {
-        const int pair = threadIdx.x + p * AT;
-        if (pair >= npairs) break;
-        const int g = pair / hd4, c = pair % hd4;
-        const float *P = S + ((size_t)t * n_head + h0 + g) * ldS;
-        const __half *vcol = vc + (size_t)kh * hd + 4 * c;
-        float4 a = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll 4
-        for (int j = j0; j < j1; j++) {
-            float pv = P[j];
-            uint2 raw = __ldg(reinterpret_cast<const uint2 *>(vcol + (size_t)j * kvd));
-            float2 lo = __half22float2(*reinterpret_cast<const __half2 *>(&raw.x));
-            float2 hi = __half22float2(*reinterpret_cast<const __half2 *>(&raw.y));
-            a.x += pv * lo.x, a.y += pv * lo.y, a.z += pv * hi.x, a.w += pv * hi.y;
-        }
-        const size_t hrow = (size_t)t * n_head + h0 + g;
-        if (n_split == 1)
-            reinterpret_cast<float4 *>(out + hrow * hd)[c] = a;
-        else
-            reinterpret_cast<float4 *>(part + (hrow * n_split + split) * hd)[c] = a;
-    }
+__global__ void attn_softmax_kernel(float *__restrict__ S, int ldS, int n_head, int pos_first) {
+    __shared__ float redf[32];
+    __shared__ float gs[GS_MAX];
+    __shared__ double dsh;
+    const int h = blockIdx.x, t = blockIdx.y, len = pos_first + t + 1;
+    softmax_row(S + ((size_t)t * n_head + h) * ldS, len, gs, &dsh, redf);
 }
 
-/* One block per (head, token), one thread per 4 dims: adds the splits' partial sums. */
-__global__ void attn_combine_kernel(float *__restrict__ out, const float *__restrict__ part,
-                                    int n_head, int hd, int n_split) {
-    const size_t hrow = (size_t)blockIdx.y * n_head + blockIdx.x;
-    const int c = threadIdx.x;
-    float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
-    for (int s = 0; s < n_split; s++) {
-        float4 a = reinterpret_cast<const float4 *>(part + (hrow * n_split + s) * hd)[c];
-        o.x += a.x, o.y += a.y, o.z += a.z, o.w += a.w;
+/* out[t][h] = sum_j P[t][h][j] * V[j][kh]: thread (lane l, 4 dims c) accumulates keys
+ * l, l + 16, ... in order; the 16 lanes of each dim are then summed pairwise. */
+__global__ void __launch_bounds__(PVT)
+    attn_pv_kernel(float *__restrict__ out, const float *__restrict__ S, int ldS,
+                   const __half *__restrict__ vc, int n_head, int n_head_kv, int hd,
+                   int pos_first) {
+    extern __shared__ float4 red4[]; /* [16][hd / 4] */
+    const int h = blockIdx.x, t = blockIdx.y, len = pos_first + t + 1;
+    const int kh = h / (n_head / n_head_kv), hd4 = hd / 4, kvd = n_head_kv * hd;
+    const float *P = S + ((size_t)t * n_head + h) * ldS;
+    for (int it = threadIdx.x; it < 16 * hd4; it += PVT) {
+        const int l = it / hd4, c = it % hd4;
+        const __half *vcol = vc + (size_t)kh * hd + 4 * c;
+        float4 a = make_float4(0.f, 0.f, 0.f, 0.f);
+        int j = l;
+        for (; j + 7 * 16 < len; j += 8 * 16) {
+            uint2 raw[8];
+#pragma unroll
+            for (int u = 0; u < 8; u++)
+                raw[u] = __ldg(reinterpret_cast<const uint2 *>(vcol + (size_t)(j + 16 * u) * kvd));
+#pragma unroll
+            for (int u = 0; u < 8; u++) {
+                const float pv = P[j + 16 * u];
+                const float2 lo = __half22float2(*reinterpret_cast<const __half2 *>(&raw[u].x));
+                const float2 hi = __half22float2(*reinterpret_cast<const __half2 *>(&raw[u].y));
+                a.x = __fmaf_rn(lo.x, pv, a.x), a.y = __fmaf_rn(lo.y, pv, a.y);
+                a.z = __fmaf_rn(hi.x, pv, a.z), a.w = __fmaf_rn(hi.y, pv, a.w);
+            }
+        }
+        for (; j < len; j += 16) {
+            const float pv = P[j];
+            const uint2 raw = __ldg(reinterpret_cast<const uint2 *>(vcol + (size_t)j * kvd));
+            const float2 lo = __half22float2(*reinterpret_cast<const __half2 *>(&raw.x));
+            const float2 hi = __half22float2(*reinterpret_cast<const __half2 *>(&raw.y));
+            a.x = __fmaf_rn(lo.x, pv, a.x), a.y = __fmaf_rn(lo.y, pv, a.y);
+            a.z = __fmaf_rn(hi.x, pv, a.z), a.w = __fmaf_rn(hi.y, pv, a.w);
+        }
+        red4[it] = a; /* it = l * hd4 + c */
     }
-    reinterpret_cast<float4 *>(out + hrow * hd)[c] = o;
+    __syncthreads();
+    const float *red = reinterpret_cast<const float *>(red4);
+    float *o = out + ((size_t)t * n_head + h) * hd;
+    for (int i = threadIdx.x; i < hd; i += PVT) {
+        float v[16];
+#pragma unroll
+        for (int l = 0; l < 16; l++)
+            v[l] = red[l * hd + i];
+        o[i] = xm_sum16(v);
+    }
 }
 
 static long cdiv(long a, long b) {
@@ -204,24 +263,13 @@ size_t cuda_kv_bytes(int n_ctx, int kv_dim) {
 #define ADT 256 /* threads of the decode kernel */
 
 typedef struct rope_args {
+    const float2 *tab; /* cuda_rope_table: (cos, sin) of [pos][i] */
     int n_rot, neox;
-    float step, freq_scale;
 } rope_args;
 
-/* q . k for one key of 8 * NV halves (raw) against qs (float, half-rounded). */
-template <int NV>
-__device__ __forceinline__ float qk_dot8(const float *qs, const uint4 *raw) {
-    float sc = 0.f;
-#pragma unroll
-    for (int v = 0; v < NV; v++) {
-        const __half2 *h2 = reinterpret_cast<const __half2 *>(&raw[v]);
-        const float2 f0 = __half22float2(h2[0]), f1 = __half22float2(h2[1]);
-        const float2 f2 = __half22float2(h2[2]), f3 = __half22float2(h2[3]);
-        const float *qv = qs + 8 * v;
-        sc += qv[0] * f0.x + qv[1] * f0.y + qv[2] * f1.x + qv[3] * f1.y;
-        sc += qv[4] * f2.x + qv[5] * f2.y + qv[6] * f3.x + qv[7] * f3.y;
-    }
-    return sc;
+/* floats of the decode kernel's reduction area: softmax group sums, then 16 lanes x hd */
+static __host__ __device__ int decode_red_floats(int hd) {
+    return 16 * hd > GS_MAX ? 16 * hd : GS_MAX;
 }
 
 /* One token, one block per q head: (rope,) K/V row into the cache, scores of every key
@@ -240,10 +288,10 @@ __global__ void __launch_bounds__(ADT)
     extern __shared__ float4 sm4[];
     float *sm = reinterpret_cast<float *>(sm4);
     float *qs = sm, *ks = sm + hd, *vs = sm + 2 * hd;
-    float4 *red4 = reinterpret_cast<float4 *>(sm + 3 * hd); /* 3 * hd % 4 == 0 */
-    float *S = sm + 3 * hd + 4 * ADT;
+    float *red = sm + 3 * hd; /* 3 * hd % 4 == 0: float4-aligned */
+    float *S = red + decode_red_floats(hd);
     __shared__ float redf[32];
-    __shared__ double redd[32];
+    __shared__ double dsh;
     pdl_wait();
     pdl_trigger();
     const int tid = threadIdx.x;
@@ -260,12 +308,12 @@ __global__ void __launch_bounds__(ADT)
     __syncthreads();
     if constexpr (ROPE) {
         const int half = ra.n_rot / 2;
+        const float2 *cs = ra.tab + (size_t)pos * half;
         for (int i = tid; i < half; i += ADT) {
-            float cs, sn;
-            rope_cs(pos, i, ra.step, ra.freq_scale, &cs, &sn);
+            const float2 t = cs[i];
             const int a = ra.neox ? i : 2 * i, b = ra.neox ? i + half : 2 * i + 1;
-            rope_rot(&qs[a], &qs[b], cs, sn);
-            rope_rot(&ks[a], &ks[b], cs, sn);
+            xm_rope_rot(&qs[a], &qs[b], t.x, t.y);
+            xm_rope_rot(&ks[a], &ks[b], t.x, t.y);
         }
         __syncthreads();
         for (int c = tid; c < hd; c += ADT)
@@ -283,8 +331,8 @@ __global__ void __launch_bounds__(ADT)
     }
     __syncthreads();
 
-    /* scores; the token's own key from ks (the cache row may not be written yet) */
-    float mx = -INFINITY;
+    /* scores (thread tid owns keys tid, tid + ADT, ..., as softmax_row expects); the
+     * token's own key from ks (the cache row may not be written yet) */
     const __half *kbase = kc + (size_t)kh * hd;
     if constexpr (HDT > 0) {
         constexpr int NV = HDT / 8;
@@ -312,62 +360,36 @@ __global__ void __launch_bounds__(ADT)
                         memcpy(&raw[u][t], p4, sizeof(uint4));
                     }
                 }
-                const float sc = qk_dot8<NV>(qs, raw[u]) * scale;
-                S[j] = sc;
-                mx = fmaxf(mx, sc);
+                S[j] = __fmul_rn(qk_dot8<NV>(qs, raw[u]), scale);
             }
         }
     } else {
         for (int j = tid; j < len; j += ADT) {
-            const __half *kr = kbase + (size_t)j * kvd;
-            float sc = 0.f;
-            for (int c = 0; c < hd; c += 4) {
-                float2 f0, f1;
-                if (j == pos) {
-                    f0 = make_float2(ks[c], ks[c + 1]);
-                    f1 = make_float2(ks[c + 2], ks[c + 3]);
-                } else {
-                    uint2 raw = __ldg(reinterpret_cast<const uint2 *>(kr + c));
-                    f0 = __half22float2(*reinterpret_cast<const __half2 *>(&raw.x));
-                    f1 = __half22float2(*reinterpret_cast<const __half2 *>(&raw.y));
-                }
-                sc += qs[c] * f0.x + qs[c + 1] * f0.y + qs[c + 2] * f1.x + qs[c + 3] * f1.y;
-            }
-            sc *= scale;
-            S[j] = sc;
-            mx = fmaxf(mx, sc);
+            const float d = j == pos ? qk_dot_f(qs, ks, hd) : qk_dot_h(qs, kbase + (size_t)j * kvd, hd);
+            S[j] = __fmul_rn(d, scale);
         }
     }
-    mx = block_reduce<float>(mx, true, redf);
-    double sum = 0.0;
-    for (int j = tid; j < len; j += ADT) {
-        float e = exp_exact(S[j] - mx);
-        S[j] = e;
-        sum += (double)e;
-    }
-    sum = block_reduce<double>(sum, false, redd);
-    const float inv = (float)(1.0 / sum);
-    for (int j = tid; j < len; j += ADT)
-        S[j] = round_half(__fmul_rn(S[j], inv));
+    softmax_row(S, len, red, &dsh, redf);
     __syncthreads();
 
-    /* P.V: thread (part p, 4 dims c); part p takes keys p, p + np, ... in order, eight
-     * rows' loads in flight */
-    const int hd4 = hd / 4, np = ADT / hd4;
-    const int c = tid % hd4, p = tid / hd4;
-    float4 a = make_float4(0.f, 0.f, 0.f, 0.f);
-    if (p < np) {
+    /* P.V: thread (lane l, 4 dims c) takes keys l, l + 16, ... in order, eight rows'
+     * loads in flight; then the 16 lanes of each dim are summed pairwise */
+    const int hd4 = hd / 4;
+    float4 *red4 = reinterpret_cast<float4 *>(red);
+    for (int it = tid; it < 16 * hd4; it += ADT) {
+        const int l = it / hd4, c = it % hd4;
         const __half *vcol = vc + (size_t)kh * hd + 4 * c;
         const float4 vme = make_float4(vs[4 * c], vs[4 * c + 1], vs[4 * c + 2], vs[4 * c + 3]);
-        int j = p;
-        for (; j + 7 * np < len; j += 8 * np) {
+        float4 a = make_float4(0.f, 0.f, 0.f, 0.f);
+        int j = l;
+        for (; j + 7 * 16 < len; j += 8 * 16) {
             uint2 raw[8];
 #pragma unroll
             for (int u = 0; u < 8; u++)
-                raw[u] = __ldg(reinterpret_cast<const uint2 *>(vcol + (size_t)(j + u * np) * kvd));
+                raw[u] = __ldg(reinterpret_cast<const uint2 *>(vcol + (size_t)(j + 16 * u) * kvd));
 #pragma unroll
             for (int u = 0; u < 8; u++) {
-                const int jj = j + u * np;
+                const int jj = j + 16 * u;
                 const float pv = S[jj];
                 float4 f;
                 if (jj == pos) {
@@ -377,10 +399,11 @@ __global__ void __launch_bounds__(ADT)
                     const float2 hi = __half22float2(*reinterpret_cast<const __half2 *>(&raw[u].y));
                     f = make_float4(lo.x, lo.y, hi.x, hi.y);
                 }
-                a.x += pv * f.x, a.y += pv * f.y, a.z += pv * f.z, a.w += pv * f.w;
+                a.x = __fmaf_rn(f.x, pv, a.x), a.y = __fmaf_rn(f.y, pv, a.y);
+                a.z = __fmaf_rn(f.z, pv, a.z), a.w = __fmaf_rn(f.w, pv, a.w);
             }
         }
-        for (; j < len; j += np) {
+        for (; j < len; j += 16) {
             const float pv = S[j];
             float4 f;
             if (j == pos) {
@@ -391,23 +414,24 @@ __global__ void __launch_bounds__(ADT)
                 const float2 hi = __half22float2(*reinterpret_cast<const __half2 *>(&raw.y));
                 f = make_float4(lo.x, lo.y, hi.x, hi.y);
             }
-            a.x += pv * f.x, a.y += pv * f.y, a.z += pv * f.z, a.w += pv * f.w;
+            a.x = __fmaf_rn(f.x, pv, a.x), a.y = __fmaf_rn(f.y, pv, a.y);
+            a.z = __fmaf_rn(f.z, pv, a.z), a.w = __fmaf_rn(f.w, pv, a.w);
         }
+        red4[it] = a;
     }
-    red4[tid] = a;
     __syncthreads();
-    if (p == 0) {
-        float4 o = red4[c];
-        for (int pp = 1; pp < np; pp++) {
-            const float4 b = red4[pp * hd4 + c];
-            o.x += b.x, o.y += b.y, o.z += b.z, o.w += b.w;
-        }
-        reinterpret_cast<float4 *>(out + (size_t)h * hd)[c] = o;
+    for (int i = tid; i < hd; i += ADT) {
+        float s[16];
+#pragma unroll
+        for (int l = 0; l < 16; l++)
+            s[l] = red[l * hd + i];
+        out[(size_t)h * hd + i] = xm_sum16(s);
     }
 }
 
 static size_t decode_smem(const chord_attn_shape *s) {
-    return ((size_t)3 * s->head_dim + 4 * ADT + (size_t)s->n_ctx) * sizeof(float);
+    return ((size_t)3 * s->head_dim + (size_t)decode_red_floats(s->head_dim) + (size_t)s->n_ctx) *
+           sizeof(float);
 }
 
 template <bool ROPE, int HDT> static bool decode_attr(int bytes) {
@@ -417,7 +441,7 @@ template <bool ROPE, int HDT> static bool decode_attr(int bytes) {
 
 void cuda_attention_init(cuda_backend *be) {
     size_t mx = be->smem_per_block_optin;
-    size_t stat = 32 * (sizeof(float) + sizeof(double)) + 64;
+    size_t stat = 32 * sizeof(float) + sizeof(double) + 64;
     mx = mx > stat ? mx - stat : 0;
     if (mx > 48 * 1024) {
         const int b = (int)mx;
@@ -435,7 +459,7 @@ void cuda_attention_init(cuda_backend *be) {
 
 bool cuda_attn_decode_ok(cuda_backend *be, const chord_attn_shape *s) {
     const int hd = s->head_dim, nh = s->n_head, nkv = s->n_head_kv;
-    return nkv > 0 && nh % nkv == 0 && hd > 0 && hd % 4 == 0 && hd / 4 <= ADT &&
+    return nkv > 0 && nh % nkv == 0 && hd > 0 && hd % 4 == 0 && hd <= HD_MAX &&
            decode_smem(s) <= be->attn_smem_max;
 }
 
@@ -450,16 +474,17 @@ void cuda_attention_decode(cuda_backend *be, float *out, float *q, const float *
         cuda_fail(be, "attention: position %d outside the cache (%d)", pos0, s->n_ctx);
         return;
     }
-    rope_args ra = {0, 0, 1.0f, 1.0f};
+    rope_args ra = {NULL, 0, 0};
     if (rope) {
         if (rope->n_rot > s->head_dim || rope->n_rot / 2 <= 0) {
             cuda_fail(be, "attention: rope n_rot %d, head_dim %d", rope->n_rot, s->head_dim);
             return;
         }
+        /* under a graph (dpos) the table was made ready by step_end for this position */
+        ra.tab = cuda_rope_table(be, rope, pos0 + 1, dpos == NULL);
+        if (!ra.tab) return;
         ra.n_rot = rope->n_rot;
         ra.neox = rope->neox ? 1 : 0;
-        ra.step = powf(rope->freq_base, -2.0f / (float)rope->n_rot);
-        ra.freq_scale = rope->freq_scale;
     }
     cudaError_t e;
     const int hd = s->head_dim;
@@ -493,7 +518,7 @@ void cuda_attention(cuda_backend *be, float *out, const float *q, const float *k
         return;
     }
     const int hd = s->head_dim, nh = s->n_head, nkv = s->n_head_kv;
-    if (nkv <= 0 || nh % nkv != 0 || hd <= 0 || hd % 4 != 0 || hd / 4 > AT * PMAX) {
+    if (nkv <= 0 || nh % nkv != 0 || hd <= 0 || hd % 4 != 0 || hd > HD_MAX) {
         cuda_fail(be, "attention: unsupported shape (n_head %d, n_head_kv %d, head_dim %d)", nh,
                   nkv, hd);
         return;
@@ -514,8 +539,8 @@ void cuda_attention(cuda_backend *be, float *out, const float *q, const float *k
         if (!CUDA_LAUNCHED(be, "kv_store_kernel")) return;
     }
 
-    const int group = nh / nkv, hd4 = hd / 4;
-    int gn_max = (AT * PMAX) / hd4; /* heads whose (head, 4 dims) pairs fit one block */
+    const int group = nh / nkv;
+    int gn_max = QMAX / hd; /* heads whose queries fit one scores block */
     if (gn_max > GMAX) gn_max = GMAX;
     if (gn_max > group) gn_max = group;
     if (gn_max < 1) gn_max = 1;
@@ -530,21 +555,9 @@ void cuda_attention(cuda_backend *be, float *out, const float *q, const float *k
     for (int t0 = 0; t0 < n; t0 += tc) {
         const int m = n - t0 < tc ? n - t0 : tc;
         const int pos_first = pos0 + t0, maxlen = pos_first + m, ldS = (maxlen + 3) & ~3;
-        long blocks = (long)nkv * gsplit * m;
-        int n_split = 1;
-        if (blocks < 2L * be->n_sm) {
-            long want = cdiv(2L * be->n_sm, blocks), by_len = cdiv(maxlen, 32);
-            n_split = (int)(want < by_len ? want : by_len);
-            if (n_split < 1) n_split = 1;
-        }
-        const int chunk = (int)cdiv(maxlen, n_split);
-        n_split = (int)cdiv(maxlen, chunk);
-        size_t s_floats = (size_t)m * nh * ldS;
-        size_t p_floats = n_split > 1 ? (size_t)m * nh * n_split * hd : 0;
         float *S = (float *)cuda_scratch_get(be, CUDA_SCRATCH_ATTN,
-                                             (s_floats + p_floats) * sizeof(float));
+                                             (size_t)m * nh * ldS * sizeof(float));
         if (!S) return;
-        float *part = S + s_floats;
         const float *qc = q + (size_t)t0 * qd;
         float *oc = out + (size_t)t0 * qd;
 
@@ -556,14 +569,8 @@ void cuda_attention(cuda_backend *be, float *out, const float *q, const float *k
         attn_softmax_kernel<<<dim3((unsigned)nh, (unsigned)m), sm_threads, 0, be->stream>>>(
             S, ldS, nh, pos_first);
         if (!CUDA_LAUNCHED(be, "attn_softmax_kernel")) return;
-        dim3 g3((unsigned)(nkv * gsplit), (unsigned)m, (unsigned)n_split);
-        attn_pv_kernel<<<g3, AT, 0, be->stream>>>(oc, part, S, ldS, vc, nh, nkv, hd, pos_first,
-                                                  gsplit, gn_max, chunk, n_split);
+        attn_pv_kernel<<<dim3((unsigned)nh, (unsigned)m), PVT, (size_t)16 * hd * sizeof(float),
+                         be->stream>>>(oc, S, ldS, vc, nh, nkv, hd, pos_first);
         if (!CUDA_LAUNCHED(be, "attn_pv_kernel")) return;
-        if (n_split > 1) {
-            attn_combine_kernel<<<dim3((unsigned)nh, (unsigned)m), hd4, 0, be->stream>>>(
-                oc, part, nh, hd, n_split);
-            if (!CUDA_LAUNCHED(be, "attn_combine_kernel")) return;
-        }
     }
 }

@@ -28,7 +28,8 @@ typedef struct cuda_scratch {
     size_t cap;
 } cuda_scratch;
 
-enum { CUDA_SCRATCH_XQ = 0, CUDA_SCRATCH_ATTN = 1, CUDA_SCRATCH_COUNT = 2 };
+/* ROPE: the (cos, sin) table of cuda_rope_table */
+enum { CUDA_SCRATCH_XQ = 0, CUDA_SCRATCH_ATTN = 1, CUDA_SCRATCH_ROPE = 2, CUDA_SCRATCH_COUNT = 3 };
 
 struct cuda_rec;
 struct cuda_graph_entry;
@@ -64,6 +65,9 @@ typedef struct cuda_backend {
     int graph_fails;
     bool fuse_pro; /* recorded steps: matvecs quantize their own input (CHORD_CUDA_FUSE=2) */
     size_t attn_smem_max; /* dynamic shared memory the decode attention may use */
+    /* what the ROPE scratch holds: positions [0, rope_npos) of this rotation */
+    int rope_npos, rope_nrot;
+    float rope_base, rope_fscale;
 } cuda_backend;
 
 static inline cuda_backend *cuda_be(chord_backend *be) {
@@ -301,25 +305,14 @@ void cuda_attention_decode(cuda_backend *be, float *out, float *q, const float *
                            const chord_rope_shape *rope, const int *dpos);
 void cuda_attention_init(cuda_backend *be);
 
-/* rope arithmetic shared by the rope and attention kernels: as the CPU backend (and
- * llama.cpp), theta_0 = p * freq_scale, theta_{i+1} = theta_i * step in float; cos/sin
- * in double (so fast-math cannot degrade large angles), rounded to float; products and
- * differences each rounded (no contraction), as the CPU's C. */
-__device__ __forceinline__ void rope_cs(int pos, int i, float step, float freq_scale,
-                                        float *cs, float *sn) {
-    float theta = __fmul_rn((float)pos, freq_scale);
-    for (int k = 0; k < i; k++)
-        theta = __fmul_rn(theta, step);
-    double sd, cd;
-    sincos((double)theta, &sd, &cd);
-    *cs = (float)cd;
-    *sn = (float)sd;
-}
-__device__ __forceinline__ void rope_rot(float *x0, float *x1, float cs, float sn) {
-    float a = *x0, b = *x1;
-    *x0 = __fsub_rn(__fmul_rn(a, cs), __fmul_rn(b, sn));
-    *x1 = __fadd_rn(__fmul_rn(a, sn), __fmul_rn(b, cs));
-}
+/* elementwise.cu: RoPE's (cos, sin) for positions [0, npos), [pos][i] for i < n_rot / 2,
+ * computed on the host exactly as the CPU backend computes them (the angle stepped in
+ * float, glibc's cosf / sinf, which no device function reproduces bit for bit: about 2.6%
+ * of the angles differ from correctly rounded values). build: may (re)make the table
+ * (allocates, copies, synchronizes: never while capturing a graph; a new table bumps
+ * scratch_gen); otherwise a table that does not cover npos is an error. NULL on error
+ * (recorded). */
+const float2 *cuda_rope_table(cuda_backend *be, const chord_rope_shape *s, int npos, bool build);
 
 /* graph.cu: the decode-step recorder (backend_cuda.cu's ops call cuda_rec_* while
  * be->rec is set) and step_begin / step_end. */

@@ -1,5 +1,10 @@
-/* Small ops: weight repacking, embedding rows, RMS norm, RoPE, add, SwiGLU. */
+/* Small ops: weight repacking, embedding rows, RMS norm, RoPE, add, SwiGLU.
+ * RMS norm, RoPE and SwiGLU round exactly as the CPU backend (exact_math.h). */
+#include <stdlib.h>
+
+#include "exact_math.h"
 #include "quant.cuh"
+#include "rms_exact.cuh"
 
 /* ------------------------------------------------------------- repack */
 
@@ -126,7 +131,7 @@ __global__ void rmsnorm_kernel(float *__restrict__ out, const float *__restrict_
     pdl_trigger();
     const float *xr = x + (size_t)blockIdx.x * dim;
     float *o = out + (size_t)blockIdx.x * dim;
-    const float scale = rms_scale(xr, dim, eps);
+    const float scale = rms_scale_exact(xr, dim, eps);
     for (int i = threadIdx.x; i < dim; i += blockDim.x)
         o[i] = __fmul_rn(__fmul_rn(xr[i], scale), w[i]);
 }
@@ -141,7 +146,7 @@ __global__ void rmsnorm_quant_kernel(float *__restrict__ out, const float *__res
     constexpr int PER = QB / 32;
     pdl_wait();
     pdl_trigger();
-    const float scale = rms_scale(x, dim, eps);
+    const float scale = rms_scale_exact(x, dim, eps);
     const int lane = threadIdx.x & 31, nw = blockDim.x >> 5;
     for (int b = threadIdx.x >> 5; b < dim / QB; b += nw) {
         float v[PER];
@@ -184,22 +189,68 @@ void cuda_rmsnorm(cuda_backend *be, float *out, const float *x, const float *w, 
 
 /* --------------------------------------------------------------- rope */
 
-/* One thread per (token, pair index i); the angle (rope_cs) is applied to every head;
- * step = powf(base, -2 / n_rot) is computed on the host by the same libm as the CPU's. */
+const float2 *cuda_rope_table(cuda_backend *be, const chord_rope_shape *s, int npos, bool build) {
+    const int half = s->n_rot / 2;
+    cuda_scratch *sc = &be->scratch[CUDA_SCRATCH_ROPE];
+    const bool same = sc->p && be->rope_npos > 0 && be->rope_nrot == s->n_rot &&
+                      be->rope_base == s->freq_base && be->rope_fscale == s->freq_scale;
+    if (same && npos <= be->rope_npos) return (const float2 *)sc->p;
+    if (!build) {
+        cuda_fail(be, "rope: no (cos, sin) table for position %d", npos - 1);
+        return NULL;
+    }
+    if (half <= 0 || npos <= 0) {
+        cuda_fail(be, "rope: n_rot %d, %d positions", s->n_rot, npos);
+        return NULL;
+    }
+    /* doubling: a long generation remakes the table a logarithmic number of times */
+    int cap = npos < 1024 ? 1024 : npos;
+    if (same && cap / 2 < be->rope_npos) cap = be->rope_npos < (1 << 29) ? 2 * be->rope_npos : cap;
+    const size_t count = (size_t)cap * (size_t)half;
+    float2 *h = (float2 *)malloc(count * sizeof *h);
+    if (!h) {
+        cuda_fail(be, "rope: out of host memory for a %zu-entry table", count);
+        return NULL;
+    }
+    /* the CPU backend's rope_fn, angle by angle */
+    const float step = powf(s->freq_base, -2.0f / (float)s->n_rot);
+    for (int p = 0; p < cap; p++) {
+        float theta_ext = (float)p;
+        for (int i = 0; i < half; i++, theta_ext *= step) {
+            const float theta = s->freq_scale * theta_ext;
+            h[(size_t)p * half + i] = make_float2(cosf(theta), sinf(theta));
+        }
+    }
+    be->rope_npos = 0; /* nothing valid until the copy is done */
+    void *d = cuda_scratch_get(be, CUDA_SCRATCH_ROPE, count * sizeof *h);
+    /* stream order: kernels queued earlier still read the old table before this copy */
+    if (d && CUDA_CHECK(be, cudaMemcpyAsync(d, h, count * sizeof *h, cudaMemcpyHostToDevice,
+                                            be->stream)))
+        CUDA_CHECK(be, cudaStreamSynchronize(be->stream)); /* h is freed next */
+    free(h);
+    if (!d || be->err_code != CHORD_OK) return NULL;
+    be->scratch_gen++; /* graphs captured with the old contents must not run again */
+    be->rope_npos = cap;
+    be->rope_nrot = s->n_rot;
+    be->rope_base = s->freq_base;
+    be->rope_fscale = s->freq_scale;
+    return (const float2 *)d;
+}
+
+/* One thread per (token, pair index i), applied to every head. */
 __global__ void rope_kernel(float *__restrict__ x, int n, int pos0, const int *__restrict__ dpos,
-                            int n_head, int head_dim, int n_rot, float step, float freq_scale,
-                            int neox) {
+                            int n_head, int head_dim, int n_rot, int neox,
+                            const float2 *__restrict__ tab) {
     int half = n_rot / 2;
     int idx = blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= n * half) return;
     if (dpos) pos0 = *dpos;
     int t = idx / half, i = idx % half;
-    float cs, sn;
-    rope_cs(pos0 + t, i, step, freq_scale, &cs, &sn);
+    const float2 cs = tab[(size_t)(pos0 + t) * half + i];
     int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
     for (int h = 0; h < n_head; h++) {
         float *v = x + ((size_t)t * n_head + h) * head_dim;
-        rope_rot(&v[a], &v[b], cs, sn);
+        xm_rope_rot(&v[a], &v[b], cs.x, cs.y);
     }
 }
 
@@ -211,11 +262,16 @@ void cuda_rope(cuda_backend *be, float *x, int n, int pos0, const chord_rope_sha
         cuda_fail(be, "rope: n_rot %d > head_dim %d", s->n_rot, s->head_dim);
         return;
     }
-    const float step = powf(s->freq_base, -2.0f / (float)s->n_rot);
+    if (pos0 < 0) {
+        cuda_fail(be, "rope: position %d", pos0);
+        return;
+    }
+    /* under a graph (dpos) step_end made the table ready for this step's positions */
+    const float2 *tab = cuda_rope_table(be, s, pos0 + n, dpos == NULL);
+    if (!tab) return;
     int total = n * half, threads = 128;
     rope_kernel<<<(total + threads - 1) / threads, threads, 0, be->stream>>>(
-        x, n, pos0, dpos, s->n_head, s->head_dim, s->n_rot, step, s->freq_scale,
-        s->neox ? 1 : 0);
+        x, n, pos0, dpos, s->n_head, s->head_dim, s->n_rot, s->neox ? 1 : 0, tab);
     CUDA_LAUNCHED(be, "rope_kernel");
 }
 
@@ -242,11 +298,11 @@ __global__ void swiglu_kernel(float *out, const float *g, const float *u, size_t
     float4 *o4 = reinterpret_cast<float4 *>(out);
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n4; i += stride) {
         float4 a = g4[i], b = u4[i];
-        o4[i] = make_float4(silu_mul(a.x, b.x), silu_mul(a.y, b.y), silu_mul(a.z, b.z),
-                            silu_mul(a.w, b.w));
+        o4[i] = make_float4(xm_swiglu(a.x, b.x), xm_swiglu(a.y, b.y), xm_swiglu(a.z, b.z),
+                            xm_swiglu(a.w, b.w));
     }
     for (size_t i = 4 * n4 + (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
-        out[i] = silu_mul(g[i], u[i]);
+        out[i] = xm_swiglu(g[i], u[i]);
 }
 
 static bool aligned16(const void *p) {
@@ -268,7 +324,7 @@ __global__ void add_scalar_kernel(float *x, const float *y, size_t n) {
 __global__ void swiglu_scalar_kernel(float *out, const float *g, const float *u, size_t n) {
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x)
-        out[i] = silu_mul(g[i], u[i]);
+        out[i] = xm_swiglu(g[i], u[i]);
 }
 
 void cuda_add(cuda_backend *be, float *x, const float *y, size_t n) {
@@ -301,7 +357,7 @@ __global__ void __launch_bounds__(QB)
     const int64_t b = blockIdx.x, e = b * QB + threadIdx.x;
     pdl_wait();
     pdl_trigger();
-    const float val = silu_mul(g[e], u[e]);
+    const float val = xm_swiglu(g[e], u[e]);
     out[e] = val;
     vals[threadIdx.x] = val;
     __syncthreads();

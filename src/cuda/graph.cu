@@ -378,6 +378,10 @@ void cuda_step_end(chord_backend *b) {
         return;
     }
     presize_scratch(be, R, nr);
+    /* a graph reads its position from d_in: the rope table must already cover it (a
+     * table made now bumps scratch_gen, and find_graph drops the graphs it outdates) */
+    for (int i = 0; i < nr && be->err_code == CHORD_OK; i++)
+        if (R[i].op == CREC_ROPE) cuda_rope_table(be, &R[i].rs, be->step_pos + R[i].n, true);
     if (be->err_code != CHORD_OK) return;
     cuda_graph_entry *e = find_graph(be, R, nr);
     if (!e) {

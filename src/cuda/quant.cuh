@@ -8,6 +8,8 @@
 #define CHORD_CUDA_QUANT_CUH
 
 #include "cuda_common.cuh"
+#include "exact_math.h"
+#include "rms_exact.cuh"
 
 #define M4 0x0F0F0F0Fu
 #define ONES 0x01010101
@@ -489,35 +491,14 @@ __device__ __forceinline__ void quant_store(const float *v, int lane, int64_t b,
     }
 }
 
-/* silu(g) * u rounded as the CPU's g / (1 + expf(-g)) * u (no fast-math shortcuts) */
+/* silu(g) * u and 1 / rms(row) rounded exactly as the CPU backend (exact_math.h,
+ * rms_exact.cuh): the input-quantizing matvec path must agree with the separate kernels */
 __device__ __forceinline__ float silu_mul(float g, float u) {
-    return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, (float)exp(-(double)g))), u);
+    return xm_swiglu(g, u);
 }
 
-/* 1 / rms(xr) of one row, computed by the whole block, rounded as the CPU backend (and
- * llama.cpp): products in float, their sum in double, 1 / sqrt in float, correctly
- * rounded. Every thread gets the result. (The double sum, rounded to float, does not
- * depend on the block size in practice.) */
 __device__ __forceinline__ float rms_scale(const float *__restrict__ xr, int dim, float eps) {
-    __shared__ double red[32];
-    double ss = 0.0;
-    for (int i = threadIdx.x; i < dim; i += blockDim.x)
-        ss += (double)__fmul_rn(xr[i], xr[i]);
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1)
-        ss += __shfl_xor_sync(0xffffffffu, ss, off);
-    int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
-    if (lane == 0) red[wid] = ss;
-    __syncthreads();
-    if (wid == 0) {
-        double v = lane < (int)(blockDim.x >> 5) ? red[lane] : 0.0;
-#pragma unroll
-        for (int off = 16; off > 0; off >>= 1)
-            v += __shfl_xor_sync(0xffffffffu, v, off);
-        if (lane == 0) red[0] = v;
-    }
-    __syncthreads();
-    return __frcp_rn(__fsqrt_rn(__fadd_rn((float)(red[0] / dim), eps)));
+    return rms_scale_exact(xr, dim, eps);
 }
 
 /* ----------------------------------------------------- decode dot units */

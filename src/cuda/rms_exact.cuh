@@ -1,0 +1,59 @@
+/* RMS norm's 1 / rms(x) rounded exactly as the CPU backend rounds it (device code; used
+ * by elementwise.cu's rmsnorm kernels, and meant for every kernel that norms a row). */
+#ifndef CHORD_CUDA_RMS_EXACT_CUH
+#define CHORD_CUDA_RMS_EXACT_CUH
+
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+/* Can m (> 0), rounded to float as f, differ in its float rounding from another sum of
+ * the same n nonnegative terms, added in another order? Each sum is within about
+ * (depth) 2^-53 of the exact one (depth: additions on a term's path, < n + 16 here), so
+ * only an m that close to a rounding boundary of f can. */
+__device__ __forceinline__ bool rounds_same(double m, float f, int n) {
+    if (!(f >= 1.17549435e-38f) || isinf(f)) return false;
+    const uint32_t b = __float_as_uint(f);
+    const double df = (double)f;
+    const double lo = __dmul_rn(0.5, __dadd_rn(df, (double)__uint_as_float(b - 1)));
+    const double hi = __dmul_rn(0.5, __dadd_rn(df, (double)__uint_as_float(b + 1)));
+    const double margin = __dmul_rn(m, (double)(n + 16) * 0x1p-52);
+    return __dsub_rn(m, lo) > margin && __dsub_rn(hi, m) > margin;
+}
+
+/* 1 / rms(xr) of one row by the whole block (every thread gets it), as the CPU backend:
+ * products in float, their sum in double in index order, (float)(sum / dim) + eps,
+ * 1 / sqrt. The in-order sum is one long chain, so the block adds in parallel and thread
+ * 0 redoes the sum in order only when the rounding to float could differ (rounds_same;
+ * about dim * 2^-28 of the rows). */
+__device__ __forceinline__ float rms_scale_exact(const float *__restrict__ xr, int dim, float eps) {
+    __shared__ double red[32];
+    __shared__ float res;
+    double ss = 0.0;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x)
+        ss = __dadd_rn(ss, (double)__fmul_rn(xr[i], xr[i]));
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1)
+        ss = __dadd_rn(ss, __shfl_xor_sync(0xffffffffu, ss, off));
+    const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
+    if (lane == 0) red[wid] = ss;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double tot = 0.0;
+        for (int w = 0; w < (int)(blockDim.x >> 5); w++)
+            tot = __dadd_rn(tot, red[w]);
+        double m = __ddiv_rn(tot, (double)dim);
+        float f = __double2float_rn(m);
+        if (m != 0.0 && !rounds_same(m, f, dim)) {
+            tot = 0.0;
+            for (int i = 0; i < dim; i++)
+                tot = __dadd_rn(tot, (double)__fmul_rn(xr[i], xr[i]));
+            m = __ddiv_rn(tot, (double)dim);
+            f = __double2float_rn(m);
+        }
+        res = __frcp_rn(__fsqrt_rn(__fadd_rn(f, eps)));
+    }
+    __syncthreads();
+    return res;
+}
+
+#endif
