@@ -2,6 +2,10 @@
  *   tool_gpu_bench                 decode matvec GB/s per weight type for TinyLlama-shaped
  *                                  5632x2048 and 2048x5632 matrices, the copy ceiling,
  *                                  prefill GEMM TFLOP/s and attention times
+ *   tool_gpu_bench --gemm-check    the pipelined prefill GEMMs against the old kernels
+ *                                  (CHORD_CUDA_GEMM=old), bit for bit, every type, odd
+ *                                  shapes and token counts, every token tile; exit 1 on a
+ *                                  difference
  *   tool_gpu_bench --backend MODEL [NGL]
  *                                  loads MODEL and prints which device runs it
  * Timings: CUDA graph replays timed with events, median; weights rotate over several
@@ -239,7 +243,187 @@ done:
     return rc;
 }
 
+/* --gemm-check: y of the pipelined prefill kernels (default, and each token tile forced by
+ * CHORD_CUDA_GEMM_BM) must equal the old kernels' (CHORD_CUDA_GEMM=old) bit for bit. */
+static int cmd_gemm_check(void) {
+    chord_backend *g = NULL;
+    chord_error err = {0};
+    if (chord_backend_cuda_new(&g, &err) != CHORD_OK) {
+        printf("skipped: no CUDA device (%s)\n", err.message);
+        return 0;
+    }
+    static const chord_type types[] = {
+        CHORD_TYPE_F16,  CHORD_TYPE_BF16, CHORD_TYPE_Q4_0, CHORD_TYPE_Q4_1,
+        CHORD_TYPE_Q5_0, CHORD_TYPE_Q5_1, CHORD_TYPE_Q8_0, CHORD_TYPE_Q2_K,
+        CHORD_TYPE_Q3_K, CHORD_TYPE_Q4_K, CHORD_TYPE_Q5_K, CHORD_TYPE_Q6_K,
+    };
+    /* n_out x n_in: TinyLlama's, a ragged n_out, short rows (fewer K-tiles than stages) */
+    static const int64_t shapes[][2] = {{5632, 2048}, {256, 2048}, {2048, 5632},
+                                        {1000, 512},  {200, 256},  {130, 64}};
+    static const int ns[] = {512, 77, 2, 300};
+    static const char *bms[] = {NULL, "32", "64", "128"};
+    const int nmax = 512;
+    int runs = 0, bad = 0;
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        const chord_type t = types[ti];
+        const int64_t blk = chord_type_get(t)->block_size;
+        for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+            const int64_t n_out = shapes[si][0], n_in = shapes[si][1];
+            if (n_in % blk != 0) continue;
+            size_t nbytes = 0;
+            void *data = make_data(t, n_out, n_in, &nbytes);
+            chord_weight w = {.name = "check",
+                              .type = t,
+                              .n_in = n_in,
+                              .n_out = n_out,
+                              .host = data,
+                              .nbytes = nbytes};
+            if (!data || g->ops->upload(g, &w, &err) != CHORD_OK) {
+                printf("upload %s failed: %s\n", chord_type_name(t), err.message);
+                free(data);
+                bad++;
+                continue;
+            }
+            const chord_weight *wp[1] = {&w};
+            const size_t ny = (size_t)nmax * (size_t)n_out;
+            float *x = dev_random(g, (size_t)nmax * (size_t)n_in);
+            float *y = g->ops->alloc(g, ny * sizeof(float));
+            float *ref = malloc(ny * sizeof(float)), *got = malloc(ny * sizeof(float));
+            float *junk = malloc(ny * sizeof(float));
+            memset(junk, 0xFF, ny * sizeof(float)); /* NaN: catches outputs never written */
+            float *ys[1] = {y};
+            for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
+                const int n = ns[ni];
+                const size_t cnt = (size_t)n * (size_t)n_out;
+                setenv("CHORD_CUDA_GEMM", "old", 1);
+                unsetenv("CHORD_CUDA_GEMM_BM");
+                g->ops->from_host(g, y, junk, cnt * sizeof(float));
+                g->ops->matmul(g, 1, ys, wp, x, n);
+                g->ops->to_host(g, ref, y, cnt * sizeof(float));
+                if (g->ops->sync(g, &err) != CHORD_OK) {
+                    printf("old %s: %s\n", chord_type_name(t), err.message);
+                    bad++;
+                    continue;
+                }
+                unsetenv("CHORD_CUDA_GEMM");
+                for (size_t bi = 0; bi < sizeof bms / sizeof bms[0]; bi++) {
+                    if (bms[bi])
+                        setenv("CHORD_CUDA_GEMM_BM", bms[bi], 1);
+                    else
+                        unsetenv("CHORD_CUDA_GEMM_BM");
+                    g->ops->from_host(g, y, junk, cnt * sizeof(float));
+                    g->ops->matmul(g, 1, ys, wp, x, n);
+                    g->ops->to_host(g, got, y, cnt * sizeof(float));
+                    runs++;
+                    if (g->ops->sync(g, &err) != CHORD_OK) {
+                        printf("new %s: %s\n", chord_type_name(t), err.message);
+                        bad++;
+                        continue;
+                    }
+                    size_t diff = 0, first = 0;
+                    double maxd = 0;
+                    for (size_t i = 0; i < cnt; i++) {
+                        if (memcmp(&ref[i], &got[i], sizeof(float)) != 0) {
+                            if (!diff) first = i;
+                            diff++;
+                            double d = fabs((double)ref[i] - (double)got[i]);
+                            if (!(d <= maxd)) maxd = d;
+                        }
+                    }
+                    if (diff) {
+                        bad++;
+                        printf("DIFF %-5s %5lldx%-5lld n=%-3d bm=%-4s %zu of %zu differ, max "
+                               "|d| %g, first [%zu][%zu] old %.9g new %.9g\n",
+                               chord_type_name(t), (long long)n_out, (long long)n_in, n,
+                               bms[bi] ? bms[bi] : "auto", diff, cnt, maxd,
+                               first / (size_t)n_out, first % (size_t)n_out, ref[first],
+                               got[first]);
+                    }
+                }
+            }
+            unsetenv("CHORD_CUDA_GEMM_BM");
+            printf("%-5s %5lldx%-5lld checked\n", chord_type_name(t), (long long)n_out,
+                   (long long)n_in);
+            fflush(stdout);
+            g->ops->free(g, w.dev);
+            g->ops->free(g, x);
+            g->ops->free(g, y);
+            free(ref), free(got), free(junk), free(data);
+        }
+        /* three weights sharing x in one matmul call: one grouped launch */
+        {
+            static const int64_t gout[3] = {300, 1000, 64};
+            const int64_t n_in = 512;
+            chord_weight gw[3];
+            const chord_weight *gwp[3];
+            void *gd[3];
+            float *gy[3], *gref[3], *ggot[3];
+            int up = 1;
+            for (int k = 0; k < 3; k++) {
+                size_t nbytes = 0;
+                gd[k] = make_data(t, gout[k], n_in, &nbytes);
+                chord_weight w = {.name = "group",
+                                  .type = t,
+                                  .n_in = n_in,
+                                  .n_out = gout[k],
+                                  .host = gd[k],
+                                  .nbytes = nbytes};
+                gw[k] = w;
+                if (!gd[k] || g->ops->upload(g, &gw[k], &err) != CHORD_OK) up = 0;
+                gwp[k] = &gw[k];
+                gy[k] = g->ops->alloc(g, (size_t)nmax * gout[k] * sizeof(float));
+                gref[k] = malloc((size_t)nmax * gout[k] * sizeof(float));
+                ggot[k] = malloc((size_t)nmax * gout[k] * sizeof(float));
+            }
+            float *x = dev_random(g, (size_t)nmax * (size_t)n_in);
+            float *gjunk = malloc((size_t)nmax * 1000 * sizeof(float));
+            memset(gjunk, 0xFF, (size_t)nmax * 1000 * sizeof(float));
+            for (size_t ni = 0; up && ni < sizeof ns / sizeof ns[0]; ni++) {
+                const int n = ns[ni];
+                setenv("CHORD_CUDA_GEMM", "old", 1);
+                g->ops->matmul(g, 3, gy, gwp, x, n);
+                for (int k = 0; k < 3; k++)
+                    g->ops->to_host(g, gref[k], gy[k], (size_t)n * gout[k] * sizeof(float));
+                unsetenv("CHORD_CUDA_GEMM");
+                for (int k = 0; k < 3; k++) /* NaN: catches outputs never written */
+                    g->ops->from_host(g, gy[k], gjunk, (size_t)n * gout[k] * sizeof(float));
+                g->ops->matmul(g, 3, gy, gwp, x, n);
+                for (int k = 0; k < 3; k++)
+                    g->ops->to_host(g, ggot[k], gy[k], (size_t)n * gout[k] * sizeof(float));
+                runs++;
+                if (g->ops->sync(g, &err) != CHORD_OK) {
+                    printf("grouped %s: %s\n", chord_type_name(t), err.message);
+                    bad++;
+                    continue;
+                }
+                for (int k = 0; k < 3; k++)
+                    if (memcmp(gref[k], ggot[k], (size_t)n * gout[k] * sizeof(float)) != 0) {
+                        printf("DIFF %-5s grouped weight %d (%lldx%lld) n=%d\n",
+                               chord_type_name(t), k, (long long)gout[k], (long long)n_in, n);
+                        bad++;
+                    }
+            }
+            if (!up) {
+                printf("grouped %s: upload failed\n", chord_type_name(t));
+                bad++;
+            }
+            printf("%-5s grouped x3 checked\n", chord_type_name(t));
+            for (int k = 0; k < 3; k++) {
+                if (gw[k].dev) g->ops->free(g, gw[k].dev);
+                g->ops->free(g, gy[k]);
+                free(gref[k]), free(ggot[k]), free(gd[k]);
+            }
+            g->ops->free(g, x);
+            free(gjunk);
+        }
+    }
+    g->ops->destroy(g);
+    printf("gemm-check: %d runs, %d with differences\n", runs, bad);
+    return bad ? 1 : 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc >= 2 && !strcmp(argv[1], "--gemm-check")) return cmd_gemm_check();
     if (argc >= 3 && !strcmp(argv[1], "--backend")) return cmd_backend(argc, argv);
     if (argc >= 3 && !strcmp(argv[1], "--decode")) return cmd_decode(argc, argv);
     chord_backend *g = NULL;
@@ -294,16 +478,41 @@ int main(int argc, char **argv) {
         fflush(stdout);
     }
 
-    printf("\nprefill matmul (n = 512 tokens), 5632x2048\n");
+    printf("\nprefill matmul (n = 512 tokens): old kernels (CHORD_CUDA_GEMM=old) vs "
+           "pipelined\n");
     static const chord_type ptypes[] = {CHORD_TYPE_F16,  CHORD_TYPE_BF16, CHORD_TYPE_Q8_0,
                                         CHORD_TYPE_Q4_0, CHORD_TYPE_Q4_K, CHORD_TYPE_Q6_K,
-                                        CHORD_TYPE_F32};
+                                        CHORD_TYPE_Q5_K, CHORD_TYPE_F32};
+    static const int64_t pshapes[][2] = {{5632, 2048}, {2048, 2048}, {2048, 5632}, {256, 2048}};
+    printf("%-6s %-10s %9s %7s | %9s %7s %6s | %9s %9s %9s\n", "type", "shape", "old us",
+           "TFLOP/s", "new us", "TFLOP/s", "x", "bm=32 us", "bm=64 us", "bm=128 us");
+    const char *mode0 = getenv("CHORD_CUDA_GEMM");
     for (size_t i = 0; i < sizeof ptypes / sizeof ptypes[0]; i++) {
-        size_t nb = 0;
-        double us = bench_type(g, ptypes[i], 5632, 2048, 512, 0, 0, &nb);
-        double tf = us > 0 ? 2.0 * 512 * 5632 * 2048 / (us * 1e-6) / 1e12 : 0;
-        printf("%-6s %10.1f us %8.1f TFLOP/s\n", chord_type_name(ptypes[i]), us, tf);
+        for (size_t si = 0; si < sizeof pshapes / sizeof pshapes[0]; si++) {
+            const int64_t no = pshapes[si][0], ni = pshapes[si][1];
+            size_t nb = 0;
+            setenv("CHORD_CUDA_GEMM", "old", 1);
+            double us0 = bench_type(g, ptypes[i], no, ni, 512, 0, 0, &nb);
+            unsetenv("CHORD_CUDA_GEMM");
+            double us1 = bench_type(g, ptypes[i], no, ni, 512, 0, 0, &nb);
+            double ub[3] = {0, 0, 0};
+            static const char *bmv[3] = {"32", "64", "128"};
+            for (int b = 0; b < 3 && ptypes[i] != CHORD_TYPE_F32; b++) {
+                setenv("CHORD_CUDA_GEMM_BM", bmv[b], 1);
+                ub[b] = bench_type(g, ptypes[i], no, ni, 512, 0, 0, &nb);
+            }
+            unsetenv("CHORD_CUDA_GEMM_BM");
+            const double fl = 2.0 * 512 * (double)no * (double)ni;
+            char shp[32];
+            snprintf(shp, sizeof shp, "%lldx%lld", (long long)no, (long long)ni);
+            printf("%-6s %-10s %9.1f %7.1f | %9.1f %7.1f %6.2f | %9.1f %9.1f %9.1f\n",
+                   chord_type_name(ptypes[i]), shp, us0, us0 > 0 ? fl / (us0 * 1e-6) / 1e12 : 0,
+                   us1, us1 > 0 ? fl / (us1 * 1e-6) / 1e12 : 0, us1 > 0 ? us0 / us1 : 0, ub[0],
+                   ub[1], ub[2]);
+        }
+        fflush(stdout);
     }
+    if (mode0) setenv("CHORD_CUDA_GEMM", mode0, 1);
 
     printf("\nattention, TinyLlama shape (32 heads, 4 kv heads, head_dim 64)\n");
     {

@@ -10,6 +10,7 @@
 
 #include "cuda_api.h"
 #include "cuda_common.cuh"
+#include "gemm_pipe.cuh"
 
 /* ------------------------------------------------------------ errors */
 
@@ -348,13 +349,18 @@ static void do_matmul(cuda_backend *be, int n_w, float *const *ys, const chord_w
      * weights of the call, as the CPU backend does */
     qact xa = {NULL, NULL, NULL, NULL, 0};
     int64_t xa_n_in = -1;
-    for (int k = 0; k < n_w; k++) {
-        const chord_weight *w = ws[k];
+    for (int k0 = 0; k0 < n_w;) {
+        const chord_weight *w = ws[k0];
+        int k1 = k0 + 1; /* weights of one type and row length: one launch */
+        while (k1 < n_w && k1 - k0 < GEMM_MAXW && ws[k1]->type == w->type &&
+               ws[k1]->n_in == w->n_in)
+            k1++;
         if (!type_is_float(w->type) && (w->n_in != xa_n_in || act_block(w->type) != xa.qb)) {
             if (!cuda_quantize_act(be, x, w->n_in, n, act_block(w->type), &xa)) return;
             xa_n_in = w->n_in;
         }
-        cuda_gemm(be, w, x, &xa, ys[k], n);
+        cuda_gemm_multi(be, k1 - k0, ws + k0, x, &xa, ys + k0, n);
+        k0 = k1;
     }
 }
 

@@ -13,6 +13,9 @@
  *
  * F32 weights keep float precision: a SIMT float GEMM (also the fallback for float
  * types whose row length is not a multiple of 32). */
+#include <stdlib.h>
+
+#include "gemm_pipe.cuh"
 #include "quant.cuh"
 
 #define GM 64
@@ -95,7 +98,7 @@ __global__ void __launch_bounds__(QT, 2)
 #else
     constexpr int QB = act_block(T);
     constexpr bool HAS_MIN = q8traits<T>::HAS_MIN, MERGE = q8traits<T>::MERGE;
-    constexpr int MI = BM / 32; /* 16-row fragments per warp */
+    constexpr int MI = BM / 32;                        /* 16-row fragments per warp */
     __shared__ __align__(16) uint32_t As[2][2][BM][4]; /* [stage][chunk][token][16 int8] */
     __shared__ __align__(16) uint32_t Bs[2][2][QN][4]; /* [stage][chunk][output][16 int8] */
     __shared__ float sw[2][2][QN], mw[2][2][QN], dx[2][2][BM], xs[2][2][BM];
@@ -212,7 +215,8 @@ __global__ void __launch_bounds__(QT, 2)
                 for (int ni = 0; ni < 4; ni++) {
                     const int col = wn * 32 + ni * 8;
                     const uint32_t b = Bs[st][c][col + gid][tig];
-                    const float s0 = sw[st][c][col + 2 * tig], s1 = sw[st][c][col + 2 * tig + 1];
+                    const float s0 = sw[st][c][col + 2 * tig],
+                                s1 = sw[st][c][col + 2 * tig + 1];
                     float m0 = 0.f, m1 = 0.f;
                     if (HAS_MIN)
                         m0 = mw[st][c][col + 2 * tig], m1 = mw[st][c][col + 2 * tig + 1];
@@ -268,8 +272,9 @@ __global__ void __launch_bounds__(QT, 2)
  * to 40 elements (20 words): the fragment loads are free of bank conflicts. */
 #define FLD 40
 
-template <typename E> __device__ __forceinline__ void mma_f16_16816(float c[4], const uint32_t a[4],
-                                                                   uint32_t b0, uint32_t b1);
+template <typename E>
+__device__ __forceinline__ void mma_f16_16816(float c[4], const uint32_t a[4], uint32_t b0,
+                                              uint32_t b1);
 template <>
 __device__ __forceinline__ void mma_f16_16816<__half>(float c[4], const uint32_t a[4],
                                                       uint32_t b0, uint32_t b1) {
@@ -350,7 +355,8 @@ __global__ void __launch_bounds__(QT, 2)
 #pragma unroll
             for (int mi = 0; mi < MI; mi++) {
                 const int r = wm * (BM / 2) + mi * 16 + gid;
-                const E *p0 = &As[st][r][16 * c + 2 * tig], *p1 = &As[st][r + 8][16 * c + 2 * tig];
+                const E *p0 = &As[st][r][16 * c + 2 * tig],
+                        *p1 = &As[st][r + 8][16 * c + 2 * tig];
                 a[mi][0] = *reinterpret_cast<const uint32_t *>(p0);
                 a[mi][1] = *reinterpret_cast<const uint32_t *>(p1);
                 a[mi][2] = *reinterpret_cast<const uint32_t *>(p0 + 8);
@@ -492,6 +498,14 @@ static void launch_gemm(cuda_backend *be, const wview &w, const float *x, const 
     CUDA_LAUNCHED(be, "gemm_kernel");
 }
 
+/* The pipelined kernels (gemm_pipe.cu) compute the same bits as the ones above;
+ * CHORD_CUDA_GEMM=old keeps these for an A/B, CHORD_CUDA_GEMM_BM=32/64/128 forces the
+ * pipelined kernels' token tile. */
+static bool gemm_pipe_on(void) {
+    const char *mode = getenv("CHORD_CUDA_GEMM");
+    return !mode || strcmp(mode, "old") != 0;
+}
+
 void cuda_gemm(cuda_backend *be, const chord_weight *w, const float *x, const qact *xa,
                float *y, int n) {
     if (n <= 0) return;
@@ -500,6 +514,27 @@ void cuda_gemm(cuda_backend *be, const chord_weight *w, const float *x, const qa
         return;
     }
     wview v = wview_of(w);
+    if (gemm_pipe_on()) {
+        const char *bm = getenv("CHORD_CUDA_GEMM_BM");
+        if (cuda_gemm_pipe(be, w->type, 1, &v, x, xa, &y, n, bm ? atoi(bm) : 0)) return;
+    }
     CUDA_TYPE_SWITCH(w->type, launch_gemm,
                      cuda_fail(be, "matmul: unsupported type %d", w->type), be, v, x, xa, y, n);
+}
+
+void cuda_gemm_multi(cuda_backend *be, int n_w, const chord_weight *const *ws, const float *x,
+                     const qact *xa, float *const *ys, int n) {
+    if (n <= 0) return;
+    bool same = n_w >= 1 && n_w <= GEMM_MAXW;
+    for (int k = 1; k < n_w && same; k++)
+        same = ws[k]->type == ws[0]->type && ws[k]->n_in == ws[0]->n_in;
+    if (same && n_w > 1 && (n + 31) / 32 <= 65535 && gemm_pipe_on()) {
+        wview v[GEMM_MAXW];
+        for (int k = 0; k < n_w; k++)
+            v[k] = wview_of(ws[k]);
+        const char *bm = getenv("CHORD_CUDA_GEMM_BM");
+        if (cuda_gemm_pipe(be, ws[0]->type, n_w, v, x, xa, ys, n, bm ? atoi(bm) : 0)) return;
+    }
+    for (int k = 0; k < n_w; k++)
+        cuda_gemm(be, ws[k], x, xa, ys[k], n);
 }
