@@ -295,6 +295,43 @@ static void test_type_size(chord_type t, int64_t n, cpu_isa best, uint64_t *seed
     free(out);
 }
 
+/* gemm tiles larger than the vertical tiles' row and activation groups (128 rows x 32 or
+ * 64 activations, K slabs of 16 blocks / 2 superblocks), with partial groups and slab
+ * tails, bit for bit against the scalar vec_dot */
+static void test_big_tiles(chord_type t, cpu_isa best, uint64_t *seed) {
+    enum { NW = 131, NA = 70 };
+    const int64_t n = 768; /* 24 blocks of 32, 3 superblocks */
+    const cpu_type_kernels *sk = &cpu_kernels_get(CPU_ISA_SCALAR)->t[t];
+    const size_t rs = chord_row_size(t, n), lda = cpu_act_row_size(sk->act, n);
+    uint8_t *w = xalloc(rs * NW), *a = xalloc(lda * NA);
+    float *x = xalloc(sizeof(float) * (size_t)n * NA);
+    float *ref = xalloc(sizeof(float) * NW * NA), *o = xalloc(sizeof(float) * NW * NA);
+    rand_weights(t, w, NW, n, seed);
+    rand_acts(x, n * NA, seed);
+    memset(a, 0, lda * NA);
+    for (int c = 0; c < NA; c++)
+        sk->quantize_act(x + c * n, a + c * lda, n);
+    for (int c = 0; c < NA; c++)
+        for (int r = 0; r < NW; r++)
+            sk->vec_dot(n, &ref[c * NW + r], w + r * rs, a + c * lda);
+    for (int isa = CPU_ISA_AVX2; isa <= (int)best; isa++) {
+        const cpu_type_kernels *k = &cpu_kernels_get((cpu_isa)isa)->t[t];
+        for (int i = 0; i < NW * NA; i++)
+            o[i] = NAN;
+        k->gemm_tile(n, NW, NA, o, NW, w, rs, a, lda);
+        int bad = 0;
+        for (int i = 0; i < NW * NA; i++)
+            bad += memcmp(&o[i], &ref[i], sizeof(float)) != 0;
+        CHECK(bad == 0, "%s/%s gemm %dx%d: %d not identical", chord_type_name(t),
+              cpu_isa_name((cpu_isa)isa), NW, NA, bad);
+    }
+    free(w);
+    free(a);
+    free(x);
+    free(ref);
+    free(o);
+}
+
 /* cpu_matmul with a 2-thread pool: mixed types sharing one input, against scalar dots */
 static void test_matmul(cpu_isa isa, uint64_t *seed) {
     const cpu_kernels *k = cpu_kernels_get(isa);
@@ -452,6 +489,8 @@ int main(void) {
             chord_type_name(t), test_failures == before ? "ok" : "FAILED", worst_ref,
             worst_isa);
     }
+    for (int ti = 0; ti < N_TYPES; ti++)
+        if (chord_type_get(TYPES[ti])->block_size > 1) test_big_tiles(TYPES[ti], best, &seed);
     for (int isa = CPU_ISA_SCALAR; isa <= (int)best; isa++)
         test_matmul((cpu_isa)isa, &seed);
     return test_summary("test_kernels");

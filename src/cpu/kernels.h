@@ -115,5 +115,13 @@ void cpu_quantize_f32(const float *x, void *a, int64_t n); /* a copy */
 CPU_DECLARE_ISA_KERNELS(scalar)
 CPU_DECLARE_ISA_KERNELS(avx2)
 CPU_DECLARE_ISA_KERNELS(avx512)
+/* AVX-512 prefill gemm tiles with (weight row, activation row) pairs in the lanes
+ * (gemm_vert_avx512.c); the gemm_tile contract, for several activation rows */
+#define CPU_DECLARE_GEMMV(t)                                                                   \
+    void cpu_gemmv_##t##_avx512(int64_t n, int nw, int na, float *s, size_t lds,               \
+                                const void *w, size_t ldw, const void *a, size_t lda);
+CPU_DECLARE_GEMMV(q4_0)
+CPU_DECLARE_GEMMV(q4_K)
+CPU_DECLARE_GEMMV(q6_K)
 
 #endif

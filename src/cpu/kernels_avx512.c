@@ -592,6 +592,8 @@ INLINE void transpose4(float *dst, const uint8_t *a, size_t lda, int nc, int64_t
     }
 }
 
+/* activation rows from which the vertical tiles (gemm_vert_avx512.c) take over */
+#define VERT_MIN_ACTS 2
 #define DAT_BLOCKS 1024 /* activation scales transposed on the stack up to this many blocks */
 TILE32L(q4_1, block_q4_1)
 TILE32L(q5_0, block_q5_0)
@@ -715,6 +717,10 @@ void cpu_gemm_q4_0_avx512(int64_t n, int nw, int na, float *s, size_t lds, const
     if (na == 1) {
         for (int r = 0; r < nw; r += 8)
             tile8_q4_0(n, wb + (size_t)r * ldw, ldw, imin(8, nw - r), ab, s + r);
+        return;
+    }
+    if (na >= VERT_MIN_ACTS) {
+        cpu_gemmv_q4_0_avx512(n, nw, na, s, lds, w, ldw, a, lda);
         return;
     }
     float dat[4 * DAT_BLOCKS];
@@ -953,13 +959,25 @@ TILEK(q4_K, block_q4_K, 2, 0)
 TILEK(q5_K, block_q5_K, 3, 0)
 TILEK(q6_K, block_q6_K, 0, 32)
 
-/* vec_dot and gemm_tile from a one-row tile function */
-#define QUANT_DRIVERS(T)                                                                       \
+/* vec_dot and gemm_tile from a one-row tile function; VERT (or NULL): the vertical tile
+ * (gemm_vert_avx512.c) that takes several activation rows, repaying the unpacking of a
+ * 16-row panel */
+#define QUANT_DRIVERS(T, VERT)                                                                 \
     void cpu_vec_dot_##T##_avx512(int64_t n, float *s, const void *w, const void *a) {         \
         tile_##T(n, w, a, 0, 1, s, 0);                                                         \
     }                                                                                          \
+    static void gemm_##T(int64_t n, int nw, int na, float *s, size_t lds, const void *w,       \
+                         size_t ldw, const void *a, size_t lda);                               \
     void cpu_gemm_##T##_avx512(int64_t n, int nw, int na, float *s, size_t lds, const void *w, \
                                size_t ldw, const void *a, size_t lda) {                        \
+        const cpu_gemm_tile_fn vert = VERT;                                                    \
+        if (vert && na >= VERT_MIN_ACTS_K)                                                     \
+            vert(n, nw, na, s, lds, w, ldw, a, lda);                                           \
+        else                                                                                   \
+            gemm_##T(n, nw, na, s, lds, w, ldw, a, lda);                                       \
+    }                                                                                          \
+    static void gemm_##T(int64_t n, int nw, int na, float *s, size_t lds, const void *w,       \
+                         size_t ldw, const void *a, size_t lda) {                              \
         const uint8_t *wb = w, *ab = a;                                                        \
         int c = 0;                                                                             \
         for (; c + 8 <= na; c += 8)                                                            \
@@ -979,8 +997,10 @@ TILEK(q6_K, block_q6_K, 0, 32)
         }                                                                                      \
     }
 
-QUANT_DRIVERS(q2_K)
-QUANT_DRIVERS(q3_K)
-QUANT_DRIVERS(q4_K)
-QUANT_DRIVERS(q5_K)
-QUANT_DRIVERS(q6_K)
+/* activation rows from which the K-quants' vertical tiles take over */
+#define VERT_MIN_ACTS_K 4
+QUANT_DRIVERS(q2_K, NULL)
+QUANT_DRIVERS(q3_K, NULL)
+QUANT_DRIVERS(q4_K, cpu_gemmv_q4_K_avx512)
+QUANT_DRIVERS(q5_K, NULL)
+QUANT_DRIVERS(q6_K, cpu_gemmv_q6_K_avx512)

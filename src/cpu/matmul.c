@@ -144,14 +144,26 @@ chord_status cpu_matmul(cpu_pool *pool, const cpu_kernels *k, cpu_matmul_ctx *ct
         total_rows += wt->n_out;
     }
 
+    int vertical = k->isa == CPU_ISA_AVX512;
+    for (int w = 0; w < n_w; w++) {
+        const chord_type t = ws[w]->type;
+        vertical &= t == CHORD_TYPE_Q4_0 || t == CHORD_TYPE_Q4_K || t == CHORD_TYPE_Q6_K;
+    }
     const int nth = cpu_pool_size(pool);
     /* Chunking. One activation row: blocks of rows, ~16 per thread. Several: blocks of
-     * 16 weight rows (stay in L2) x 64 activation rows (stay in L2, 4 at a time in L1). */
+     * 16 weight rows (stay in L2) x 64 activation rows (stay in L2, 4 at a time in L1),
+     * or larger blocks of rows for the vertical tiles. */
     if (n == 1) {
         int64_t r = total_rows / ((int64_t)nth * 16);
         r = (r + 7) & ~(int64_t)7; /* whole 8-row decode tiles */
         j.rows_per_chunk = (int)(r < 8 ? 8 : r > 128 ? 128 : r);
         j.acts_per_chunk = 1;
+    } else if (vertical) {
+        /* the vertical tiles (gemm_vert_avx512.c) unpack 16-row panels once per block
+         * for all activation rows of the chunk, and copy a slab of the activations once
+         * for all panels: 8 panels x 32 activation rows keep both in L1 */
+        j.rows_per_chunk = 128;
+        j.acts_per_chunk = 32;
     } else {
         j.rows_per_chunk = 16;
         j.acts_per_chunk = 64;

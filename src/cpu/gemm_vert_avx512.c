@@ -1,0 +1,509 @@
+/* AVX-512 VNNI "vertical" gemm tiles for prefill: each zmm lane is one (weight row,
+ * activation row) pair, 16 weight rows per zmm, so an integer block total needs no
+ * horizontal reduction and each pair's float chain is the reference's (kernels_scalar.c),
+ * in its order, only computed for 16 pairs at once.
+ *
+ * A block of 16 weight rows is unpacked once into registers (dword k of every row's
+ * quants in lane order: a 4 x 4 dword transpose per 128-bit chunk) and then used for
+ * every activation row of the tile: per activation row, vpdpbusd with the activation's
+ * 4 bytes broadcast from memory adds 4 products per lane. The float accumulators of all
+ * (row, activation) pairs of the tile live in an L1-resident array (a load and a store
+ * per block and activation, which the load / store ports absorb: the vector ALUs are the
+ * bottleneck). Weights are read straight from the mapped file.
+ *
+ * Lane order: the transpose puts row 4i + r in lane 4r + i (of 16 rows); results are
+ * permuted back before they are stored. */
+#include <immintrin.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "cpu/kernels.h"
+
+#define INLINE static inline __attribute__((always_inline))
+#define ALIGN64 __attribute__((aligned(64)))
+
+enum {
+    VP = 16,    /* weight rows per panel (zmm lanes) */
+    VPAN = 8,   /* panels per tile call */
+    VTOK = 32,  /* activation rows per tile call */
+    VSLAB = 16, /* blocks whose activation data stay in L1 while all panels pass */
+};
+
+/* lane of row q (q < 16) -> source lane for vpermps: row 4i + r sits in lane 4r + i */
+static const int32_t UNPERM[16] ALIGN64 = {0, 4, 8,  12, 1, 5, 9,  13,
+                                           2, 6, 10, 14, 3, 7, 11, 15};
+
+INLINE uint16_t ld16(const void *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+
+INLINE int imin(int a, int b) {
+    return a < b ? a : b;
+}
+
+/* 16 halves at p[L] (L = lane) -> floats; packed with scalar ops, beside the vector ports */
+INLINE __m512 halves16(const uint8_t *const p[16]) {
+    uint64_t w[4];
+    for (int j = 0; j < 4; j++) {
+        uint64_t v = 0;
+        for (int i = 0; i < 4; i++)
+            v |= (uint64_t)ld16(p[4 * j + i]) << (16 * i);
+        w[j] = v;
+    }
+    const __m128i lo = _mm_insert_epi64(_mm_cvtsi64_si128((long long)w[0]), (long long)w[1], 1);
+    const __m128i hi = _mm_insert_epi64(_mm_cvtsi64_si128((long long)w[2]), (long long)w[3], 1);
+    return _mm512_cvtph_ps(_mm256_setr_m128i(lo, hi));
+}
+
+/* 16 bytes at each of 4 pointers -> one zmm, pointer i in 128-bit chunk i */
+INLINE __m512i load4x128(const uint8_t *p0, const uint8_t *p1, const uint8_t *p2,
+                         const uint8_t *p3) {
+    const __m512i z = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)p0));
+    const __m512i y = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)p1), 1);
+    const __m512i x = _mm512_inserti32x4(y, _mm_loadu_si128((const __m128i *)p2), 2);
+    return _mm512_inserti32x4(x, _mm_loadu_si128((const __m128i *)p3), 3);
+}
+
+/* In every 128-bit chunk, a 4 x 4 dword transpose: X[k] lane 4r + i = dword k of chunk r
+ * of Z[i] */
+INLINE void transpose4x4(const __m512i Z[4], __m512i X[4]) {
+    const __m512i t0 = _mm512_unpacklo_epi32(Z[0], Z[1]),
+                  t1 = _mm512_unpackhi_epi32(Z[0], Z[1]);
+    const __m512i t2 = _mm512_unpacklo_epi32(Z[2], Z[3]),
+                  t3 = _mm512_unpackhi_epi32(Z[2], Z[3]);
+    X[0] = _mm512_unpacklo_epi64(t0, t2);
+    X[1] = _mm512_unpackhi_epi64(t0, t2);
+    X[2] = _mm512_unpacklo_epi64(t1, t3);
+    X[3] = _mm512_unpackhi_epi64(t1, t3);
+}
+
+/* results: lane 4r + i of acc -> s[row 4i + r] for rows < nr */
+INLINE void store_rows(float *s, __m512 acc, int nr) {
+    const __m512 v = _mm512_permutexvar_ps(_mm512_load_si512((const void *)UNPERM), acc);
+    _mm512_mask_storeu_ps(s, (__mmask16)((1u << nr) - 1), v);
+}
+
+/* ------------------------------------------------------------------ Q4_0
+ * Reference per pair: acc = fma(d_w * d_a, (float)sum over the block of (q - 8) * y, acc).
+ * The nibbles go in unsigned (0..15); the - 8 * sum(y) of each (activation, block) is
+ * vpdpbusd's starting value, from the activation's c = -128 * sums of 4 (sum(c) / 16). */
+
+typedef struct {
+    const uint8_t *w;
+    size_t ldw;
+    const uint8_t *a;
+    size_t lda;
+    int64_t n, nb;
+} vjob;
+
+/* the 16 row pointers of a panel in lane order (rows from nr on repeat the last) */
+INLINE void panel_rows(const uint8_t *w, size_t ldw, int nr, const uint8_t *rows[16]) {
+    for (int r = 0; r < 4; r++)
+        for (int i = 0; i < 4; i++)
+            rows[4 * r + i] = w + (size_t)imin(4 * i + r, nr - 1) * ldw;
+}
+
+/* chunk k (128 bits) lane i of the result = the sum of chunk k of p[i] */
+INLINE __m512i reduce4_epi32(__m512i p0, __m512i p1, __m512i p2, __m512i p3) {
+    const __m512i q01 =
+        _mm512_add_epi32(_mm512_unpacklo_epi32(p0, p1), _mm512_unpackhi_epi32(p0, p1));
+    const __m512i q23 =
+        _mm512_add_epi32(_mm512_unpacklo_epi32(p2, p3), _mm512_unpackhi_epi32(p2, p3));
+    return _mm512_add_epi32(_mm512_unpacklo_epi64(q01, q23), _mm512_unpackhi_epi64(q01, q23));
+}
+
+/* lane b = the sum of the 8 dwords c[8b..8b+7], b < 16 */
+INLINE __m512i sums8x16(const int32_t *c) {
+    __m512i V[8], T[2];
+    for (int i = 0; i < 8; i++)
+        V[i] = _mm512_loadu_si512((const void *)(c + 16 * i));
+    for (int h = 0; h < 2; h++) {
+        /* chunk k lane i: half k % 2 of block 8h + 2i + k / 2 */
+        const __m512i R = reduce4_epi32(V[4 * h], V[4 * h + 1], V[4 * h + 2], V[4 * h + 3]);
+        T[h] = _mm512_add_epi32(R, _mm512_shuffle_i32x4(R, R, _MM_SHUFFLE(2, 3, 0, 1)));
+    }
+    /* chunks [T0.0, T0.2, T1.0, T1.2]: blocks 0 2 4 6 | 1 3 5 7 | 8 10 12 14 | 9 11 13 15 */
+    const __m512i U = _mm512_shuffle_i32x4(T[0], T[1], _MM_SHUFFLE(2, 0, 2, 0));
+    return _mm512_permutexvar_epi32(
+        _mm512_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15), U);
+}
+
+/* One slab of up to VSLAB blocks of nt activation rows, copied token-major (activation
+ * rows are lda apart, often a multiple of a large power of two: read in place they
+ * collide in a few L1 sets): qs, d, and - 8 * the sum of each block's qs. */
+typedef struct {
+    int8_t q[VTOK][VSLAB][32];
+    float d[VTOK][VSLAB];
+    int32_t off[VTOK][VSLAB];
+} vslab32;
+
+static void slab32(vslab32 *sl, const vjob *j, int64_t b0, int sb, int nt) {
+    const __mmask16 m = (__mmask16)((1u << sb) - 1);
+    for (int t = 0; t < nt; t++) {
+        const uint8_t *row = j->a + (size_t)t * j->lda;
+        const float *d = (const float *)(row + j->n) + b0;
+        const int32_t *c = (const int32_t *)((const float *)(row + j->n) + 2 * j->nb) + 8 * b0;
+        _mm512_store_ps(sl->d[t], _mm512_maskz_loadu_ps(m, d));
+        if (sb == VSLAB) {
+            for (int i = 0; i < VSLAB / 2; i++)
+                _mm512_store_si512((void *)(sl->q[t][2 * i]),
+                                   _mm512_loadu_si512((const void *)(row + 32 * (b0 + 2 * i))));
+            /* c = -128 * sums of 4: sum(c) / 16 = -8 * sum */
+            _mm512_store_si512((void *)sl->off[t], _mm512_srai_epi32(sums8x16(c), 4));
+        } else {
+            for (int b = 0; b < sb; b++) {
+                memcpy(sl->q[t][b], row + 32 * (b0 + b), 32);
+                int32_t sum = 0;
+                for (int k = 0; k < 8; k++)
+                    sum += c[8 * b + k];
+                sl->off[t][b] = sum / 16;
+            }
+        }
+    }
+}
+
+static void q4_0_tile(const vjob *j, int nr, int nt, float *s, size_t lds) {
+    const int npan = (nr + VP - 1) / VP;
+    __m512 acc[VPAN][VTOK];
+    vslab32 sl ALIGN64;
+    const uint8_t *rows[VPAN][16];
+    for (int p = 0; p < npan; p++) {
+        panel_rows(j->w + (size_t)(p * VP) * j->ldw, j->ldw, nr - p * VP, rows[p]);
+        for (int t = 0; t < nt; t++)
+            acc[p][t] = _mm512_setzero_ps();
+    }
+    const __m512i m4 = _mm512_set1_epi8(15);
+    for (int64_t b0 = 0; b0 < j->nb; b0 += VSLAB) {
+        const int sb = j->nb - b0 < VSLAB ? (int)(j->nb - b0) : VSLAB;
+        slab32(&sl, j, b0, sb, nt);
+        for (int p = 0; p < npan; p++) {
+            for (int b = 0; b < sb; b++) {
+                const int64_t bb = b0 + b;
+                const uint8_t *const *rp = rows[p];
+                const uint8_t *hp[16];
+                for (int l = 0; l < 16; l++)
+                    hp[l] = rp[l] + (size_t)bb * sizeof(block_q4_0);
+                const __m512 dw = halves16(hp);
+                __m512i Z[4], X[4], W[8];
+                for (int i = 0; i < 4; i++) /* chunk r of Z[i]: lane 4r + i's row */
+                    Z[i] = load4x128(hp[i] + 2, hp[4 + i] + 2, hp[8 + i] + 2, hp[12 + i] + 2);
+                transpose4x4(Z, X);
+                for (int k = 0; k < 4; k++) {
+                    W[k] = _mm512_and_si512(X[k], m4);
+                    W[k + 4] = _mm512_and_si512(_mm512_srli_epi32(X[k], 4), m4);
+                }
+                for (int t = 0; t < nt; t++) {
+                    const int8_t *y = sl.q[t][b];
+                    /* two chains: the integer sum is exact in any order */
+                    __m512i p0 = _mm512_set1_epi32(sl.off[t][b]), p1 = _mm512_setzero_si512();
+                    for (int k = 0; k < 8; k += 2) {
+                        int32_t y0, y1;
+                        memcpy(&y0, y + 4 * k, 4);
+                        memcpy(&y1, y + 4 * k + 4, 4);
+                        p0 = _mm512_dpbusd_epi32(p0, W[k], _mm512_set1_epi32(y0));
+                        p1 = _mm512_dpbusd_epi32(p1, W[k + 1], _mm512_set1_epi32(y1));
+                    }
+                    const __m512 dd = _mm512_mul_ps(dw, _mm512_set1_ps(sl.d[t][b]));
+                    acc[p][t] = _mm512_fmadd_ps(
+                        dd, _mm512_cvtepi32_ps(_mm512_add_epi32(p0, p1)), acc[p][t]);
+                }
+            }
+        }
+    }
+    for (int p = 0; p < npan; p++)
+        for (int t = 0; t < nt; t++)
+            store_rows(s + (size_t)t * lds + p * VP, acc[p][t], imin(VP, nr - p * VP));
+}
+
+void cpu_gemmv_q4_0_avx512(int64_t n, int nw, int na, float *s, size_t lds, const void *w,
+                           size_t ldw, const void *a, size_t lda) {
+    vjob j = {.ldw = ldw, .lda = lda, .n = n, .nb = n / 32};
+    for (int t0 = 0; t0 < na; t0 += VTOK)
+        for (int r0 = 0; r0 < nw; r0 += VP * VPAN) {
+            j.w = (const uint8_t *)w + (size_t)r0 * ldw;
+            j.a = (const uint8_t *)a + (size_t)t0 * lda;
+            q4_0_tile(&j, imin(VP * VPAN, nw - r0), imin(VTOK, na - t0),
+                      s + (size_t)t0 * lds + r0, lds);
+        }
+}
+
+/* ---------------------------------------------------------------- K-quants
+ * Reference per pair and superblock (Q4_K; Q6_K has no mins and 16-element scales):
+ *   sumi[m] = sum over sub-blocks j of sc_j * (4-element product of elements 4m..4m+3)
+ *   accm[k] = fma(-(d_a * dmin_w), m_2k * S_2k + m_2k+1 * S_2k+1, accm[k])  (S: per-32 sums)
+ *   acc[m]  = fma(d_a * d_w, (float)sumi[m], acc[m])
+ *   result  = hsum8(acc) (+ ((accm0 + accm2) + (accm1 + accm3)))
+ * Here sumi[m] of 16 rows is one zmm: per (j, m) vpmaddubsw of the activation's 4 bytes,
+ * biased to unsigned (y + 128), against the 16 rows' 4 signed weights, then vpdpwssd
+ * with the rows' scale; the bias (128 * sum of sc_j * weights) is the accumulator's
+ * start, computed once per superblock when the panel is unpacked. The float
+ * accumulators of a (panel, activation) pair stay in registers across a slab of
+ * superblocks and go through memory between slabs. */
+
+enum {
+    KSLAB = 2, /* superblocks per slab */
+    KTOK = 32, /* activation rows per tile */
+    KPAN = 8,  /* panels per tile */
+};
+
+/* one superblock of a 16-row panel, unpacked */
+typedef struct {
+    __m512i w[8][8];  /* [j][m]: 4 signed weights of elements 32j + 4m.. per lane */
+    __m512i sc[8][2]; /* [j][m / 4]: the scale as an int16 pair */
+    __m512i corr[8];  /* [m]: -128 * sum over j of sc * (sum of the 4 weights) */
+    __m512i mn[4];    /* [k]: int16 pair (min 2k, min 2k + 1) */
+    __m512 dw, dm;
+} kpan;
+
+/* the activations of a slab, token-major */
+typedef struct {
+    uint8_t q[KTOK][KSLAB][256]; /* y + 128 */
+    float d[KTOK][KSLAB];
+    int16_t s32[KTOK][KSLAB][8];
+} kslab;
+
+/* corr[m] from w and the scales (isc: the scale in the low int16 of each lane, 0 above,
+ * so a sum of 4 weights, sign-extended, times it is one vpdpwssd) */
+INLINE void k_corr(kpan *u, const __m512i isc[8][2]) {
+    const __m512i ones = _mm512_set1_epi8(1);
+    for (int m = 0; m < 8; m++) {
+        __m512i c = _mm512_setzero_si512();
+        for (int j = 0; j < 8; j++) {
+            const __m512i s4 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, u->w[j][m]);
+            c = _mm512_dpwssd_epi32(c, s4, isc[j][m / 4]);
+        }
+        u->corr[m] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(c, 7));
+    }
+}
+
+/* byte i of every dword of v, zero- (SIGNED: sign-) extended */
+INLINE __m512i dw_byte(__m512i v, int i, const int SIGNED) {
+    const __m512i t = _mm512_slli_epi32(v, 24 - 8 * i);
+    return SIGNED ? _mm512_srai_epi32(t, 24) : _mm512_srli_epi32(t, 24);
+}
+
+/* an int32 lane value in -32768..32767 as an int16 pair (v, v) */
+INLINE __m512i dup16(__m512i v) {
+    return _mm512_or_si512(_mm512_and_si512(v, _mm512_set1_epi32(0xffff)),
+                           _mm512_slli_epi32(v, 16));
+}
+
+/* 16 halves at byte offset off of block b of each lane's row */
+INLINE __m512 k_halves(const uint8_t *const rp[16], size_t bsz, int64_t b, size_t off) {
+    const uint8_t *hp[16];
+    for (int l = 0; l < 16; l++)
+        hp[l] = rp[l] + (size_t)b * bsz + off;
+    return halves16(hp);
+}
+
+/* X[m'] lane L = dword m' of the 16 bytes at byte offset off of block b of lane L's row */
+INLINE void k_dwords(const uint8_t *const rp[16], size_t bsz, int64_t b, size_t off,
+                     __m512i X[4]) {
+    __m512i Z[4];
+    const size_t o = (size_t)b * bsz + off;
+    for (int i = 0; i < 4; i++)
+        Z[i] = load4x128(rp[i] + o, rp[4 + i] + o, rp[8 + i] + o, rp[12 + i] + o);
+    transpose4x4(Z, X);
+}
+
+static void unpack_q4_K(kpan *u, const uint8_t *const rp[16], int64_t b) {
+    const size_t bsz = sizeof(block_q4_K);
+    const __m512i m4 = _mm512_set1_epi8(15);
+    for (int i = 0; i < 4; i++) /* qs[32i..32i+31]: sub-blocks 2i (low), 2i + 1 (high) */
+        for (int h = 0; h < 2; h++) {
+            __m512i X[4];
+            k_dwords(rp, bsz, b, offsetof(block_q4_K, qs) + 32 * i + 16 * h, X);
+            for (int k = 0; k < 4; k++) {
+                u->w[2 * i][4 * h + k] = _mm512_and_si512(X[k], m4);
+                u->w[2 * i + 1][4 * h + k] = _mm512_and_si512(_mm512_srli_epi32(X[k], 4), m4);
+            }
+        }
+    /* 6-bit scales and mins of 16 rows: sc0..3 = s0 & 63, mn0..3 = s1 & 63,
+     * sc4..7 = (s2 & 15) | (s0 >> 6) << 4, mn4..7 = (s2 >> 4) | (s1 >> 6) << 4 (bytes) */
+    __m512i S[4];
+    k_dwords(rp, bsz, b, offsetof(block_q4_K, scales), S);
+    const __m512i k63 = _mm512_set1_epi8(63), k30 = _mm512_set1_epi8(0x30);
+    const __m512i sc4[2] = {_mm512_and_si512(S[0], k63),
+                            _mm512_or_si512(_mm512_and_si512(S[2], m4),
+                                            _mm512_and_si512(_mm512_srli_epi32(S[0], 2), k30))};
+    const __m512i mn4[2] = {_mm512_and_si512(S[1], k63),
+                            _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(S[2], 4), m4),
+                                            _mm512_and_si512(_mm512_srli_epi32(S[1], 2), k30))};
+    __m512i isc[8][2];
+    for (int jj = 0; jj < 8; jj++) {
+        isc[jj][0] = isc[jj][1] = dw_byte(sc4[jj / 4], jj % 4, 0);
+        u->sc[jj][0] = u->sc[jj][1] = dup16(isc[jj][0]);
+    }
+    for (int k = 0; k < 4; k++)
+        u->mn[k] =
+            _mm512_or_si512(dw_byte(mn4[k / 2], 2 * (k % 2), 0),
+                            _mm512_slli_epi32(dw_byte(mn4[k / 2], 2 * (k % 2) + 1, 0), 16));
+    k_corr(u, isc);
+    u->dw = k_halves(rp, bsz, b, offsetof(block_q4_K, d));
+    u->dm = k_halves(rp, bsz, b, offsetof(block_q4_K, dmin));
+}
+
+static void unpack_q6_K(kpan *u, const uint8_t *const rp[16], int64_t b) {
+    const size_t bsz = sizeof(block_q6_K);
+    const __m512i m4 = _mm512_set1_epi8(15), m3 = _mm512_set1_epi8(3);
+    const __m512i k32 = _mm512_set1_epi8(32);
+    for (int h = 0; h < 2; h++) {
+        /* chunk k = 4h + g, element l: low bits from ql[64h + 32(g & 1) + l] (nibble g / 2),
+         * top bits = bits 2g of qh[32h + l] */
+        __m512i QL[4][4], QH[2][4];
+        for (int i = 0; i < 4; i++)
+            k_dwords(rp, bsz, b, offsetof(block_q6_K, ql) + 64 * h + 16 * i, QL[i]);
+        for (int i = 0; i < 2; i++)
+            k_dwords(rp, bsz, b, offsetof(block_q6_K, qh) + 32 * h + 16 * i, QH[i]);
+        for (int g = 0; g < 4; g++)
+            for (int m = 0; m < 8; m++) {
+                /* dword m of the 32 bytes at 32(g & 1): piece 2(g & 1) + m / 4, dword m % 4 */
+                const __m512i ql = QL[2 * (g & 1) + m / 4][m % 4];
+                const __m512i qh = QH[m / 4][m % 4];
+                const __m512i lo = _mm512_and_si512(_mm512_srli_epi32(ql, 4 * (g >> 1)), m4);
+                const __m512i hi = _mm512_and_si512(_mm512_srli_epi32(qh, 2 * g), m3);
+                u->w[4 * h + g][m] =
+                    _mm512_sub_epi8(_mm512_or_si512(lo, _mm512_slli_epi32(hi, 4)), k32);
+            }
+    }
+    __m512i S[4]; /* dword i: int8 scales 4i..4i+3 */
+    k_dwords(rp, bsz, b, offsetof(block_q6_K, scales), S);
+    __m512i isc[8][2];
+    for (int k = 0; k < 8; k++)
+        for (int hh = 0; hh < 2; hh++) {
+            const int sx = 2 * k + hh;
+            const __m512i v = dw_byte(S[sx / 4], sx % 4, 1);
+            u->sc[k][hh] = dup16(v);
+            isc[k][hh] = _mm512_and_si512(v, _mm512_set1_epi32(0xffff));
+        }
+    k_corr(u, isc);
+    u->dw = k_halves(rp, bsz, b, offsetof(block_q6_K, d));
+    u->dm = _mm512_setzero_ps();
+}
+
+static void kslab_fill(kslab *sl, const vjob *j, int64_t b0, int sb, int nt) {
+    const __m512i bias = _mm512_set1_epi8((char)0x80);
+    for (int t = 0; t < nt; t++) {
+        const uint8_t *row = j->a + (size_t)t * j->lda;
+        const float *d = (const float *)(row + j->n);
+        const int16_t *s32 = (const int16_t *)(d + j->nb) + j->n / 16;
+        for (int b = 0; b < sb; b++) {
+            for (int i = 0; i < 4; i++)
+                _mm512_store_si512(
+                    (void *)(sl->q[t][b] + 64 * i),
+                    _mm512_xor_si512(
+                        _mm512_loadu_si512((const void *)(row + 256 * (b0 + b) + 64 * i)),
+                        bias));
+            sl->d[t][b] = d[b0 + b];
+            memcpy(sl->s32[t][b], s32 + 8 * (b0 + b), 16);
+        }
+    }
+}
+
+/* float accumulators of one (panel, activation) pair */
+typedef struct {
+    __m512 acc[8], accm[4];
+} kacc;
+
+#define KQ_Q4_K 0
+#define KQ_Q6_K 1
+
+INLINE void k_run(const kpan *u, const uint8_t *y, float da, const int16_t *s32, __m512 acc[8],
+                  __m512 accm[4], const int MINS) {
+    __m512i I[8];
+    for (int m = 0; m < 8; m++)
+        I[m] = u->corr[m];
+#pragma GCC unroll 8
+    for (int jj = 0; jj < 8; jj++) {
+        const __m512i s0 = u->sc[jj][0], s1 = u->sc[jj][1];
+#pragma GCC unroll 8
+        for (int m = 0; m < 8; m++) {
+            int32_t y4;
+            memcpy(&y4, y + 32 * jj + 4 * m, 4);
+            const __m512i p = _mm512_maddubs_epi16(_mm512_set1_epi32(y4), u->w[jj][m]);
+            I[m] = _mm512_dpwssd_epi32(I[m], p, m < 4 ? s0 : s1);
+        }
+    }
+    const __m512 vda = _mm512_set1_ps(da);
+    if (MINS) {
+        const __m512 nd = _mm512_mul_ps(u->dm, vda);
+        for (int k = 0; k < 4; k++) {
+            int32_t sp;
+            memcpy(&sp, s32 + 2 * k, 4);
+            const __m512i pr =
+                _mm512_dpwssd_epi32(_mm512_setzero_si512(), u->mn[k], _mm512_set1_epi32(sp));
+            accm[k] = _mm512_fnmadd_ps(nd, _mm512_cvtepi32_ps(pr), accm[k]);
+        }
+    }
+    const __m512 d = _mm512_mul_ps(u->dw, vda);
+    for (int m = 0; m < 8; m++)
+        acc[m] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(I[m]), acc[m]);
+}
+
+INLINE void k_tile(const vjob *j, int nr, int nt, float *s, size_t lds, const int TYPE) {
+    const int MINS = TYPE == KQ_Q4_K;
+    const int npan = (nr + VP - 1) / VP;
+    kacc ka[KPAN * KTOK]; /* 192 KiB: L2 */
+    kslab sl ALIGN64;
+    kpan u[KSLAB] ALIGN64;
+    const uint8_t *rows[KPAN][16];
+    for (int p = 0; p < npan; p++)
+        panel_rows(j->w + (size_t)(p * VP) * j->ldw, j->ldw, nr - p * VP, rows[p]);
+    const int64_t nb = j->n / QK_K;
+    for (int64_t b0 = 0; b0 < nb; b0 += KSLAB) {
+        const int sb = nb - b0 < KSLAB ? (int)(nb - b0) : KSLAB;
+        kslab_fill(&sl, j, b0, sb, nt);
+        for (int p = 0; p < npan; p++) {
+            for (int b = 0; b < sb; b++) {
+                if (TYPE == KQ_Q4_K)
+                    unpack_q4_K(&u[b], rows[p], b0 + b);
+                else
+                    unpack_q6_K(&u[b], rows[p], b0 + b);
+            }
+            for (int t = 0; t < nt; t++) {
+                kacc *A = &ka[p * KTOK + t];
+                __m512 acc[8], accm[4];
+                for (int m = 0; m < 8; m++)
+                    acc[m] = b0 ? A->acc[m] : _mm512_setzero_ps();
+                for (int k = 0; k < 4; k++)
+                    accm[k] = b0 && MINS ? A->accm[k] : _mm512_setzero_ps();
+                for (int b = 0; b < sb; b++)
+                    k_run(&u[b], sl.q[t][b], sl.d[t][b], sl.s32[t][b], acc, accm, MINS);
+                if (b0 + sb < nb) {
+                    for (int m = 0; m < 8; m++)
+                        A->acc[m] = acc[m];
+                    if (MINS)
+                        for (int k = 0; k < 4; k++)
+                            A->accm[k] = accm[k];
+                    continue;
+                }
+                /* hsum8 over m, in the reference's order */
+                __m512 r = _mm512_add_ps(
+                    _mm512_add_ps(_mm512_add_ps(acc[0], acc[4]), _mm512_add_ps(acc[2], acc[6])),
+                    _mm512_add_ps(_mm512_add_ps(acc[1], acc[5]),
+                                  _mm512_add_ps(acc[3], acc[7])));
+                if (MINS)
+                    r = _mm512_add_ps(r, _mm512_add_ps(_mm512_add_ps(accm[0], accm[2]),
+                                                       _mm512_add_ps(accm[1], accm[3])));
+                store_rows(s + (size_t)t * lds + p * VP, r, imin(VP, nr - p * VP));
+            }
+        }
+    }
+}
+
+#define KQ_ENTRY(T, TYPE)                                                                      \
+    void cpu_gemmv_##T##_avx512(int64_t n, int nw, int na, float *s, size_t lds,               \
+                                const void *w, size_t ldw, const void *a, size_t lda) {        \
+        vjob j = {.ldw = ldw, .lda = lda, .n = n, .nb = n / QK_K};                             \
+        for (int t0 = 0; t0 < na; t0 += KTOK)                                                  \
+            for (int r0 = 0; r0 < nw; r0 += VP * KPAN) {                                       \
+                j.w = (const uint8_t *)w + (size_t)r0 * ldw;                                   \
+                j.a = (const uint8_t *)a + (size_t)t0 * lda;                                   \
+                k_tile(&j, imin(VP *KPAN, nw - r0), imin(KTOK, na - t0),                       \
+                       s + (size_t)t0 * lds + r0, lds, TYPE);                                  \
+            }                                                                                  \
+    }
+KQ_ENTRY(q4_K, KQ_Q4_K)
+KQ_ENTRY(q6_K, KQ_Q6_K)
