@@ -6,6 +6,11 @@
  *                                  (CHORD_CUDA_GEMM=old), bit for bit, every type, odd
  *                                  shapes and token counts, every token tile; exit 1 on a
  *                                  difference
+ *   tool_gpu_bench --attn-check    the tiled attention kernels (default, and
+ *                                  CHORD_CUDA_ATTN=split for n = 1) against the old ones
+ *                                  (CHORD_CUDA_ATTN=old), bit for bit, over head layouts,
+ *                                  head sizes, token counts, positions and cache sizes,
+ *                                  then old vs new times; exit 1 on a difference
  *   tool_gpu_bench --backend MODEL [NGL]
  *                                  loads MODEL and prints which device runs it
  * Timings: CUDA graph replays timed with events, median; weights rotate over several
@@ -422,8 +427,151 @@ static int cmd_gemm_check(void) {
     return bad ? 1 : 0;
 }
 
+/* --attn-check: every output of ops->attention under the tiled kernels must equal the old
+ * kernels' (CHORD_CUDA_ATTN=old, which test_gpu_ops holds to the CPU backend). */
+static int cmd_attn_check(void) {
+    chord_backend *g = NULL;
+    chord_error err = {0};
+    if (chord_backend_cuda_new(&g, &err) != CHORD_OK) {
+        printf("skipped: no CUDA device (%s)\n", err.message);
+        return 0;
+    }
+    static const int heads[][3] = {{32, 4, 64}, {8, 2, 64},  {4, 4, 64},
+                                   {32, 4, 128}, {8, 2, 128}, {4, 4, 128}};
+    static const int ctxs[] = {512, 4096};
+    /* (n, pos0) per cache size; pos0 + n <= n_ctx */
+    static const int cases512[][2] = {{1, 0},  {1, 300}, {7, 0},   {7, 123},
+                                      {77, 0}, {77, 400}, {512, 0}, {16, 496}};
+    static const int cases4k[][2] = {{1, 4000}, {7, 2000}, {77, 3000}, {512, 0}, {512, 3584},
+                                     {1, 4095}};
+    static const char *modes[] = {NULL, "split"};
+    const char *mode0 = getenv("CHORD_CUDA_ATTN");
+    const int nmax = 512;
+    int runs = 0, bad = 0;
+    for (size_t hi = 0; hi < sizeof heads / sizeof heads[0]; hi++) {
+        const int nh = heads[hi][0], nkv = heads[hi][1], hd = heads[hi][2];
+        for (size_t ci = 0; ci < sizeof ctxs / sizeof ctxs[0]; ci++) {
+            const int n_ctx = ctxs[ci];
+            chord_attn_shape s = {nh, nkv, hd, n_ctx, 1.0f / sqrtf((float)hd)};
+            const size_t kvd = (size_t)nkv * hd, qd = (size_t)nh * hd;
+            size_t kvb = g->ops->kv_bytes ? g->ops->kv_bytes(g, n_ctx, (int)kvd)
+                                          : (size_t)n_ctx * kvd * 4;
+            chord_kv kv = {g->ops->alloc(g, kvb), g->ops->alloc(g, kvb)};
+            float *kf = dev_random(g, (size_t)n_ctx * kvd), *vf = dev_random(g, (size_t)n_ctx * kvd);
+            float *q = dev_random(g, (size_t)nmax * qd);
+            float *o = g->ops->alloc(g, (size_t)nmax * qd * sizeof(float));
+            const size_t ocnt = (size_t)nmax * qd;
+            float *ref = malloc(ocnt * sizeof(float)), *got = malloc(ocnt * sizeof(float));
+            float *junk = malloc(ocnt * sizeof(float));
+            if (!kv.k || !kv.v || !kf || !vf || !q || !o || !ref || !got || !junk) {
+                printf("attn-check: out of memory\n");
+                return 1;
+            }
+            memset(junk, 0xFF, ocnt * sizeof(float)); /* NaN: catches outputs never written */
+            setenv("CHORD_CUDA_ATTN", "old", 1);
+            for (int p = 0; p < n_ctx; p += nmax) /* every cache row defined */
+                g->ops->attention(g, o, q, kf + (size_t)p * kvd, vf + (size_t)p * kvd, &kv,
+                                  nmax, p, &s);
+            const int(*cases)[2] = n_ctx == 512 ? cases512 : cases4k;
+            const size_t ncases = n_ctx == 512 ? sizeof cases512 / sizeof cases512[0]
+                                               : sizeof cases4k / sizeof cases4k[0];
+            for (size_t k = 0; k < ncases; k++) {
+                const int n = cases[k][0], pos0 = cases[k][1];
+                const size_t cnt = (size_t)n * qd;
+                const float *kk = kf + (size_t)pos0 * kvd, *vv = vf + (size_t)pos0 * kvd;
+                setenv("CHORD_CUDA_ATTN", "old", 1);
+                g->ops->from_host(g, o, junk, cnt * sizeof(float));
+                g->ops->attention(g, o, q, kk, vv, &kv, n, pos0, &s);
+                g->ops->to_host(g, ref, o, cnt * sizeof(float));
+                if (g->ops->sync(g, &err) != CHORD_OK) {
+                    printf("old %d/%d/%d n=%d pos0=%d: %s\n", nh, nkv, hd, n, pos0, err.message);
+                    bad++;
+                    continue;
+                }
+                for (size_t mi = 0; mi < sizeof modes / sizeof modes[0]; mi++) {
+                    if (modes[mi])
+                        setenv("CHORD_CUDA_ATTN", modes[mi], 1);
+                    else
+                        unsetenv("CHORD_CUDA_ATTN");
+                    g->ops->from_host(g, o, junk, cnt * sizeof(float));
+                    g->ops->attention(g, o, q, kk, vv, &kv, n, pos0, &s);
+                    g->ops->to_host(g, got, o, cnt * sizeof(float));
+                    runs++;
+                    if (g->ops->sync(g, &err) != CHORD_OK) {
+                        printf("new %d/%d/%d n=%d pos0=%d: %s\n", nh, nkv, hd, n, pos0,
+                               err.message);
+                        bad++;
+                        continue;
+                    }
+                    size_t diff = 0, first = 0;
+                    for (size_t i = 0; i < cnt; i++)
+                        if (memcmp(&ref[i], &got[i], sizeof(float)) != 0 && !diff++) first = i;
+                    if (diff) {
+                        bad++;
+                        printf("DIFF heads %d/%d hd %d n_ctx %d n=%d pos0=%d mode=%s: %zu of %zu "
+                               "differ, first [tok %zu][head %zu][%zu] old %.9g new %.9g\n",
+                               nh, nkv, hd, n_ctx, n, pos0, modes[mi] ? modes[mi] : "default",
+                               diff, cnt, first / qd, first % qd / (size_t)hd, first % (size_t)hd,
+                               ref[first], got[first]);
+                    }
+                }
+            }
+            printf("heads %2d/%d hd %3d n_ctx %4d checked\n", nh, nkv, hd, n_ctx);
+            fflush(stdout);
+            g->ops->free(g, kv.k), g->ops->free(g, kv.v), g->ops->free(g, kf);
+            g->ops->free(g, vf), g->ops->free(g, q), g->ops->free(g, o);
+            free(ref), free(got), free(junk);
+        }
+    }
+    printf("attn-check: %d runs, %d with differences\n", runs, bad);
+
+    /* times, TinyLlama shape */
+    {
+        const int nh = 32, nkv = 4, hd = 64, n_ctx = 4096;
+        chord_attn_shape s = {nh, nkv, hd, n_ctx, 0.125f};
+        const size_t kvd = (size_t)nkv * hd;
+        size_t kvb = g->ops->kv_bytes ? g->ops->kv_bytes(g, n_ctx, (int)kvd) : (size_t)n_ctx * kvd * 4;
+        chord_kv kv = {g->ops->alloc(g, kvb), g->ops->alloc(g, kvb)};
+        float *q = dev_random(g, (size_t)512 * nh * hd), *k = dev_random(g, (size_t)512 * kvd),
+              *v = dev_random(g, (size_t)512 * kvd),
+              *o = g->ops->alloc(g, (size_t)512 * nh * hd * sizeof(float));
+        for (int p = 0; p < n_ctx; p += 512)
+            g->ops->attention(g, o, q, k, v, &kv, 512, p, &s);
+        static const int tc[][2] = {{512, 0}, {512, 3584}, {77, 1000}, {1, 4095}};
+        static const char *tm[] = {"old", NULL, "split"};
+        printf("\nattention times, 32/4 heads, hd 64 (us): %-10s %10s %10s %10s\n", "case", "old",
+               "new", "split");
+        for (size_t c = 0; c < sizeof tc / sizeof tc[0]; c++) {
+            double us[3] = {0, 0, 0};
+            for (int mi = 0; mi < 3; mi++) {
+                if (tm[mi])
+                    setenv("CHORD_CUDA_ATTN", tm[mi], 1);
+                else
+                    unsetenv("CHORD_CUDA_ATTN");
+                if (cuda_bench_attention(g, o, q, k, v, &kv, tc[c][0], tc[c][1], &s, 20, &us[mi],
+                                         &err) != CHORD_OK) {
+                    printf("attention failed: %s\n", err.message);
+                    bad++;
+                }
+            }
+            char cs[32];
+            snprintf(cs, sizeof cs, "n=%d pos0=%d", tc[c][0], tc[c][1]);
+            printf("%-42s %-10s %10.1f %10.1f %10.1f\n", "", cs, us[0], us[1], us[2]);
+        }
+        g->ops->free(g, kv.k), g->ops->free(g, kv.v), g->ops->free(g, q), g->ops->free(g, k);
+        g->ops->free(g, v), g->ops->free(g, o);
+    }
+    if (mode0)
+        setenv("CHORD_CUDA_ATTN", mode0, 1);
+    else
+        unsetenv("CHORD_CUDA_ATTN");
+    g->ops->destroy(g);
+    return bad ? 1 : 0;
+}
+
 int main(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "--gemm-check")) return cmd_gemm_check();
+    if (argc >= 2 && !strcmp(argv[1], "--attn-check")) return cmd_attn_check();
     if (argc >= 3 && !strcmp(argv[1], "--backend")) return cmd_backend(argc, argv);
     if (argc >= 3 && !strcmp(argv[1], "--decode")) return cmd_decode(argc, argv);
     chord_backend *g = NULL;
@@ -530,15 +678,25 @@ int main(int argc, char **argv) {
         const int cases[][2] = {{1, 511}, {1, 2047}, {1, 4095}, {512, 0}, {512, 3584}};
         for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
             int n = cases[c][0], pos0 = cases[c][1];
-            double us = 0;
-            if (cuda_bench_attention(g, o, q, k, v, &kv, n, pos0, &s, 20, &us, &err) !=
-                CHORD_OK) {
+            double us = 0, us_old = 0;
+            const char *am = getenv("CHORD_CUDA_ATTN");
+            char *am_saved = am ? strdup(am) : NULL;
+            setenv("CHORD_CUDA_ATTN", "old", 1);
+            chord_status st0 = cuda_bench_attention(g, o, q, k, v, &kv, n, pos0, &s, 20, &us_old, &err);
+            if (am_saved)
+                setenv("CHORD_CUDA_ATTN", am_saved, 1);
+            else
+                unsetenv("CHORD_CUDA_ATTN");
+            free(am_saved);
+            if (st0 != CHORD_OK ||
+                cuda_bench_attention(g, o, q, k, v, &kv, n, pos0, &s, 20, &us, &err) != CHORD_OK) {
                 printf("attention failed: %s\n", err.message);
                 break;
             }
             double kv_bytes = 2.0 * (double)kvb / n_ctx * (pos0 + n);
-            printf("n=%-4d keys %-5d %9.1f us   (KV %.1f MiB, %.0f GB/s if read once)\n", n,
-                   pos0 + n, us, kv_bytes / (1 << 20), kv_bytes / (us * 1e-6) / 1e9);
+            printf("n=%-4d keys %-5d %9.1f us (old kernels %9.1f us)   (KV %.1f MiB, %.0f GB/s if "
+                   "read once)\n",
+                   n, pos0 + n, us, us_old, kv_bytes / (1 << 20), kv_bytes / (us * 1e-6) / 1e9);
         }
         g->ops->free(g, kv.k), g->ops->free(g, kv.v), g->ops->free(g, q), g->ops->free(g, k);
         g->ops->free(g, v), g->ops->free(g, o);

@@ -18,8 +18,13 @@
  *      thread per key; the q heads sharing a kv head (GQA) are handled together;
  *   2. softmax: one block per (head, token) row, in place;
  *   3. P.V: one block per (head, token), one thread per (lane, 4 dims).
+ * These three are the reference of the tiled kernels (attn_tiled.cuh), which give the same
+ * bits faster and are the default for head_dim 64 and 128; CHORD_CUDA_ATTN=old selects
+ * these for an A/B, CHORD_CUDA_ATTN=split sends n = 1 through the prefill path as well.
  * Decode: attn_decode_kernel below, everything in one kernel. */
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "cuda_common.cuh"
 #include "exact_math.h"
@@ -250,6 +255,11 @@ __global__ void __launch_bounds__(PVT)
     }
 }
 
+#include "attn_tiled.cuh"
+
+/* set by cuda_attention_init (a process-wide attribute of the kernel, per device) */
+static bool attn_tiled128_ok = false;
+
 static long cdiv(long a, long b) {
     return (a + b - 1) / b;
 }
@@ -455,6 +465,13 @@ void cuda_attention_init(cuda_backend *be) {
         mx = 48 * 1024 < mx ? 48 * 1024 : mx;
     }
     be->attn_smem_max = mx;
+    /* the hd 128 scores tile needs more than the default 48 KB; without it that head size
+     * keeps the reference kernels */
+    attn_tiled128_ok =
+        be->smem_per_block_optin >= (size_t)ts_smem(128) &&
+        cudaFuncSetAttribute(attn_scores_tiled<128>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             ts_smem(128)) == cudaSuccess;
+    if (!attn_tiled128_ok) (void)cudaGetLastError();
 }
 
 bool cuda_attn_decode_ok(cuda_backend *be, const chord_attn_shape *s) {
@@ -509,7 +526,10 @@ void cuda_attention(cuda_backend *be, float *out, const float *q, const float *k
                     const float *v, chord_kv *kv, int n, int pos0, const chord_attn_shape *s,
                     const int *dpos) {
     if (n <= 0) return;
-    if (n == 1 && cuda_attn_decode_ok(be, s)) {
+    const char *mode = getenv("CHORD_CUDA_ATTN");
+    const bool use_old = mode && !strcmp(mode, "old");
+    const bool force_split = mode && !strcmp(mode, "split");
+    if (n == 1 && !force_split && cuda_attn_decode_ok(be, s)) {
         cuda_attention_decode(be, out, (float *)q, k, v, kv, pos0, s, NULL, dpos);
         return;
     }
@@ -552,6 +572,11 @@ void cuda_attention(cuda_backend *be, float *out, const float *q, const float *k
     while (tc > 1 && (size_t)tc * nh * (size_t)(pos0 + tc) * sizeof(float) > S_BUDGET)
         tc = (tc + 1) / 2;
 
+    /* heads per P.V thread: the most (up to 8) that divide the group */
+    const int rh = group % 8 == 0 ? 8 : group % 4 == 0 ? 4 : group % 2 == 0 ? 2 : 1;
+    const bool tiled = !use_old && (hd == 64 || (hd == 128 && attn_tiled128_ok)) &&
+                       pv_smem(group, rh, hd) <= 48 * 1024;
+
     for (int t0 = 0; t0 < n; t0 += tc) {
         const int m = n - t0 < tc ? n - t0 : tc;
         const int pos_first = pos0 + t0, maxlen = pos_first + m, ldS = (maxlen + 3) & ~3;
@@ -560,6 +585,30 @@ void cuda_attention(cuda_backend *be, float *out, const float *q, const float *k
         if (!S) return;
         const float *qc = q + (size_t)t0 * qd;
         float *oc = out + (size_t)t0 * qd;
+
+        if (tiled) {
+            const dim3 gs((unsigned)cdiv(maxlen, TS_KEYS), (unsigned)cdiv((long)m * group, TS_ROWS),
+                          (unsigned)nkv);
+            if (hd == 64)
+                attn_scores_tiled<64><<<gs, TS_THREADS, ts_smem(64), be->stream>>>(
+                    S, ldS, qc, kc, nh, nkv, m, pos_first, s->scale);
+            else
+                attn_scores_tiled<128><<<gs, TS_THREADS, ts_smem(128), be->stream>>>(
+                    S, ldS, qc, kc, nh, nkv, m, pos_first, s->scale);
+            if (!CUDA_LAUNCHED(be, "attn_scores_tiled")) return;
+            const dim3 gp((unsigned)cdiv(m, pv_tt(group, rh, hd)), (unsigned)nkv);
+            const size_t pvs = pv_smem(group, rh, hd);
+#define PV_LAUNCH(HD, RH)                                                                       \
+    attn_pv_tiled<HD, RH><<<gp, PV_THREADS, pvs, be->stream>>>(oc, S, ldS, vc, nh, nkv, m,      \
+                                                                pos_first)
+            if (hd == 64)
+                rh == 8 ? PV_LAUNCH(64, 8) : rh == 4 ? PV_LAUNCH(64, 4) : rh == 2 ? PV_LAUNCH(64, 2) : PV_LAUNCH(64, 1);
+            else
+                rh == 8 ? PV_LAUNCH(128, 8) : rh == 4 ? PV_LAUNCH(128, 4) : rh == 2 ? PV_LAUNCH(128, 2) : PV_LAUNCH(128, 1);
+#undef PV_LAUNCH
+            if (!CUDA_LAUNCHED(be, "attn_pv_tiled")) return;
+            continue;
+        }
 
         dim3 g1((unsigned)(nkv * gsplit), (unsigned)m, (unsigned)cdiv(maxlen, AT));
         attn_scores_kernel<<<g1, AT, (size_t)gn_max * hd * sizeof(float), be->stream>>>(
