@@ -188,7 +188,10 @@ typedef struct attn_job {
     chord_kv *kv;
     int n, pos0;
     const chord_attn_shape *s;
+    int batched; /* through the ISA's attn_batch */
 } attn_job;
+
+static void attn_batched(attn_job *j, int ith, int nth);
 
 /* K is [n_ctx][kv_dim] F16; V is stored transposed, [kv_dim][n_ctx] F16, so both
  * products are contiguous F16 dot products. Query heads of one group read their shared
@@ -196,6 +199,10 @@ typedef struct attn_job {
 static void attn_fn(void *arg, int ith, int nth) {
     attn_job *j = arg;
     const chord_attn_shape *s = j->s;
+    if (j->batched) {
+        attn_batched(j, ith, nth);
+        return;
+    }
     const int hd = s->head_dim, kvd = s->n_head_kv * hd, group = s->n_head / s->n_head_kv;
     const chord_half *kc = j->kv->k, *vt = j->kv->v;
     cpu_vec_dot_fn dot = j->c->k->t[CHORD_TYPE_F16].vec_dot;
@@ -230,6 +237,36 @@ static void attn_fn(void *arg, int ith, int nth) {
     }
 }
 
+/* The ISA's batch kernel: the queries of one K/V head, token after token and head after
+ * head within the group, in batches of 16 (bit-identical to attn_fn's per-query loop).
+ * Batches go to threads round robin: later tokens have more keys. */
+static void attn_batched(attn_job *j, int ith, int nth) {
+    const chord_attn_shape *s = j->s;
+    const int hd = s->head_dim, kvd = s->n_head_kv * hd, group = s->n_head / s->n_head_kv;
+    const int64_t nf = (int64_t)j->n * group, nbat = (nf + 15) / 16;
+    cpu_attn_batch b;
+    b.hd = hd;
+    b.ldk = (size_t)kvd;
+    b.ldv = (size_t)s->n_ctx;
+    b.scale = s->scale;
+    b.exp = j->c->k->exp;
+    b.scratch = j->c->scratch + (size_t)ith * j->c->scratch_cap;
+    for (int64_t w = ith; w < nbat * s->n_head_kv; w += nth) {
+        const int kh = (int)(w % s->n_head_kv);
+        const int64_t f0 = w / s->n_head_kv * 16;
+        b.nq = (int)(nf - f0 < 16 ? nf - f0 : 16);
+        for (int q = 0; q < b.nq; q++) {
+            const int t = (int)((f0 + q) / group), h = kh * group + (int)((f0 + q) % group);
+            b.q[q] = j->q + ((size_t)t * s->n_head + h) * hd;
+            b.out[q] = j->out + ((size_t)t * s->n_head + h) * hd;
+            b.len[q] = j->pos0 + t + 1;
+        }
+        b.k = (const chord_half *)j->kv->k + (size_t)kh * hd;
+        b.vt = (const chord_half *)j->kv->v + (size_t)kh * hd * s->n_ctx;
+        j->c->k->attn_batch(&b);
+    }
+}
+
 typedef struct store_job {
     chord_kv *kv;
     const float *k, *v;
@@ -253,7 +290,12 @@ static void store_fn(void *arg, int ith, int nth) {
 static void cpu_attention(chord_backend *be, float *out, const float *q, const float *k,
                           const float *v, chord_kv *kv, int n, int pos0, const chord_attn_shape *s) {
     cpu_backend *c = cpu(be);
+    /* the batch kernel wants full batches: with fewer queries per K/V head (decode) its
+     * V products, one fma per key, dimension and batch, cost more than per-query dots */
+    const int batched = c->k->attn_batch && (int64_t)n * (s->n_head / s->n_head_kv) >= 16;
     size_t need = (size_t)s->n_ctx + (size_t)s->head_dim + 32;
+    if (batched && CPU_ATTN_SCRATCH(s->head_dim, s->n_ctx) > need)
+        need = CPU_ATTN_SCRATCH(s->head_dim, s->n_ctx);
     if (c->failed) return;
     if (need > c->scratch_cap) {
         float *p = realloc(c->scratch, need * sizeof(float) * (size_t)cpu_pool_size(c->pool));
@@ -266,7 +308,7 @@ static void cpu_attention(chord_backend *be, float *out, const float *q, const f
     }
     store_job sj = {kv, k, v, n, pos0, s->n_head_kv * s->head_dim, s->n_ctx};
     cpu_pool_run(c->pool, store_fn, &sj);
-    attn_job aj = {c, out, q, kv, n, pos0, s};
+    attn_job aj = {c, out, q, kv, n, pos0, s, batched};
     cpu_pool_run(c->pool, attn_fn, &aj);
 }
 

@@ -507,3 +507,171 @@ INLINE void k_tile(const vjob *j, int nr, int nt, float *s, size_t lds, const in
     }
 KQ_ENTRY(q4_K, KQ_Q4_K)
 KQ_ENTRY(q6_K, KQ_Q6_K)
+
+/* ------------------------------------------------------------ Q8_0, Q5_0
+ * Reference per pair (8 float lanes per block, kernels_scalar.c lanes32):
+ *   acc[m] = fma(d_w * d_a, (float)(sum of w[e] * y[e], e = 4m..4m+3), acc[m]),
+ *   result = ((acc0 + acc4) + (acc2 + acc6)) + ((acc1 + acc5) + (acc3 + acc7)).
+ * Weights go in unsigned: Q8_0 biased by xor 0x80 (w + 128), so the activation's
+ * c = -128 * sum of 4 is the exact vpdpbusd start of each m; Q5_0 as 0..31 (w + 16),
+ * start c / 8. A 16-row panel's blocks of a slab are unpacked once into memory; the
+ * 8 float lanes of a (panel, activation) pair stay in registers across the slab, two
+ * activation rows at a time so each weight load serves both. */
+
+enum {
+    ESLAB = 8, /* blocks per slab */
+    ETOK = 32, /* activation rows per tile */
+    EPAN = 8,  /* panels per tile */
+};
+
+#define EQ_Q8_0 0
+#define EQ_Q5_0 1
+
+typedef struct {
+    int8_t q[ETOK][ESLAB][32];
+    int32_t c[ETOK][ESLAB][8]; /* vpdpbusd start values */
+    float d[ETOK][ESLAB];
+} eslab;
+
+typedef struct {
+    __m512i w[ESLAB][8]; /* [b][m]: 4 unsigned weights of elements 4m.. per lane */
+    __m512 dw[ESLAB];
+} epan;
+
+static void eslab_fill(eslab *sl, const vjob *j, int64_t b0, int sb, int nt, const int TYPE) {
+    for (int t = 0; t < nt; t++) {
+        const uint8_t *row = j->a + (size_t)t * j->lda;
+        const float *d = (const float *)(row + j->n) + b0;
+        const int32_t *c = (const int32_t *)((const float *)(row + j->n) + 2 * j->nb) + 8 * b0;
+        for (int b = 0; b < sb; b++) {
+            _mm256_store_si256((__m256i *)sl->q[t][b],
+                               _mm256_loadu_si256((const __m256i *)(row + 32 * (b0 + b))));
+            __m256i cv = _mm256_loadu_si256((const __m256i *)(c + 8 * b));
+            if (TYPE == EQ_Q5_0) cv = _mm256_srai_epi32(cv, 3); /* c is a multiple of 128 */
+            _mm256_store_si256((__m256i *)sl->c[t][b], cv);
+            sl->d[t][b] = d[b];
+        }
+    }
+}
+
+/* the bits 4m..4m+3 of every lane's qh as bit 4 of bytes 0..3: the product puts copies
+ * of bit k at k + 7i (i < 4), all distinct (no carries), and bit k's copy at 8k is the
+ * only one on a byte's bit 0 */
+INLINE __m512i q5_hbits(__m512i qh, int m) {
+    const __m512i b4 = _mm512_and_si512(_mm512_srli_epi32(qh, 4 * m), _mm512_set1_epi32(15));
+    const __m512i spread = _mm512_mullo_epi32(b4, _mm512_set1_epi32(0x00204081));
+    return _mm512_slli_epi32(_mm512_and_si512(spread, _mm512_set1_epi32(0x01010101)), 4);
+}
+
+static void epan_unpack(epan *u, const uint8_t *const rp[16], int64_t b0, int sb,
+                        const int TYPE) {
+    const size_t bsz = TYPE == EQ_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q5_0);
+    for (int b = 0; b < sb; b++) {
+        const int64_t bb = b0 + b;
+        u->dw[b] = k_halves(rp, bsz, bb, 0);
+        if (TYPE == EQ_Q8_0) {
+            const __m512i bias = _mm512_set1_epi8((char)0x80);
+            for (int h = 0; h < 2; h++) {
+                __m512i X[4];
+                k_dwords(rp, bsz, bb, offsetof(block_q8_0, qs) + 16 * h, X);
+                for (int k = 0; k < 4; k++)
+                    u->w[b][4 * h + k] = _mm512_xor_si512(X[k], bias);
+            }
+        } else {
+            const __m512i m4 = _mm512_set1_epi8(15);
+            __m512i X[4];
+            k_dwords(rp, bsz, bb, offsetof(block_q5_0, qs), X);
+            const uint8_t *hp[16];
+            for (int l = 0; l < 16; l++)
+                hp[l] = rp[l] + (size_t)bb * bsz + offsetof(block_q5_0, qh);
+            int32_t hv[16];
+            for (int l = 0; l < 16; l++)
+                memcpy(&hv[l], hp[l], 4);
+            const __m512i qh = _mm512_loadu_si512((const void *)hv);
+            for (int k = 0; k < 4; k++) {
+                u->w[b][k] = _mm512_or_si512(_mm512_and_si512(X[k], m4), q5_hbits(qh, k));
+                u->w[b][k + 4] = _mm512_or_si512(
+                    _mm512_and_si512(_mm512_srli_epi32(X[k], 4), m4), q5_hbits(qh, k + 4));
+            }
+        }
+    }
+}
+
+/* block b for activation rows t0 and t1, each weight dword loaded once for both */
+INLINE void e_block2(const epan *u, int b, const eslab *sl, int t0, int t1, __m512 a0[8],
+                     __m512 a1[8]) {
+    const int8_t *y0 = sl->q[t0][b], *y1 = sl->q[t1][b];
+    const __m512 d0 = _mm512_mul_ps(u->dw[b], _mm512_set1_ps(sl->d[t0][b]));
+    const __m512 d1 = _mm512_mul_ps(u->dw[b], _mm512_set1_ps(sl->d[t1][b]));
+#pragma GCC unroll 8
+    for (int m = 0; m < 8; m++) {
+        int32_t v0, v1;
+        memcpy(&v0, y0 + 4 * m, 4);
+        memcpy(&v1, y1 + 4 * m, 4);
+        const __m512i w = _mm512_load_si512((const void *)&u->w[b][m]);
+        const __m512i p0 =
+            _mm512_dpbusd_epi32(_mm512_set1_epi32(sl->c[t0][b][m]), w, _mm512_set1_epi32(v0));
+        const __m512i p1 =
+            _mm512_dpbusd_epi32(_mm512_set1_epi32(sl->c[t1][b][m]), w, _mm512_set1_epi32(v1));
+        a0[m] = _mm512_fmadd_ps(d0, _mm512_cvtepi32_ps(p0), a0[m]);
+        a1[m] = _mm512_fmadd_ps(d1, _mm512_cvtepi32_ps(p1), a1[m]);
+    }
+}
+
+INLINE void e_tile(const vjob *j, int nr, int nt, float *s, size_t lds, const int TYPE) {
+    const int npan = (nr + VP - 1) / VP;
+    kacc ka[EPAN * ETOK]; /* only acc[] used: 128 KiB, L2 */
+    eslab sl ALIGN64;
+    epan u ALIGN64;
+    const uint8_t *rows[EPAN][16];
+    for (int p = 0; p < npan; p++)
+        panel_rows(j->w + (size_t)(p * VP) * j->ldw, j->ldw, nr - p * VP, rows[p]);
+    for (int64_t b0 = 0; b0 < j->nb; b0 += ESLAB) {
+        const int sb = j->nb - b0 < ESLAB ? (int)(j->nb - b0) : ESLAB;
+        const int last = b0 + sb >= j->nb;
+        eslab_fill(&sl, j, b0, sb, nt, TYPE);
+        for (int p = 0; p < npan; p++) {
+            epan_unpack(&u, rows[p], b0, sb, TYPE);
+            for (int t = 0; t < nt; t += 2) {
+                const int two = t + 1 < nt;
+                kacc *A0 = &ka[p * ETOK + t], *A1 = &ka[p * ETOK + t + two];
+                __m512 a0[8], a1[8];
+                for (int m = 0; m < 8; m++) {
+                    a0[m] = b0 ? A0->acc[m] : _mm512_setzero_ps();
+                    a1[m] = b0 ? A1->acc[m] : _mm512_setzero_ps();
+                }
+                for (int b = 0; b < sb; b++)
+                    e_block2(&u, b, &sl, t, t + two, a0, a1);
+                if (!last) {
+                    for (int m = 0; m < 8; m++) {
+                        A0->acc[m] = a0[m];
+                        A1->acc[m] = a1[m];
+                    }
+                    continue;
+                }
+                for (int k = 0; k < 1 + two; k++) {
+                    const __m512 *a = k ? a1 : a0;
+                    const __m512 r = _mm512_add_ps(
+                        _mm512_add_ps(_mm512_add_ps(a[0], a[4]), _mm512_add_ps(a[2], a[6])),
+                        _mm512_add_ps(_mm512_add_ps(a[1], a[5]), _mm512_add_ps(a[3], a[7])));
+                    store_rows(s + (size_t)(t + k) * lds + p * VP, r, imin(VP, nr - p * VP));
+                }
+            }
+        }
+    }
+}
+
+#define EQ_ENTRY(T, TYPE)                                                                      \
+    void cpu_gemmv_##T##_avx512(int64_t n, int nw, int na, float *s, size_t lds,               \
+                                const void *w, size_t ldw, const void *a, size_t lda) {        \
+        vjob j = {.ldw = ldw, .lda = lda, .n = n, .nb = n / 32};                               \
+        for (int t0 = 0; t0 < na; t0 += ETOK)                                                  \
+            for (int r0 = 0; r0 < nw; r0 += VP * EPAN) {                                       \
+                j.w = (const uint8_t *)w + (size_t)r0 * ldw;                                   \
+                j.a = (const uint8_t *)a + (size_t)t0 * lda;                                   \
+                e_tile(&j, imin(VP *EPAN, nw - r0), imin(ETOK, na - t0),                       \
+                       s + (size_t)t0 * lds + r0, lds, TYPE);                                  \
+            }                                                                                  \
+    }
+EQ_ENTRY(q8_0, EQ_Q8_0)
+EQ_ENTRY(q5_0, EQ_Q5_0)

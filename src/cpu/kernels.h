@@ -81,11 +81,32 @@ typedef struct cpu_type_kernels {
 typedef void (*cpu_exp_fn)(int64_t n, float *y, const float *x);
 typedef void (*cpu_swiglu_fn)(int64_t n, float *out, const float *g, const float *u);
 
+/* Attention of up to 16 queries sharing one K/V head (attn_<isa>.c), each query's output
+ * bit-identical to the per-query path of backend_cpu.c (F16 dots of the query, rounded
+ * to F16, with each key; softmax; F16 dots of the rounded weights with each V row):
+ *   query j < nq: q[j] (hd floats), len[j] keys, output out[j] (hd floats)
+ *   key p: k + p * ldk (hd halves); dim i of the values: vt + i * ldv (len halves)
+ *   scratch: CPU_ATTN_SCRATCH(hd, max len) floats, any alignment */
+typedef struct cpu_attn_batch {
+    int nq, hd;
+    const float *q[16];
+    float *out[16];
+    int len[16];
+    const chord_half *k, *vt;
+    size_t ldk, ldv;
+    float scale;
+    cpu_exp_fn exp;
+    float *scratch;
+} cpu_attn_batch;
+#define CPU_ATTN_SCRATCH(hd, len) (34 * (size_t)(hd) + 17 * ((size_t)(len) + 16) + 96)
+typedef void (*cpu_attn_fn)(const cpu_attn_batch *b);
+
 typedef struct cpu_kernels {
     cpu_isa isa;
     cpu_type_kernels t[CHORD_TYPE_COUNT];
     cpu_exp_fn exp;
     cpu_swiglu_fn swiglu;
+    cpu_attn_fn attn_batch; /* NULL: the per-query path only */
 } cpu_kernels;
 
 /* The static table of an ISA (isa must be <= cpu_isa_hardware() to be called). */
@@ -121,7 +142,11 @@ CPU_DECLARE_ISA_KERNELS(avx512)
     void cpu_gemmv_##t##_avx512(int64_t n, int nw, int na, float *s, size_t lds,               \
                                 const void *w, size_t ldw, const void *a, size_t lda);
 CPU_DECLARE_GEMMV(q4_0)
+CPU_DECLARE_GEMMV(q5_0)
+CPU_DECLARE_GEMMV(q8_0)
 CPU_DECLARE_GEMMV(q4_K)
 CPU_DECLARE_GEMMV(q6_K)
+/* attention batches (attn_avx512.c) */
+void cpu_attn_batch_avx512(const cpu_attn_batch *b);
 
 #endif

@@ -489,8 +489,9 @@ INLINE __m512i kacc(const int8_t *aq, int64_t n, int64_t b, int hasc) {
 
 /* Decode (one activation row): 4 weight rows as 2 pairs (0, 1), (2, 3). Scales go 4
  * blocks at a time, as a 4 x 4 matrix per zmm (lane 4 * row + j), multiplied by the
- * activation's (exact products); the min sums of the 4 rows share one xmm. */
-#define DEC32L(T, BT)                                                                          \
+ * activation's (exact products); the min sums of the 4 rows share one xmm. VERT (or
+ * NULL): the vertical tile (gemm_vert_avx512.c) for VERT_MIN_ACTS activation rows on. */
+#define DEC32L(T, BT, VERT)                                                                    \
     static void dec_##T(int64_t n, const uint8_t *w, size_t ldw, int nr, const uint8_t *a,     \
                         float *out) {                                                          \
         const int64_t nb = n / 32;                                                             \
@@ -560,6 +561,11 @@ INLINE __m512i kacc(const int8_t *aq, int64_t n, int64_t b, int hasc) {
                 dec_##T(n, wb + (size_t)r * ldw, ldw, imin(4, nw - r), ab, s + r);             \
             return;                                                                            \
         }                                                                                      \
+        const cpu_gemm_tile_fn vert = VERT;                                                    \
+        if (vert && na >= VERT_MIN_ACTS) {                                                     \
+            vert(n, nw, na, s, lds, w, ldw, a, lda);                                           \
+            return;                                                                            \
+        }                                                                                      \
         const int64_t nb = n / 32;                                                             \
         float st[4 * DAT_BLOCKS];                                                              \
         const float *stp = nb <= DAT_BLOCKS ? st : NULL;                                       \
@@ -599,10 +605,10 @@ TILE32L(q4_1, block_q4_1)
 TILE32L(q5_0, block_q5_0)
 TILE32L(q5_1, block_q5_1)
 TILE32L(q8_0, block_q8_0)
-DEC32L(q4_1, block_q4_1)
-DEC32L(q5_0, block_q5_0)
-DEC32L(q5_1, block_q5_1)
-DEC32L(q8_0, block_q8_0)
+DEC32L(q4_1, block_q4_1, NULL)
+DEC32L(q5_0, block_q5_0, cpu_gemmv_q5_0_avx512)
+DEC32L(q5_1, block_q5_1, NULL)
+DEC32L(q8_0, block_q8_0, cpu_gemmv_q8_0_avx512)
 
 /* Q4_0: the reference adds each block's total, so the 8 lanes of several (row,
  * activation) pairs are reduced together. reduce4: chunk k (128 bits) lane i of the

@@ -34,7 +34,7 @@ void cpu_act_dequant(cpu_act act, const void *a, float *x, int64_t n) {
 #define ENTRY(tp, act, quant, t, isa)                                                          \
     [CHORD_TYPE_##tp] = {act, quant, cpu_vec_dot_##t##_##isa, cpu_gemm_##t##_##isa}
 
-#define TABLE(ISA, isa)                                                                        \
+#define TABLE(ISA, isa, attn)                                                                  \
     {                                                                                          \
         ISA, {                                                                                 \
             ENTRY(F32, CPU_ACT_F32, cpu_quantize_f32, f32, isa),                               \
@@ -51,13 +51,13 @@ void cpu_act_dequant(cpu_act act, const void *a, float *x, int64_t n) {
                 ENTRY(Q5_K, CPU_ACT_Q8_256, cpu_quantize_q8_256_##isa, q5_K, isa),             \
                 ENTRY(Q6_K, CPU_ACT_Q8_256, cpu_quantize_q8_256_##isa, q6_K, isa),             \
         },                                                                                     \
-        cpu_exp_##isa, cpu_swiglu_##isa                                                        \
+        cpu_exp_##isa, cpu_swiglu_##isa, attn                                                  \
     }
 
 static const cpu_kernels TABLES[CPU_ISA_COUNT] = {
-    TABLE(CPU_ISA_SCALAR, scalar),
-    TABLE(CPU_ISA_AVX2, avx2),
-    TABLE(CPU_ISA_AVX512, avx512),
+    TABLE(CPU_ISA_SCALAR, scalar, NULL),
+    TABLE(CPU_ISA_AVX2, avx2, NULL),
+    TABLE(CPU_ISA_AVX512, avx512, cpu_attn_batch_avx512),
 };
 
 const cpu_kernels *cpu_kernels_get(cpu_isa isa) {
