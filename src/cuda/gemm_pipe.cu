@@ -21,6 +21,7 @@
 #include <type_traits>
 
 #include "gemm_pipe.cuh"
+#include "mma_tile.cuh"
 #include "quant.cuh"
 
 namespace {
@@ -546,27 +547,7 @@ __global__ void __launch_bounds__(PT, BM == 128 ? 1 : 2)
         compute(kt);
     }
 
-#pragma unroll
-    for (int mi = 0; mi < MI; mi++) {
-#pragma unroll
-        for (int ni = 0; ni < 4; ni++) {
-            const int r = t0 + wm * (BM / 2) + mi * 16 + gid;
-            const int64_t col = o0 + wn * 32 + ni * 8 + 2 * tig;
-#pragma unroll
-            for (int h = 0; h < 2; h++) {
-                const int rr = r + 8 * h;
-                if (rr >= n) continue;
-                float *yp = y + (size_t)rr * w.n_out + col;
-                if (col + 1 < w.n_out && ((w.n_out & 1) == 0)) {
-                    *reinterpret_cast<float2 *>(yp) =
-                        make_float2(acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
-                } else {
-                    if (col < w.n_out) yp[0] = acc[mi][ni][2 * h];
-                    if (col + 1 < w.n_out) yp[1] = acc[mi][ni][2 * h + 1];
-                }
-            }
-        }
-    }
+    mma_store_acc<MI, BM>(y, w.n_out, n, t0, o0, wm, wn, gid, tig, acc);
 #endif
 }
 
@@ -677,27 +658,7 @@ __global__ void __launch_bounds__(PT, BM == 128 ? 1 : 2)
         compute(kt);
     }
 
-#pragma unroll
-    for (int mi = 0; mi < MI; mi++) {
-#pragma unroll
-        for (int ni = 0; ni < 4; ni++) {
-            const int r = t0 + wm * (BM / 2) + mi * 16 + gid;
-            const int64_t col = o0 + wn * 32 + ni * 8 + 2 * tig;
-#pragma unroll
-            for (int h = 0; h < 2; h++) {
-                const int rr = r + 8 * h;
-                if (rr >= n) continue;
-                float *yp = y + (size_t)rr * w.n_out + col;
-                if (col + 1 < w.n_out && ((w.n_out & 1) == 0)) {
-                    *reinterpret_cast<float2 *>(yp) =
-                        make_float2(acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
-                } else {
-                    if (col < w.n_out) yp[0] = acc[mi][ni][2 * h];
-                    if (col + 1 < w.n_out) yp[1] = acc[mi][ni][2 * h + 1];
-                }
-            }
-        }
-    }
+    mma_store_acc<MI, BM>(y, w.n_out, n, t0, o0, wm, wn, gid, tig, acc);
 #endif
 }
 
