@@ -9,15 +9,6 @@
 #include "cpu/kernels.h"
 #include "testutil.h"
 
-static uint64_t rng_next(uint64_t *s) {
-    uint64_t x = *s += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-static float frand(uint64_t *s) { /* [-1, 1) */
-    return (float)((double)(rng_next(s) >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-}
 
 static float rh(float x) {
     return chord_half_to_float(chord_float_to_half(x));
@@ -69,11 +60,11 @@ static void test_case(const cpu_kernels *k, int hd, int nq, int len0, int step, 
     float *o = malloc(sizeof(float) * 16 * (size_t)hd), *r = malloc(sizeof(float) * (size_t)hd);
     float *scratch = malloc(sizeof(float) * (CPU_ATTN_SCRATCH(hd, n_ctx) + 1));
     for (size_t i = 0; i < ldk * (size_t)n_ctx; i++)
-        kc[i] = chord_float_to_half(frand(s) * 2.0f);
+        kc[i] = chord_float_to_half(test_rand_sym(s) * 2.0f);
     for (size_t i = 0; i < ldv * (size_t)hd; i++)
-        vt[i] = chord_float_to_half(frand(s));
+        vt[i] = chord_float_to_half(test_rand_sym(s));
     for (int i = 0; i < 16 * hd; i++)
-        q[i] = frand(s) * (i % 7 == 0 ? 8.0f : 2.0f);
+        q[i] = test_rand_sym(s) * (i % 7 == 0 ? 8.0f : 2.0f);
     cpu_attn_batch b;
     memset(&b, 0, sizeof b);
     b.nq = nq;

@@ -12,15 +12,6 @@
 #include "cpu/threadpool.h"
 #include "testutil.h"
 
-static uint64_t rng_next(uint64_t *s) {
-    uint64_t x = *s += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-static float frand(uint64_t *s) { /* [-1, 1) */
-    return (float)((double)(rng_next(s) >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-}
 
 static const chord_type TYPES[] = {
     CHORD_TYPE_F32,  CHORD_TYPE_F16,  CHORD_TYPE_BF16, CHORD_TYPE_Q4_0, CHORD_TYPE_Q4_1,
@@ -35,8 +26,8 @@ static void put_half(void *p, float v) {
 }
 /* a scale in +-[0.002, 0.05] (or positive only) */
 static float rand_scale(uint64_t *s, int positive) {
-    float v = 0.002f + 0.048f * (frand(s) * 0.5f + 0.5f);
-    return positive || frand(s) > 0 ? v : -v;
+    float v = 0.002f + 0.048f * (test_rand_sym(s) * 0.5f + 0.5f);
+    return positive || test_rand_sym(s) > 0 ? v : -v;
 }
 
 /* n_rows random weight rows of n elements: random bytes for the quants, sane halves */
@@ -48,14 +39,14 @@ static void rand_weights(chord_type t, void *dst, int64_t n_rows, int64_t n, uin
         float *tmp = malloc((size_t)n * sizeof(float));
         for (int64_t r = 0; r < n_rows; r++) {
             for (int64_t i = 0; i < n; i++)
-                tmp[i] = frand(s);
+                tmp[i] = test_rand_sym(s);
             tr->from_float(tmp, p + r * rs, n);
         }
         free(tmp);
         return;
     }
     for (size_t i = 0; i < rs * (size_t)n_rows; i++)
-        p[i] = (uint8_t)rng_next(s);
+        p[i] = (uint8_t)test_rand_u64(s);
     const int64_t nb = n / tr->block_size * n_rows;
     for (int64_t b = 0; b < nb; b++) {
         uint8_t *blk = p + b * tr->type_size;
@@ -94,8 +85,8 @@ static void rand_weights(chord_type t, void *dst, int64_t n_rows, int64_t n, uin
 
 static void rand_acts(float *x, int64_t count, uint64_t *s) {
     for (int64_t i = 0; i < count; i++) {
-        float v = frand(s);
-        if ((rng_next(s) & 63) == 0) v *= 8.0f; /* some outliers */
+        float v = test_rand_sym(s);
+        if ((test_rand_u64(s) & 63) == 0) v *= 8.0f; /* some outliers */
         x[i] = v;
     }
 }

@@ -39,3 +39,14 @@ const char *test_shared(const char *rel) {
     snprintf(buf, sizeof buf, "%s/%s", base, rel);
     return buf;
 }
+
+uint64_t test_rand_u64(uint64_t *s) {
+    uint64_t x = *s += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+float test_rand_sym(uint64_t *s) {
+    return (float)((double)(test_rand_u64(s) >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}

@@ -2,6 +2,7 @@
 #ifndef CHORD_TESTUTIL_H
 #define CHORD_TESTUTIL_H
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 extern int test_failures;
@@ -24,5 +25,10 @@ int test_summary(const char *name);
 void *test_read_file(const char *path, size_t *size);
 /* Path under ../shared: returns a static buffer. */
 const char *test_shared(const char *rel);
+
+/* splitmix64: deterministic random bits from a caller-held state */
+uint64_t test_rand_u64(uint64_t *s);
+/* uniform in [-1, 1) */
+float test_rand_sym(uint64_t *s);
 
 #endif

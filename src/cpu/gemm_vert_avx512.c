@@ -18,9 +18,8 @@
 #include <string.h>
 
 #include "cpu/kernels.h"
+#include "cpu/simd_avx512.h"
 
-#define INLINE static inline __attribute__((always_inline))
-#define ALIGN64 __attribute__((aligned(64)))
 
 enum {
     VP = 16,    /* weight rows per panel (zmm lanes) */
@@ -33,29 +32,11 @@ enum {
 static const int32_t UNPERM[16] ALIGN64 = {0, 4, 8,  12, 1, 5, 9,  13,
                                            2, 6, 10, 14, 3, 7, 11, 15};
 
-INLINE uint16_t ld16(const void *p) {
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return v;
-}
 
 INLINE int imin(int a, int b) {
     return a < b ? a : b;
 }
 
-/* 16 halves at p[L] (L = lane) -> floats; packed with scalar ops, beside the vector ports */
-INLINE __m512 halves16(const uint8_t *const p[16]) {
-    uint64_t w[4];
-    for (int j = 0; j < 4; j++) {
-        uint64_t v = 0;
-        for (int i = 0; i < 4; i++)
-            v |= (uint64_t)ld16(p[4 * j + i]) << (16 * i);
-        w[j] = v;
-    }
-    const __m128i lo = _mm_insert_epi64(_mm_cvtsi64_si128((long long)w[0]), (long long)w[1], 1);
-    const __m128i hi = _mm_insert_epi64(_mm_cvtsi64_si128((long long)w[2]), (long long)w[3], 1);
-    return _mm512_cvtph_ps(_mm256_setr_m128i(lo, hi));
-}
 
 /* 16 bytes at each of 4 pointers -> one zmm, pointer i in 128-bit chunk i */
 INLINE __m512i load4x128(const uint8_t *p0, const uint8_t *p1, const uint8_t *p2,

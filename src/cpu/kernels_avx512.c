@@ -29,28 +29,17 @@
 #include <string.h>
 
 #include "cpu/kernels.h"
+#include "cpu/simd_avx512.h"
 
 /* software prefetch distance for the weight stream: the hardware prefetcher alone
  * leaves the unpack-heavy loops waiting on DRAM (measured +25..60% single-thread) */
 #define PF_BYTES 4096
-#define INLINE static inline __attribute__((always_inline))
 #define ALIGN32 __attribute__((aligned(32)))
-#define ALIGN64 __attribute__((aligned(64)))
 
 INLINE float h2f(uint16_t h) {
     return _cvtsh_ss(h);
 }
 
-INLINE uint32_t ld32(const void *p) {
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-INLINE uint16_t ld16(const void *p) {
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return v;
-}
 
 #define R4(x) x, x, x, x
 #define R8(x) x, x, x, x, x, x, x, x
@@ -130,20 +119,6 @@ INLINE float lane8_ps(__m512 v) {
     return _mm_cvtss_f32(_mm512_extractf32x4_ps(v, 2));
 }
 
-/* 16 halves, each at its own pointer -> floats (packed with scalar ops first, which run
- * beside the busy vector ports) */
-INLINE __m512 halves16(const uint8_t *const p[16]) {
-    uint64_t w[4];
-    for (int j = 0; j < 4; j++) {
-        uint64_t v = 0;
-        for (int i = 0; i < 4; i++)
-            v |= (uint64_t)ld16(p[4 * j + i]) << (16 * i);
-        w[j] = v;
-    }
-    const __m128i lo = _mm_insert_epi64(_mm_cvtsi64_si128((long long)w[0]), (long long)w[1], 1);
-    const __m128i hi = _mm_insert_epi64(_mm_cvtsi64_si128((long long)w[2]), (long long)w[3], 1);
-    return _mm512_cvtph_ps(_mm256_setr_m128i(lo, hi));
-}
 /* A 4 x 4 matrix of halves -> floats, lane 4i + j: the half at p[i] + j * stride (j <
  * cnt; else j = 0). Constant offsets from 4 base pointers, packed with scalar ops. */
 INLINE uint64_t pack4h(const uint8_t *p, size_t stride) {

@@ -1,0 +1,39 @@
+/* Small helpers shared by the AVX-512 kernel files (include only from *_avx512.c: the
+ * intrinsics need that file's ISA flags). */
+#ifndef CHORD_CPU_SIMD_AVX512_H
+#define CHORD_CPU_SIMD_AVX512_H
+
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
+
+#define INLINE static inline __attribute__((always_inline))
+#define ALIGN64 __attribute__((aligned(64)))
+
+INLINE uint32_t ld32(const void *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+INLINE uint16_t ld16(const void *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+
+/* 16 halves, each at its own pointer -> floats (packed with scalar ops first, which run
+ * beside the busy vector ports) */
+INLINE __m512 halves16(const uint8_t *const p[16]) {
+    uint64_t w[4];
+    for (int j = 0; j < 4; j++) {
+        uint64_t v = 0;
+        for (int i = 0; i < 4; i++)
+            v |= (uint64_t)ld16(p[4 * j + i]) << (16 * i);
+        w[j] = v;
+    }
+    const __m128i lo = _mm_insert_epi64(_mm_cvtsi64_si128((long long)w[0]), (long long)w[1], 1);
+    const __m128i hi = _mm_insert_epi64(_mm_cvtsi64_si128((long long)w[2]), (long long)w[3], 1);
+    return _mm512_cvtph_ps(_mm256_setr_m128i(lo, hi));
+}
+
+#endif
