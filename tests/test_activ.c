@@ -27,10 +27,30 @@ static double ulps(float got, double want) {
     return fabs((double)got - want) / (double)next;
 }
 
-static const float SPECIAL[] = {0.0f, -0.0f, 1.0f, -1.0f, 88.7f, 88.72284f, 89.0f, -87.3f,
-                                -87.34f, -103.9f, -104.0f, -150.0f, 133.0f, -133.0f,
-                                192.0f * 0.6931472f, -193.0f * 0.6931472f, 1e30f, -1e30f,
-                                INFINITY, -INFINITY, NAN, 1e-30f, -1e-30f, 0.34657359f};
+static const float SPECIAL[] = {0.0f,
+                                -0.0f,
+                                1.0f,
+                                -1.0f,
+                                88.7f,
+                                88.72284f,
+                                89.0f,
+                                -87.3f,
+                                -87.34f,
+                                -103.9f,
+                                -104.0f,
+                                -150.0f,
+                                133.0f,
+                                -133.0f,
+                                192.0f * 0.6931472f,
+                                -193.0f * 0.6931472f,
+                                1e30f,
+                                -1e30f,
+                                INFINITY,
+                                -INFINITY,
+                                NAN,
+                                1e-30f,
+                                -1e-30f,
+                                0.34657359f};
 #define N_SPECIAL (int)(sizeof SPECIAL / sizeof SPECIAL[0])
 
 static void fill(float *x, int n, int pattern) {
@@ -57,13 +77,16 @@ static void test_isa(cpu_isa isa) {
             fill(u, n, 0);
             ref->exp(n, want, x);
             k->exp(n, got, x);
-            for (int i = 0; i < n; i++) bad += !same_bits(got[i], want[i]);
+            for (int i = 0; i < n; i++)
+                bad += !same_bits(got[i], want[i]);
             memcpy(got, x, sizeof(float) * (size_t)n); /* in place */
             k->exp(n, got, got);
-            for (int i = 0; i < n; i++) bad += !same_bits(got[i], want[i]);
+            for (int i = 0; i < n; i++)
+                bad += !same_bits(got[i], want[i]);
             ref->swiglu(n, want, x, u);
             k->swiglu(n, got, x, u);
-            for (int i = 0; i < n; i++) bad += !same_bits(got[i], want[i]);
+            for (int i = 0; i < n; i++)
+                bad += !same_bits(got[i], want[i]);
         }
     }
     CHECK(bad == 0, "%s: %d results differ from the scalar reference", cpu_isa_name(isa), bad);
@@ -74,7 +97,8 @@ static void test_reference(void) {
     double worst = 0;
     enum { N = 200000 };
     float *x = malloc(N * sizeof(float)), *y = malloc(N * sizeof(float));
-    for (int i = 0; i < N; i++) x[i] = -87.0f + 175.0f * (float)i / N;
+    for (int i = 0; i < N; i++)
+        x[i] = -87.0f + 175.0f * (float)i / N;
     ref->exp(N, y, x);
     for (int i = 0; i < N; i++) {
         double e = ulps(y[i], exp((double)x[i]));
@@ -101,7 +125,8 @@ static void test_reference(void) {
 int main(void) {
     test_reference();
     const cpu_isa best = cpu_isa_detect();
-    for (int isa = CPU_ISA_SCALAR + 1; isa <= (int)best; isa++) test_isa((cpu_isa)isa);
+    for (int isa = CPU_ISA_SCALAR + 1; isa <= (int)best; isa++)
+        test_isa((cpu_isa)isa);
     if (best == CPU_ISA_SCALAR) printf("only the scalar ISA on this CPU\n");
     return test_summary("test_activ");
 }

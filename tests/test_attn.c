@@ -9,7 +9,6 @@
 #include "cpu/kernels.h"
 #include "testutil.h"
 
-
 static float rh(float x) {
     return chord_half_to_float(chord_float_to_half(x));
 }

@@ -32,7 +32,8 @@ static inline float cpu_exp1(float x) {
     if (fabsf(k) > 192.0f) return k > 0 ? INFINITY : 0.0f;
     const float r = cpu_fma1(-k, CPU_EXP_LN2_LO, cpu_fma1(-k, CPU_EXP_LN2_HI, x));
     const float r2 = r * r;
-    const float hi = cpu_fma1(cpu_fma1(CPU_EXP_C5, r, CPU_EXP_C4), r2, cpu_fma1(CPU_EXP_C3, r, CPU_EXP_C2));
+    const float hi =
+        cpu_fma1(cpu_fma1(CPU_EXP_C5, r, CPU_EXP_C4), r2, cpu_fma1(CPU_EXP_C3, r, CPU_EXP_C2));
     const float p = cpu_fma1(hi, r2, cpu_fma1(CPU_EXP_C1, r, 1.0f));
     return ldexpf(p, (int)k);
 }
