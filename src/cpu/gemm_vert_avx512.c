@@ -211,7 +211,8 @@ void cpu_gemmv_q4_0_avx512(int64_t n, int nw, int na, float *s, size_t lds, cons
 }
 
 /* ---------------------------------------------------------------- K-quants
- * Reference per pair and superblock (Q4_K; Q6_K has no mins and 16-element scales):
+ * Reference per pair and superblock (Q4_K; Q5_K adds a fifth bit and sums the 4 accm terms
+ * as integers into one chain; Q6_K has no mins and 16-element scales):
  *   sumi[m] = sum over sub-blocks j of sc_j * (4-element product of elements 4m..4m+3)
  *   accm[k] = fma(-(d_a * dmin_w), m_2k * S_2k + m_2k+1 * S_2k+1, accm[k])  (S: per-32 sums)
  *   acc[m]  = fma(d_a * d_w, (float)sumi[m], acc[m])
@@ -289,22 +290,42 @@ INLINE void k_dwords(const uint8_t *const rp[16], size_t bsz, int64_t b, size_t 
     transpose4x4(Z, X);
 }
 
-static void unpack_q4_K(kpan *u, const uint8_t *const rp[16], int64_t b) {
-    const size_t bsz = sizeof(block_q4_K);
+/* the fifth bit of sub-block jj (Q5_K): bit jj of every byte of qh, moved to bit 4 */
+INLINE __m512i q5_K_hbit(__m512i qh, int jj) {
+    const __m512i t = jj < 4 ? _mm512_slli_epi32(qh, 4 - jj) : _mm512_srli_epi32(qh, jj - 4);
+    return _mm512_and_si512(t, _mm512_set1_epi8(16));
+}
+
+/* Q4_K and Q5_K share the scales, mins and nibble layout; Q5_K adds qh, one bit per
+ * element (Q5: 1 for Q5_K). Both blocks start with d and dmin. */
+INLINE void unpack_q45_K(kpan *u, const uint8_t *const rp[16], int64_t b, const int Q5) {
+    const size_t bsz = Q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
+    const size_t oqs = Q5 ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
+    const size_t osc = Q5 ? offsetof(block_q5_K, scales) : offsetof(block_q4_K, scales);
     const __m512i m4 = _mm512_set1_epi8(15);
+    __m512i QH[2][4]; /* [h][k]: qh bytes 16h + 4k.., the elements of w[.][4h + k] */
+    if (Q5)
+        for (int h = 0; h < 2; h++)
+            k_dwords(rp, bsz, b, offsetof(block_q5_K, qh) + 16 * h, QH[h]);
     for (int i = 0; i < 4; i++) /* qs[32i..32i+31]: sub-blocks 2i (low), 2i + 1 (high) */
         for (int h = 0; h < 2; h++) {
             __m512i X[4];
-            k_dwords(rp, bsz, b, offsetof(block_q4_K, qs) + 32 * i + 16 * h, X);
+            k_dwords(rp, bsz, b, oqs + 32 * i + 16 * h, X);
             for (int k = 0; k < 4; k++) {
-                u->w[2 * i][4 * h + k] = _mm512_and_si512(X[k], m4);
-                u->w[2 * i + 1][4 * h + k] = _mm512_and_si512(_mm512_srli_epi32(X[k], 4), m4);
+                __m512i lo = _mm512_and_si512(X[k], m4);
+                __m512i hi = _mm512_and_si512(_mm512_srli_epi32(X[k], 4), m4);
+                if (Q5) {
+                    lo = _mm512_or_si512(lo, q5_K_hbit(QH[h][k], 2 * i));
+                    hi = _mm512_or_si512(hi, q5_K_hbit(QH[h][k], 2 * i + 1));
+                }
+                u->w[2 * i][4 * h + k] = lo;
+                u->w[2 * i + 1][4 * h + k] = hi;
             }
         }
     /* 6-bit scales and mins of 16 rows: sc0..3 = s0 & 63, mn0..3 = s1 & 63,
      * sc4..7 = (s2 & 15) | (s0 >> 6) << 4, mn4..7 = (s2 >> 4) | (s1 >> 6) << 4 (bytes) */
     __m512i S[4];
-    k_dwords(rp, bsz, b, offsetof(block_q4_K, scales), S);
+    k_dwords(rp, bsz, b, osc, S);
     const __m512i k63 = _mm512_set1_epi8(63), k30 = _mm512_set1_epi8(0x30);
     const __m512i sc4[2] = {_mm512_and_si512(S[0], k63),
                             _mm512_or_si512(_mm512_and_si512(S[2], m4),
@@ -325,6 +346,9 @@ static void unpack_q4_K(kpan *u, const uint8_t *const rp[16], int64_t b) {
     u->dw = k_halves(rp, bsz, b, offsetof(block_q4_K, d));
     u->dm = k_halves(rp, bsz, b, offsetof(block_q4_K, dmin));
 }
+_Static_assert(offsetof(block_q5_K, d) == offsetof(block_q4_K, d) &&
+                   offsetof(block_q5_K, dmin) == offsetof(block_q4_K, dmin),
+               "Q4_K and Q5_K share d and dmin");
 
 static void unpack_q6_K(kpan *u, const uint8_t *const rp[16], int64_t b) {
     const size_t bsz = sizeof(block_q6_K);
@@ -390,6 +414,10 @@ typedef struct {
 
 #define KQ_Q4_K 0
 #define KQ_Q6_K 1
+#define KQ_Q5_K 2
+
+/* MINS, how the mins enter (the reference's order): 0 none (Q6_K); 1 Q4_K: 4 float
+ * chains of pairs of per-32 mins x sums; 2 Q5_K: their total, one chain (accm[0]) */
 
 INLINE void k_run(const kpan *u, const uint8_t *y, float da, const int16_t *s32, __m512 acc[8],
                   __m512 accm[4], const int MINS) {
@@ -408,7 +436,7 @@ INLINE void k_run(const kpan *u, const uint8_t *y, float da, const int16_t *s32,
         }
     }
     const __m512 vda = _mm512_set1_ps(da);
-    if (MINS) {
+    if (MINS == 1) {
         const __m512 nd = _mm512_mul_ps(u->dm, vda);
         for (int k = 0; k < 4; k++) {
             int32_t sp;
@@ -417,6 +445,15 @@ INLINE void k_run(const kpan *u, const uint8_t *y, float da, const int16_t *s32,
                 _mm512_dpwssd_epi32(_mm512_setzero_si512(), u->mn[k], _mm512_set1_epi32(sp));
             accm[k] = _mm512_fnmadd_ps(nd, _mm512_cvtepi32_ps(pr), accm[k]);
         }
+    } else if (MINS == 2) {
+        /* the 4 pair products' integer total, exact in any order, then one float step */
+        __m512i pr = _mm512_setzero_si512();
+        for (int k = 0; k < 4; k++) {
+            int32_t sp;
+            memcpy(&sp, s32 + 2 * k, 4);
+            pr = _mm512_dpwssd_epi32(pr, u->mn[k], _mm512_set1_epi32(sp));
+        }
+        accm[0] = _mm512_fnmadd_ps(_mm512_mul_ps(u->dm, vda), _mm512_cvtepi32_ps(pr), accm[0]);
     }
     const __m512 d = _mm512_mul_ps(u->dw, vda);
     for (int m = 0; m < 8; m++)
@@ -424,7 +461,8 @@ INLINE void k_run(const kpan *u, const uint8_t *y, float da, const int16_t *s32,
 }
 
 INLINE void k_tile(const vjob *j, int nr, int nt, float *s, size_t lds, const int TYPE) {
-    const int MINS = TYPE == KQ_Q4_K;
+    const int MINS = TYPE == KQ_Q4_K ? 1 : TYPE == KQ_Q5_K ? 2 : 0;
+    const int nm = MINS == 1 ? 4 : MINS; /* float chains of the mins */
     const int npan = (nr + VP - 1) / VP;
     kacc ka[KPAN * KTOK]; /* 192 KiB: L2 */
     kslab sl ALIGN64;
@@ -438,8 +476,8 @@ INLINE void k_tile(const vjob *j, int nr, int nt, float *s, size_t lds, const in
         kslab_fill(&sl, j, b0, sb, nt);
         for (int p = 0; p < npan; p++) {
             for (int b = 0; b < sb; b++) {
-                if (TYPE == KQ_Q4_K)
-                    unpack_q4_K(&u[b], rows[p], b0 + b);
+                if (TYPE == KQ_Q4_K || TYPE == KQ_Q5_K)
+                    unpack_q45_K(&u[b], rows[p], b0 + b, TYPE == KQ_Q5_K);
                 else
                     unpack_q6_K(&u[b], rows[p], b0 + b);
             }
@@ -449,15 +487,14 @@ INLINE void k_tile(const vjob *j, int nr, int nt, float *s, size_t lds, const in
                 for (int m = 0; m < 8; m++)
                     acc[m] = b0 ? A->acc[m] : _mm512_setzero_ps();
                 for (int k = 0; k < 4; k++)
-                    accm[k] = b0 && MINS ? A->accm[k] : _mm512_setzero_ps();
+                    accm[k] = b0 && k < nm ? A->accm[k] : _mm512_setzero_ps();
                 for (int b = 0; b < sb; b++)
                     k_run(&u[b], sl.q[t][b], sl.d[t][b], sl.s32[t][b], acc, accm, MINS);
                 if (b0 + sb < nb) {
                     for (int m = 0; m < 8; m++)
                         A->acc[m] = acc[m];
-                    if (MINS)
-                        for (int k = 0; k < 4; k++)
-                            A->accm[k] = accm[k];
+                    for (int k = 0; k < nm; k++)
+                        A->accm[k] = accm[k];
                     continue;
                 }
                 /* hsum8 over m, in the reference's order */
@@ -465,9 +502,11 @@ INLINE void k_tile(const vjob *j, int nr, int nt, float *s, size_t lds, const in
                     _mm512_add_ps(_mm512_add_ps(acc[0], acc[4]), _mm512_add_ps(acc[2], acc[6])),
                     _mm512_add_ps(_mm512_add_ps(acc[1], acc[5]),
                                   _mm512_add_ps(acc[3], acc[7])));
-                if (MINS)
+                if (MINS == 1)
                     r = _mm512_add_ps(r, _mm512_add_ps(_mm512_add_ps(accm[0], accm[2]),
                                                        _mm512_add_ps(accm[1], accm[3])));
+                else if (MINS == 2)
+                    r = _mm512_add_ps(r, accm[0]);
                 store_rows(s + (size_t)t * lds + p * VP, r, imin(VP, nr - p * VP));
             }
         }
@@ -487,6 +526,7 @@ INLINE void k_tile(const vjob *j, int nr, int nt, float *s, size_t lds, const in
             }                                                                                  \
     }
 KQ_ENTRY(q4_K, KQ_Q4_K)
+KQ_ENTRY(q5_K, KQ_Q5_K)
 KQ_ENTRY(q6_K, KQ_Q6_K)
 
 /* ------------------------------------------------------------ Q8_0, Q5_0

@@ -145,6 +145,7 @@ CPU_DECLARE_GEMMV(q4_0)
 CPU_DECLARE_GEMMV(q5_0)
 CPU_DECLARE_GEMMV(q8_0)
 CPU_DECLARE_GEMMV(q4_K)
+CPU_DECLARE_GEMMV(q5_K)
 CPU_DECLARE_GEMMV(q6_K)
 /* attention batches (attn_avx512.c) */
 void cpu_attn_batch_avx512(const cpu_attn_batch *b);
