@@ -529,15 +529,17 @@ KQ_ENTRY(q4_K, KQ_Q4_K)
 KQ_ENTRY(q5_K, KQ_Q5_K)
 KQ_ENTRY(q6_K, KQ_Q6_K)
 
-/* ------------------------------------------------------------ Q8_0, Q5_0
+/* ------------------------------------------------ Q8_0, Q5_0, Q4_1, Q5_1
  * Reference per pair (8 float lanes per block, kernels_scalar.c lanes32):
  *   acc[m] = fma(d_w * d_a, (float)(sum of w[e] * y[e], e = 4m..4m+3), acc[m]),
- *   result = ((acc0 + acc4) + (acc2 + acc6)) + ((acc1 + acc5) + (acc3 + acc7)).
+ *   result = ((acc0 + acc4) + (acc2 + acc6)) + ((acc1 + acc5) + (acc3 + acc7)),
+ *   Q4_1 / Q5_1 then + summs, summs += m_w * s_a block by block (an exact product).
  * Weights go in unsigned: Q8_0 biased by xor 0x80 (w + 128), so the activation's
  * c = -128 * sum of 4 is the exact vpdpbusd start of each m; Q5_0 as 0..31 (w + 16),
- * start c / 8. A 16-row panel's blocks of a slab are unpacked once into memory; the
- * 8 float lanes of a (panel, activation) pair stay in registers across the slab, two
- * activation rows at a time so each weight load serves both. */
+ * start c / 8; Q4_1 / Q5_1 are unsigned already, start 0. A 16-row panel's blocks of a
+ * slab are unpacked once into memory; the 8 float lanes (and summs) of a (panel,
+ * activation) pair stay in registers across the slab, two activation rows at a time so
+ * each weight load serves both. */
 
 enum {
     ESLAB = 8, /* blocks per slab */
@@ -547,17 +549,31 @@ enum {
 
 #define EQ_Q8_0 0
 #define EQ_Q5_0 1
+#define EQ_Q4_1 2
+#define EQ_Q5_1 3
 
 typedef struct {
     int8_t q[ETOK][ESLAB][32];
     int32_t c[ETOK][ESLAB][8]; /* vpdpbusd start values */
     float d[ETOK][ESLAB];
+    float s[ETOK][ESLAB]; /* Q4_1, Q5_1 */
 } eslab;
 
 typedef struct {
     __m512i w[ESLAB][8]; /* [b][m]: 4 unsigned weights of elements 4m.. per lane */
     __m512 dw[ESLAB];
+    __m512 mw[ESLAB]; /* Q4_1, Q5_1 */
 } epan;
+
+/* the types with a min, kept apart in summs */
+#define EQ_HASM(TYPE) ((TYPE) == EQ_Q4_1 || (TYPE) == EQ_Q5_1)
+
+INLINE size_t eq_bsz(const int TYPE) {
+    return TYPE == EQ_Q8_0   ? sizeof(block_q8_0)
+           : TYPE == EQ_Q5_0 ? sizeof(block_q5_0)
+           : TYPE == EQ_Q4_1 ? sizeof(block_q4_1)
+                             : sizeof(block_q5_1);
+}
 
 static void eslab_fill(eslab *sl, const vjob *j, int64_t b0, int sb, int nt, const int TYPE) {
     for (int t = 0; t < nt; t++) {
@@ -569,8 +585,10 @@ static void eslab_fill(eslab *sl, const vjob *j, int64_t b0, int sb, int nt, con
                                _mm256_loadu_si256((const __m256i *)(row + 32 * (b0 + b))));
             __m256i cv = _mm256_loadu_si256((const __m256i *)(c + 8 * b));
             if (TYPE == EQ_Q5_0) cv = _mm256_srai_epi32(cv, 3); /* c is a multiple of 128 */
+            if (EQ_HASM(TYPE)) cv = _mm256_setzero_si256();
             _mm256_store_si256((__m256i *)sl->c[t][b], cv);
             sl->d[t][b] = d[b];
+            if (EQ_HASM(TYPE)) sl->s[t][b] = d[j->nb + b];
         }
     }
 }
@@ -586,10 +604,16 @@ INLINE __m512i q5_hbits(__m512i qh, int m) {
 
 static void epan_unpack(epan *u, const uint8_t *const rp[16], int64_t b0, int sb,
                         const int TYPE) {
-    const size_t bsz = TYPE == EQ_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q5_0);
+    const size_t bsz = eq_bsz(TYPE);
+    /* Q5_0 and Q5_1 differ only in where qh and qs are */
+    const size_t oqh = TYPE == EQ_Q5_0 ? offsetof(block_q5_0, qh) : offsetof(block_q5_1, qh);
+    const size_t oqs = TYPE == EQ_Q5_0   ? offsetof(block_q5_0, qs)
+                       : TYPE == EQ_Q5_1 ? offsetof(block_q5_1, qs)
+                                         : offsetof(block_q4_1, qs);
     for (int b = 0; b < sb; b++) {
         const int64_t bb = b0 + b;
         u->dw[b] = k_halves(rp, bsz, bb, 0);
+        if (EQ_HASM(TYPE)) u->mw[b] = k_halves(rp, bsz, bb, offsetof(block_q4_1, m));
         if (TYPE == EQ_Q8_0) {
             const __m512i bias = _mm512_set1_epi8((char)0x80);
             for (int h = 0; h < 2; h++) {
@@ -598,13 +622,21 @@ static void epan_unpack(epan *u, const uint8_t *const rp[16], int64_t b0, int sb
                 for (int k = 0; k < 4; k++)
                     u->w[b][4 * h + k] = _mm512_xor_si512(X[k], bias);
             }
+        } else if (TYPE == EQ_Q4_1) {
+            const __m512i m4 = _mm512_set1_epi8(15);
+            __m512i X[4];
+            k_dwords(rp, bsz, bb, oqs, X);
+            for (int k = 0; k < 4; k++) {
+                u->w[b][k] = _mm512_and_si512(X[k], m4);
+                u->w[b][k + 4] = _mm512_and_si512(_mm512_srli_epi32(X[k], 4), m4);
+            }
         } else {
             const __m512i m4 = _mm512_set1_epi8(15);
             __m512i X[4];
-            k_dwords(rp, bsz, bb, offsetof(block_q5_0, qs), X);
+            k_dwords(rp, bsz, bb, oqs, X);
             const uint8_t *hp[16];
             for (int l = 0; l < 16; l++)
-                hp[l] = rp[l] + (size_t)bb * bsz + offsetof(block_q5_0, qh);
+                hp[l] = rp[l] + (size_t)bb * bsz + oqh;
             int32_t hv[16];
             for (int l = 0; l < 16; l++)
                 memcpy(&hv[l], hp[l], 4);
@@ -620,8 +652,13 @@ static void epan_unpack(epan *u, const uint8_t *const rp[16], int64_t b0, int sb
 
 /* block b for activation rows t0 and t1, each weight dword loaded once for both */
 INLINE void e_block2(const epan *u, int b, const eslab *sl, int t0, int t1, __m512 a0[8],
-                     __m512 a1[8]) {
+                     __m512 a1[8], __m512 *m0, __m512 *m1, const int TYPE) {
     const int8_t *y0 = sl->q[t0][b], *y1 = sl->q[t1][b];
+    if (EQ_HASM(TYPE)) {
+        /* separate mul and add as in the reference (the product is exact anyway) */
+        *m0 = _mm512_add_ps(*m0, _mm512_mul_ps(u->mw[b], _mm512_set1_ps(sl->s[t0][b])));
+        *m1 = _mm512_add_ps(*m1, _mm512_mul_ps(u->mw[b], _mm512_set1_ps(sl->s[t1][b])));
+    }
     const __m512 d0 = _mm512_mul_ps(u->dw[b], _mm512_set1_ps(sl->d[t0][b]));
     const __m512 d1 = _mm512_mul_ps(u->dw[b], _mm512_set1_ps(sl->d[t1][b]));
 #pragma GCC unroll 8
@@ -641,7 +678,7 @@ INLINE void e_block2(const epan *u, int b, const eslab *sl, int t0, int t1, __m5
 
 INLINE void e_tile(const vjob *j, int nr, int nt, float *s, size_t lds, const int TYPE) {
     const int npan = (nr + VP - 1) / VP;
-    kacc ka[EPAN * ETOK]; /* only acc[] used: 128 KiB, L2 */
+    kacc ka[EPAN * ETOK]; /* acc[], and summs in accm[0]: L2 */
     eslab sl ALIGN64;
     epan u ALIGN64;
     const uint8_t *rows[EPAN][16];
@@ -656,25 +693,32 @@ INLINE void e_tile(const vjob *j, int nr, int nt, float *s, size_t lds, const in
             for (int t = 0; t < nt; t += 2) {
                 const int two = t + 1 < nt;
                 kacc *A0 = &ka[p * ETOK + t], *A1 = &ka[p * ETOK + t + two];
-                __m512 a0[8], a1[8];
+                __m512 a0[8], a1[8], m0, m1;
                 for (int m = 0; m < 8; m++) {
                     a0[m] = b0 ? A0->acc[m] : _mm512_setzero_ps();
                     a1[m] = b0 ? A1->acc[m] : _mm512_setzero_ps();
                 }
+                m0 = b0 && EQ_HASM(TYPE) ? A0->accm[0] : _mm512_setzero_ps();
+                m1 = b0 && EQ_HASM(TYPE) ? A1->accm[0] : _mm512_setzero_ps();
                 for (int b = 0; b < sb; b++)
-                    e_block2(&u, b, &sl, t, t + two, a0, a1);
+                    e_block2(&u, b, &sl, t, t + two, a0, a1, &m0, &m1, TYPE);
                 if (!last) {
                     for (int m = 0; m < 8; m++) {
                         A0->acc[m] = a0[m];
                         A1->acc[m] = a1[m];
                     }
+                    if (EQ_HASM(TYPE)) {
+                        A0->accm[0] = m0;
+                        A1->accm[0] = m1;
+                    }
                     continue;
                 }
                 for (int k = 0; k < 1 + two; k++) {
                     const __m512 *a = k ? a1 : a0;
-                    const __m512 r = _mm512_add_ps(
+                    __m512 r = _mm512_add_ps(
                         _mm512_add_ps(_mm512_add_ps(a[0], a[4]), _mm512_add_ps(a[2], a[6])),
                         _mm512_add_ps(_mm512_add_ps(a[1], a[5]), _mm512_add_ps(a[3], a[7])));
+                    if (EQ_HASM(TYPE)) r = _mm512_add_ps(r, k ? m1 : m0);
                     store_rows(s + (size_t)(t + k) * lds + p * VP, r, imin(VP, nr - p * VP));
                 }
             }
@@ -696,3 +740,5 @@ INLINE void e_tile(const vjob *j, int nr, int nt, float *s, size_t lds, const in
     }
 EQ_ENTRY(q8_0, EQ_Q8_0)
 EQ_ENTRY(q5_0, EQ_Q5_0)
+EQ_ENTRY(q4_1, EQ_Q4_1)
+EQ_ENTRY(q5_1, EQ_Q5_1)

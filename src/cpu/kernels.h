@@ -142,7 +142,9 @@ CPU_DECLARE_ISA_KERNELS(avx512)
     void cpu_gemmv_##t##_avx512(int64_t n, int nw, int na, float *s, size_t lds,               \
                                 const void *w, size_t ldw, const void *a, size_t lda);
 CPU_DECLARE_GEMMV(q4_0)
+CPU_DECLARE_GEMMV(q4_1)
 CPU_DECLARE_GEMMV(q5_0)
+CPU_DECLARE_GEMMV(q5_1)
 CPU_DECLARE_GEMMV(q8_0)
 CPU_DECLARE_GEMMV(q4_K)
 CPU_DECLARE_GEMMV(q5_K)

@@ -580,9 +580,9 @@ TILE32L(q4_1, block_q4_1)
 TILE32L(q5_0, block_q5_0)
 TILE32L(q5_1, block_q5_1)
 TILE32L(q8_0, block_q8_0)
-DEC32L(q4_1, block_q4_1, NULL)
+DEC32L(q4_1, block_q4_1, cpu_gemmv_q4_1_avx512)
 DEC32L(q5_0, block_q5_0, cpu_gemmv_q5_0_avx512)
-DEC32L(q5_1, block_q5_1, NULL)
+DEC32L(q5_1, block_q5_1, cpu_gemmv_q5_1_avx512)
 DEC32L(q8_0, block_q8_0, cpu_gemmv_q8_0_avx512)
 
 /* Q4_0: the reference adds each block's total, so the 8 lanes of several (row,

@@ -147,13 +147,15 @@ chord_status cpu_matmul(cpu_pool *pool, const cpu_kernels *k, cpu_matmul_ctx *ct
     int vertical = k->isa == CPU_ISA_AVX512;
     for (int w = 0; w < n_w; w++) {
         const chord_type t = ws[w]->type;
-        vertical &= t == CHORD_TYPE_Q4_0 || t == CHORD_TYPE_Q5_0 || t == CHORD_TYPE_Q8_0 ||
-                    t == CHORD_TYPE_Q4_K || t == CHORD_TYPE_Q5_K || t == CHORD_TYPE_Q6_K;
+        vertical &= t == CHORD_TYPE_Q4_0 || t == CHORD_TYPE_Q4_1 || t == CHORD_TYPE_Q5_0 ||
+                    t == CHORD_TYPE_Q5_1 || t == CHORD_TYPE_Q8_0 || t == CHORD_TYPE_Q4_K ||
+                    t == CHORD_TYPE_Q5_K || t == CHORD_TYPE_Q6_K;
     }
     const int nth = cpu_pool_size(pool);
     /* Chunking. One activation row: blocks of rows, ~16 per thread. Several: blocks of
      * 16 weight rows (stay in L2) x 64 activation rows (stay in L2, 4 at a time in L1),
-     * or larger blocks of rows for the vertical tiles (Q4_0, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K). */
+     * or larger blocks of rows for the vertical tiles (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K,
+     * Q5_K, Q6_K). */
     if (n == 1) {
         int64_t r = total_rows / ((int64_t)nth * 16);
         r = (r + 7) & ~(int64_t)7; /* whole 8-row decode tiles */
