@@ -204,6 +204,52 @@ __global__ void attn_softmax_kernel(float *__restrict__ S, int ldS, int n_head, 
     softmax_row(S + ((size_t)t * n_head + h) * ldS, len, gs, &dsh, redf);
 }
 
+/* One of the 16 lanes of the F16 dot P.V for 4 adjacent output elements: keys l, l + 16,
+ * ... in order, each an FMA per element (the CPU's lane chain). Key `pos` (if >= 0) takes
+ * the values vme instead of the cache (the decode step's own V, not yet stored). Eight
+ * keys' loads are issued before their FMAs. */
+__device__ __forceinline__ float4 pv_lane(const __half *__restrict__ vcol, int kvd,
+                                          const float *P, int l, int len, int pos, float4 vme) {
+    float4 a = make_float4(0.f, 0.f, 0.f, 0.f);
+    int j = l;
+    for (; j + 7 * 16 < len; j += 8 * 16) {
+        uint2 raw[8];
+#pragma unroll
+        for (int u = 0; u < 8; u++)
+            raw[u] = __ldg(reinterpret_cast<const uint2 *>(vcol + (size_t)(j + 16 * u) * kvd));
+#pragma unroll
+        for (int u = 0; u < 8; u++) {
+            const int jj = j + 16 * u;
+            const float pv = P[jj];
+            float4 f;
+            if (jj == pos) {
+                f = vme;
+            } else {
+                const float2 lo = __half22float2(*reinterpret_cast<const __half2 *>(&raw[u].x));
+                const float2 hi = __half22float2(*reinterpret_cast<const __half2 *>(&raw[u].y));
+                f = make_float4(lo.x, lo.y, hi.x, hi.y);
+            }
+            a.x = __fmaf_rn(f.x, pv, a.x), a.y = __fmaf_rn(f.y, pv, a.y);
+            a.z = __fmaf_rn(f.z, pv, a.z), a.w = __fmaf_rn(f.w, pv, a.w);
+        }
+    }
+    for (; j < len; j += 16) {
+        const float pv = P[j];
+        float4 f;
+        if (j == pos) {
+            f = vme;
+        } else {
+            const uint2 raw = __ldg(reinterpret_cast<const uint2 *>(vcol + (size_t)j * kvd));
+            const float2 lo = __half22float2(*reinterpret_cast<const __half2 *>(&raw.x));
+            const float2 hi = __half22float2(*reinterpret_cast<const __half2 *>(&raw.y));
+            f = make_float4(lo.x, lo.y, hi.x, hi.y);
+        }
+        a.x = __fmaf_rn(f.x, pv, a.x), a.y = __fmaf_rn(f.y, pv, a.y);
+        a.z = __fmaf_rn(f.z, pv, a.z), a.w = __fmaf_rn(f.w, pv, a.w);
+    }
+    return a;
+}
+
 /* out[t][h] = sum_j P[t][h][j] * V[j][kh]: thread (lane l, 4 dims c) accumulates keys
  * l, l + 16, ... in order; the 16 lanes of each dim are then summed pairwise. */
 __global__ void __launch_bounds__(PVT)
@@ -217,30 +263,7 @@ __global__ void __launch_bounds__(PVT)
     for (int it = threadIdx.x; it < 16 * hd4; it += PVT) {
         const int l = it / hd4, c = it % hd4;
         const __half *vcol = vc + (size_t)kh * hd + 4 * c;
-        float4 a = make_float4(0.f, 0.f, 0.f, 0.f);
-        int j = l;
-        for (; j + 7 * 16 < len; j += 8 * 16) {
-            uint2 raw[8];
-#pragma unroll
-            for (int u = 0; u < 8; u++)
-                raw[u] = __ldg(reinterpret_cast<const uint2 *>(vcol + (size_t)(j + 16 * u) * kvd));
-#pragma unroll
-            for (int u = 0; u < 8; u++) {
-                const float pv = P[j + 16 * u];
-                const float2 lo = __half22float2(*reinterpret_cast<const __half2 *>(&raw[u].x));
-                const float2 hi = __half22float2(*reinterpret_cast<const __half2 *>(&raw[u].y));
-                a.x = __fmaf_rn(lo.x, pv, a.x), a.y = __fmaf_rn(lo.y, pv, a.y);
-                a.z = __fmaf_rn(hi.x, pv, a.z), a.w = __fmaf_rn(hi.y, pv, a.w);
-            }
-        }
-        for (; j < len; j += 16) {
-            const float pv = P[j];
-            const uint2 raw = __ldg(reinterpret_cast<const uint2 *>(vcol + (size_t)j * kvd));
-            const float2 lo = __half22float2(*reinterpret_cast<const __half2 *>(&raw.x));
-            const float2 hi = __half22float2(*reinterpret_cast<const __half2 *>(&raw.y));
-            a.x = __fmaf_rn(lo.x, pv, a.x), a.y = __fmaf_rn(lo.y, pv, a.y);
-            a.z = __fmaf_rn(hi.x, pv, a.z), a.w = __fmaf_rn(hi.y, pv, a.w);
-        }
+        const float4 a = pv_lane(vcol, kvd, P, l, len, -1, make_float4(0.f, 0.f, 0.f, 0.f));
         red4[it] = a; /* it = l * hd4 + c */
     }
     __syncthreads();
@@ -390,43 +413,7 @@ __global__ void __launch_bounds__(ADT)
         const int l = it / hd4, c = it % hd4;
         const __half *vcol = vc + (size_t)kh * hd + 4 * c;
         const float4 vme = make_float4(vs[4 * c], vs[4 * c + 1], vs[4 * c + 2], vs[4 * c + 3]);
-        float4 a = make_float4(0.f, 0.f, 0.f, 0.f);
-        int j = l;
-        for (; j + 7 * 16 < len; j += 8 * 16) {
-            uint2 raw[8];
-#pragma unroll
-            for (int u = 0; u < 8; u++)
-                raw[u] = __ldg(reinterpret_cast<const uint2 *>(vcol + (size_t)(j + 16 * u) * kvd));
-#pragma unroll
-            for (int u = 0; u < 8; u++) {
-                const int jj = j + 16 * u;
-                const float pv = S[jj];
-                float4 f;
-                if (jj == pos) {
-                    f = vme;
-                } else {
-                    const float2 lo = __half22float2(*reinterpret_cast<const __half2 *>(&raw[u].x));
-                    const float2 hi = __half22float2(*reinterpret_cast<const __half2 *>(&raw[u].y));
-                    f = make_float4(lo.x, lo.y, hi.x, hi.y);
-                }
-                a.x = __fmaf_rn(f.x, pv, a.x), a.y = __fmaf_rn(f.y, pv, a.y);
-                a.z = __fmaf_rn(f.z, pv, a.z), a.w = __fmaf_rn(f.w, pv, a.w);
-            }
-        }
-        for (; j < len; j += 16) {
-            const float pv = S[j];
-            float4 f;
-            if (j == pos) {
-                f = vme;
-            } else {
-                const uint2 raw = __ldg(reinterpret_cast<const uint2 *>(vcol + (size_t)j * kvd));
-                const float2 lo = __half22float2(*reinterpret_cast<const __half2 *>(&raw.x));
-                const float2 hi = __half22float2(*reinterpret_cast<const __half2 *>(&raw.y));
-                f = make_float4(lo.x, lo.y, hi.x, hi.y);
-            }
-            a.x = __fmaf_rn(f.x, pv, a.x), a.y = __fmaf_rn(f.y, pv, a.y);
-            a.z = __fmaf_rn(f.z, pv, a.z), a.w = __fmaf_rn(f.w, pv, a.w);
-        }
+        const float4 a = pv_lane(vcol, kvd, S, l, len, pos, vme);
         red4[it] = a;
     }
     __syncthreads();
