@@ -7,6 +7,10 @@
  *   message naming the problem (and a byte offset for file-format errors).
  * - No global mutable state: separate contexts may be used from separate threads.
  *   One context (and one sampler) must not be used by two threads at once.
+ * - The thread calling chord_eval / chord_generate runs a share of the CPU kernels and
+ *   needs at least 512 KiB of stack (the AVX-512 prefill tiles keep ~240 KiB of
+ *   accumulators there): glibc, macOS and Windows defaults are enough; musl's 128 KiB
+ *   default is not (give such threads a larger stack with pthread_attr_setstacksize).
  */
 #ifndef CHORD_H
 #define CHORD_H
