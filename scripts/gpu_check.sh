@@ -103,6 +103,8 @@ for part in $PARTS; do
     ops)
         note "test_gpu_ops"
         if timeout 300 "$BUILD/tests/test_gpu_ops"; then result ops ok; else result ops FAILED; fi
+        note "test_gpu_ops, exact attention only"
+        if (set -o pipefail; CHORD_CUDA_ATTN=exact timeout 300 "$BUILD/tests/test_gpu_ops" | tail -3); then result ops-exact ok; else result ops-exact FAILED; fi
         ;;
     graph)
         note "test_gpu_graph"

@@ -4,7 +4,9 @@
  * for the tensor-core prefill). Random data, odd sizes, and sentinel padding around
  * every output buffer to catch out-of-bounds or missing writes. rmsnorm, rope, swiglu,
  * add and attention must equal the CPU backend bit for bit (the golden models are
- * chaotic: one ulp flips an int8 activation rounding downstream).
+ * chaotic: one ulp flips an int8 activation rounding downstream), except the tensor-core
+ * prefill attention (head_dim 64 / 128, from 64 tokens; CHORD_CUDA_ATTN=exact turns it
+ * off, =flash on from 2 tokens), which must stay within 3e-3 relative L2 of the CPU.
  * First, on the host: the shared formulas of src/cuda/exact_math.h against the CPU's.
  * Without a CUDA device: prints "skipped: no CUDA device" and passes. */
 #include <math.h>
@@ -625,8 +627,16 @@ static void test_attention_shape(int n_head, int n_head_kv, int hd, int n_ctx,
         cpu->ops->attention(cpu, oc, q, k, v, &ckv, n, pos0, &s);
         double e = rel_err_f(o, oc, (size_t)n * qd);
         size_t nd = n_diff(o, oc, (size_t)n * qd);
-        printf("  %-44s %.2e, %zu differ\n", what, e, nd);
-        CHECK(nd == 0, "%s: %zu values differ from the CPU's (rel err %.3e)", what, nd, e);
+        const char *am = getenv("CHORD_CUDA_ATTN");
+        const bool exact_env = am && (!strcmp(am, "exact") || !strcmp(am, "old"));
+        const bool flash_env = am && !strcmp(am, "flash");
+        const bool flash = !exact_env && (hd == 64 || hd == 128) &&
+                           (n >= 64 || (flash_env && n >= 2));
+        printf("  %-44s %.2e, %zu differ%s\n", what, e, nd, flash ? " (tensor cores)" : "");
+        if (flash)
+            CHECK(e <= 3e-3, "%s: rel err %.3e from the CPU's", what, e);
+        else
+            CHECK(nd == 0, "%s: %zu values differ from the CPU's (rel err %.3e)", what, nd, e);
     }
     gpu->ops->free(gpu, gkv.k);
     gpu->ops->free(gpu, gkv.v);
@@ -648,6 +658,9 @@ static void test_attention(void) {
     test_attention_shape(16, 2, 256, 200, steps, 5); /* heads split over blocks */
     test_attention_shape(64, 1, 32, 200, steps, 5);  /* more heads than one block holds */
     test_attention_shape(4, 2, 36, 200, steps, 5);   /* head_dim not a multiple of 8 */
+    const int pre[][2] = {{64, 0}, {65, 64}, {1, 129}, {512, 130}, {127, 642}, {1, 769}};
+    test_attention_shape(32, 4, 64, 800, pre, 6);  /* tensor-core tile edges */
+    test_attention_shape(32, 32, 128, 800, pre, 6); /* Llama-2-7B */
 }
 
 /* ------------------------------------------------------------------ misc */

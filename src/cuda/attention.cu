@@ -36,6 +36,7 @@
 #define HD_MAX 768                  /* 16 lanes x head_dim floats: 48 KB of shared memory */
 #define GS_MAX 1024                 /* group sums per softmax pass */
 #define S_BUDGET ((size_t)64 << 20) /* bytes of scores per chunk of tokens */
+#define FLASH_MIN_N 64              /* tokens from which prefill uses attn_flash.cu */
 
 __device__ __forceinline__ float round_half(float x) {
     return __half2float(__float2half_rn(x));
@@ -459,6 +460,7 @@ void cuda_attention_init(cuda_backend *be) {
         cudaFuncSetAttribute(attn_scores_tiled<128>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                              ts_smem(128)) == cudaSuccess;
     if (!attn_tiled128_ok) (void)cudaGetLastError();
+    cuda_attn_flash_init(be);
 }
 
 bool cuda_attn_decode_ok(cuda_backend *be, const chord_attn_shape *s) {
@@ -516,6 +518,8 @@ void cuda_attention(cuda_backend *be, float *out, const float *q, const float *k
     const char *mode = getenv("CHORD_CUDA_ATTN");
     const bool use_old = mode && !strcmp(mode, "old");
     const bool force_split = mode && !strcmp(mode, "split");
+    const bool exact = use_old || (mode && !strcmp(mode, "exact"));
+    const bool force_flash = mode && !strcmp(mode, "flash");
     if (n == 1 && !force_split && cuda_attn_decode_ok(be, s)) {
         cuda_attention_decode(be, out, (float *)q, k, v, kv, pos0, s, NULL, dpos);
         return;
@@ -544,6 +548,12 @@ void cuda_attention(cuda_backend *be, float *out, const float *q, const float *k
         kv_store_kernel<<<(unsigned)blocks, 256, 0, be->stream>>>(
             kc + (size_t)pos0 * kvd, vc + (size_t)pos0 * kvd, k, v, cnt);
         if (!CUDA_LAUNCHED(be, "kv_store_kernel")) return;
+    }
+    /* batches of at least one full flash tile take the tensor cores; shorter ones (and
+     * CHORD_CUDA_ATTN=exact) the exact kernels */
+    if (!exact && (n >= FLASH_MIN_N || force_flash) && cuda_attn_flash_ok(be, s)) {
+        cuda_attn_flash(be, out, q, kc, vc, n, pos0, s);
+        return;
     }
 
     const int group = nh / nkv;

@@ -65,6 +65,7 @@ typedef struct cuda_backend {
     int graph_fails;
     bool fuse_pro; /* recorded steps: matvecs quantize their own input (CHORD_CUDA_FUSE=2) */
     size_t attn_smem_max; /* dynamic shared memory the decode attention may use */
+    int attn_flash_hd;    /* largest head_dim the tensor-core prefill attention may run */
     /* what the ROPE scratch holds: positions [0, rope_npos) of this rotation */
     int rope_npos, rope_nrot;
     float rope_base, rope_fscale;
@@ -300,6 +301,11 @@ void cuda_attention(cuda_backend *be, float *out, const float *q, const float *k
 /* One token (n = 1) in one kernel: with rope (not NULL) q and k are first rotated as
  * cuda_rope does (q in place; k only on its way into the cache). */
 bool cuda_attn_decode_ok(cuda_backend *be, const chord_attn_shape *s);
+/* attn_flash.cu: tensor-core prefill attention over the F16 cache (K/V already stored) */
+void cuda_attn_flash_init(cuda_backend *be);
+bool cuda_attn_flash_ok(const cuda_backend *be, const chord_attn_shape *s);
+void cuda_attn_flash(cuda_backend *be, float *out, const float *q, const __half *kc,
+                     const __half *vc, int m, int pos_first, const chord_attn_shape *s);
 void cuda_attention_decode(cuda_backend *be, float *out, float *q, const float *k,
                            const float *v, chord_kv *kv, int pos0, const chord_attn_shape *s,
                            const chord_rope_shape *rope, const int *dpos);

@@ -22,6 +22,7 @@
 
 #include "gemm_pipe.cuh"
 #include "mma_tile.cuh"
+#include "ptx.cuh"
 #include "quant.cuh"
 
 namespace {
@@ -35,37 +36,6 @@ constexpr int RS = 80;  /* bytes per row of an int8 / 16-bit 64-byte tile row, p
     _Pragma("unroll") for (int i##_j = 0; i##_j < ((N) + PT - 1) / PT;                         \
                            i##_j++) if (const int i = tid + i##_j * PT;                        \
                                         (N) % PT == 0 || i < (N))
-
-__device__ __forceinline__ uint32_t sptr(const void *p) {
-    return (uint32_t)__cvta_generic_to_shared(p);
-}
-__device__ __forceinline__ void cp16(void *dst, const void *src, bool ok) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(sptr(dst)), "l"(src),
-                 "r"(ok ? 16 : 0)
-                 : "memory");
-}
-__device__ __forceinline__ void cp8(void *dst, const void *src, bool ok) {
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(sptr(dst)), "l"(src),
-                 "r"(ok ? 8 : 0)
-                 : "memory");
-}
-__device__ __forceinline__ void cp4(void *dst, const void *src, bool ok) {
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(sptr(dst)), "l"(src),
-                 "r"(ok ? 4 : 0)
-                 : "memory");
-}
-__device__ __forceinline__ void cp_commit() {
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-template <int N> __device__ __forceinline__ void cp_wait() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-__device__ __forceinline__ void ldsm4(uint32_t r[4], const void *p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(sptr(p))
-                 : "memory");
-}
 
 /* The integer dots start from the bits of 1.5 * 2^23 (MAGIC) instead of 0: with |dot| <
  * 2^22 the sum read as a float is exactly 1.5 * 2^23 + dot, so the tensor core does the
@@ -86,21 +56,6 @@ __device__ __forceinline__ void mma_s8_acc(int c[4], uint32_t a0, uint32_t a1, u
         : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
         : "r"(a0), "r"(a1), "r"(b0));
 }
-template <typename E>
-__device__ __forceinline__ void mma_h(float c[4], const uint32_t a[4], uint32_t b0,
-                                      uint32_t b1) {
-    if constexpr (std::is_same<E, __half>::value)
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, "
-                     "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-    else
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
-                     "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
 /* gemm.cu's i2f_small of the dot, given MAGIC + dot */
 __device__ __forceinline__ float m2f(int m) {
     return __int_as_float(m) - 12582912.0f;
