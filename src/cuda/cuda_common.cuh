@@ -29,7 +29,13 @@ typedef struct cuda_scratch {
 } cuda_scratch;
 
 /* ROPE: the (cos, sin) table of cuda_rope_table */
-enum { CUDA_SCRATCH_XQ = 0, CUDA_SCRATCH_ATTN = 1, CUDA_SCRATCH_ROPE = 2, CUDA_SCRATCH_COUNT = 3 };
+enum {
+    CUDA_SCRATCH_XQ = 0,   /* quantized activations */
+    CUDA_SCRATCH_ATTN = 1, /* attention scores (exact prefill kernels) */
+    CUDA_SCRATCH_ROPE = 2, /* RoPE cos/sin table */
+    CUDA_SCRATCH_XH = 3,   /* activations as half / bfloat16 (F16 / BF16 GEMMs) */
+    CUDA_SCRATCH_COUNT = 4
+};
 
 struct cuda_rec;
 struct cuda_graph_entry;

@@ -17,6 +17,8 @@
  * CPU arithmetic: about 4 float instructions per output and step), not by the tensor
  * cores. */
 #include <limits.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <type_traits>
 
@@ -617,17 +619,130 @@ __global__ void __launch_bounds__(PT, BM == 128 ? 1 : 2)
 #endif
 }
 
+/* ------------------------------------------------- f16 / bf16, 16-bit activations */
+
+/* The activations converted to E once per GEMM (to_e_kernel: the rounding pack_e does),
+ * so a stage holds only 16-bit tiles: K-tiles of 64 (four mma k-steps per barrier) fit
+ * four stages and two blocks per SM. Each accumulator still takes its k16 steps in K
+ * order with the same mma, so the sums are gemm_hp_kernel's bit for bit. */
+constexpr int RH = 144; /* bytes per 64-element 16-bit row, padded */
+template <int BM, int S> struct hhlay {
+    static constexpr int A = 0;
+    static constexpr int B = BM * RH;
+    static constexpr int STAGE = B + PN * RH;
+    static constexpr int TOTAL = S * STAGE;
+};
+
+template <typename E>
+__global__ void to_e_kernel(E *__restrict__ out, const float *__restrict__ x, size_t n4) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n4;
+         i += (size_t)gridDim.x * blockDim.x) {
+        const float4 f = reinterpret_cast<const float4 *>(x)[i];
+        reinterpret_cast<uint2 *>(out)[i] =
+            make_uint2(pack_e(f.x, f.y, (E *)nullptr), pack_e(f.z, f.w, (E *)nullptr));
+    }
+}
+
+template <int T, typename E, int BM, int S>
+__global__ void __launch_bounds__(PT, BM == 128 ? 1 : 2)
+    gemm_hh_kernel(gjob J, const E *__restrict__ x, int n) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    __trap(); /* never launched: the backend requires compute capability 8.0 */
+#else
+    using L = hhlay<BM, S>;
+    constexpr int MI = BM / 32;
+    extern __shared__ __align__(16) uint8_t smem[];
+    GJOB_SELECT(J)
+    const int t0 = blockIdx.y * BM;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int wm = warp >> 2, wn = warp & 3, gid = lane >> 2, tig = lane & 3;
+    const int64_t n_in = w.n_in;
+    const int nt = (int)(n_in / 64);
+
+    float acc[MI][4][4];
+#pragma unroll
+    for (int a = 0; a < MI; a++)
+#pragma unroll
+        for (int b = 0; b < 4; b++)
+#pragma unroll
+            for (int c = 0; c < 4; c++)
+                acc[a][b][c] = 0.f;
+
+    auto issue = [&](int kt) {
+        if (kt < nt) {
+            uint8_t *sb = smem + (kt % S) * L::STAGE;
+            const int64_t k0 = (int64_t)kt * 64;
+            FOR_T(i, BM * 8) {
+                const int r = i >> 3, p = i & 7, t = t0 + r;
+                const bool ok = t < n;
+                const E *src = x + (ok ? (size_t)t * n_in + k0 + 8 * p : 0);
+                cp16(sb + L::A + r * RH + 16 * p, src, ok);
+            }
+            FOR_T(i, PN * 8) {
+                const int r = i >> 3, p = i & 7;
+                const int64_t o = o0 + r;
+                const bool ok = o < w.n_out;
+                const uint8_t *src = w.q + ((ok ? (size_t)o * n_in + k0 : 0) * 2 + 16 * p);
+                cp16(sb + L::B + r * RH + 16 * p, src, ok);
+            }
+        }
+        cp_commit();
+    };
+
+    auto compute = [&](int kt) {
+        const uint8_t *sb = smem + (kt % S) * L::STAGE;
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            uint32_t bf[4][4]; /* [n fragment][k 8-group] */
+#pragma unroll
+            for (int ni = 0; ni < 4; ni++)
+                ldsm4(bf[ni], sb + L::B + (wn * 32 + ni * 8 + (lane & 7)) * RH + 64 * h +
+                                  16 * (lane >> 3));
+#pragma unroll
+            for (int c = 0; c < 2; c++) {
+                uint32_t a[MI][4];
+#pragma unroll
+                for (int mi = 0; mi < MI; mi++)
+                    ldsm4(a[mi], sb + L::A +
+                                     (wm * (BM / 2) + mi * 16 + (lane & 7) + 8 * ((lane >> 3) & 1)) *
+                                         RH +
+                                     64 * h + 2 * (16 * c + 8 * (lane >> 4)));
+#pragma unroll
+                for (int ni = 0; ni < 4; ni++)
+#pragma unroll
+                    for (int mi = 0; mi < MI; mi++)
+                        mma_h<E>(acc[mi][ni], a[mi], bf[ni][2 * c], bf[ni][2 * c + 1]);
+            }
+        }
+    };
+
+#pragma unroll 1
+    for (int s = 0; s < S - 1; s++)
+        issue(s);
+#pragma unroll 1
+    for (int kt = 0; kt < nt; kt++) {
+        cp_wait<S - 2>(); /* tile kt landed (this thread's copies) */
+        __syncthreads();  /* ... everyone's; and the products of kt - 1 are done */
+        issue(kt + S - 1);
+        compute(kt);
+    }
+
+    mma_store_acc<MI, BM>(y, w.n_out, n, t0, o0, wm, wn, gid, tig, acc);
+#endif
+}
+
 /* ------------------------------------------------------------ host */
 
 /* Token tile: 128 if that alone fills the GPU (int8 weights) or gives several waves
  * (float weights), else 64 if it gives half a block per SM (one block of 8 warps with a
  * deep pipeline keeps an SM busy), else 32. Measured on the H100, 512 tokens: F16
  * 5632x2048 runs 88 us with 64-token tiles vs 117 us with 128 (pp512 F16 36.1k -> 37.3k
- * tok/s), but the int8 kernels lose 1-4% of pp512 with 64. */
+ * tok/s), but the int8 kernels lose 1-4% of pp512 with 64. Float weights never take 32
+ * (gemm_hh_kernel, pp512 F16: 64.3k tok/s picking 32 for the small GEMMs, 65.0k with 64). */
 int pick_bm(const cuda_backend *be, int64_t n_out, int n, bool float_w) {
     const long nb = (long)((n_out + PN - 1) / PN);
     if (nb * ((n + 127) / 128) >= (float_w ? 4L : 1L) * be->n_sm) return 128;
-    if (nb * ((n + 63) / 64) >= (long)be->n_sm / 2) return 64;
+    if (float_w || nb * ((n + 63) / 64) >= (long)be->n_sm / 2) return 64;
     return 32;
 }
 
@@ -666,6 +781,24 @@ bool launch_h(cuda_backend *be, const gjob &J, int nblk, const float *x, int n) 
                     "gemm_hp_kernel", J, x, n);
 }
 
+/* x converted once into scratch, then gemm_hh_kernel; false where it does not apply */
+template <int T, typename E, int BM>
+bool launch_hh(cuda_backend *be, const gjob &J, int nblk, const float *x, int n, int64_t n_in) {
+    constexpr int S = 4;
+    using L = hhlay<BM, S>;
+    if ((size_t)L::TOTAL > be->smem_per_block_optin || n_in % 64 != 0) return false;
+    const size_t cnt = (size_t)n * n_in;
+    E *xe = (E *)cuda_scratch_get(be, CUDA_SCRATCH_XH, cnt * sizeof(E));
+    if (!xe) return true; /* failure recorded */
+    long blocks = (long)((cnt / 4 + 255) / 256);
+    if (blocks > 16L * be->n_sm) blocks = 16L * be->n_sm;
+    to_e_kernel<E><<<(unsigned)blocks, 256, 0, be->stream>>>(xe, x, cnt / 4);
+    if (!CUDA_LAUNCHED(be, "to_e_kernel")) return true;
+    dim3 grid((unsigned)nblk, (unsigned)((n + BM - 1) / BM));
+    return launch_k(be, gemm_hh_kernel<T, E, BM, S>, (size_t)L::TOTAL, grid, "gemm_hh_kernel",
+                    J, (const E *)xe, n);
+}
+
 bool aligned16(const void *p) {
     return ((uintptr_t)p & 15) == 0;
 }
@@ -700,6 +833,16 @@ void pipe_launch(cuda_backend *be, int nw, const wview *ws, const float *x, cons
             using E =
                 typename std::conditional<T == CHORD_TYPE_BF16, __nv_bfloat16, __half>::type;
             if (ws[0].n_in % 32 != 0 || !aligned16(x)) return;
+            const char *hm = getenv("CHORD_CUDA_GEMM_H");
+            if (!(hm && !strcmp(hm, "old"))) {
+                const bool ok = bm == 128   ? launch_hh<T, E, 128>(be, J, nb, x, n, ws[0].n_in)
+                                : bm == 64 ? launch_hh<T, E, 64>(be, J, nb, x, n, ws[0].n_in)
+                                           : launch_hh<T, E, 32>(be, J, nb, x, n, ws[0].n_in);
+                if (ok) {
+                    *done = true;
+                    return;
+                }
+            }
             if (bm == 128)
                 *done = launch_h<T, E, 128>(be, J, nb, x, n);
             else if (bm == 64)
