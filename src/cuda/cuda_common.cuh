@@ -278,6 +278,16 @@ void cuda_matvec(cuda_backend *be, const chord_weight *w, const float *x, const 
 /* Several weights of one type and row length in one launch: ys[k] = W_k x, and where
  * res[k] is not NULL also res[k] += ys[k] (the residual add, rounded as cuda_add). */
 #define CUDA_MV_MAXW 3
+/* Batches shorter than this of exact_batch_type weights (Q4_1, Q5_1, Q2_K, Q3_K, Q4_K,
+ * Q5_K, Q6_K) run matvec_exact_kernel instead of the tensor cores: the CPU's float order
+ * (decode uses it for Q4_1, Q5_1, Q2_K, Q5_K); CHORD_CUDA_EXACT=0 turns it off. */
+/* Measured on the H100, TinyLlama Q4_K_M prompt of n tokens (tok/s, exact vs tensor
+ * cores): n 8: 1880 vs 1271, n 24: 2462 vs 3774, n 63: 2675 vs 10083. */
+#define CUDA_EXACT_MAX_N 32
+/* ys[k] = W_k x for n tokens in that order; false (nothing launched) where it does not
+ * apply (type, n, activations) */
+bool cuda_matmul_exact(cuda_backend *be, int n_w, const chord_weight *const *ws,
+                       float *const *ys, const qact *xa, int n);
 void cuda_matvec_multi(cuda_backend *be, int n_w, const chord_weight *const *ws,
                        float *const *ys, float *const *res, const float *x, const qact *xa);
 /* One token, quantized weights of one type and row length (at most CUDA_MV_MAXW): each

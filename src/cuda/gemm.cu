@@ -474,6 +474,7 @@ void cuda_gemm(cuda_backend *be, const chord_weight *w, const float *x, const qa
         cuda_fail(be, "matmul: %d tokens in one call is too many", n);
         return;
     }
+    if (cuda_matmul_exact(be, 1, &w, &y, xa, n)) return;
     wview v = wview_of(w);
     if (gemm_pipe_on()) {
         const char *bm = getenv("CHORD_CUDA_GEMM_BM");
@@ -486,6 +487,7 @@ void cuda_gemm(cuda_backend *be, const chord_weight *w, const float *x, const qa
 void cuda_gemm_multi(cuda_backend *be, int n_w, const chord_weight *const *ws, const float *x,
                      const qact *xa, float *const *ys, int n) {
     if (n <= 0) return;
+    if (cuda_matmul_exact(be, n_w, ws, ys, xa, n)) return;
     bool same = n_w >= 1 && n_w <= GEMM_MAXW;
     for (int k = 1; k < n_w && same; k++)
         same = ws[k]->type == ws[0]->type && ws[k]->n_in == ws[0]->n_in;

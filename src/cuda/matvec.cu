@@ -7,6 +7,7 @@
  * short rows give each warp several rows so that every lane still has ~4 loads going.
  * Quantized types dot against the activations quantized to int8 exactly as the CPU
  * backend does (cuda_quantize_act), with dp4a; float types dot against float x. */
+#include "exact_dot.cuh"
 #include "quant.cuh"
 
 #define MV_ROWS 4
@@ -161,6 +162,34 @@ __global__ void __launch_bounds__(32 * MV_ROWS)
     }
 }
 
+/* exact_batch_type weights: the CPU's float order (exact_dot.cuh). One warp per row,
+ * all n tokens (activations and outputs token-major), XT at a time: the row's blocks
+ * are reread per pass (from L1 / L2). */
+template <int T>
+__global__ void __launch_bounds__(32 * MV_ROWS)
+    matvec_exact_kernel(const __grid_constant__ mvjob job, xact xa, int64_t n_in, int n) {
+    __shared__ xstage st[MV_ROWS];
+    const int k = job_pick(job);
+    const wview &w = job.w[k];
+    const int64_t row = (int64_t)(blockIdx.x - job.bstart[k]) * MV_ROWS + (threadIdx.x >> 5);
+    const int lane = threadIdx.x & 31;
+    pdl_wait(); /* x comes from the previous kernel */
+    pdl_trigger();
+    if (row >= w.n_out) return; /* uniform across the warp */
+    xstage &s = st[threadIdx.x >> 5];
+    for (int t0 = 0; t0 < n; t0 += XT) {
+        const int nt = n - t0 < XT ? n - t0 : XT;
+        exact_rows<T>(w, row, xa, n_in, t0, nt, s, lane);
+        if (lane < nt) {
+            const float v = xfinal<T>(s, lane);
+            const size_t o = (size_t)(t0 + lane) * w.n_out + row;
+            job.y[k][o] = v;
+            if (job.res[k]) job.res[k][o] += v;
+        }
+        __syncwarp();
+    }
+}
+
 /* Float weights, 16 bytes (4 or 8 elements) per unit; needs n_in % 8 == 0. */
 template <int T>
 __device__ __forceinline__ float f_unit_dot(const uint4 &v, const float4 *__restrict__ x4, int u) {
@@ -281,6 +310,13 @@ static void launch_matvec(cuda_backend *be, mvjob &job, const float *x, const qa
             return;
         }
         xact a = {xa->q, xa->d, xa->bs, xa->s};
+        if constexpr (exact_lanes_type(T)) {
+            if (!job_blocks(job, MV_ROWS)) return cuda_fail(be, "matvec: too many rows");
+            CUDA_CHECK(be, launch_pdl(be, matvec_exact_kernel<T>, dim3(job.bstart[job.nw]), blk,
+                                      job, a, w.n_in, 1));
+            CUDA_LAUNCHED(be, "matvec_exact_kernel");
+            return;
+        }
         /* enough loads in flight per lane whatever the row length */
         const int64_t per_lane = (w.nb * units_per_block(T) + 31) / 32;
         cudaError_t e;
@@ -320,6 +356,36 @@ void cuda_matvec_multi(cuda_backend *be, int n_w, const chord_weight *const *ws,
     }
     CUDA_TYPE_SWITCH(ws[0]->type, launch_matvec,
                      cuda_fail(be, "matvec: unsupported type %d", ws[0]->type), be, job, x, xa);
+}
+
+template <int T>
+static void launch_exact(cuda_backend *be, const mvjob &job, const xact &a, int n) {
+    if constexpr (exact_batch_type(T)) {
+        const dim3 grid(job.bstart[job.nw]), blk(32 * MV_ROWS);
+        matvec_exact_kernel<T><<<grid, blk, 0, be->stream>>>(job, a, job.w[0].n_in, n);
+        CUDA_LAUNCHED(be, "matvec_exact_kernel");
+    }
+}
+
+bool cuda_matmul_exact(cuda_backend *be, int n_w, const chord_weight *const *ws,
+                       float *const *ys, const qact *xa, int n) {
+    if (n_w <= 0 || n_w > CUDA_MV_MAXW || n <= 0 || n >= CUDA_EXACT_MAX_N ||
+        !exact_batch_type(ws[0]->type) || !xa || xa->qb != act_block(ws[0]->type))
+        return false;
+    const char *ex = getenv("CHORD_CUDA_EXACT"); /* 0: short batches on the tensor cores too */
+    if (ex && !strcmp(ex, "0")) return false;
+    mvjob job;
+    memset(&job, 0, sizeof job);
+    job.nw = n_w;
+    for (int k = 0; k < n_w; k++) {
+        if (ws[k]->type != ws[0]->type || ws[k]->n_in != ws[0]->n_in) return false;
+        job.w[k] = wview_of(ws[k]);
+        job.y[k] = ys[k];
+    }
+    if (!job_blocks(job, MV_ROWS)) return false;
+    const xact a = {xa->q, xa->d, xa->bs, xa->s};
+    CUDA_TYPE_SWITCH(ws[0]->type, launch_exact, (void)0, be, job, a, n);
+    return true;
 }
 
 /* ------------------------------------------- matvec quantizing its own input */

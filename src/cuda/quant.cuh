@@ -441,7 +441,8 @@ __device__ __forceinline__ float ld_elem(const wview &w, int64_t row, int64_t k)
 /* ------------------------------------------- activation quantization */
 
 /* One warp quantizes activation block b (QB = 32 or 256 values; lane holds elements
- * b * QB + lane * PER + i in v[i], PER = QB / 32) as the CPU backend does: d = amax / 127,
+ * b * QB + lane * PER + i in v[i], PER = QB / 32) as the CPU backend does: d = amax / 127
+ * (QB 32) or 1 / (127 / amax) (QB 256),
  * q = rint(x * (127 / amax)), each step correctly rounded; bs = sum of each 16 q. QB = 32
  * then stores d rounded to half and s = half(d * sum), as llama.cpp's Q8_0 / Q8_1. */
 template <int QB>
@@ -465,7 +466,9 @@ __device__ __forceinline__ void quant_store(const float *v, int lane, int64_t b,
         q[i] = (int8_t)qi;
         sum += qi;
     }
-    const float d = __fdiv_rn(a, 127.0f);
+    /* per 256 the CPU (= llama.cpp's Q8_K) keeps d = 1 / (127 / amax), which can differ
+     * from amax / 127 in the last bit */
+    const float d = PER == 1 ? __fdiv_rn(a, 127.0f) : (a > 0.f ? __fdiv_rn(1.0f, id) : 0.f);
     if constexpr (PER == 1) {
         xq[b * QB + lane] = q[0];
         /* sums of lanes 0..15 and 16..31, then of all 32 */
