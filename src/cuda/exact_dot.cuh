@@ -124,6 +124,29 @@ __device__ __forceinline__ void xcalc<CHORD_TYPE_Q5_1>(xblk &o, const wblk &r, i
  * (Q3_K: minus 4 where bit k of hmask[l] is clear); lanes m < 4 take the scale of
  * sub-block 2k, m >= 4 that of 2k + 1. Part p: half h = p / 2, chunks g = 2 (p % 2) + 0, 1.
  * Q2_K's scale bytes: low nibble scale, high nibble min (against per-16 sums). */
+/* The chunk loop Q2_K, Q3_K and Q6_K share: part p covers chunks k = 4 (p / 2) + g, g =
+ * 2 (p % 2) + gg; vals(gg, g, k, m, va, vc) gives the bytes of lanes m and m + 4 of chunk
+ * k, scales(gg, k, lo, hi) the scales of its sub-blocks 2k and 2k + 1. */
+template <typename V, typename S>
+__device__ __forceinline__ void k_chunks(xblk &o, const int8_t *xq, int part, V vals,
+                                         S scales) {
+    const int h = part >> 1;
+#pragma unroll
+    for (int gg = 0; gg < 2; gg++) {
+        const int g = 2 * (part & 1) + gg, k = 4 * h + g;
+        const int4 xa = ldx16(xq + 32 * k), xc = ldx16(xq + 32 * k + 16);
+        int sc_lo, sc_hi;
+        scales(gg, k, sc_lo, sc_hi);
+#pragma unroll
+        for (int m = 0; m < 4; m++) {
+            uint32_t va, vc;
+            vals(gg, g, k, m, va, vc);
+            o.i[m] += sc_lo * __dp4a((int)va, (int)word4(xa, m), 0);
+            o.i[m + 4] += sc_hi * __dp4a((int)vc, (int)word4(xc, m), 0);
+        }
+    }
+}
+
 template <>
 __device__ __forceinline__ wblk wload<CHORD_TYPE_Q2_K>(const wview &w, int64_t row, int64_t b,
                                                        int part) {
@@ -145,22 +168,17 @@ __device__ __forceinline__ void xcalc<CHORD_TYPE_Q2_K>(xblk &o, const wblk &r, i
     const int8_t *xq = x.q + 256 * b;
     const int16_t *bs = x.bs + 16 * b;
     xb_zero(o);
-    const int h = part >> 1;
-#pragma unroll
-    for (int gg = 0; gg < 2; gg++) {
-        const int g = 2 * (part & 1) + gg, k = 4 * h + g;
-        const int4 xa = ldx16(xq + 32 * k), xc = ldx16(xq + 32 * k + 16);
-        const uint32_t scw = word4u(r.c, k / 2); /* bytes 2k, 2k + 1 at 16 (k % 2) */
-        const int sc_lo = (int)((scw >> (16 * (k & 1))) & 15u);
-        const int sc_hi = (int)((scw >> (16 * (k & 1) + 8)) & 15u);
-#pragma unroll
-        for (int m = 0; m < 4; m++) {
-            const uint32_t va = (word4u(r.a, m) >> (2 * g)) & 0x03030303u;
-            const uint32_t vc = (word4u(r.b, m) >> (2 * g)) & 0x03030303u;
-            o.i[m] += sc_lo * __dp4a((int)va, (int)word4(xa, m), 0);
-            o.i[m + 4] += sc_hi * __dp4a((int)vc, (int)word4(xc, m), 0);
-        }
-    }
+    k_chunks(
+        o, xq, part,
+        [&](int, int g, int, int m, uint32_t &va, uint32_t &vc) {
+            va = (word4u(r.a, m) >> (2 * g)) & 0x03030303u;
+            vc = (word4u(r.b, m) >> (2 * g)) & 0x03030303u;
+        },
+        [&](int, int k, int &lo, int &hi) {
+            const uint32_t scw = word4u(r.c, k / 2); /* bytes 2k, 2k + 1 at 16 (k % 2) */
+            lo = (int)((scw >> (16 * (k & 1))) & 15u);
+            hi = (int)((scw >> (16 * (k & 1) + 8)) & 15u);
+        });
     /* the mins of lanes m = 2 part, 2 part + 1 (scale bytes 2m, 2m + 1) */
 #pragma unroll
     for (int mm = 0; mm < 2; mm++) {
@@ -200,23 +218,21 @@ __device__ __forceinline__ void xcalc<CHORD_TYPE_Q3_K>(xblk &o, const wblk &r, i
                                                        const xact &x, int part) {
     const int8_t *xq = x.q + 256 * b;
     xb_zero(o);
-    const int h = part >> 1;
-#pragma unroll
-    for (int gg = 0; gg < 2; gg++) {
-        const int g = 2 * (part & 1) + gg, k = 4 * h + g;
-        const int4 xa = ldx16(xq + 32 * k), xc = ldx16(xq + 32 * k + 16);
-        const int sc_lo = q3k_scale(r.e, 2 * k), sc_hi = q3k_scale(r.e, 2 * k + 1);
-#pragma unroll
-        for (int m = 0; m < 4; m++) {
-            /* 2 low bits, then 4 more where the hmask bit is set: v - 4 with 0..7 as bytes */
-            const uint32_t va = ((word4u(r.a, m) >> (2 * g)) & 0x03030303u) |
-                                (((word4u(r.c, m) >> k) & ONES) << 2);
-            const uint32_t vc = ((word4u(r.b, m) >> (2 * g)) & 0x03030303u) |
-                                (((word4u(r.d, m) >> k) & ONES) << 2);
-            o.i[m] += sc_lo * __dp4a((int)__vsub4(va, 0x04040404u), (int)word4(xa, m), 0);
-            o.i[m + 4] += sc_hi * __dp4a((int)__vsub4(vc, 0x04040404u), (int)word4(xc, m), 0);
-        }
-    }
+    /* 2 low bits, then 4 more where the hmask bit is set: v - 4 with 0..7 as bytes */
+    k_chunks(
+        o, xq, part,
+        [&](int, int g, int k, int m, uint32_t &va, uint32_t &vc) {
+            va = __vsub4(((word4u(r.a, m) >> (2 * g)) & 0x03030303u) |
+                             (((word4u(r.c, m) >> k) & ONES) << 2),
+                         0x04040404u);
+            vc = __vsub4(((word4u(r.b, m) >> (2 * g)) & 0x03030303u) |
+                             (((word4u(r.d, m) >> k) & ONES) << 2),
+                         0x04040404u);
+        },
+        [&](int, int k, int &lo, int &hi) {
+            lo = q3k_scale(r.e, 2 * k);
+            hi = q3k_scale(r.e, 2 * k + 1);
+        });
     o.f = __fmul_rn(xldf(x.d + b), half_lo(r.e.w));
     o.g = 0.f;
 }
@@ -320,25 +336,22 @@ __device__ __forceinline__ void xcalc<CHORD_TYPE_Q6_K>(xblk &o, const wblk &r, i
                                                        const xact &x, int part) {
     const int8_t *xq = x.q + 256 * b;
     xb_zero(o);
-    const int h = part >> 1;
-#pragma unroll
-    for (int gg = 0; gg < 2; gg++) {
-        const int g = 2 * (part & 1) + gg, k = 4 * h + g;
-        const uint4 &la = gg == 0 ? r.a : r.c, &lc = gg == 0 ? r.b : r.d;
-        const int sh = 4 * (g >> 1);
-        const int4 xa = ldx16(xq + 32 * k), xc = ldx16(xq + 32 * k + 16);
-        const int sc_lo = (int)(int8_t)((r.s >> (16 * gg)) & 0xFFu);
-        const int sc_hi = (int)(int8_t)((r.s >> (16 * gg + 8)) & 0xFFu);
-#pragma unroll
-        for (int m = 0; m < 4; m++) {
-            const uint32_t va = ((word4u(la, m) >> sh) & M4) |
-                                (((word4u(r.e, m) >> (2 * g)) & 0x03030303u) << 4);
-            const uint32_t vc = ((word4u(lc, m) >> sh) & M4) |
-                                (((word4u(r.f, m) >> (2 * g)) & 0x03030303u) << 4);
-            o.i[m] += sc_lo * __dp4a((int)__vsub4(va, 0x20202020u), (int)word4(xa, m), 0);
-            o.i[m + 4] += sc_hi * __dp4a((int)__vsub4(vc, 0x20202020u), (int)word4(xc, m), 0);
-        }
-    }
+    k_chunks(
+        o, xq, part,
+        [&](int gg, int g, int, int m, uint32_t &va, uint32_t &vc) {
+            const uint4 &la = gg == 0 ? r.a : r.c, &lc = gg == 0 ? r.b : r.d;
+            const int sh = 4 * (g >> 1);
+            va = __vsub4(((word4u(la, m) >> sh) & M4) |
+                             (((word4u(r.e, m) >> (2 * g)) & 0x03030303u) << 4),
+                         0x20202020u);
+            vc = __vsub4(((word4u(lc, m) >> sh) & M4) |
+                             (((word4u(r.f, m) >> (2 * g)) & 0x03030303u) << 4),
+                         0x20202020u);
+        },
+        [&](int gg, int, int &lo, int &hi) {
+            lo = (int)(int8_t)((r.s >> (16 * gg)) & 0xFFu);
+            hi = (int)(int8_t)((r.s >> (16 * gg + 8)) & 0xFFu);
+        });
     o.f = __fmul_rn(xldf(x.d + b), half_lo(r.t));
     o.g = 0.f;
 }

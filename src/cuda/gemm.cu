@@ -114,13 +114,7 @@ __global__ void __launch_bounds__(QT, 2)
     const bool a_thread = lr < BM, t_ok = a_thread && t < n, o_ok = o < w.n_out;
 
     float acc[MI][4][4];
-#pragma unroll
-    for (int a = 0; a < MI; a++)
-#pragma unroll
-        for (int b = 0; b < 4; b++)
-#pragma unroll
-            for (int c = 0; c < 4; c++)
-                acc[a][b][c] = 0.f;
+    mma_zero_acc<MI>(acc);
 
     /* prefetch registers */
     uint4 pa = make_uint4(0, 0, 0, 0);
@@ -294,13 +288,7 @@ __global__ void __launch_bounds__(QT, 2)
     const bool a_thread = lr < BM, t_ok = a_thread && t < n, o_ok = o < w.n_out;
 
     float acc[MI][4][4];
-#pragma unroll
-    for (int a = 0; a < MI; a++)
-#pragma unroll
-        for (int b = 0; b < 4; b++)
-#pragma unroll
-            for (int c = 0; c < 4; c++)
-                acc[a][b][c] = 0.f;
+    mma_zero_acc<MI>(acc);
 
     float va[16], vb[16];
 #pragma unroll

@@ -296,13 +296,7 @@ __global__ void __launch_bounds__(PT, BM == 128 ? 1 : 2)
     const int nt = (int)(n_in / 64);
 
     float acc[MI][4][4];
-#pragma unroll
-    for (int a = 0; a < MI; a++)
-#pragma unroll
-        for (int b = 0; b < 4; b++)
-#pragma unroll
-            for (int c = 0; c < 4; c++)
-                acc[a][b][c] = 0.f;
+    mma_zero_acc<MI>(acc);
 
     auto issue = [&](int kt) {
         if (kt < nt) {
@@ -537,13 +531,7 @@ __global__ void __launch_bounds__(PT, BM == 128 ? 1 : 2)
     const int nt = (int)(n_in / 32);
 
     float acc[MI][4][4];
-#pragma unroll
-    for (int a = 0; a < MI; a++)
-#pragma unroll
-        for (int b = 0; b < 4; b++)
-#pragma unroll
-            for (int c = 0; c < 4; c++)
-                acc[a][b][c] = 0.f;
+    mma_zero_acc<MI>(acc);
 
     auto issue = [&](int kt) {
         if (kt < nt) {
@@ -660,13 +648,7 @@ __global__ void __launch_bounds__(PT, BM == 128 ? 1 : 2)
     const int nt = (int)(n_in / 64);
 
     float acc[MI][4][4];
-#pragma unroll
-    for (int a = 0; a < MI; a++)
-#pragma unroll
-        for (int b = 0; b < 4; b++)
-#pragma unroll
-            for (int c = 0; c < 4; c++)
-                acc[a][b][c] = 0.f;
+    mma_zero_acc<MI>(acc);
 
     auto issue = [&](int kt) {
         if (kt < nt) {

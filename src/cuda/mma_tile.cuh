@@ -6,6 +6,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+template <int MI> __device__ __forceinline__ void mma_zero_acc(float (&acc)[MI][4][4]) {
+#pragma unroll
+    for (int a = 0; a < MI; a++)
+#pragma unroll
+        for (int b = 0; b < 4; b++)
+#pragma unroll
+            for (int c = 0; c < 4; c++)
+                acc[a][b][c] = 0.f;
+}
+
 /* Writes a warp's MI x 4 accumulator tiles (rows: tokens t0 + wm * BM/2 + ..., columns:
  * outputs o0 + wn * 32 + ...) to y [n][n_out], skipping tokens >= n and outputs >= n_out.
  * Pairs of columns go out as one float2 where n_out is even (8-byte aligned). */
