@@ -241,17 +241,18 @@ const float2 *cuda_rope_table(cuda_backend *be, const chord_rope_shape *s, int n
 __global__ void rope_kernel(float *__restrict__ x, int n, int pos0, const int *__restrict__ dpos,
                             int n_head, int head_dim, int n_rot, int neox,
                             const float2 *__restrict__ tab) {
-    int half = n_rot / 2;
-    int idx = blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= n * half) return;
+    /* one thread per (token, head, pair): a prompt has enough of them to fill the GPU */
+    const int half = n_rot / 2;
+    const int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (int64_t)n * n_head * half) return;
     if (dpos) pos0 = *dpos;
-    int t = idx / half, i = idx % half;
+    const int i = (int)(idx % half);
+    const int64_t th = idx / half; /* token * n_head + head */
+    const int t = (int)(th / n_head);
     const float2 cs = tab[(size_t)(pos0 + t) * half + i];
-    int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
-    for (int h = 0; h < n_head; h++) {
-        float *v = x + ((size_t)t * n_head + h) * head_dim;
-        xm_rope_rot(&v[a], &v[b], cs.x, cs.y);
-    }
+    const int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
+    float *v = x + (size_t)th * head_dim;
+    xm_rope_rot(&v[a], &v[b], cs.x, cs.y);
 }
 
 void cuda_rope(cuda_backend *be, float *x, int n, int pos0, const chord_rope_shape *s,
@@ -269,8 +270,9 @@ void cuda_rope(cuda_backend *be, float *x, int n, int pos0, const chord_rope_sha
     /* under a graph (dpos) step_end made the table ready for this step's positions */
     const float2 *tab = cuda_rope_table(be, s, pos0 + n, dpos == NULL);
     if (!tab) return;
-    int total = n * half, threads = 128;
-    rope_kernel<<<(total + threads - 1) / threads, threads, 0, be->stream>>>(
+    const int64_t total = (int64_t)n * s->n_head * half;
+    const int threads = 128;
+    rope_kernel<<<(unsigned)((total + threads - 1) / threads), threads, 0, be->stream>>>(
         x, n, pos0, dpos, s->n_head, s->head_dim, s->n_rot, s->neox ? 1 : 0, tab);
     CUDA_LAUNCHED(be, "rope_kernel");
 }
