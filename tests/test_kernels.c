@@ -1,7 +1,10 @@
 /* CPU kernels: every type x every ISA this CPU has, against the scalar kernels (bit for
- * bit: every ISA does llama.cpp's float arithmetic), and the scalar kernels against the
- * reference dequantizers (src/quant/ref.c); the activation formats; cpu_matmul with a
- * 2-thread pool (bit for bit too); the CHORD_ISA cap. */
+ * bit: every ISA's exact table does llama.cpp's float arithmetic), and the scalar kernels
+ * against the reference dequantizers (src/quant/ref.c); the fast tables' own orders
+ * (AVX-512 Q8_0 prefill) against the scalar kernels within a relative tolerance and bit
+ * for bit against a scalar model of that order; the activation formats; cpu_matmul with
+ * a 2-thread pool (bit for bit too, for the exact tables); the CHORD_ISA cap and
+ * CHORD_CPU_EXACT. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -104,10 +107,63 @@ static const int ACT_COUNTS[] = {1, 2, 5, 17};
 #define TOL 1e-5
 
 /* worst relative errors seen for the current type (printed per type) */
-static double worst_ref, worst_isa;
+static double worst_ref, worst_isa, worst_fast;
 
 static int close_enough(double got, double want, double norm) {
     return fabs(got - want) <= TOL * norm + 1e-30;
+}
+
+/* The fast order of a 32-block type (AVX-512 Q8_0 prefill): acc = fma(d_w * d_a, (float)
+ * (the block's integer dot), acc), block by block. */
+static float one_step_dot(chord_type t, int64_t n, const void *w, const void *a) {
+    const int8_t *aq = a;
+    const float *ad = (const float *)(aq + n);
+    float acc = 0.0f;
+    for (int64_t b = 0; b < n / 32; b++) {
+        int p = 0;
+        if (t == CHORD_TYPE_Q8_0) {
+            const block_q8_0 *x = (const block_q8_0 *)w + b;
+            for (int i = 0; i < 32; i++)
+                p += x->qs[i] * aq[32 * b + i];
+            acc = fmaf(chord_half_to_float(x->d) * ad[b], (float)p, acc);
+        }
+    }
+    return acc;
+}
+
+/* Checks a fast table's gemm_tile (which differs from the exact one) of nw x na: within
+ * TOL of the exact scalar results want[c * ldw + r] (relative to norm, sum |w x|), and bit
+ * for bit the fast order's model; one activation row takes the exact decode path. */
+static void check_fast_gemm(chord_type t, const char *in, int64_t n, const cpu_type_kernels *k,
+                            const uint8_t *w, size_t rs, const uint8_t *a, size_t lda, int nw,
+                            int na, const float *want, const double *norm, int ldw,
+                            void *scratch) {
+    const size_t lds = (size_t)nw + 3;
+    float *o = xalloc(sizeof(float) * lds * (size_t)na);
+    for (size_t i = 0; i < lds * (size_t)na; i++)
+        o[i] = NAN;
+    k->gemm_tile(n, nw, na, o, lds, w, rs, a, lda, scratch);
+    int far = 0, model = 0, untouched_ok = 1;
+    double worst = 0;
+    for (int c = 0; c < na; c++) {
+        for (int r = 0; r < nw; r++) {
+            const float v = o[c * lds + r], e = want[c * ldw + r];
+            const double nm = norm[c * ldw + r];
+            const double rel = fabs(v - e) / (nm + 1e-30);
+            if (!(rel <= worst)) worst = rel;
+            far += !close_enough(v, e, nm);
+            const float m = na == 1 ? e : one_step_dot(t, n, w + (size_t)r * rs, a + c * lda);
+            model += memcmp(&v, &m, sizeof v) != 0;
+        }
+        for (size_t r = (size_t)nw; r < lds; r++)
+            untouched_ok &= isnan(o[c * lds + r]);
+    }
+    CHECK(far == 0 && model == 0 && untouched_ok,
+          "%s/%s fast n=%lld gemm %dx%d: %d beyond tolerance (worst rel %.3g), %d not the fast "
+          "order's bits, bounds %d",
+          chord_type_name(t), in, (long long)n, nw, na, far, worst, model, untouched_ok);
+    if (worst > worst_fast) worst_fast = worst;
+    free(o);
 }
 
 /* One type, one row length: everything. */
@@ -129,6 +185,7 @@ static void test_type_size(chord_type t, int64_t n, cpu_isa best, uint64_t *seed
     double *norm = xalloc(sizeof(double) * MAX_ROWS * MAX_ACTS);
     float *ssc = xalloc(sizeof(float) * MAX_ROWS * MAX_ACTS);
     float *out = xalloc(sizeof(float) * MAX_ROWS * MAX_ACTS);
+    void *scratch = xalloc(CPU_GEMM_SCRATCH);
 
     rand_weights(t, w, MAX_ROWS, n, seed);
     rand_acts(x, n * MAX_ACTS, seed);
@@ -253,7 +310,7 @@ static void test_type_size(chord_type t, int64_t n, cpu_isa best, uint64_t *seed
                 float *o = xalloc(sizeof(float) * lds * na);
                 for (size_t i = 0; i < lds * (size_t)na; i++)
                     o[i] = NAN;
-                k->gemm_tile(n, nw, na, o, lds, w, rs, a, lda);
+                k->gemm_tile(n, nw, na, o, lds, w, rs, a, lda, scratch);
                 bad = 0;
                 worst = 0;
                 int untouched_ok = 1;
@@ -272,6 +329,11 @@ static void test_type_size(chord_type t, int64_t n, cpu_isa best, uint64_t *seed
                       "%s/%s n=%lld gemm %dx%d: %d not identical, worst rel %.3g, bounds %d", tn, in,
                       (long long)n, nw, na, bad, worst, untouched_ok);
                 free(o);
+                /* the fast table, where its order differs */
+                const cpu_type_kernels *kf = &cpu_kernels_fast((cpu_isa)isa)->t[t];
+                if (kf->gemm_tile != k->gemm_tile)
+                    check_fast_gemm(t, in, n, kf, w, rs, a, lda, nw, na, ssc, norm, MAX_ROWS,
+                                    scratch);
             }
     }
     free(w);
@@ -284,19 +346,22 @@ static void test_type_size(chord_type t, int64_t n, cpu_isa best, uint64_t *seed
     free(norm);
     free(ssc);
     free(out);
+    free(scratch);
 }
 
-/* gemm tiles larger than the vertical tiles' row and activation groups (128 rows x 32 or
- * 64 activations, K slabs of 16 blocks / 2 superblocks), with partial groups and slab
- * tails, bit for bit against the scalar vec_dot */
+/* gemm tiles larger than the vertical tiles' row and activation groups (128 or 256 rows x
+ * 32 or 64 activations, slabs of 8 or 16 blocks / 2 superblocks), with partial groups and
+ * slab tails, bit for bit against the scalar vec_dot (the fast orders: see
+ * check_fast_gemm) */
 static void test_big_tiles(chord_type t, cpu_isa best, uint64_t *seed) {
-    enum { NW = 131, NA = 70 };
+    enum { NW = 263, NA = 70 };
     const int64_t n = 768; /* 24 blocks of 32, 3 superblocks */
     const cpu_type_kernels *sk = &cpu_kernels_get(CPU_ISA_SCALAR)->t[t];
     const size_t rs = chord_row_size(t, n), lda = cpu_act_row_size(sk->act, n);
     uint8_t *w = xalloc(rs * NW), *a = xalloc(lda * NA);
     float *x = xalloc(sizeof(float) * (size_t)n * NA);
     float *ref = xalloc(sizeof(float) * NW * NA), *o = xalloc(sizeof(float) * NW * NA);
+    void *scratch = xalloc(CPU_GEMM_SCRATCH);
     rand_weights(t, w, NW, n, seed);
     rand_acts(x, n * NA, seed);
     memset(a, 0, lda * NA);
@@ -305,27 +370,53 @@ static void test_big_tiles(chord_type t, cpu_isa best, uint64_t *seed) {
     for (int c = 0; c < NA; c++)
         for (int r = 0; r < NW; r++)
             sk->vec_dot(n, &ref[c * NW + r], w + r * rs, a + c * lda);
+    /* sum |w x| of each pair, for the fast orders' tolerance */
+    double *norm = xalloc(sizeof(double) * NW * NA);
+    {
+        float *wf = xalloc(sizeof(float) * (size_t)n * NW);
+        float *af = xalloc(sizeof(float) * (size_t)n);
+        chord_type_get(t)->to_float(w, wf, n * NW);
+        for (int c = 0; c < NA; c++) {
+            cpu_act_dequant(sk->act, a + c * lda, af, n);
+            for (int r = 0; r < NW; r++) {
+                double sa = 0;
+                for (int64_t i = 0; i < n; i++)
+                    sa += fabs((double)wf[r * n + i] * af[i]);
+                norm[c * NW + r] = sa;
+            }
+        }
+        free(wf);
+        free(af);
+    }
     for (int isa = CPU_ISA_AVX2; isa <= (int)best; isa++) {
         const cpu_type_kernels *k = &cpu_kernels_get((cpu_isa)isa)->t[t];
         for (int i = 0; i < NW * NA; i++)
             o[i] = NAN;
-        k->gemm_tile(n, NW, NA, o, NW, w, rs, a, lda);
+        k->gemm_tile(n, NW, NA, o, NW, w, rs, a, lda, scratch);
         int bad = 0;
         for (int i = 0; i < NW * NA; i++)
             bad += memcmp(&o[i], &ref[i], sizeof(float)) != 0;
         CHECK(bad == 0, "%s/%s gemm %dx%d: %d not identical", chord_type_name(t),
               cpu_isa_name((cpu_isa)isa), NW, NA, bad);
+        const cpu_type_kernels *kf = &cpu_kernels_fast((cpu_isa)isa)->t[t];
+        if (kf->gemm_tile != k->gemm_tile)
+            check_fast_gemm(t, cpu_isa_name((cpu_isa)isa), n, kf, w, rs, a, lda, NW, NA, ref,
+                            norm, NW, scratch);
     }
     free(w);
     free(a);
     free(x);
     free(ref);
     free(o);
+    free(norm);
+    free(scratch);
 }
 
-/* cpu_matmul with a 2-thread pool: mixed types sharing one input, against scalar dots */
-static void test_matmul(cpu_isa isa, uint64_t *seed) {
-    const cpu_kernels *k = cpu_kernels_get(isa);
+/* cpu_matmul with a 2-thread pool: mixed types sharing one input, against scalar dots (bit
+ * for bit; within TOL where k's kernel has its own order) */
+static void test_matmul(const cpu_kernels *k, uint64_t *seed) {
+    const cpu_isa isa = k->isa;
+    const cpu_kernels *ke = cpu_kernels_get(isa);
     const cpu_kernels *ks = cpu_kernels_get(CPU_ISA_SCALAR);
     cpu_pool *pool = cpu_pool_new(2);
     cpu_matmul_ctx *ctx = cpu_matmul_ctx_new();
@@ -386,16 +477,19 @@ static void test_matmul(cpu_isa isa, uint64_t *seed) {
                             double nm = 0;
                             for (int64_t j = 0; j < n_in; j++)
                                 nm += fabs((double)wf[j] * af[j]);
-                            (void)nm;
-                            bad += memcmp(&ys[i][t * wt[i].n_out + o], &want, sizeof want) != 0;
+                            const float got = ys[i][t * wt[i].n_out + o];
+                            if (k->t[wt[i].type].gemm_tile == ke->t[wt[i].type].gemm_tile)
+                                bad += memcmp(&got, &want, sizeof want) != 0;
+                            else
+                                bad += !close_enough(got, want, nm);
                         }
                     }
                     free(a);
                     free(wf);
                     free(af);
                 }
-                CHECK(bad == 0, "matmul %s group %zu rows %d acts %d: %d bad",
-                      cpu_isa_name(isa), g, ROW_COUNTS[ri], n, bad);
+                CHECK(bad == 0, "matmul %s%s group %zu rows %d acts %d: %d bad",
+                      cpu_isa_name(isa), k->exact ? "" : " fast", g, ROW_COUNTS[ri], n, bad);
                 for (int i = 0; i < 3; i++) {
                     free(wmem[i]);
                     free(ys[i]);
@@ -448,6 +542,34 @@ static void test_isa_env(void) {
               !strcmp(cpu_isa_name(CPU_ISA_SCALAR), "scalar"),
           "isa names");
     CHECK(cpu_kernels_get(CPU_ISA_AVX2)->isa == CPU_ISA_AVX2, "table isa");
+    /* CHORD_CPU_EXACT: set and not "0" picks the exact tables */
+    const char *oldx = getenv("CHORD_CPU_EXACT");
+    char *savedx = oldx ? strdup(oldx) : NULL;
+    unsetenv("CHORD_CPU_EXACT");
+    CHECK(!cpu_exact_requested(), "CHORD_CPU_EXACT unset");
+    setenv("CHORD_CPU_EXACT", "0", 1);
+    CHECK(!cpu_exact_requested(), "CHORD_CPU_EXACT=0");
+    setenv("CHORD_CPU_EXACT", "1", 1);
+    CHECK(cpu_exact_requested(), "CHORD_CPU_EXACT=1");
+    if (savedx) {
+        setenv("CHORD_CPU_EXACT", savedx, 1);
+        free(savedx);
+    } else {
+        unsetenv("CHORD_CPU_EXACT");
+    }
+    for (int isa = CPU_ISA_SCALAR; isa < CPU_ISA_COUNT; isa++) {
+        const cpu_kernels *e = cpu_kernels_get((cpu_isa)isa);
+        const cpu_kernels *f = cpu_kernels_fast((cpu_isa)isa);
+        CHECK(e->exact && (int)e->isa == isa && (int)f->isa == isa, "%s tables",
+              cpu_isa_name((cpu_isa)isa));
+        CHECK(cpu_kernels_pick((cpu_isa)isa, 1) == e && cpu_kernels_pick((cpu_isa)isa, 0) == f,
+              "%s pick", cpu_isa_name((cpu_isa)isa));
+        /* a fast table differs only in gemm tiles, and keeps the activation formats */
+        for (int t = 0; t < CHORD_TYPE_COUNT; t++)
+            CHECK(e->t[t].act == f->t[t].act && e->t[t].vec_dot == f->t[t].vec_dot &&
+                      e->t[t].quantize_act == f->t[t].quantize_act,
+                  "%s fast table type %d", cpu_isa_name((cpu_isa)isa), t);
+    }
 }
 
 int main(void) {
@@ -472,17 +594,22 @@ int main(void) {
         sizes[ns++] = 4096;
         sizes[ns++] = 11008;
         const int before = test_failures;
-        worst_ref = worst_isa = 0;
+        worst_ref = worst_isa = worst_fast = 0;
         for (int i = 0; i < ns; i++)
             test_type_size(t, sizes[i], best, &seed);
-        printf(
-            "%-5s %-6s worst error / sum|w x|: scalar vs reference %.1e, SIMD vs scalar %.1e\n",
-            chord_type_name(t), test_failures == before ? "ok" : "FAILED", worst_ref,
-            worst_isa);
+        printf("%-5s %-6s worst error / sum|w x|: scalar vs reference %.1e, SIMD vs scalar "
+               "%.1e",
+               chord_type_name(t), test_failures == before ? "ok" : "FAILED", worst_ref,
+               worst_isa);
+        if (worst_fast > 0) printf(", fast order vs scalar %.1e", worst_fast);
+        printf("\n");
     }
     for (int ti = 0; ti < N_TYPES; ti++)
         if (chord_type_get(TYPES[ti])->block_size > 1) test_big_tiles(TYPES[ti], best, &seed);
-    for (int isa = CPU_ISA_SCALAR; isa <= (int)best; isa++)
-        test_matmul((cpu_isa)isa, &seed);
+    for (int isa = CPU_ISA_SCALAR; isa <= (int)best; isa++) {
+        test_matmul(cpu_kernels_get((cpu_isa)isa), &seed);
+        if (cpu_kernels_fast((cpu_isa)isa) != cpu_kernels_get((cpu_isa)isa))
+            test_matmul(cpu_kernels_fast((cpu_isa)isa), &seed);
+    }
     return test_summary("test_kernels");
 }

@@ -58,7 +58,7 @@ int bench_kernels(int n_threads) {
     const int64_t n_in = 2048, n_out = 5632;
     cpu_pool *pool = cpu_pool_new(n_threads);
     cpu_matmul_ctx *mm = cpu_matmul_ctx_new();
-    const cpu_kernels *k = cpu_kernels_get(cpu_isa_detect());
+    const cpu_kernels *k = cpu_kernels_pick(cpu_isa_detect(), cpu_exact_requested());
     if (!pool || !mm) {
         fprintf(stderr, "chord: could not start threads\n");
         return 1;

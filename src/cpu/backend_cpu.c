@@ -19,6 +19,12 @@ typedef struct cpu_backend {
     cpu_matmul_ctx *mm;
     float *scratch;     /* per thread: attention scores and f16-rounded query */
     size_t scratch_cap; /* floats per thread */
+    /* RoPE's (cos, sin) of each (token, pair) of the last positions rotated: every layer's
+     * Q and K rotate the same positions, and cosf / sinf dominate the rotation's cost */
+    float *rope_cs;
+    size_t rope_cap; /* floats */
+    int rope_pos0, rope_n, rope_rot;
+    float rope_base, rope_scale;
     chord_status failed; /* sticky: the first failure since the last sync */
     chord_error err;
 } cpu_backend;
@@ -30,6 +36,7 @@ static void cpu_destroy(chord_backend *be) {
     cpu_pool_free(cpu(be)->pool);
     cpu_matmul_ctx_free(cpu(be)->mm);
     free(cpu(be)->scratch);
+    free(cpu(be)->rope_cs);
     free(be);
 }
 
@@ -97,13 +104,22 @@ static void rmsnorm_fn(void *arg, int ith, int nth) {
     const float *g = j->w->host;
     int64_t lo, hi;
     split(j->n, ith, nth, &lo, &hi);
-    for (int64_t t = lo; t < hi; t++) {
-        const float *xr = j->x + (size_t)t * j->dim;
-        float *o = j->out + (size_t)t * j->dim;
-        double ss = 0; /* products in float, sum in double: as llama.cpp rounds */
-        for (int i = 0; i < j->dim; i++) ss += (double)(xr[i] * xr[i]);
-        float scale = 1.0f / sqrtf((float)(ss / j->dim) + j->eps);
-        for (int i = 0; i < j->dim; i++) o[i] = xr[i] * scale * g[i];
+    for (int64_t t0 = lo; t0 < hi; t0 += 4) {
+        /* products in float, each row's sum in double in element order: as llama.cpp
+         * rounds; four rows at once, as one row's sum is a chain of dependent adds */
+        const int nr = hi - t0 < 4 ? (int)(hi - t0) : 4;
+        const float *xr[4];
+        for (int r = 0; r < 4; r++)
+            xr[r] = j->x + (size_t)(t0 + (r < nr ? r : 0)) * j->dim;
+        double ss[4] = {0, 0, 0, 0};
+        for (int i = 0; i < j->dim; i++)
+            for (int r = 0; r < 4; r++)
+                ss[r] += (double)(xr[r][i] * xr[r][i]);
+        for (int r = 0; r < nr; r++) {
+            float *o = j->out + (size_t)(t0 + r) * j->dim;
+            float scale = 1.0f / sqrtf((float)(ss[r] / j->dim) + j->eps);
+            for (int i = 0; i < j->dim; i++) o[i] = xr[r][i] * scale * g[i];
+        }
     }
 }
 
@@ -122,26 +138,44 @@ static void cpu_op_matmul(chord_backend *be, int n_w, float *const *ys,
 
 typedef struct rope_job {
     float *x;
+    float *cs; /* [n][n_rot / 2][2] */
     int n, pos0;
     const chord_rope_shape *s;
 } rope_job;
 
-static void rope_fn(void *arg, int ith, int nth) {
+/* theta_i = p * base^(-2i/n_rot), stepped by repeated multiplication and scaled per element
+ * as llama.cpp does, so rounding agrees with it */
+static void rope_table_fn(void *arg, int ith, int nth) {
     rope_job *j = arg;
     const chord_rope_shape *s = j->s;
-    int half = s->n_rot / 2;
-    /* theta_i = p * base^(-2i/n_rot), stepped by repeated multiplication and scaled per
-     * element as llama.cpp does, so rounding agrees with it; its compiler fuses the first
-     * product of each rotated pair into an FMA, and so do we */
+    const int half = s->n_rot / 2;
     const float step = powf(s->freq_base, -2.0f / (float)s->n_rot);
     int64_t lo, hi;
     split(j->n, ith, nth, &lo, &hi);
     for (int64_t t = lo; t < hi; t++) {
         float theta_ext = (float)(j->pos0 + t);
+        float *cs = j->cs + (size_t)t * half * 2;
         for (int i = 0; i < half; i++, theta_ext *= step) {
             const float theta = s->freq_scale * theta_ext;
-            float cs = cosf(theta), sn = sinf(theta);
+            cs[2 * i] = cosf(theta);
+            cs[2 * i + 1] = sinf(theta);
+        }
+    }
+}
+
+static void rope_fn(void *arg, int ith, int nth) {
+    rope_job *j = arg;
+    const chord_rope_shape *s = j->s;
+    int half = s->n_rot / 2;
+    int64_t lo, hi;
+    split(j->n, ith, nth, &lo, &hi);
+    for (int64_t t = lo; t < hi; t++) {
+        const float *csr = j->cs + (size_t)t * half * 2;
+        for (int i = 0; i < half; i++) {
+            const float cs = csr[2 * i], sn = csr[2 * i + 1];
             int a = s->neox ? i : 2 * i, b = s->neox ? i + half : 2 * i + 1;
+            /* llama.cpp's compiler fuses the first product of each rotated pair into an
+             * FMA, and so do we */
             for (int h = 0; h < s->n_head; h++) {
                 float *v = j->x + ((size_t)t * s->n_head + h) * s->head_dim;
                 float x0 = v[a], x1 = v[b];
@@ -153,8 +187,33 @@ static void rope_fn(void *arg, int ith, int nth) {
 }
 
 static void cpu_rope(chord_backend *be, float *x, int n, int pos0, const chord_rope_shape *s) {
-    rope_job j = {x, n, pos0, s};
-    cpu_pool_run(cpu(be)->pool, rope_fn, &j);
+    cpu_backend *c = cpu(be);
+    if (c->failed || n <= 0) return;
+    rope_job j = {x, NULL, n, pos0, s};
+    const size_t need = (size_t)n * (size_t)(s->n_rot / 2) * 2;
+    const int cached = c->rope_cs && c->rope_pos0 == pos0 && c->rope_n == n &&
+                       c->rope_rot == s->n_rot && c->rope_base == s->freq_base &&
+                       c->rope_scale == s->freq_scale;
+    if (!cached) {
+        if (need > c->rope_cap) {
+            float *p = realloc(c->rope_cs, need * sizeof(float));
+            if (!p) {
+                c->failed = chord_fail(&c->err, CHORD_E_NOMEM, "out of memory for RoPE tables");
+                return;
+            }
+            c->rope_cs = p;
+            c->rope_cap = need;
+        }
+        j.cs = c->rope_cs;
+        cpu_pool_run(c->pool, rope_table_fn, &j);
+        c->rope_pos0 = pos0;
+        c->rope_n = n;
+        c->rope_rot = s->n_rot;
+        c->rope_base = s->freq_base;
+        c->rope_scale = s->freq_scale;
+    }
+    j.cs = c->rope_cs;
+    cpu_pool_run(c->pool, rope_fn, &j);
 }
 
 /* x rounded to half precision, kept as float: the KV cache is F16 and llama.cpp
@@ -267,6 +326,19 @@ static void attn_batched(attn_job *j, int ith, int nth) {
     }
 }
 
+/* chord_float_to_half, inline for the normal half range (the rest goes to it): round to
+ * nearest even at bit 13, the carry moving into the exponent as it should */
+static inline chord_half to_half(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    const uint32_t au = u & 0x7fffffffu;
+    if (au >= 0x38800000u && au < 0x477ff000u) {
+        const uint32_t r = au + 0xfffu + ((au >> 13) & 1u);
+        return (chord_half)(((u >> 16) & 0x8000u) | ((r - 0x38000000u) >> 13));
+    }
+    return chord_float_to_half(x);
+}
+
 typedef struct store_job {
     chord_kv *kv;
     const float *k, *v;
@@ -281,8 +353,8 @@ static void store_fn(void *arg, int ith, int nth) {
     for (int t = 0; t < j->n; t++) {
         size_t pos = (size_t)(j->pos0 + t);
         for (int64_t i = lo; i < hi; i++) {
-            kc[pos * j->kvd + i] = chord_float_to_half(j->k[(size_t)t * j->kvd + i]);
-            vt[(size_t)i * j->n_ctx + pos] = chord_float_to_half(j->v[(size_t)t * j->kvd + i]);
+            kc[pos * j->kvd + i] = to_half(j->k[(size_t)t * j->kvd + i]);
+            vt[(size_t)i * j->n_ctx + pos] = to_half(j->v[(size_t)t * j->kvd + i]);
         }
     }
 }
@@ -373,7 +445,7 @@ chord_status chord_backend_cpu_new(int n_threads, chord_backend **out, chord_err
     cpu_backend *c = calloc(1, sizeof *c);
     if (!c) return chord_fail(err, CHORD_E_NOMEM, "out of memory creating the CPU backend");
     c->base.ops = &CPU_OPS;
-    c->k = cpu_kernels_get(cpu_isa_detect());
+    c->k = cpu_kernels_pick(cpu_isa_detect(), cpu_exact_requested());
     c->pool = cpu_pool_new(n_threads);
     c->mm = cpu_matmul_ctx_new();
     if (!c->pool || !c->mm) {

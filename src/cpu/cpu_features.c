@@ -69,6 +69,11 @@ cpu_isa cpu_isa_detect(void) {
     return hw;
 }
 
+int cpu_exact_requested(void) {
+    const char *e = getenv("CHORD_CPU_EXACT");
+    return e && *e && strcmp(e, "0") != 0;
+}
+
 const char *cpu_isa_name(cpu_isa isa) {
     switch (isa) {
     case CPU_ISA_SCALAR: return "scalar";

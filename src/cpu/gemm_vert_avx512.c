@@ -1,214 +1,21 @@
-/* AVX-512 VNNI "vertical" gemm tiles for prefill: each zmm lane is one (weight row,
- * activation row) pair, 16 weight rows per zmm, so an integer block total needs no
- * horizontal reduction and each pair's float chain is the reference's (kernels_scalar.c),
- * in its order, only computed for 16 pairs at once.
+/* AVX-512 VNNI "vertical" gemm tiles for prefill of the K-quants (Q4_K, Q5_K, Q6_K) and of
+ * the 32-block types whose reference keeps 8 float lanes per block (Q8_0 exact, Q5_0,
+ * Q4_1, Q5_1; Q4_0 and Q8_0's fast order: gemm_q4q8_avx512.c). Each zmm lane is one
+ * (weight row, activation row) pair, 16 weight rows per zmm (gemm_vert_avx512.h), so an
+ * integer block total needs no horizontal reduction and each pair's float chain is the
+ * reference's (kernels_scalar.c), in its order, only computed for 16 pairs at once.
  *
- * A block of 16 weight rows is unpacked once into registers (dword k of every row's
- * quants in lane order: a 4 x 4 dword transpose per 128-bit chunk) and then used for
- * every activation row of the tile: per activation row, vpdpbusd with the activation's
- * 4 bytes broadcast from memory adds 4 products per lane. The float accumulators of all
- * (row, activation) pairs of the tile live in an L1-resident array (a load and a store
- * per block and activation, which the load / store ports absorb: the vector ALUs are the
- * bottleneck). Weights are read straight from the mapped file.
- *
- * Lane order: the transpose puts row 4i + r in lane 4r + i (of 16 rows); results are
- * permuted back before they are stored. */
+ * A panel of 16 weight rows is unpacked once per block (dword k of every row's quants in
+ * lane order) and then used for every activation row of the tile: per activation row,
+ * vpdpbusd (or vpmaddubsw + vpdpwssd) with the activation's 4 bytes broadcast adds 4
+ * products per lane. Weights are read straight from the mapped file; the float
+ * accumulators go through the caller's scratch between slabs of blocks. */
 #include <immintrin.h>
 #include <stddef.h>
 #include <string.h>
 
+#include "cpu/gemm_vert_avx512.h"
 #include "cpu/kernels.h"
-#include "cpu/simd_avx512.h"
-
-
-enum {
-    VP = 16,    /* weight rows per panel (zmm lanes) */
-    VPAN = 8,   /* panels per tile call */
-    VTOK = 32,  /* activation rows per tile call */
-    VSLAB = 16, /* blocks whose activation data stay in L1 while all panels pass */
-};
-
-/* lane of row q (q < 16) -> source lane for vpermps: row 4i + r sits in lane 4r + i */
-static const int32_t UNPERM[16] ALIGN64 = {0, 4, 8,  12, 1, 5, 9,  13,
-                                           2, 6, 10, 14, 3, 7, 11, 15};
-
-
-INLINE int imin(int a, int b) {
-    return a < b ? a : b;
-}
-
-
-/* 16 bytes at each of 4 pointers -> one zmm, pointer i in 128-bit chunk i */
-INLINE __m512i load4x128(const uint8_t *p0, const uint8_t *p1, const uint8_t *p2,
-                         const uint8_t *p3) {
-    const __m512i z = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)p0));
-    const __m512i y = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)p1), 1);
-    const __m512i x = _mm512_inserti32x4(y, _mm_loadu_si128((const __m128i *)p2), 2);
-    return _mm512_inserti32x4(x, _mm_loadu_si128((const __m128i *)p3), 3);
-}
-
-/* In every 128-bit chunk, a 4 x 4 dword transpose: X[k] lane 4r + i = dword k of chunk r
- * of Z[i] */
-INLINE void transpose4x4(const __m512i Z[4], __m512i X[4]) {
-    const __m512i t0 = _mm512_unpacklo_epi32(Z[0], Z[1]),
-                  t1 = _mm512_unpackhi_epi32(Z[0], Z[1]);
-    const __m512i t2 = _mm512_unpacklo_epi32(Z[2], Z[3]),
-                  t3 = _mm512_unpackhi_epi32(Z[2], Z[3]);
-    X[0] = _mm512_unpacklo_epi64(t0, t2);
-    X[1] = _mm512_unpackhi_epi64(t0, t2);
-    X[2] = _mm512_unpacklo_epi64(t1, t3);
-    X[3] = _mm512_unpackhi_epi64(t1, t3);
-}
-
-/* results: lane 4r + i of acc -> s[row 4i + r] for rows < nr */
-INLINE void store_rows(float *s, __m512 acc, int nr) {
-    const __m512 v = _mm512_permutexvar_ps(_mm512_load_si512((const void *)UNPERM), acc);
-    _mm512_mask_storeu_ps(s, (__mmask16)((1u << nr) - 1), v);
-}
-
-/* ------------------------------------------------------------------ Q4_0
- * Reference per pair: acc = fma(d_w * d_a, (float)sum over the block of (q - 8) * y, acc).
- * The nibbles go in unsigned (0..15); the - 8 * sum(y) of each (activation, block) is
- * vpdpbusd's starting value, from the activation's c = -128 * sums of 4 (sum(c) / 16). */
-
-typedef struct {
-    const uint8_t *w;
-    size_t ldw;
-    const uint8_t *a;
-    size_t lda;
-    int64_t n, nb;
-} vjob;
-
-/* the 16 row pointers of a panel in lane order (rows from nr on repeat the last) */
-INLINE void panel_rows(const uint8_t *w, size_t ldw, int nr, const uint8_t *rows[16]) {
-    for (int r = 0; r < 4; r++)
-        for (int i = 0; i < 4; i++)
-            rows[4 * r + i] = w + (size_t)imin(4 * i + r, nr - 1) * ldw;
-}
-
-/* chunk k (128 bits) lane i of the result = the sum of chunk k of p[i] */
-INLINE __m512i reduce4_epi32(__m512i p0, __m512i p1, __m512i p2, __m512i p3) {
-    const __m512i q01 =
-        _mm512_add_epi32(_mm512_unpacklo_epi32(p0, p1), _mm512_unpackhi_epi32(p0, p1));
-    const __m512i q23 =
-        _mm512_add_epi32(_mm512_unpacklo_epi32(p2, p3), _mm512_unpackhi_epi32(p2, p3));
-    return _mm512_add_epi32(_mm512_unpacklo_epi64(q01, q23), _mm512_unpackhi_epi64(q01, q23));
-}
-
-/* lane b = the sum of the 8 dwords c[8b..8b+7], b < 16 */
-INLINE __m512i sums8x16(const int32_t *c) {
-    __m512i V[8], T[2];
-    for (int i = 0; i < 8; i++)
-        V[i] = _mm512_loadu_si512((const void *)(c + 16 * i));
-    for (int h = 0; h < 2; h++) {
-        /* chunk k lane i: half k % 2 of block 8h + 2i + k / 2 */
-        const __m512i R = reduce4_epi32(V[4 * h], V[4 * h + 1], V[4 * h + 2], V[4 * h + 3]);
-        T[h] = _mm512_add_epi32(R, _mm512_shuffle_i32x4(R, R, _MM_SHUFFLE(2, 3, 0, 1)));
-    }
-    /* chunks [T0.0, T0.2, T1.0, T1.2]: blocks 0 2 4 6 | 1 3 5 7 | 8 10 12 14 | 9 11 13 15 */
-    const __m512i U = _mm512_shuffle_i32x4(T[0], T[1], _MM_SHUFFLE(2, 0, 2, 0));
-    return _mm512_permutexvar_epi32(
-        _mm512_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15), U);
-}
-
-/* One slab of up to VSLAB blocks of nt activation rows, copied token-major (activation
- * rows are lda apart, often a multiple of a large power of two: read in place they
- * collide in a few L1 sets): qs, d, and - 8 * the sum of each block's qs. */
-typedef struct {
-    int8_t q[VTOK][VSLAB][32];
-    float d[VTOK][VSLAB];
-    int32_t off[VTOK][VSLAB];
-} vslab32;
-
-static void slab32(vslab32 *sl, const vjob *j, int64_t b0, int sb, int nt) {
-    const __mmask16 m = (__mmask16)((1u << sb) - 1);
-    for (int t = 0; t < nt; t++) {
-        const uint8_t *row = j->a + (size_t)t * j->lda;
-        const float *d = (const float *)(row + j->n) + b0;
-        const int32_t *c = (const int32_t *)((const float *)(row + j->n) + 2 * j->nb) + 8 * b0;
-        _mm512_store_ps(sl->d[t], _mm512_maskz_loadu_ps(m, d));
-        if (sb == VSLAB) {
-            for (int i = 0; i < VSLAB / 2; i++)
-                _mm512_store_si512((void *)(sl->q[t][2 * i]),
-                                   _mm512_loadu_si512((const void *)(row + 32 * (b0 + 2 * i))));
-            /* c = -128 * sums of 4: sum(c) / 16 = -8 * sum */
-            _mm512_store_si512((void *)sl->off[t], _mm512_srai_epi32(sums8x16(c), 4));
-        } else {
-            for (int b = 0; b < sb; b++) {
-                memcpy(sl->q[t][b], row + 32 * (b0 + b), 32);
-                int32_t sum = 0;
-                for (int k = 0; k < 8; k++)
-                    sum += c[8 * b + k];
-                sl->off[t][b] = sum / 16;
-            }
-        }
-    }
-}
-
-static void q4_0_tile(const vjob *j, int nr, int nt, float *s, size_t lds) {
-    const int npan = (nr + VP - 1) / VP;
-    __m512 acc[VPAN][VTOK];
-    vslab32 sl ALIGN64;
-    const uint8_t *rows[VPAN][16];
-    for (int p = 0; p < npan; p++) {
-        panel_rows(j->w + (size_t)(p * VP) * j->ldw, j->ldw, nr - p * VP, rows[p]);
-        for (int t = 0; t < nt; t++)
-            acc[p][t] = _mm512_setzero_ps();
-    }
-    const __m512i m4 = _mm512_set1_epi8(15);
-    for (int64_t b0 = 0; b0 < j->nb; b0 += VSLAB) {
-        const int sb = j->nb - b0 < VSLAB ? (int)(j->nb - b0) : VSLAB;
-        slab32(&sl, j, b0, sb, nt);
-        for (int p = 0; p < npan; p++) {
-            for (int b = 0; b < sb; b++) {
-                const int64_t bb = b0 + b;
-                const uint8_t *const *rp = rows[p];
-                const uint8_t *hp[16];
-                for (int l = 0; l < 16; l++)
-                    hp[l] = rp[l] + (size_t)bb * sizeof(block_q4_0);
-                const __m512 dw = halves16(hp);
-                __m512i Z[4], X[4], W[8];
-                for (int i = 0; i < 4; i++) /* chunk r of Z[i]: lane 4r + i's row */
-                    Z[i] = load4x128(hp[i] + 2, hp[4 + i] + 2, hp[8 + i] + 2, hp[12 + i] + 2);
-                transpose4x4(Z, X);
-                for (int k = 0; k < 4; k++) {
-                    W[k] = _mm512_and_si512(X[k], m4);
-                    W[k + 4] = _mm512_and_si512(_mm512_srli_epi32(X[k], 4), m4);
-                }
-                for (int t = 0; t < nt; t++) {
-                    const int8_t *y = sl.q[t][b];
-                    /* two chains: the integer sum is exact in any order */
-                    __m512i p0 = _mm512_set1_epi32(sl.off[t][b]), p1 = _mm512_setzero_si512();
-                    for (int k = 0; k < 8; k += 2) {
-                        int32_t y0, y1;
-                        memcpy(&y0, y + 4 * k, 4);
-                        memcpy(&y1, y + 4 * k + 4, 4);
-                        p0 = _mm512_dpbusd_epi32(p0, W[k], _mm512_set1_epi32(y0));
-                        p1 = _mm512_dpbusd_epi32(p1, W[k + 1], _mm512_set1_epi32(y1));
-                    }
-                    const __m512 dd = _mm512_mul_ps(dw, _mm512_set1_ps(sl.d[t][b]));
-                    acc[p][t] = _mm512_fmadd_ps(
-                        dd, _mm512_cvtepi32_ps(_mm512_add_epi32(p0, p1)), acc[p][t]);
-                }
-            }
-        }
-    }
-    for (int p = 0; p < npan; p++)
-        for (int t = 0; t < nt; t++)
-            store_rows(s + (size_t)t * lds + p * VP, acc[p][t], imin(VP, nr - p * VP));
-}
-
-void cpu_gemmv_q4_0_avx512(int64_t n, int nw, int na, float *s, size_t lds, const void *w,
-                           size_t ldw, const void *a, size_t lda) {
-    vjob j = {.ldw = ldw, .lda = lda, .n = n, .nb = n / 32};
-    for (int t0 = 0; t0 < na; t0 += VTOK)
-        for (int r0 = 0; r0 < nw; r0 += VP * VPAN) {
-            j.w = (const uint8_t *)w + (size_t)r0 * ldw;
-            j.a = (const uint8_t *)a + (size_t)t0 * lda;
-            q4_0_tile(&j, imin(VP * VPAN, nw - r0), imin(VTOK, na - t0),
-                      s + (size_t)t0 * lds + r0, lds);
-        }
-}
 
 /* ---------------------------------------------------------------- K-quants
  * Reference per pair and superblock (Q4_K; Q5_K adds a fifth bit and sums the 4 accm terms
@@ -272,24 +79,6 @@ INLINE __m512i dup16(__m512i v) {
                            _mm512_slli_epi32(v, 16));
 }
 
-/* 16 halves at byte offset off of block b of each lane's row */
-INLINE __m512 k_halves(const uint8_t *const rp[16], size_t bsz, int64_t b, size_t off) {
-    const uint8_t *hp[16];
-    for (int l = 0; l < 16; l++)
-        hp[l] = rp[l] + (size_t)b * bsz + off;
-    return halves16(hp);
-}
-
-/* X[m'] lane L = dword m' of the 16 bytes at byte offset off of block b of lane L's row */
-INLINE void k_dwords(const uint8_t *const rp[16], size_t bsz, int64_t b, size_t off,
-                     __m512i X[4]) {
-    __m512i Z[4];
-    const size_t o = (size_t)b * bsz + off;
-    for (int i = 0; i < 4; i++)
-        Z[i] = load4x128(rp[i] + o, rp[4 + i] + o, rp[8 + i] + o, rp[12 + i] + o);
-    transpose4x4(Z, X);
-}
-
 /* the fifth bit of sub-block jj (Q5_K): bit jj of every byte of qh, moved to bit 4 */
 INLINE __m512i q5_K_hbit(__m512i qh, int jj) {
     const __m512i t = jj < 4 ? _mm512_slli_epi32(qh, 4 - jj) : _mm512_srli_epi32(qh, jj - 4);
@@ -306,11 +95,11 @@ INLINE void unpack_q45_K(kpan *u, const uint8_t *const rp[16], int64_t b, const 
     __m512i QH[2][4]; /* [h][k]: qh bytes 16h + 4k.., the elements of w[.][4h + k] */
     if (Q5)
         for (int h = 0; h < 2; h++)
-            k_dwords(rp, bsz, b, offsetof(block_q5_K, qh) + 16 * h, QH[h]);
+            panel_dwords(rp, bsz, b, offsetof(block_q5_K, qh) + 16 * h, QH[h]);
     for (int i = 0; i < 4; i++) /* qs[32i..32i+31]: sub-blocks 2i (low), 2i + 1 (high) */
         for (int h = 0; h < 2; h++) {
             __m512i X[4];
-            k_dwords(rp, bsz, b, oqs + 32 * i + 16 * h, X);
+            panel_dwords(rp, bsz, b, oqs + 32 * i + 16 * h, X);
             for (int k = 0; k < 4; k++) {
                 __m512i lo = _mm512_and_si512(X[k], m4);
                 __m512i hi = _mm512_and_si512(_mm512_srli_epi32(X[k], 4), m4);
@@ -325,7 +114,7 @@ INLINE void unpack_q45_K(kpan *u, const uint8_t *const rp[16], int64_t b, const 
     /* 6-bit scales and mins of 16 rows: sc0..3 = s0 & 63, mn0..3 = s1 & 63,
      * sc4..7 = (s2 & 15) | (s0 >> 6) << 4, mn4..7 = (s2 >> 4) | (s1 >> 6) << 4 (bytes) */
     __m512i S[4];
-    k_dwords(rp, bsz, b, osc, S);
+    panel_dwords(rp, bsz, b, osc, S);
     const __m512i k63 = _mm512_set1_epi8(63), k30 = _mm512_set1_epi8(0x30);
     const __m512i sc4[2] = {_mm512_and_si512(S[0], k63),
                             _mm512_or_si512(_mm512_and_si512(S[2], m4),
@@ -343,8 +132,8 @@ INLINE void unpack_q45_K(kpan *u, const uint8_t *const rp[16], int64_t b, const 
             _mm512_or_si512(dw_byte(mn4[k / 2], 2 * (k % 2), 0),
                             _mm512_slli_epi32(dw_byte(mn4[k / 2], 2 * (k % 2) + 1, 0), 16));
     k_corr(u, isc);
-    u->dw = k_halves(rp, bsz, b, offsetof(block_q4_K, d));
-    u->dm = k_halves(rp, bsz, b, offsetof(block_q4_K, dmin));
+    u->dw = panel_halves(rp, bsz, b, offsetof(block_q4_K, d));
+    u->dm = panel_halves(rp, bsz, b, offsetof(block_q4_K, dmin));
 }
 _Static_assert(offsetof(block_q5_K, d) == offsetof(block_q4_K, d) &&
                    offsetof(block_q5_K, dmin) == offsetof(block_q4_K, dmin),
@@ -359,9 +148,9 @@ static void unpack_q6_K(kpan *u, const uint8_t *const rp[16], int64_t b) {
          * top bits = bits 2g of qh[32h + l] */
         __m512i QL[4][4], QH[2][4];
         for (int i = 0; i < 4; i++)
-            k_dwords(rp, bsz, b, offsetof(block_q6_K, ql) + 64 * h + 16 * i, QL[i]);
+            panel_dwords(rp, bsz, b, offsetof(block_q6_K, ql) + 64 * h + 16 * i, QL[i]);
         for (int i = 0; i < 2; i++)
-            k_dwords(rp, bsz, b, offsetof(block_q6_K, qh) + 32 * h + 16 * i, QH[i]);
+            panel_dwords(rp, bsz, b, offsetof(block_q6_K, qh) + 32 * h + 16 * i, QH[i]);
         for (int g = 0; g < 4; g++)
             for (int m = 0; m < 8; m++) {
                 /* dword m of the 32 bytes at 32(g & 1): piece 2(g & 1) + m / 4, dword m % 4 */
@@ -374,7 +163,7 @@ static void unpack_q6_K(kpan *u, const uint8_t *const rp[16], int64_t b) {
             }
     }
     __m512i S[4]; /* dword i: int8 scales 4i..4i+3 */
-    k_dwords(rp, bsz, b, offsetof(block_q6_K, scales), S);
+    panel_dwords(rp, bsz, b, offsetof(block_q6_K, scales), S);
     __m512i isc[8][2];
     for (int k = 0; k < 8; k++)
         for (int hh = 0; hh < 2; hh++) {
@@ -384,7 +173,7 @@ static void unpack_q6_K(kpan *u, const uint8_t *const rp[16], int64_t b) {
             isc[k][hh] = _mm512_and_si512(v, _mm512_set1_epi32(0xffff));
         }
     k_corr(u, isc);
-    u->dw = k_halves(rp, bsz, b, offsetof(block_q6_K, d));
+    u->dw = panel_halves(rp, bsz, b, offsetof(block_q6_K, d));
     u->dm = _mm512_setzero_ps();
 }
 
@@ -460,20 +249,29 @@ INLINE void k_run(const kpan *u, const uint8_t *y, float da, const int16_t *s32,
         acc[m] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(I[m]), acc[m]);
 }
 
-INLINE void k_tile(const vjob *j, int nr, int nt, float *s, size_t lds, const int TYPE) {
+/* the tile's scratch (CPU_GEMM_SCRATCH): the accumulators go through L2 between slabs */
+typedef struct {
+    kacc ka[KPAN * KTOK];
+    kslab sl;
+    kpan u[KSLAB];
+} kscratch;
+_Static_assert(sizeof(kscratch) <= CPU_GEMM_SCRATCH, "K-quant tile scratch");
+
+INLINE void k_tile(const vjob *j, int nr, int nt, float *s, size_t lds, kscratch *ws,
+                   const int TYPE) {
     const int MINS = TYPE == KQ_Q4_K ? 1 : TYPE == KQ_Q5_K ? 2 : 0;
     const int nm = MINS == 1 ? 4 : MINS; /* float chains of the mins */
     const int npan = (nr + VP - 1) / VP;
-    kacc ka[KPAN * KTOK]; /* 192 KiB: L2 */
-    kslab sl ALIGN64;
-    kpan u[KSLAB] ALIGN64;
+    kacc *ka = ws->ka;
+    kslab *sl = &ws->sl;
+    kpan *u = ws->u;
     const uint8_t *rows[KPAN][16];
     for (int p = 0; p < npan; p++)
         panel_rows(j->w + (size_t)(p * VP) * j->ldw, j->ldw, nr - p * VP, rows[p]);
     const int64_t nb = j->n / QK_K;
     for (int64_t b0 = 0; b0 < nb; b0 += KSLAB) {
         const int sb = nb - b0 < KSLAB ? (int)(nb - b0) : KSLAB;
-        kslab_fill(&sl, j, b0, sb, nt);
+        kslab_fill(sl, j, b0, sb, nt);
         for (int p = 0; p < npan; p++) {
             for (int b = 0; b < sb; b++) {
                 if (TYPE == KQ_Q4_K || TYPE == KQ_Q5_K)
@@ -489,7 +287,7 @@ INLINE void k_tile(const vjob *j, int nr, int nt, float *s, size_t lds, const in
                 for (int k = 0; k < 4; k++)
                     accm[k] = b0 && k < nm ? A->accm[k] : _mm512_setzero_ps();
                 for (int b = 0; b < sb; b++)
-                    k_run(&u[b], sl.q[t][b], sl.d[t][b], sl.s32[t][b], acc, accm, MINS);
+                    k_run(&u[b], sl->q[t][b], sl->d[t][b], sl->s32[t][b], acc, accm, MINS);
                 if (b0 + sb < nb) {
                     for (int m = 0; m < 8; m++)
                         A->acc[m] = acc[m];
@@ -515,14 +313,15 @@ INLINE void k_tile(const vjob *j, int nr, int nt, float *s, size_t lds, const in
 
 #define KQ_ENTRY(T, TYPE)                                                                      \
     void cpu_gemmv_##T##_avx512(int64_t n, int nw, int na, float *s, size_t lds,               \
-                                const void *w, size_t ldw, const void *a, size_t lda) {        \
+                                const void *w, size_t ldw, const void *a, size_t lda,          \
+                                void *scratch) {                                               \
         vjob j = {.ldw = ldw, .lda = lda, .n = n, .nb = n / QK_K};                             \
         for (int t0 = 0; t0 < na; t0 += KTOK)                                                  \
             for (int r0 = 0; r0 < nw; r0 += VP * KPAN) {                                       \
                 j.w = (const uint8_t *)w + (size_t)r0 * ldw;                                   \
                 j.a = (const uint8_t *)a + (size_t)t0 * lda;                                   \
                 k_tile(&j, imin(VP *KPAN, nw - r0), imin(KTOK, na - t0),                       \
-                       s + (size_t)t0 * lds + r0, lds, TYPE);                                  \
+                       s + (size_t)t0 * lds + r0, lds, scratch, TYPE);                         \
             }                                                                                  \
     }
 KQ_ENTRY(q4_K, KQ_Q4_K)
@@ -612,20 +411,20 @@ static void epan_unpack(epan *u, const uint8_t *const rp[16], int64_t b0, int sb
                                          : offsetof(block_q4_1, qs);
     for (int b = 0; b < sb; b++) {
         const int64_t bb = b0 + b;
-        u->dw[b] = k_halves(rp, bsz, bb, 0);
-        if (EQ_HASM(TYPE)) u->mw[b] = k_halves(rp, bsz, bb, offsetof(block_q4_1, m));
+        u->dw[b] = panel_halves(rp, bsz, bb, 0);
+        if (EQ_HASM(TYPE)) u->mw[b] = panel_halves(rp, bsz, bb, offsetof(block_q4_1, m));
         if (TYPE == EQ_Q8_0) {
             const __m512i bias = _mm512_set1_epi8((char)0x80);
             for (int h = 0; h < 2; h++) {
                 __m512i X[4];
-                k_dwords(rp, bsz, bb, offsetof(block_q8_0, qs) + 16 * h, X);
+                panel_dwords(rp, bsz, bb, offsetof(block_q8_0, qs) + 16 * h, X);
                 for (int k = 0; k < 4; k++)
                     u->w[b][4 * h + k] = _mm512_xor_si512(X[k], bias);
             }
         } else if (TYPE == EQ_Q4_1) {
             const __m512i m4 = _mm512_set1_epi8(15);
             __m512i X[4];
-            k_dwords(rp, bsz, bb, oqs, X);
+            panel_dwords(rp, bsz, bb, oqs, X);
             for (int k = 0; k < 4; k++) {
                 u->w[b][k] = _mm512_and_si512(X[k], m4);
                 u->w[b][k + 4] = _mm512_and_si512(_mm512_srli_epi32(X[k], 4), m4);
@@ -633,7 +432,7 @@ static void epan_unpack(epan *u, const uint8_t *const rp[16], int64_t b0, int sb
         } else {
             const __m512i m4 = _mm512_set1_epi8(15);
             __m512i X[4];
-            k_dwords(rp, bsz, bb, oqs, X);
+            panel_dwords(rp, bsz, bb, oqs, X);
             const uint8_t *hp[16];
             for (int l = 0; l < 16; l++)
                 hp[l] = rp[l] + (size_t)bb * bsz + oqh;
@@ -676,20 +475,29 @@ INLINE void e_block2(const epan *u, int b, const eslab *sl, int t0, int t1, __m5
     }
 }
 
-INLINE void e_tile(const vjob *j, int nr, int nt, float *s, size_t lds, const int TYPE) {
+/* the tile's scratch: the accumulators (acc[], and summs in accm[0]) go through L2 */
+typedef struct {
+    kacc ka[EPAN * ETOK];
+    eslab sl;
+    epan u;
+} escratch;
+_Static_assert(sizeof(escratch) <= CPU_GEMM_SCRATCH, "32-block tile scratch");
+
+INLINE void e_tile(const vjob *j, int nr, int nt, float *s, size_t lds, escratch *ws,
+                   const int TYPE) {
     const int npan = (nr + VP - 1) / VP;
-    kacc ka[EPAN * ETOK]; /* acc[], and summs in accm[0]: L2 */
-    eslab sl ALIGN64;
-    epan u ALIGN64;
+    kacc *ka = ws->ka;
+    eslab *sl = &ws->sl;
+    epan *u = &ws->u;
     const uint8_t *rows[EPAN][16];
     for (int p = 0; p < npan; p++)
         panel_rows(j->w + (size_t)(p * VP) * j->ldw, j->ldw, nr - p * VP, rows[p]);
     for (int64_t b0 = 0; b0 < j->nb; b0 += ESLAB) {
         const int sb = j->nb - b0 < ESLAB ? (int)(j->nb - b0) : ESLAB;
         const int last = b0 + sb >= j->nb;
-        eslab_fill(&sl, j, b0, sb, nt, TYPE);
+        eslab_fill(sl, j, b0, sb, nt, TYPE);
         for (int p = 0; p < npan; p++) {
-            epan_unpack(&u, rows[p], b0, sb, TYPE);
+            epan_unpack(u, rows[p], b0, sb, TYPE);
             for (int t = 0; t < nt; t += 2) {
                 const int two = t + 1 < nt;
                 kacc *A0 = &ka[p * ETOK + t], *A1 = &ka[p * ETOK + t + two];
@@ -701,7 +509,7 @@ INLINE void e_tile(const vjob *j, int nr, int nt, float *s, size_t lds, const in
                 m0 = b0 && EQ_HASM(TYPE) ? A0->accm[0] : _mm512_setzero_ps();
                 m1 = b0 && EQ_HASM(TYPE) ? A1->accm[0] : _mm512_setzero_ps();
                 for (int b = 0; b < sb; b++)
-                    e_block2(&u, b, &sl, t, t + two, a0, a1, &m0, &m1, TYPE);
+                    e_block2(u, b, sl, t, t + two, a0, a1, &m0, &m1, TYPE);
                 if (!last) {
                     for (int m = 0; m < 8; m++) {
                         A0->acc[m] = a0[m];
@@ -728,14 +536,15 @@ INLINE void e_tile(const vjob *j, int nr, int nt, float *s, size_t lds, const in
 
 #define EQ_ENTRY(T, TYPE)                                                                      \
     void cpu_gemmv_##T##_avx512(int64_t n, int nw, int na, float *s, size_t lds,               \
-                                const void *w, size_t ldw, const void *a, size_t lda) {        \
+                                const void *w, size_t ldw, const void *a, size_t lda,          \
+                                void *scratch) {                                               \
         vjob j = {.ldw = ldw, .lda = lda, .n = n, .nb = n / 32};                               \
         for (int t0 = 0; t0 < na; t0 += ETOK)                                                  \
             for (int r0 = 0; r0 < nw; r0 += VP * EPAN) {                                       \
                 j.w = (const uint8_t *)w + (size_t)r0 * ldw;                                   \
                 j.a = (const uint8_t *)a + (size_t)t0 * lda;                                   \
                 e_tile(&j, imin(VP *EPAN, nw - r0), imin(ETOK, na - t0),                       \
-                       s + (size_t)t0 * lds + r0, lds, TYPE);                                  \
+                       s + (size_t)t0 * lds + r0, lds, scratch, TYPE);                         \
             }                                                                                  \
     }
 EQ_ENTRY(q8_0, EQ_Q8_0)

@@ -19,16 +19,21 @@
  * q = round-to-nearest-even(x * (127 / max|x|)), in -127..127 (0 where max|x| = 0);
  * every ISA produces the same bytes (for finite inputs).
  *
- * Arithmetic: every ISA computes every dot product exactly as llama.cpp's x86 CPU
- * backend does (see kernels_scalar.c), so all ISAs give the same bits, and the same
- * bits as llama.cpp. The scalar kernels are the reference.
+ * Arithmetic: in the exact tables (cpu_kernels_get) every ISA computes every dot product
+ * exactly as llama.cpp's x86 CPU backend does (see kernels_scalar.c), so all ISAs give the
+ * same bits, and the same bits as llama.cpp. The scalar kernels are the reference. The
+ * fast tables (cpu_kernels_fast) may sum a type's float terms in another order where
+ * that order is much faster (AVX-512: Q8_0 prefill, one float step per block instead of
+ * eight); the integer dots are exact either way. CHORD_CPU_EXACT=1 picks the exact table.
  *
  * Kernel contracts (n: elements per row, a multiple of the weight type's block size):
  *   vec_dot(n, s, w, a):   *s = dot(weight row w, activation row a)
- *   gemm_tile(n, nw, na, s, lds, w, ldw, a, lda):
+ *   gemm_tile(n, nw, na, s, lds, w, ldw, a, lda, scratch):
  *       s[c * lds + r] = dot(w + r * ldw, a + c * lda) for r < nw, c < na
  *       (ldw, lda in bytes). Each weight block is unpacked once and used for several
- *       activation rows, so this is much faster than nw * na vec_dot calls. */
+ *       activation rows, so this is much faster than nw * na vec_dot calls. scratch:
+ *       CPU_GEMM_SCRATCH bytes, 64-byte aligned, the calling thread's for the call (the
+ *       tiles' accumulators live there, not on the stack). */
 #ifndef CHORD_CPU_KERNELS_H
 #define CHORD_CPU_KERNELS_H
 
@@ -47,6 +52,9 @@ typedef enum cpu_isa {
 /* Best ISA the CPU and OS support (detected once), capped by the environment variable
  * CHORD_ISA=scalar|avx2|avx512 (read on every call). */
 cpu_isa cpu_isa_detect(void);
+/* Whether the environment asks for the exact kernels: CHORD_CPU_EXACT set and not "0"
+ * (read on every call; the CPU backend reads it once, when it is created). */
+int cpu_exact_requested(void);
 /* Same without the environment cap. */
 cpu_isa cpu_isa_hardware(void);
 const char *cpu_isa_name(cpu_isa isa); /* "scalar", "avx2", "avx512" */
@@ -66,7 +74,9 @@ void cpu_act_dequant(cpu_act act, const void *a, float *x, int64_t n);
 typedef void (*cpu_quantize_fn)(const float *x, void *a, int64_t n);
 typedef void (*cpu_vec_dot_fn)(int64_t n, float *s, const void *w, const void *a);
 typedef void (*cpu_gemm_tile_fn)(int64_t n, int nw, int na, float *s, size_t lds, const void *w,
-                                 size_t ldw, const void *a, size_t lda);
+                                 size_t ldw, const void *a, size_t lda, void *scratch);
+/* bytes of gemm_tile scratch */
+#define CPU_GEMM_SCRATCH ((size_t)256 * 1024)
 
 typedef struct cpu_type_kernels {
     cpu_act act;                  /* CPU_ACT_NONE: no kernels for this weight type */
@@ -98,19 +108,24 @@ typedef struct cpu_attn_batch {
     cpu_exp_fn exp;
     float *scratch;
 } cpu_attn_batch;
-#define CPU_ATTN_SCRATCH(hd, len) (34 * (size_t)(hd) + 17 * ((size_t)(len) + 16) + 96)
+#define CPU_ATTN_SCRATCH(hd, len) (34 * (size_t)(hd) + 18 * ((size_t)(len) + 16) + 256)
 typedef void (*cpu_attn_fn)(const cpu_attn_batch *b);
 
 typedef struct cpu_kernels {
     cpu_isa isa;
+    int exact; /* every kernel in the reference's float order (see above) */
     cpu_type_kernels t[CHORD_TYPE_COUNT];
     cpu_exp_fn exp;
     cpu_swiglu_fn swiglu;
     cpu_attn_fn attn_batch; /* NULL: the per-query path only */
 } cpu_kernels;
 
-/* The static table of an ISA (isa must be <= cpu_isa_hardware() to be called). */
+/* The static tables of an ISA (isa must be <= cpu_isa_hardware() to be called): the exact
+ * one, and the fast one (the exact one's kernels where it has no faster order). */
 const cpu_kernels *cpu_kernels_get(cpu_isa isa);
+const cpu_kernels *cpu_kernels_fast(cpu_isa isa);
+/* The table the CPU backend runs: cpu_kernels_get if exact, else cpu_kernels_fast. */
+const cpu_kernels *cpu_kernels_pick(cpu_isa isa, int exact);
 
 /* ---- internal: per-ISA entry points, defined in kernels_<isa>.c ---- */
 #define CPU_KERNEL_TYPES(X, isa)                                                               \
@@ -123,7 +138,7 @@ const cpu_kernels *cpu_kernels_get(cpu_isa isa);
 #define CPU_DECLARE_TYPE_KERNELS(t, isa)                                                       \
     void cpu_vec_dot_##t##_##isa(int64_t n, float *s, const void *w, const void *a);           \
     void cpu_gemm_##t##_##isa(int64_t n, int nw, int na, float *s, size_t lds, const void *w,  \
-                              size_t ldw, const void *a, size_t lda);
+                              size_t ldw, const void *a, size_t lda, void *scratch);
 
 #define CPU_DECLARE_ISA_KERNELS(isa)                                                           \
     void cpu_quantize_q8_32_##isa(const float *x, void *a, int64_t n);                         \
@@ -137,18 +152,25 @@ CPU_DECLARE_ISA_KERNELS(scalar)
 CPU_DECLARE_ISA_KERNELS(avx2)
 CPU_DECLARE_ISA_KERNELS(avx512)
 /* AVX-512 prefill gemm tiles with (weight row, activation row) pairs in the lanes
- * (gemm_vert_avx512.c); the gemm_tile contract, for several activation rows */
+ * (gemm_vert_avx512.c, gemm_q4q8_avx512.c); the gemm_tile contract, for several
+ * activation rows. q8_0_fast: Q8_0 in the fast order (one float step per block). */
 #define CPU_DECLARE_GEMMV(t)                                                                   \
     void cpu_gemmv_##t##_avx512(int64_t n, int nw, int na, float *s, size_t lds,               \
-                                const void *w, size_t ldw, const void *a, size_t lda);
+                                const void *w, size_t ldw, const void *a, size_t lda,          \
+                                void *scratch);
 CPU_DECLARE_GEMMV(q4_0)
 CPU_DECLARE_GEMMV(q4_1)
 CPU_DECLARE_GEMMV(q5_0)
 CPU_DECLARE_GEMMV(q5_1)
 CPU_DECLARE_GEMMV(q8_0)
+CPU_DECLARE_GEMMV(q8_0_fast)
 CPU_DECLARE_GEMMV(q4_K)
 CPU_DECLARE_GEMMV(q5_K)
 CPU_DECLARE_GEMMV(q6_K)
+/* Q8_0's fast gemm_tile: the exact decode path for one activation row, else
+ * cpu_gemmv_q8_0_fast_avx512 */
+void cpu_gemm_q8_0_fast_avx512(int64_t n, int nw, int na, float *s, size_t lds, const void *w,
+                               size_t ldw, const void *a, size_t lda, void *scratch);
 /* attention batches (attn_avx512.c) */
 void cpu_attn_batch_avx512(const cpu_attn_batch *b);
 

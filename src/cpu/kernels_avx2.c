@@ -262,7 +262,7 @@ INLINE float wscalar_bf16(const void *w, int64_t i) {
         ftile_##T(n, w, 0, a, 0, 1, 1, s, 0);                                                  \
     }                                                                                          \
     void cpu_gemm_##T##_avx2(int64_t n, int nw, int na, float *s, size_t lds, const void *w,   \
-                             size_t ldw, const void *a, size_t lda) {                          \
+                             size_t ldw, const void *a, size_t lda, void *scratch) {           \
         const char *wb = w, *ab = a;                                                           \
         int c = 0;                                                                             \
         for (; c + 4 <= na; c += 4) {                                                          \
@@ -461,7 +461,7 @@ TILE32L(q8_0, block_q8_0)
         tile_##T(n, w, 0, 1, a, 0, 1, s, 0);                                                   \
     }                                                                                          \
     void cpu_gemm_##T##_avx2(int64_t n, int nw, int na, float *s, size_t lds, const void *w,   \
-                             size_t ldw, const void *a, size_t lda) {                          \
+                             size_t ldw, const void *a, size_t lda, void *scratch) {           \
         const uint8_t *wb = w, *ab = a;                                                        \
         if (na == 1) {                                                                         \
             int r = 0;                                                                         \
@@ -497,7 +497,7 @@ QUANT_DRIVERS(q8_0)
         tile_##T(n, w, a, 0, 1, s, 0);                                                         \
     }                                                                                          \
     void cpu_gemm_##T##_avx2(int64_t n, int nw, int na, float *s, size_t lds, const void *w,   \
-                             size_t ldw, const void *a, size_t lda) {                          \
+                             size_t ldw, const void *a, size_t lda, void *scratch) {           \
         const uint8_t *wb = w, *ab = a;                                                        \
         int c = 0;                                                                             \
         for (; c + 4 <= na; c += 4)                                                            \
@@ -600,7 +600,7 @@ void cpu_vec_dot_q4_0_avx2(int64_t n, float *s, const void *w, const void *a) {
 }
 
 void cpu_gemm_q4_0_avx2(int64_t n, int nw, int na, float *s, size_t lds, const void *w,
-                        size_t ldw, const void *a, size_t lda) {
+                        size_t ldw, const void *a, size_t lda, void *scratch) {
     const uint8_t *wb = w, *ab = a;
     if (na == 1) {
         for (int r = 0; r < nw; r += 4)

@@ -301,7 +301,7 @@ INLINE __m512 wmload_bf16(const void *w, int64_t i, __mmask16 m) {
                 s[c * lds + r] = reduce16_ps(acc[r][c]);                                       \
     }                                                                                          \
     void cpu_gemm_##T##_avx512(int64_t n, int nw, int na, float *s, size_t lds, const void *w, \
-                               size_t ldw, const void *a, size_t lda) {                        \
+                               size_t ldw, const void *a, size_t lda, void *scratch) {         \
         const char *wb = w, *ab = a;                                                           \
         int c = 0;                                                                             \
         for (; c + 4 <= na; c += 4) {                                                          \
@@ -529,7 +529,7 @@ INLINE __m512i kacc(const int8_t *aq, int64_t n, int64_t b, int hasc) {
         dec_##T(n, w, 0, 1, a, s);                                                             \
     }                                                                                          \
     void cpu_gemm_##T##_avx512(int64_t n, int nw, int na, float *s, size_t lds, const void *w, \
-                               size_t ldw, const void *a, size_t lda) {                        \
+                               size_t ldw, const void *a, size_t lda, void *scratch) {         \
         const uint8_t *wb = w, *ab = a;                                                        \
         if (na == 1) {                                                                         \
             for (int r = 0; r < nw; r += 4)                                                    \
@@ -538,11 +538,11 @@ INLINE __m512i kacc(const int8_t *aq, int64_t n, int64_t b, int hasc) {
         }                                                                                      \
         const cpu_gemm_tile_fn vert = VERT;                                                    \
         if (vert && na >= VERT_MIN_ACTS) {                                                     \
-            vert(n, nw, na, s, lds, w, ldw, a, lda);                                           \
+            vert(n, nw, na, s, lds, w, ldw, a, lda, scratch);                                  \
             return;                                                                            \
         }                                                                                      \
         const int64_t nb = n / 32;                                                             \
-        float st[4 * DAT_BLOCKS];                                                              \
+        float *st = scratch;                                                                   \
         const float *stp = nb <= DAT_BLOCKS ? st : NULL;                                       \
         for (int c = 0; c < na; c += 4) {                                                      \
             const int nc = imin(4, na - c);                                                    \
@@ -575,7 +575,8 @@ INLINE void transpose4(float *dst, const uint8_t *a, size_t lda, int nc, int64_t
 
 /* activation rows from which the vertical tiles (gemm_vert_avx512.c) take over */
 #define VERT_MIN_ACTS 2
-#define DAT_BLOCKS 1024 /* activation scales transposed on the stack up to this many blocks */
+#define DAT_BLOCKS 1024 /* activation scales transposed in the scratch up to this many blocks */
+_Static_assert(4 * DAT_BLOCKS * sizeof(float) <= CPU_GEMM_SCRATCH, "DAT_BLOCKS");
 TILE32L(q4_1, block_q4_1)
 TILE32L(q5_0, block_q5_0)
 TILE32L(q5_1, block_q5_1)
@@ -584,6 +585,14 @@ DEC32L(q4_1, block_q4_1, cpu_gemmv_q4_1_avx512)
 DEC32L(q5_0, block_q5_0, cpu_gemmv_q5_0_avx512)
 DEC32L(q5_1, block_q5_1, cpu_gemmv_q5_1_avx512)
 DEC32L(q8_0, block_q8_0, cpu_gemmv_q8_0_avx512)
+
+void cpu_gemm_q8_0_fast_avx512(int64_t n, int nw, int na, float *s, size_t lds, const void *w,
+                               size_t ldw, const void *a, size_t lda, void *scratch) {
+    if (na >= VERT_MIN_ACTS)
+        cpu_gemmv_q8_0_fast_avx512(n, nw, na, s, lds, w, ldw, a, lda, scratch);
+    else
+        cpu_gemm_q8_0_avx512(n, nw, na, s, lds, w, ldw, a, lda, scratch);
+}
 
 /* Q4_0: the reference adds each block's total, so the 8 lanes of several (row,
  * activation) pairs are reduced together. reduce4: chunk k (128 bits) lane i of the
@@ -692,7 +701,7 @@ void cpu_vec_dot_q4_0_avx512(int64_t n, float *s, const void *w, const void *a) 
 }
 
 void cpu_gemm_q4_0_avx512(int64_t n, int nw, int na, float *s, size_t lds, const void *w,
-                          size_t ldw, const void *a, size_t lda) {
+                          size_t ldw, const void *a, size_t lda, void *scratch) {
     const uint8_t *wb = w, *ab = a;
     const int64_t nb = n / 32;
     if (na == 1) {
@@ -701,10 +710,10 @@ void cpu_gemm_q4_0_avx512(int64_t n, int nw, int na, float *s, size_t lds, const
         return;
     }
     if (na >= VERT_MIN_ACTS) {
-        cpu_gemmv_q4_0_avx512(n, nw, na, s, lds, w, ldw, a, lda);
+        cpu_gemmv_q4_0_avx512(n, nw, na, s, lds, w, ldw, a, lda, scratch);
         return;
     }
-    float dat[4 * DAT_BLOCKS];
+    float *dat = scratch;
     for (int c = 0; c < na; c += 4) {
         const int nc = imin(4, na - c);
         const uint8_t *ac = ab + (size_t)c * lda;
@@ -948,17 +957,17 @@ TILEK(q6_K, block_q6_K, 0, 32)
         tile_##T(n, w, a, 0, 1, s, 0);                                                         \
     }                                                                                          \
     static void gemm_##T(int64_t n, int nw, int na, float *s, size_t lds, const void *w,       \
-                         size_t ldw, const void *a, size_t lda);                               \
+                         size_t ldw, const void *a, size_t lda, void *scratch);                \
     void cpu_gemm_##T##_avx512(int64_t n, int nw, int na, float *s, size_t lds, const void *w, \
-                               size_t ldw, const void *a, size_t lda) {                        \
+                               size_t ldw, const void *a, size_t lda, void *scratch) {         \
         const cpu_gemm_tile_fn vert = VERT;                                                    \
         if (vert && na >= VERT_MIN_ACTS_K)                                                     \
-            vert(n, nw, na, s, lds, w, ldw, a, lda);                                           \
+            vert(n, nw, na, s, lds, w, ldw, a, lda, scratch);                                  \
         else                                                                                   \
-            gemm_##T(n, nw, na, s, lds, w, ldw, a, lda);                                       \
+            gemm_##T(n, nw, na, s, lds, w, ldw, a, lda, scratch);                              \
     }                                                                                          \
     static void gemm_##T(int64_t n, int nw, int na, float *s, size_t lds, const void *w,       \
-                         size_t ldw, const void *a, size_t lda) {                              \
+                         size_t ldw, const void *a, size_t lda, void *scratch) {               \
         const uint8_t *wb = w, *ab = a;                                                        \
         int c = 0;                                                                             \
         for (; c + 8 <= na; c += 8)                                                            \

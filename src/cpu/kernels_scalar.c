@@ -419,7 +419,7 @@ void cpu_vec_dot_q6_K_scalar(int64_t n, float *s, const void *w, const void *a) 
 
 #define SCALAR_GEMM(t, isa)                                                                    \
     void cpu_gemm_##t##_scalar(int64_t n, int nw, int na, float *s, size_t lds, const void *w, \
-                               size_t ldw, const void *a, size_t lda) {                        \
+                               size_t ldw, const void *a, size_t lda, void *scratch) {         \
         for (int c = 0; c < na; c++)                                                           \
             for (int r = 0; r < nw; r++)                                                       \
                 cpu_vec_dot_##t##_scalar(n, &s[(size_t)c * lds + r],                           \

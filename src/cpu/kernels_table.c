@@ -36,7 +36,7 @@ void cpu_act_dequant(cpu_act act, const void *a, float *x, int64_t n) {
 
 #define TABLE(ISA, isa, attn)                                                                  \
     {                                                                                          \
-        ISA, {                                                                                 \
+        ISA, 1, {                                                                              \
             ENTRY(F32, CPU_ACT_F32, cpu_quantize_f32, f32, isa),                               \
                 ENTRY(F16, CPU_ACT_F32, cpu_quantize_f32, f16, isa),                           \
                 ENTRY(BF16, CPU_ACT_F32, cpu_quantize_f32, bf16, isa),                         \
@@ -60,7 +60,40 @@ static const cpu_kernels TABLES[CPU_ISA_COUNT] = {
     TABLE(CPU_ISA_AVX512, avx512, cpu_attn_batch_avx512),
 };
 
+/* AVX-512's fast table: the exact one but for Q8_0's prefill (gemm_q4q8_avx512.c) */
+static const cpu_kernels AVX512_FAST = {
+    CPU_ISA_AVX512,
+    0,
+    {
+        ENTRY(F32, CPU_ACT_F32, cpu_quantize_f32, f32, avx512),
+        ENTRY(F16, CPU_ACT_F32, cpu_quantize_f32, f16, avx512),
+        ENTRY(BF16, CPU_ACT_F32, cpu_quantize_f32, bf16, avx512),
+        ENTRY(Q4_0, CPU_ACT_Q8_32, cpu_quantize_q8_32_avx512, q4_0, avx512),
+        ENTRY(Q4_1, CPU_ACT_Q8_32, cpu_quantize_q8_32_avx512, q4_1, avx512),
+        ENTRY(Q5_0, CPU_ACT_Q8_32, cpu_quantize_q8_32_avx512, q5_0, avx512),
+        ENTRY(Q5_1, CPU_ACT_Q8_32, cpu_quantize_q8_32_avx512, q5_1, avx512),
+        [CHORD_TYPE_Q8_0] = {CPU_ACT_Q8_32, cpu_quantize_q8_32_avx512, cpu_vec_dot_q8_0_avx512,
+                             cpu_gemm_q8_0_fast_avx512},
+        ENTRY(Q2_K, CPU_ACT_Q8_256, cpu_quantize_q8_256_avx512, q2_K, avx512),
+        ENTRY(Q3_K, CPU_ACT_Q8_256, cpu_quantize_q8_256_avx512, q3_K, avx512),
+        ENTRY(Q4_K, CPU_ACT_Q8_256, cpu_quantize_q8_256_avx512, q4_K, avx512),
+        ENTRY(Q5_K, CPU_ACT_Q8_256, cpu_quantize_q8_256_avx512, q5_K, avx512),
+        ENTRY(Q6_K, CPU_ACT_Q8_256, cpu_quantize_q8_256_avx512, q6_K, avx512),
+    },
+    cpu_exp_avx512,
+    cpu_swiglu_avx512,
+    cpu_attn_batch_avx512,
+};
+
 const cpu_kernels *cpu_kernels_get(cpu_isa isa) {
     if ((int)isa < 0 || isa >= CPU_ISA_COUNT) isa = CPU_ISA_SCALAR;
     return &TABLES[isa];
+}
+
+const cpu_kernels *cpu_kernels_fast(cpu_isa isa) {
+    return isa == CPU_ISA_AVX512 ? &AVX512_FAST : cpu_kernels_get(isa);
+}
+
+const cpu_kernels *cpu_kernels_pick(cpu_isa isa, int exact) {
+    return exact ? cpu_kernels_get(isa) : cpu_kernels_fast(isa);
 }

@@ -1,6 +1,8 @@
 /* cpu_matmul: quantize the activations once per activation format, then hand out
  * chunks (weight, block of rows, block of activation rows) to the pool's threads
- * through an atomic counter, so fast and slow (or preempted) threads balance out. */
+ * through an atomic counter, so fast and slow (or preempted) threads balance out.
+ * Each thread's gemm tiles get their scratch (CPU_GEMM_SCRATCH) from the context, so
+ * the calling thread's stack needs no room for their accumulators. */
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define CPU_RELAX() _mm_pause()
@@ -18,7 +20,8 @@
 #define N_ACT 4 /* cpu_act values */
 
 struct cpu_matmul_ctx {
-    void *buf; /* 64-byte aligned: quantized activations, then chunk table */
+    void *buf; /* 64-byte aligned: the threads' gemm scratch, quantized activations, then
+                  the chunk table */
     size_t cap;
 };
 
@@ -62,6 +65,7 @@ typedef struct {
     /* chunks */
     int rows_per_chunk, acts_per_chunk, n_ablk;
     int64_t *chunk_end; /* [n_w] cumulative chunk counts */
+    char *scratch;      /* thread ith's: scratch + ith * CPU_GEMM_SCRATCH */
     atomic_int next;
 } mm_job;
 
@@ -86,6 +90,7 @@ static void mm_worker(void *arg, int ith, int nth) {
         }
     }
     const int64_t n_chunks = j->chunk_end[j->n_w - 1];
+    void *scratch = j->scratch + (size_t)ith * CPU_GEMM_SCRATCH;
     int w = 0;
     for (;;) {
         const int64_t c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
@@ -108,7 +113,7 @@ static void mm_worker(void *arg, int ith, int nth) {
         float *y = j->ys[w] + (size_t)t0 * wt->n_out + r0;
         /* one activation row too: the tiles run several weight rows at once */
         tk->gemm_tile(wt->n_in, (int)(r1 - r0), t1 - t0, y, (size_t)wt->n_out, wrow, ldw, arow,
-                      lda);
+                      lda, scratch);
     }
 }
 
@@ -162,19 +167,21 @@ chord_status cpu_matmul(cpu_pool *pool, const cpu_kernels *k, cpu_matmul_ctx *ct
         j.rows_per_chunk = (int)(r < 8 ? 8 : r > 128 ? 128 : r);
         j.acts_per_chunk = 1;
     } else if (vertical) {
-        /* the vertical tiles (gemm_vert_avx512.c) unpack 16-row panels once per block
-         * for all activation rows of the chunk, and copy a slab of the activations once
-         * for all panels: 8 panels x 32 activation rows keep both in L1 */
-        j.rows_per_chunk = 128;
-        j.acts_per_chunk = 32;
+        /* the vertical tiles (gemm_vert_avx512.c, gemm_q4q8_avx512.c) unpack 16-row
+         * panels once per block for all activation rows of the chunk, and copy a slab of
+         * the activations once for all panels: 16 panels x 64 activation rows (the K-quant
+         * and other 32-block tiles take them as 2 x 2 of their 8 panels x 32) */
+        j.rows_per_chunk = 256;
+        j.acts_per_chunk = 64;
     } else {
         j.rows_per_chunk = 16;
         j.acts_per_chunk = 64;
     }
     j.n_ablk = (n + j.acts_per_chunk - 1) / j.acts_per_chunk;
 
-    /* scratch: activations of each format, then the chunk table */
-    size_t off[N_ACT] = {0}, bytes = 0;
+    /* scratch: the threads' gemm scratch, activations of each format, then the chunk
+     * table */
+    size_t off[N_ACT] = {0}, bytes = (size_t)nth * CPU_GEMM_SCRATCH;
     for (int a = 0; a < N_ACT; a++) {
         if (!j.quant[a]) continue;
         off[a] = bytes;
@@ -184,6 +191,7 @@ chord_status cpu_matmul(cpu_pool *pool, const cpu_kernels *k, cpu_matmul_ctx *ct
     bytes += (size_t)n_w * sizeof(int64_t);
     if (!reserve(ctx, bytes))
         return chord_fail(err, CHORD_E_NOMEM, "matmul: out of memory (%zu bytes)", bytes);
+    j.scratch = ctx->buf;
     for (int a = 0; a < N_ACT; a++)
         if (j.quant[a]) j.act[a] = (char *)ctx->buf + off[a];
     j.chunk_end = (int64_t *)((char *)ctx->buf + table_off);
