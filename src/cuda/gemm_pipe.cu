@@ -6,8 +6,8 @@
  *    K-tiles are in flight while the tensor cores work on an older one;
  *  - quantized weights are copied raw (the quant bytes and the scale entry a K-tile of
  *    64 needs) and decoded once per block into an int8 tile plus float scales, one K-tile
- *    ahead of the products, in a double buffer; F16/BF16 GEMMs convert the float
- *    activations the same way (once per block, not once per warp);
+ *    ahead of the products, in a double buffer; F16/BF16 GEMMs take the activations
+ *    converted to 16 bits once per GEMM (to_e_kernel) and K-tiles of 64;
  *  - fragments are read with ldmatrix; tile rows are padded by 16 bytes, which keeps the
  *    8-row ldmatrix phases and the row-per-thread decode stores free of bank conflicts.
  * One barrier per K-tile. Block: 256 threads, BM tokens x 128 outputs, warps 2 x 4, each
@@ -504,115 +504,10 @@ __global__ void __launch_bounds__(PT, BM == 128 ? 1 : 2)
 
 /* ------------------------------------------------------------ f16 / bf16 kernel */
 
-/* Stage: activations BM x 32 floats (128 bytes a row), weights 128 x 32 E (rows padded
- * to RS). Then two converted activation tiles BM x 32 E (rows padded to RS). */
-template <int BM, int S> struct hlay {
-    static constexpr int A = 0;
-    static constexpr int B = BM * 128;
-    static constexpr int STAGE = B + PN * RS;
-    static constexpr int CV = BM * RS;
-    static constexpr int TOTAL = S * STAGE + 2 * CV;
-};
-
-template <int T, typename E, int BM, int S>
-__global__ void __launch_bounds__(PT, BM == 128 ? 1 : 2)
-    gemm_hp_kernel(gjob J, const float *__restrict__ x, int n) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
-    __trap(); /* never launched: the backend requires compute capability 8.0 */
-#else
-    using L = hlay<BM, S>;
-    constexpr int MI = BM / 32;
-    extern __shared__ __align__(16) uint8_t smem[];
-    GJOB_SELECT(J)
-    const int t0 = blockIdx.y * BM;
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int wm = warp >> 2, wn = warp & 3, gid = lane >> 2, tig = lane & 3;
-    const int64_t n_in = w.n_in;
-    const int nt = (int)(n_in / 32);
-
-    float acc[MI][4][4];
-    mma_zero_acc<MI>(acc);
-
-    auto issue = [&](int kt) {
-        if (kt < nt) {
-            uint8_t *sb = smem + (kt % S) * L::STAGE;
-            const int64_t k0 = (int64_t)kt * 32;
-            FOR_T(i, BM * 8) {
-                const int r = i >> 3, p = i & 7, t = t0 + r;
-                const bool ok = t < n;
-                const float *src = x + (ok ? (size_t)t * n_in + k0 + 4 * p : 0);
-                cp16(sb + L::A + r * 128 + 16 * p, src, ok);
-            }
-            FOR_T(i, PN * 4) {
-                const int r = i >> 2, p = i & 3;
-                const int64_t o = o0 + r;
-                const bool ok = o < w.n_out;
-                const uint8_t *src = w.q + ((ok ? (size_t)o * n_in + k0 : 0) * 2 + 16 * p);
-                cp16(sb + L::B + r * RS + 16 * p, src, ok);
-            }
-        }
-        cp_commit();
-    };
-
-    auto convert = [&](int kt) {
-        const uint8_t *sb = smem + (kt % S) * L::STAGE;
-        uint8_t *cv = smem + S * L::STAGE + (kt & 1) * L::CV;
-        FOR_T(i, BM * 8) {
-            const int r = i >> 3, p = i & 7;
-            const float4 f = *reinterpret_cast<const float4 *>(sb + L::A + r * 128 + 16 * p);
-            *reinterpret_cast<uint2 *>(cv + r * RS + 8 * p) =
-                make_uint2(pack_e(f.x, f.y, (E *)nullptr), pack_e(f.z, f.w, (E *)nullptr));
-        }
-    };
-
-    auto compute = [&](int kt) {
-        const uint8_t *sb = smem + (kt % S) * L::STAGE;
-        const uint8_t *cv = smem + S * L::STAGE + (kt & 1) * L::CV;
-        uint32_t bf[4][4]; /* [n fragment][k 8-group] */
-#pragma unroll
-        for (int ni = 0; ni < 4; ni++)
-            ldsm4(bf[ni], sb + L::B + (wn * 32 + ni * 8 + (lane & 7)) * RS + 16 * (lane >> 3));
-#pragma unroll
-        for (int c = 0; c < 2; c++) {
-            uint32_t a[MI][4];
-#pragma unroll
-            for (int mi = 0; mi < MI; mi++)
-                ldsm4(a[mi],
-                      cv + (wm * (BM / 2) + mi * 16 + (lane & 7) + 8 * ((lane >> 3) & 1)) * RS +
-                          2 * (16 * c + 8 * (lane >> 4)));
-#pragma unroll
-            for (int ni = 0; ni < 4; ni++)
-#pragma unroll
-                for (int mi = 0; mi < MI; mi++)
-                    mma_h<E>(acc[mi][ni], a[mi], bf[ni][2 * c], bf[ni][2 * c + 1]);
-        }
-    };
-
-#pragma unroll 1
-    for (int s = 0; s < S - 1; s++)
-        issue(s);
-    cp_wait<S - 2>();
-    __syncthreads();
-    convert(0);
-#pragma unroll 1
-    for (int kt = 0; kt < nt; kt++) {
-        cp_wait<S - 3>();
-        __syncthreads();
-        issue(kt + S - 1);
-        if (kt + 1 < nt) convert(kt + 1);
-        compute(kt);
-    }
-
-    mma_store_acc<MI, BM>(y, w.n_out, n, t0, o0, wm, wn, gid, tig, acc);
-#endif
-}
-
-/* ------------------------------------------------- f16 / bf16, 16-bit activations */
-
 /* The activations converted to E once per GEMM (to_e_kernel: the rounding pack_e does),
  * so a stage holds only 16-bit tiles: K-tiles of 64 (four mma k-steps per barrier) fit
  * four stages and two blocks per SM. Each accumulator still takes its k16 steps in K
- * order with the same mma, so the sums are gemm_hp_kernel's bit for bit. */
+ * order with the same mma, so the sums are gemm.cu's F16 / BF16 kernels' bit for bit. */
 constexpr int RH = 144; /* bytes per 64-element 16-bit row, padded */
 template <int BM, int S> struct hhlay {
     static constexpr int A = 0;
@@ -755,14 +650,6 @@ bool launch_q8(cuda_backend *be, const gjob &J, int nblk, const xact &a, int n) 
                     "gemm_q8p_kernel", J, a, n);
 }
 
-template <int T, typename E, int BM>
-bool launch_h(cuda_backend *be, const gjob &J, int nblk, const float *x, int n) {
-    constexpr int S = stages<BM>();
-    dim3 grid((unsigned)nblk, (unsigned)((n + BM - 1) / BM));
-    return launch_k(be, gemm_hp_kernel<T, E, BM, S>, (size_t)hlay<BM, S>::TOTAL, grid,
-                    "gemm_hp_kernel", J, x, n);
-}
-
 /* x converted once into scratch, then gemm_hh_kernel; false where it does not apply */
 template <int T, typename E, int BM>
 bool launch_hh(cuda_backend *be, const gjob &J, int nblk, const float *x, int n, int64_t n_in) {
@@ -814,23 +701,11 @@ void pipe_launch(cuda_backend *be, int nw, const wview *ws, const float *x, cons
         if constexpr (type_is_float(T)) {
             using E =
                 typename std::conditional<T == CHORD_TYPE_BF16, __nv_bfloat16, __half>::type;
-            if (ws[0].n_in % 32 != 0 || !aligned16(x)) return;
-            const char *hm = getenv("CHORD_CUDA_GEMM_H");
-            if (!(hm && !strcmp(hm, "old"))) {
-                const bool ok = bm == 128   ? launch_hh<T, E, 128>(be, J, nb, x, n, ws[0].n_in)
-                                : bm == 64 ? launch_hh<T, E, 64>(be, J, nb, x, n, ws[0].n_in)
-                                           : launch_hh<T, E, 32>(be, J, nb, x, n, ws[0].n_in);
-                if (ok) {
-                    *done = true;
-                    return;
-                }
-            }
-            if (bm == 128)
-                *done = launch_h<T, E, 128>(be, J, nb, x, n);
-            else if (bm == 64)
-                *done = launch_h<T, E, 64>(be, J, nb, x, n);
-            else
-                *done = launch_h<T, E, 32>(be, J, nb, x, n);
+            if (ws[0].n_in % 64 != 0 || !aligned16(x)) return;
+            if (bm == 128 && (size_t)hhlay<128, 4>::TOTAL > be->smem_per_block_optin) bm = 64;
+            *done = bm == 128  ? launch_hh<T, E, 128>(be, J, nb, x, n, ws[0].n_in)
+                    : bm == 64 ? launch_hh<T, E, 64>(be, J, nb, x, n, ws[0].n_in)
+                               : launch_hh<T, E, 32>(be, J, nb, x, n, ws[0].n_in);
         } else {
             if (ws[0].n_in % 64 != 0 || !xa || xa->qb != act_block(T)) return;
             if (!aligned16(xa->q) || !aligned16(xa->d) || !aligned16(xa->bs) ||
