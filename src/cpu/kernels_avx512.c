@@ -595,15 +595,7 @@ void cpu_gemm_q8_0_fast_avx512(int64_t n, int nw, int na, float *s, size_t lds, 
 }
 
 /* Q4_0: the reference adds each block's total, so the 8 lanes of several (row,
- * activation) pairs are reduced together. reduce4: chunk k (128 bits) lane i of the
- * result = the sum of chunk k of p[i]. */
-INLINE __m512i reduce4_epi32(__m512i p0, __m512i p1, __m512i p2, __m512i p3) {
-    const __m512i q01 =
-        _mm512_add_epi32(_mm512_unpacklo_epi32(p0, p1), _mm512_unpackhi_epi32(p0, p1));
-    const __m512i q23 =
-        _mm512_add_epi32(_mm512_unpacklo_epi32(p2, p3), _mm512_unpackhi_epi32(p2, p3));
-    return _mm512_add_epi32(_mm512_unpacklo_epi64(q01, q23), _mm512_unpackhi_epi64(q01, q23));
-}
+ * activation) pairs are reduced together (reduce4_epi32, simd_avx512.h). */
 
 /* 8 weight rows (pairs i, i + 4; rows from nr on repeat the last) x 1 activation row:
  * the totals of rows 0..3 land in lanes 0..3, those of rows 4..7 in lanes 8..11 */

@@ -36,4 +36,13 @@ INLINE __m512 halves16(const uint8_t *const p[16]) {
     return _mm512_cvtph_ps(_mm256_setr_m128i(lo, hi));
 }
 
+/* chunk k (128 bits) lane i of the result = the sum of chunk k of p[i] */
+INLINE __m512i reduce4_epi32(__m512i p0, __m512i p1, __m512i p2, __m512i p3) {
+    const __m512i q01 =
+        _mm512_add_epi32(_mm512_unpacklo_epi32(p0, p1), _mm512_unpackhi_epi32(p0, p1));
+    const __m512i q23 =
+        _mm512_add_epi32(_mm512_unpacklo_epi32(p2, p3), _mm512_unpackhi_epi32(p2, p3));
+    return _mm512_add_epi32(_mm512_unpacklo_epi64(q01, q23), _mm512_unpackhi_epi64(q01, q23));
+}
+
 #endif
