@@ -255,6 +255,18 @@ struct gjob {
     const int64_t o0 = (int64_t)((int)blockIdx.x - (J).cb[jg_]) * PN;
 static_assert(GEMM_MAXW == 3, "GJOB_SELECT picks among 3");
 
+/* A kernel's start: its job (GJOB_SELECT), token tile t0, warp (wm, wn) and lane (gid,
+ * tig) coordinates, nt K-tiles of 64, zeroed accumulators (MI, BM from the kernel) */
+#define PIPE_SETUP(J)                                                                          \
+    GJOB_SELECT(J)                                                                             \
+    const int t0 = blockIdx.y * BM;                                                            \
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;                             \
+    const int wm = warp >> 2, wn = warp & 3, gid = lane >> 2, tig = lane & 3;                  \
+    const int64_t n_in = w.n_in;                                                               \
+    const int nt = (int)(n_in / 64);                                                           \
+    float acc[MI][4][4];                                                                       \
+    mma_zero_acc<MI>(acc);
+
 /* ------------------------------------------------------------ int8 kernel */
 
 /* Shared memory of the int8 kernel: S stages of raw tiles, then two decoded weight tiles.
@@ -288,15 +300,7 @@ __global__ void __launch_bounds__(PT, BM == 128 ? 1 : 2)
     constexpr bool HAS_MIN = G::HAS_MIN, MERGE = G::MERGE;
     extern __shared__ __align__(16) uint8_t smem[];
 
-    GJOB_SELECT(J)
-    const int t0 = blockIdx.y * BM;
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int wm = warp >> 2, wn = warp & 3, gid = lane >> 2, tig = lane & 3;
-    const int64_t n_in = w.n_in;
-    const int nt = (int)(n_in / 64);
-
-    float acc[MI][4][4];
-    mma_zero_acc<MI>(acc);
+    PIPE_SETUP(J)
 
     auto issue = [&](int kt) {
         if (kt < nt) {
@@ -535,15 +539,7 @@ __global__ void __launch_bounds__(PT, BM == 128 ? 1 : 2)
     using L = hhlay<BM, S>;
     constexpr int MI = BM / 32;
     extern __shared__ __align__(16) uint8_t smem[];
-    GJOB_SELECT(J)
-    const int t0 = blockIdx.y * BM;
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int wm = warp >> 2, wn = warp & 3, gid = lane >> 2, tig = lane & 3;
-    const int64_t n_in = w.n_in;
-    const int nt = (int)(n_in / 64);
-
-    float acc[MI][4][4];
-    mma_zero_acc<MI>(acc);
+    PIPE_SETUP(J)
 
     auto issue = [&](int kt) {
         if (kt < nt) {
