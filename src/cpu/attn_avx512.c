@@ -20,8 +20,8 @@
 #include <string.h>
 
 #include "cpu/kernels.h"
+#include "cpu/simd_util.h"
 
-#define INLINE static inline __attribute__((always_inline))
 
 INLINE __m512 round_half16(__m512 x) {
     return _mm512_cvtph_ps(_mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));

@@ -16,25 +16,14 @@
 #include <string.h>
 
 #include "cpu/kernels.h"
+#include "cpu/simd_util.h"
 
-#define INLINE static inline __attribute__((always_inline))
 /* software prefetch distance for the weight stream (see kernels_avx512.c) */
 #define PF_BYTES 4096
 #define ALIGN32 __attribute__((aligned(32)))
 
 INLINE float h2f(uint16_t h) {
     return _cvtsh_ss(h);
-}
-
-INLINE uint32_t ld32(const void *p) {
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-INLINE uint16_t ld16(const void *p) {
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return v;
 }
 
 INLINE __m256i ldu(const void *p) {

@@ -7,19 +7,10 @@
 #include <stdint.h>
 #include <string.h>
 
-#define INLINE static inline __attribute__((always_inline))
+#include "cpu/simd_util.h"
+
 #define ALIGN64 __attribute__((aligned(64)))
 
-INLINE uint32_t ld32(const void *p) {
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-INLINE uint16_t ld16(const void *p) {
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return v;
-}
 
 /* 16 halves, each at its own pointer -> floats (packed with scalar ops first, which run
  * beside the busy vector ports) */

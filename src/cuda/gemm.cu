@@ -17,6 +17,7 @@
 
 #include "gemm_pipe.cuh"
 #include "mma_tile.cuh"
+#include "ptx.cuh"
 #include "quant.cuh"
 
 #define GM 64
@@ -63,14 +64,6 @@ __device__ __forceinline__ void mma_s8_16816(int c[4], uint32_t a0, uint32_t a1,
         "{%7,%8,%9,%10};"
         : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
         : "r"(a0), "r"(a1), "r"(b0), "r"(0), "r"(0), "r"(0), "r"(0));
-}
-__device__ __forceinline__ void mma_s8_16816_acc(int c[4], uint32_t a0, uint32_t a1,
-                                                 uint32_t b0) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5}, {%6}, "
-        "{%0,%1,%2,%3};"
-        : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
-        : "r"(a0), "r"(a1), "r"(b0));
 }
 
 /* exact int -> float for |i| < 2^22 with an integer add and a float subtract (the
@@ -180,7 +173,7 @@ __global__ void __launch_bounds__(QT, 2)
                 for (int mi = 0; mi < MI; mi++) {
                     int cc[4];
                     mma_s8_16816(cc, a[mi][0][0], a[mi][0][1], b0);
-                    mma_s8_16816_acc(cc, a[mi][1][0], a[mi][1][1], b1);
+                    mma_s8_acc(cc, a[mi][1][0], a[mi][1][1], b1);
                     acc[mi][ni][0] += s0 * (dr[mi][0] * i2f_small(cc[0]));
                     acc[mi][ni][1] += s1 * (dr[mi][0] * i2f_small(cc[1]));
                     acc[mi][ni][2] += s0 * (dr[mi][1] * i2f_small(cc[2]));

@@ -51,13 +51,6 @@ __device__ __forceinline__ void mma_s8(int c[4], uint32_t a0, uint32_t a1, uint3
         : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
         : "r"(a0), "r"(a1), "r"(b0), "r"(MAGIC), "r"(MAGIC), "r"(MAGIC), "r"(MAGIC));
 }
-__device__ __forceinline__ void mma_s8_acc(int c[4], uint32_t a0, uint32_t a1, uint32_t b0) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5}, {%6}, "
-        "{%0,%1,%2,%3};"
-        : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
-        : "r"(a0), "r"(a1), "r"(b0));
-}
 /* gemm.cu's i2f_small of the dot, given MAGIC + dot */
 __device__ __forceinline__ float m2f(int m) {
     return __int_as_float(m) - 12582912.0f;
@@ -415,68 +408,42 @@ __global__ void __launch_bounds__(PT, BM == 128 ? 1 : 2)
                     }
                 }
             }
-            if constexpr (MERGE) {
+            /* acc[.][ni] += s * (d_x * dot) - m * x_sum with the scales of 16-step row sr of
+             * the decoded tile (xr column xc): gemm.cu's float expressions */
+            auto scaled = [&](int ni, int sr, int xc, auto &&dots) {
+                const int col = wn * 32 + ni * 8 + 2 * tig;
+                const float2 sv = *reinterpret_cast<const float2 *>(dsw + sr * PN + col);
+                float2 mv = make_float2(0.f, 0.f);
+                if constexpr (HAS_MIN) mv = *reinterpret_cast<const float2 *>(dmw + sr * PN + col);
 #pragma unroll
-                for (int ni = 0; ni < 4; ni++) {
-                    const int col = wn * 32 + ni * 8 + 2 * tig;
-                    const float2 sv =
-                        *reinterpret_cast<const float2 *>(dsw + (2 * s) * PN + col);
-                    const float s0 = sv.x, s1 = sv.y;
-                    float m0 = 0.f, m1 = 0.f;
+                for (int mi = 0; mi < MI; mi++) {
+                    int cc[4];
+                    dots(mi, cc);
+                    acc[mi][ni][0] += sv.x * (dr[mi][0] * m2f(cc[0]));
+                    acc[mi][ni][1] += sv.y * (dr[mi][0] * m2f(cc[1]));
+                    acc[mi][ni][2] += sv.x * (dr[mi][1] * m2f(cc[2]));
+                    acc[mi][ni][3] += sv.y * (dr[mi][1] * m2f(cc[3]));
                     if constexpr (HAS_MIN) {
-                        const float2 mv =
-                            *reinterpret_cast<const float2 *>(dmw + (2 * s) * PN + col);
-                        m0 = mv.x, m1 = mv.y;
-                    }
-#pragma unroll
-                    for (int mi = 0; mi < MI; mi++) {
-                        int cc[4];
-                        mma_s8(cc, a[mi][0][0], a[mi][0][1], bf[ni][2 * s]);
-                        mma_s8_acc(cc, a[mi][1][0], a[mi][1][1], bf[ni][2 * s + 1]);
-                        acc[mi][ni][0] += s0 * (dr[mi][0] * m2f(cc[0]));
-                        acc[mi][ni][1] += s1 * (dr[mi][0] * m2f(cc[1]));
-                        acc[mi][ni][2] += s0 * (dr[mi][1] * m2f(cc[2]));
-                        acc[mi][ni][3] += s1 * (dr[mi][1] * m2f(cc[3]));
-                        if constexpr (HAS_MIN) {
-                            acc[mi][ni][0] -= m0 * xr[mi][0][0];
-                            acc[mi][ni][1] -= m1 * xr[mi][0][0];
-                            acc[mi][ni][2] -= m0 * xr[mi][0][1];
-                            acc[mi][ni][3] -= m1 * xr[mi][0][1];
-                        }
+                        acc[mi][ni][0] -= mv.x * xr[mi][xc][0];
+                        acc[mi][ni][1] -= mv.y * xr[mi][xc][0];
+                        acc[mi][ni][2] -= mv.x * xr[mi][xc][1];
+                        acc[mi][ni][3] -= mv.y * xr[mi][xc][1];
                     }
                 }
-            } else {
+            };
 #pragma unroll
-                for (int c = 0; c < 2; c++) {
-                    const int ct = 2 * s + c;
+            for (int ni = 0; ni < 4; ni++) {
+                if constexpr (MERGE) { /* one scale for both 16-steps */
+                    scaled(ni, 2 * s, 0, [&](int mi, int(&cc)[4]) {
+                        mma_s8(cc, a[mi][0][0], a[mi][0][1], bf[ni][2 * s]);
+                        mma_s8_acc(cc, a[mi][1][0], a[mi][1][1], bf[ni][2 * s + 1]);
+                    });
+                } else {
 #pragma unroll
-                    for (int ni = 0; ni < 4; ni++) {
-                        const int col = wn * 32 + ni * 8 + 2 * tig;
-                        const float2 sv =
-                            *reinterpret_cast<const float2 *>(dsw + ct * PN + col);
-                        const float s0 = sv.x, s1 = sv.y;
-                        float m0 = 0.f, m1 = 0.f;
-                        if constexpr (HAS_MIN) {
-                            const float2 mv =
-                                *reinterpret_cast<const float2 *>(dmw + ct * PN + col);
-                            m0 = mv.x, m1 = mv.y;
-                        }
-#pragma unroll
-                        for (int mi = 0; mi < MI; mi++) {
-                            int cc[4];
-                            mma_s8(cc, a[mi][c][0], a[mi][c][1], bf[ni][ct]);
-                            acc[mi][ni][0] += s0 * (dr[mi][0] * m2f(cc[0]));
-                            acc[mi][ni][1] += s1 * (dr[mi][0] * m2f(cc[1]));
-                            acc[mi][ni][2] += s0 * (dr[mi][1] * m2f(cc[2]));
-                            acc[mi][ni][3] += s1 * (dr[mi][1] * m2f(cc[3]));
-                            if constexpr (HAS_MIN) {
-                                acc[mi][ni][0] -= m0 * xr[mi][c][0];
-                                acc[mi][ni][1] -= m1 * xr[mi][c][0];
-                                acc[mi][ni][2] -= m0 * xr[mi][c][1];
-                                acc[mi][ni][3] -= m1 * xr[mi][c][1];
-                            }
-                        }
-                    }
+                    for (int c = 0; c < 2; c++)
+                        scaled(ni, 2 * s + c, c, [&](int mi, int(&cc)[4]) {
+                            mma_s8(cc, a[mi][c][0], a[mi][c][1], bf[ni][2 * s + c]);
+                        });
                 }
             }
         }

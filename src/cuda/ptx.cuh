@@ -1,5 +1,5 @@
 /* Inline-PTX primitives shared by the tensor-core kernels (gemm_pipe.cu, attn_flash.cu):
- * cp.async copies into shared memory, ldmatrix fragment loads and the 16-bit mma. */
+ * cp.async copies into shared memory, ldmatrix fragment loads and the mma instructions. */
 #ifndef CHORD_CUDA_PTX_CUH
 #define CHORD_CUDA_PTX_CUH
 
@@ -47,6 +47,14 @@ static __device__ __forceinline__ void ldsm4t(uint32_t r[4], const void *p) {
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(sptr(p))
                  : "memory");
+}
+/* c += a (16x16, row) * b (16x8, col), int8 operands, int32 accumulate */
+static __device__ __forceinline__ void mma_s8_acc(int c[4], uint32_t a0, uint32_t a1, uint32_t b0) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5}, {%6}, "
+        "{%0,%1,%2,%3};"
+        : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+        : "r"(a0), "r"(a1), "r"(b0));
 }
 /* c += a (16x16, row) * b (16x8, col), 16-bit operands E (half or bfloat16), f32 accumulate */
 template <typename E>
