@@ -7,13 +7,14 @@
 #   goldenbase the same for another source tree $BASE_SRC (e.g. `git archive HEAD` unpacked
 #              into gpu_base/), built in the background from the start, for comparison
 #   decode     tests/tool_gpu_bench --decode on the generated models: host and graph time
-#              per step for the decode variants (needs models)
+#              per step for the decode variants (generates the models)
 #   sanitizer  compute-sanitizer memcheck over `chord logits` on one small golden file
 #   bench      tests/tool_gpu_bench (decode GB/s per type, prefill TFLOP/s, attention)
 #   profile    ncu kernel times of a few decode steps of the generated Q4_K_M model
-#              (needs models; summed per kernel name over $PROF_COUNT launches)
+#              (generates the models; summed per kernel name over $PROF_COUNT launches;
+#              $NCU_EXTRA: more ncu flags, e.g. "--clock-control none --cache-control none")
 #   prefill    per-kernel GPU time of one pp512 forward of the generated Q4_K_M model
-#              (nsys, else ncu; needs models; $PREFILL_TYPES picks other types)
+#              (nsys, else ncu; generates the models; $PREFILL_TYPES picks other types)
 #   models     `chord bench -p 512 -n 128` on generated TinyLlama-shaped models, types
 #              $BENCH_TYPES (default "Q4_K_M Q8_0 Q4_0 F16"), generated in the background
 #              from the start (vocab: gpu_vocab/ or $CHORD_SHARED/vocab); $BENCH_7B=1 adds
@@ -78,7 +79,7 @@ MODELDIR=${MODELDIR:-/tmp/chord_models}
 BENCH_TYPES=${BENCH_TYPES:-Q4_K_M Q8_0 Q4_0 F16}
 GEN_PID=
 case " $PARTS " in
-*" models "*)
+*" models "* | *" decode "* | *" profile "* | *" prefill "*)
     mkdir -p "$MODELDIR"
     VOCAB=$(ls gpu_vocab/ggml-vocab-llama-spm.gguf "$CHORD_SHARED"/vocab/ggml-vocab-llama-spm.gguf 2>/dev/null | head -n 1)
     (
@@ -244,7 +245,8 @@ PY
         if [ -z "$NCU" ] || [ ! -s "$m" ]; then
             echo "ncu or model missing"; result profile FAILED
         else
-            timeout 240 "$NCU" --metrics gpu__time_duration.sum --csv --print-units base \
+            # shellcheck disable=SC2086
+            timeout 240 "$NCU" --metrics gpu__time_duration.sum --csv --print-units base ${NCU_EXTRA:-} \
                 --launch-skip "${PROF_SKIP:-700}" --launch-count "${PROF_COUNT:-240}" \
                 "$BUILD/chord" bench -m "$m" -p 0 -n 8 -r 1 --no-bw > "$OUTDIR/ncu.csv" 2> /tmp/chord_ncu.err
             python3 - "$OUTDIR/ncu.csv" <<'PY'

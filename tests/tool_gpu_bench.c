@@ -178,6 +178,55 @@ static double now_s(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* The kernels of one step graph on the GPU's clock: per kind, the wait from the previous
+ * kernel's end to the release of this one and its time after the release. */
+static int trace_step(chord_backend *g, chord_context *ctx, const int32_t *toks) {
+    chord_error err = {0};
+    if (!cuda_set_trace(g, 1)) {
+        printf("trace: no device memory\n");
+        return 1;
+    }
+    for (int i = 0; i < 4; i++)
+        if (chord_eval(ctx, toks + i, 1, false, &err) != CHORD_OK) {
+            fprintf(stderr, "trace: %s\n", err.message);
+            return 1;
+        }
+    enum { MAXK = 1024 };
+    static char kinds[MAXK];
+    static double t4[4 * MAXK];
+    int n = cuda_trace_step(g, kinds, t4, MAXK);
+    cuda_set_trace(g, 0);
+    if (n <= 0) {
+        printf("trace: no step graph\n");
+        return 1;
+    }
+    printf("trace of one step graph: %d kernels, %.1f us from the first start to the last end\n",
+           n, t4[4 * (n - 1) + 2]);
+    printf("  first kernels (us): kind start last-start release end | release-prev_end "
+           "end-release\n");
+    for (int i = 0; i < n && i < 24; i++) {
+        const double *t = t4 + 4 * i;
+        printf("  %3d %c %8.2f %8.2f %8.2f %8.2f | %6.2f %6.2f\n", i, kinds[i], t[0], t[3], t[1],
+               t[2], i ? t[1] - t4[4 * (i - 1) + 2] : 0.0, t[2] - t[1]);
+    }
+    const char *ks = "nqsam";
+    for (const char *k = ks; *k; k++) {
+        double wait = 0, run = 0;
+        int c = 0;
+        for (int i = 1; i < n; i++)
+            if (kinds[i] == *k && t4[4 * i + 1] >= 0) {
+                wait += t4[4 * i + 1] - t4[4 * (i - 1) + 2];
+                run += t4[4 * i + 2] - t4[4 * i + 1];
+                c++;
+            }
+        if (c)
+            printf("  kind %c: %4d kernels, release - previous end %6.2f us, end - release %6.2f "
+                   "us (sums %7.1f / %7.1f)\n",
+                   *k, c, wait / c, run / c, wait, run);
+    }
+    return 0;
+}
+
 static int cmd_decode(int argc, char **argv) {
     chord_model_params mp = chord_model_default_params();
     chord_model *m = NULL;
@@ -206,22 +255,25 @@ static int cmd_decode(int argc, char **argv) {
     for (int i = 0; i < pos + steps + 1; i++)
         toks[i] = (int32_t)((i * 2654435761u) % (unsigned)V);
     printf("decode steps of %s at positions %d..%d\n", argv[2], pos, pos + steps - 1);
-    printf("%-34s %10s %10s\n", "variant", "host us", "graph us");
+    printf("%-40s %10s %10s\n", "variant", "host us", "graph us");
     const struct {
         const char *name;
-        int graphs, fuse, pdl;
+        int graphs, fuse, pdl, persist;
     } vs[] = {
-        {"graphs (default)", 1, 0, 1},
-        {"graphs, no pdl", 1, 0, 0},
-        {"graphs, matvecs quantize input", 1, 1, 1},
-        {"no graph (fused ops launched)", 2, 0, 1},
-        {"no graph (plain ops)", 0, 0, 1},
+        {"graphs (default)", 1, 0, 1, 2},
+        {"graphs, no pdl", 1, 0, 0, 2},
+        {"graphs, matvecs quantize input", 1, 1, 1, 0},
+        {"  ... persistent, 2 blocks/SM", 1, 1, 1, 2},
+        {"  ... persistent, 3 blocks/SM", 1, 1, 1, 3},
+        {"no graph (fused ops launched)", 2, 0, 1, 2},
+        {"no graph (plain ops)", 0, 0, 1, 2},
     };
     int rc = 0;
     for (size_t v = 0; v < sizeof vs / sizeof vs[0]; v++) {
         cuda_set_graphs(g, vs[v].graphs);
         cuda_set_fuse(g, vs[v].fuse);
         cuda_set_pdl(g, vs[v].pdl);
+        cuda_tune(g, "persist", vs[v].persist);
         cuda_graphs_drop(g);
         chord_context_truncate(ctx, 0);
         if (pos && chord_eval(ctx, toks, pos, false, &err) != CHORD_OK) goto fail;
@@ -232,11 +284,13 @@ static int cmd_decode(int argc, char **argv) {
         }
         double host = (now_s() - t0) / (steps - 8) * 1e6, gus = 0;
         if (vs[v].graphs == 1 && cuda_graph_bench(g, 200, &gus, &err) != CHORD_OK) goto fail;
-        printf("%-34s %10.1f %10.1f\n", vs[v].name, host, gus);
+        printf("%-40s %10.1f %10.1f\n", vs[v].name, host, gus);
     }
     cuda_set_graphs(g, 1);
     cuda_set_fuse(g, 0);
     cuda_set_pdl(g, 1);
+    cuda_tune(g, "persist", 2);
+    if (trace_step(g, ctx, toks + pos) != 0) goto fail;
     goto done;
 fail:
     fprintf(stderr, "decode: %s\n", err.message);

@@ -317,7 +317,7 @@ __global__ void __launch_bounds__(ADT)
     attn_decode_kernel(float *__restrict__ out, float *q, const float *k,
                        const float *__restrict__ v, __half *kc, __half *vc, int n_head,
                        int n_head_kv, int hd_rt, int pos_val, const int *__restrict__ dpos,
-                       float scale, rope_args ra) {
+                       float scale, rope_args ra, ktr tk) {
     const int hd = HDT ? HDT : hd_rt;
     extern __shared__ float4 sm4[];
     float *sm = reinterpret_cast<float *>(sm4);
@@ -326,7 +326,9 @@ __global__ void __launch_bounds__(ADT)
     float *S = red + decode_red_floats(hd);
     __shared__ float redf[32];
     __shared__ double dsh;
+    ktrace kt(tk);
     pdl_wait();
+    kt.released();
     pdl_trigger();
     const int tid = threadIdx.x;
     const int pos = dpos ? *dpos : pos_val, len = pos + 1;
@@ -497,7 +499,8 @@ void cuda_attention_decode(cuda_backend *be, float *out, float *q, const float *
     const dim3 grid((unsigned)s->n_head), blk(ADT);
     const size_t smem = decode_smem(s);
     __half *kc = (__half *)kv->k, *vc = (__half *)kv->v;
-#define DECODE_ARGS out, q, k, v, kc, vc, s->n_head, s->n_head_kv, hd, pos0, dpos, s->scale, ra
+    const ktr tk = take_ktr(be, 'a');
+#define DECODE_ARGS out, q, k, v, kc, vc, s->n_head, s->n_head_kv, hd, pos0, dpos, s->scale, ra, tk
     if (rope)
         e = hd == 64    ? launch_pdl_smem(be, attn_decode_kernel<true, 64>, grid, blk, smem, DECODE_ARGS)
             : hd == 128 ? launch_pdl_smem(be, attn_decode_kernel<true, 128>, grid, blk, smem, DECODE_ARGS)

@@ -545,6 +545,9 @@ extern "C" chord_status chord_backend_cuda_new(chord_backend **out, chord_error 
     if (be->graphs < 0 || be->graphs > 2) be->graphs = 1;
     const char *fu = getenv("CHORD_CUDA_FUSE");
     be->fuse_pro = fu && !strcmp(fu, "2"); /* measured slower: see NOTES.md */
+    const char *pe = getenv("CHORD_CUDA_PERSIST");
+    be->mv_persist = pe && *pe ? atoi(pe) : 2;
+    if (be->mv_persist < 0 || be->mv_persist > 64) be->mv_persist = 2;
     if ((e = cudaStreamCreateWithFlags(&be->stream, cudaStreamNonBlocking)) != cudaSuccess) {
         free(be);
         return init_fail(err, "creating a CUDA stream failed: %s", cudaGetErrorString(e));
@@ -675,6 +678,17 @@ extern "C" chord_status cuda_bench_attention(chord_backend *b, float *out, const
     chord_status st = time_graph(be, fn, reps, &ms, err);
     if (st == CHORD_OK) *us = ms * 1000.0;
     return st;
+}
+
+extern "C" int cuda_set_trace(chord_backend *b, int on) {
+    cuda_backend *be = (cuda_backend *)b;
+    cuda_graphs_drop(b);
+    if (on && !be->tr) be->tr = (unsigned long long *)dev_malloc(be, TRACE_WORDS * TRACE_SLOTS * 8);
+    if (!on && be->tr) {
+        dev_free(be, be->tr);
+        be->tr = NULL;
+    }
+    return be->tr != NULL;
 }
 
 extern "C" int cuda_set_pdl(chord_backend *b, int on) {

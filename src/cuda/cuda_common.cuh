@@ -40,6 +40,15 @@ enum {
 struct cuda_rec;
 struct cuda_graph_entry;
 
+/* Timing trace of the decode kernels (cuda_set_trace, tool_gpu_bench --decode): each
+ * decode kernel gets its slot in a device buffer of TRACE_WORDS words per kernel. */
+typedef struct ktr {
+    unsigned long long *tr; /* NULL: no trace */
+    int slot;
+} ktr;
+#define TRACE_SLOTS 1024
+#define TRACE_WORDS 4
+
 typedef struct cuda_backend {
     chord_backend base;
     int device;
@@ -70,6 +79,10 @@ typedef struct cuda_backend {
     int *d_in;     /* device copy the graph's kernels read */
     int graph_fails;
     bool fuse_pro; /* recorded steps: matvecs quantize their own input (CHORD_CUDA_FUSE=2) */
+    int mv_persist; /* those matvecs' blocks per SM (persistent grid; 0: a block per tile) */
+    unsigned long long *tr; /* timing trace of the kernels of a step (cuda_set_trace) */
+    int tr_next;
+    char tr_kind[TRACE_SLOTS];
     size_t attn_smem_max; /* dynamic shared memory the decode attention may use */
     int attn_flash_hd;    /* largest head_dim the tensor-core prefill attention may run */
     /* what the ROPE scratch holds: positions [0, rope_npos) of this rotation */
@@ -104,6 +117,33 @@ __device__ __forceinline__ void pdl_wait() {
     asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
 }
+__device__ __forceinline__ unsigned long long gtime() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+
+/* Timing trace of a decode kernel (when k.tr is set): thread 0 of every block records
+ * its start (first and last of the grid), its release from pdl_wait (released(), first)
+ * and its end (destructor, last). */
+struct ktrace {
+    unsigned long long *p;
+    __device__ explicit ktrace(const ktr &k)
+        : p(k.tr && threadIdx.x == 0 ? k.tr + TRACE_WORDS * k.slot : nullptr) {
+        if (p) {
+            const unsigned long long t = gtime();
+            atomicMin(p, t);
+            atomicMax(p + 3, t);
+        }
+    }
+    __device__ void released() {
+        if (p) atomicMin(p + 1, gtime());
+    }
+    __device__ ~ktrace() {
+        if (p) atomicMax(p + 2, gtime());
+    }
+};
+
 template <typename... KArgs, typename... Args>
 static inline cudaError_t launch_pdl(cuda_backend *be, void (*kernel)(KArgs...), dim3 grid,
                                      dim3 block, Args... args) {
@@ -130,6 +170,11 @@ static inline cudaError_t launch_pdl_smem(cuda_backend *be, void (*kernel)(KArgs
     cfg.blockDim = block;
     cfg.dynamicSmemBytes = smem;
     cfg.stream = be->stream;
+    if (smem > 48 * 1024) { /* above the default limit: opt in (cheap; graphs capture once) */
+        cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             (int)smem);
+        if (e != cudaSuccess) return e;
+    }
     cudaLaunchAttribute attr[1];
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[0].val.programmaticStreamSerializationAllowed = 1;
@@ -194,6 +239,17 @@ static inline size_t cuda_weight_bytes(const chord_weight *w) {
     qinfo qi = qinfo_of(w->type);
     if (!qi.blk || qi.blk == 1) return w->nbytes;
     return (size_t)w->n_out * (size_t)(w->n_in / qi.blk) * (size_t)(qi.qlen + qi.sb);
+}
+
+/* The trace argument of the next decode kernel launched (kind: a letter for the report). */
+static inline ktr take_ktr(cuda_backend *be, char kind) {
+    ktr k = {NULL, 0};
+    if (be->tr && be->tr_next < TRACE_SLOTS) {
+        k.tr = be->tr;
+        k.slot = be->tr_next;
+        be->tr_kind[be->tr_next++] = kind;
+    }
+    return k;
 }
 
 /* Every type the CUDA kernels handle. */

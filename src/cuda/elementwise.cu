@@ -136,28 +136,76 @@ __global__ void rmsnorm_kernel(float *__restrict__ out, const float *__restrict_
         o[i] = __fmul_rn(__fmul_rn(xr[i], scale), w[i]);
 }
 
-/* One row (decode): rmsnorm as above, then each warp quantizes activation blocks
- * (quant_store) from the same values. */
-template <int QB>
+/* One row (decode): rmsnorm as above, then quantization of the activation blocks
+ * (quant_store). Warp w holds blocks w, w + warps, ... (at most NBW) in registers from a
+ * single read of x, which feeds both the sum of squares (any order does: rms_scale_reduce)
+ * and the quantization; the norm weights are read before waiting for the kernel that
+ * writes x. */
+template <int QB, int NBW>
 __global__ void rmsnorm_quant_kernel(float *__restrict__ out, const float *__restrict__ x,
                                      const float *__restrict__ w, int dim, float eps,
                                      int8_t *__restrict__ xq, float *__restrict__ xd,
-                                     int16_t *__restrict__ bs, float *__restrict__ xs) {
+                                     int16_t *__restrict__ bs, float *__restrict__ xs,
+                                     ktr tk) {
     constexpr int PER = QB / 32;
+    ktrace kt(tk);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    const int nb = dim / QB;
+    float g[NBW][PER], v[NBW][PER];
+#pragma unroll
+    for (int j = 0; j < NBW; j++) {
+        const int b = warp + j * nw;
+#pragma unroll
+        for (int i = 0; i < PER; i++)
+            g[j][i] = b < nb ? w[b * QB + lane * PER + i] : 0.f;
+    }
     pdl_wait();
+    kt.released();
     pdl_trigger();
-    const float scale = rms_scale_exact(x, dim, eps);
-    const int lane = threadIdx.x & 31, nw = blockDim.x >> 5;
-    for (int b = threadIdx.x >> 5; b < dim / QB; b += nw) {
-        float v[PER];
+    double ss = 0.0;
+#pragma unroll
+    for (int j = 0; j < NBW; j++) {
+        const int b = warp + j * nw;
+#pragma unroll
+        for (int i = 0; i < PER; i++)
+            v[j][i] = b < nb ? x[b * QB + lane * PER + i] : 0.f;
+    }
+#pragma unroll
+    for (int j = 0; j < NBW; j++)
+#pragma unroll
+        for (int i = 0; i < PER; i++)
+            ss = __dadd_rn(ss, (double)__fmul_rn(v[j][i], v[j][i]));
+    const float scale = rms_scale_reduce(ss, x, dim, eps);
+#pragma unroll
+    for (int j = 0; j < NBW; j++) {
+        const int b = warp + j * nw;
+        if (b >= nb) break; /* uniform across the warp */
+        float o[PER];
 #pragma unroll
         for (int i = 0; i < PER; i++) {
-            const int e = b * QB + lane * PER + i;
-            v[i] = __fmul_rn(__fmul_rn(x[e], scale), w[e]);
-            out[e] = v[i];
+            o[i] = __fmul_rn(__fmul_rn(v[j][i], scale), g[j][i]);
+            out[b * QB + lane * PER + i] = o[i];
         }
-        quant_store<QB>(v, lane, b, xq, xd, bs, xs);
+        quant_store<QB>(o, lane, b, xq, xd, bs, xs);
     }
+}
+
+template <int QB, int NBW>
+static cudaError_t launch_rmsq(cuda_backend *be, int warps, float *out, const float *x,
+                               const float *w, int dim, float eps, const qact *xa) {
+    return launch_pdl(be, rmsnorm_quant_kernel<QB, NBW>, dim3(1), dim3(32 * warps), out, x, w, dim,
+                      eps, (int8_t *)xa->q, (float *)xa->d, (int16_t *)xa->bs,
+                      (float *)(QB == 32 ? xa->s : NULL), take_ktr(be, 'n'));
+}
+
+template <int QB>
+static cudaError_t launch_rmsq_nbw(cuda_backend *be, int nbw, int warps, float *out,
+                                   const float *x, const float *w, int dim, float eps,
+                                   const qact *xa) {
+    return nbw <= 1   ? launch_rmsq<QB, 1>(be, warps, out, x, w, dim, eps, xa)
+           : nbw <= 2 ? launch_rmsq<QB, 2>(be, warps, out, x, w, dim, eps, xa)
+           : nbw <= 4 ? launch_rmsq<QB, 4>(be, warps, out, x, w, dim, eps, xa)
+                      : launch_rmsq<QB, 8>(be, warps, out, x, w, dim, eps, xa);
 }
 
 static int rms_threads(int dim) {
@@ -167,15 +215,13 @@ static int rms_threads(int dim) {
 bool cuda_rmsnorm_quant(cuda_backend *be, float *out, const float *x, const float *w, int dim,
                         float eps, int qb, qact *xa) {
     if (!cuda_qact_view(be, dim, 1, qb, xa)) return false;
-    cudaError_t e;
-    if (qb == 32)
-        e = launch_pdl(be, rmsnorm_quant_kernel<32>, dim3(1), dim3(rms_threads(dim)), out, x, w,
-                       dim, eps, (int8_t *)xa->q, (float *)xa->d, (int16_t *)xa->bs,
-                       (float *)xa->s);
-    else
-        e = launch_pdl(be, rmsnorm_quant_kernel<256>, dim3(1), dim3(rms_threads(dim)), out, x,
-                       w, dim, eps, (int8_t *)xa->q, (float *)xa->d, (int16_t *)xa->bs,
-                       (float *)NULL);
+    const int nb = dim / qb, warps = nb < 32 ? nb : 32, nbw = (nb + warps - 1) / warps;
+    if (nb <= 0 || nbw > 8) {
+        cuda_fail(be, "rmsnorm: %d activation blocks in one row (at most 256)", nb);
+        return false;
+    }
+    cudaError_t e = qb == 32 ? launch_rmsq_nbw<32>(be, nbw, warps, out, x, w, dim, eps, xa)
+                             : launch_rmsq_nbw<256>(be, nbw, warps, out, x, w, dim, eps, xa);
     return CUDA_CHECK(be, e) && CUDA_LAUNCHED(be, "rmsnorm_quant_kernel");
 }
 
@@ -353,11 +399,13 @@ template <int QB>
 __global__ void __launch_bounds__(QB)
     swiglu_quant_kernel(float *out, const float *g, const float *u, int8_t *__restrict__ xq,
                         float *__restrict__ xd, int16_t *__restrict__ bs,
-                        float *__restrict__ xs) {
+                        float *__restrict__ xs, ktr tk) {
     constexpr int PER = QB / 32;
     __shared__ float vals[QB];
     const int64_t b = blockIdx.x, e = b * QB + threadIdx.x;
+    ktrace kt(tk);
     pdl_wait();
+    kt.released();
     pdl_trigger();
     const float val = xm_swiglu(g[e], u[e]);
     out[e] = val;
@@ -380,9 +428,9 @@ bool cuda_swiglu_quant(cuda_backend *be, float *out, const float *g, const float
     cudaError_t e;
     if (qb == 32)
         e = launch_pdl(be, swiglu_quant_kernel<32>, dim3(grid), dim3(32), out, g, u,
-                       (int8_t *)xa->q, (float *)xa->d, (int16_t *)xa->bs, (float *)xa->s);
+                       (int8_t *)xa->q, (float *)xa->d, (int16_t *)xa->bs, (float *)xa->s, take_ktr(be, 's'));
     else
         e = launch_pdl(be, swiglu_quant_kernel<256>, dim3(grid), dim3(256), out, g, u,
-                       (int8_t *)xa->q, (float *)xa->d, (int16_t *)xa->bs, (float *)NULL);
+                       (int8_t *)xa->q, (float *)xa->d, (int16_t *)xa->bs, (float *)NULL, take_ktr(be, 's'));
     return CUDA_CHECK(be, e) && CUDA_LAUNCHED(be, "swiglu_quant_kernel");
 }

@@ -158,10 +158,8 @@ static bool norm_ok(const cuda_rec *r) {
     return r->n == 1 && w && w->dev && w->type == CHORD_TYPE_F32 && w->n_in * w->n_out >= r->dim;
 }
 
-/* Launches the recorded ops, fused; dpos / dtok: device inputs (graph) or NULL. */
-static void exec_fused(cuda_backend *be, const cuda_rec *R, int nr, const int *dpos,
-                       const int *dtok) {
-    cudaSetDevice(be->device);
+static void exec_fused_ops(cuda_backend *be, const cuda_rec *R, int nr, const int *dpos,
+                           const int *dtok) {
     for (int i = 0; i < nr; i++) {
         const cuda_rec *r = &R[i];
         const cuda_rec *nx = i + 1 < nr ? &R[i + 1] : NULL;
@@ -174,7 +172,8 @@ static void exec_fused(cuda_backend *be, const cuda_rec *R, int nr, const int *d
                 exec_matmul_pro(be, R, nr, &i, r->x, (const float *)r->w[0]->dev, r->eps, r->out);
                 continue;
             }
-            if (nx && nx->x == r->out && norm_ok(r) && quant_matmul(nx, r->dim, &qb)) {
+            if (nx && nx->x == r->out && norm_ok(r) && quant_matmul(nx, r->dim, &qb) &&
+                r->dim / qb <= 256) { /* cuda_rmsnorm_quant's limit */
                 qact xa;
                 if (!cuda_rmsnorm_quant(be, r->out, r->x, (const float *)r->w[0]->dev, r->dim,
                                         r->eps, qb, &xa))
@@ -219,6 +218,14 @@ static void exec_fused(cuda_backend *be, const cuda_rec *R, int nr, const int *d
         }
         cuda_exec_op(be, r, dpos, dtok);
     }
+}
+
+/* Launches the recorded ops, fused; dpos / dtok: device inputs (graph) or NULL. */
+static void exec_fused(cuda_backend *be, const cuda_rec *R, int nr, const int *dpos,
+                       const int *dtok) {
+    cudaSetDevice(be->device);
+    be->tr_next = 0;
+    exec_fused_ops(be, R, nr, dpos, dtok);
 }
 
 void cuda_rec_flush(cuda_backend *be) {
@@ -414,6 +421,55 @@ extern "C" int cuda_set_fuse(chord_backend *b, int on) {
         for (int i = 0; i < GRAPH_CACHE; i++)
             entry_clear(&be->gcache[i]);
     be->fuse_pro = on != 0;
+    return old;
+}
+
+extern "C" void cuda_graphs_drop(chord_backend *b);
+
+/* One replay of the latest step graph with the trace on: per kernel its kind and first
+ * start, release, end, last start in us from the first start. Returns the number of
+ * kernels (or -1). */
+extern "C" int cuda_trace_step(chord_backend *b, char *kinds, double *t4, int max) {
+    cuda_backend *be = (cuda_backend *)b;
+    cuda_graph_entry *e = NULL;
+    if (be->gcache)
+        for (int i = 0; i < GRAPH_CACHE; i++)
+            if (be->gcache[i].exec && (!e || be->gcache[i].used > e->used)) e = &be->gcache[i];
+    if (!e || !be->tr) return -1;
+    static const unsigned long long init[TRACE_WORDS] = {~0ull, ~0ull, 0ull, 0ull};
+    unsigned long long *h = (unsigned long long *)malloc(TRACE_WORDS * TRACE_SLOTS * 8);
+    if (!h) return -1;
+    for (int i = 0; i < TRACE_SLOTS; i++)
+        memcpy(h + TRACE_WORDS * i, init, sizeof init);
+    int n = be->tr_next < max ? be->tr_next : max;
+    bool ok = cudaMemcpy(be->tr, h, TRACE_WORDS * TRACE_SLOTS * 8, cudaMemcpyHostToDevice) == cudaSuccess &&
+              cudaGraphLaunch(e->exec, be->stream) == cudaSuccess &&
+              cudaStreamSynchronize(be->stream) == cudaSuccess &&
+              cudaMemcpy(h, be->tr, TRACE_WORDS * TRACE_SLOTS * 8, cudaMemcpyDeviceToHost) == cudaSuccess;
+    if (ok) {
+        unsigned long long t0 = ~0ull;
+        for (int i = 0; i < n; i++)
+            t0 = h[TRACE_WORDS * i] < t0 ? h[TRACE_WORDS * i] : t0;
+        for (int i = 0; i < n; i++) {
+            kinds[i] = be->tr_kind[i];
+            for (int j = 0; j < TRACE_WORDS; j++) {
+                const unsigned long long v = h[TRACE_WORDS * i + j];
+                t4[TRACE_WORDS * i + j] = v == ~0ull || v == 0 ? -1.0 : (double)(v - t0) * 1e-3;
+            }
+        }
+    }
+    free(h);
+    return ok ? n : -1;
+}
+
+extern "C" int cuda_tune(chord_backend *b, const char *knob, int value) {
+    cuda_backend *be = (cuda_backend *)b;
+    cuda_graphs_drop(b);
+    int old = -1;
+    if (!strcmp(knob, "persist")) {
+        old = be->mv_persist;
+        be->mv_persist = value < 0 ? 0 : value;
+    }
     return old;
 }
 

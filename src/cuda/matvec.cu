@@ -26,12 +26,14 @@ __device__ __forceinline__ float mv_warp_sum(float v) {
 template <int QB>
 __global__ void quantize_act_kernel(int8_t *__restrict__ xq, float *__restrict__ xd,
                                     int16_t *__restrict__ bs, float *__restrict__ xs,
-                                    const float *__restrict__ x, int64_t n_blocks) {
+                                    const float *__restrict__ x, int64_t n_blocks, ktr tk) {
     constexpr int PER = QB / 32;
+    ktrace kt(tk);
     int64_t b = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     int lane = threadIdx.x & 31;
     if (b >= n_blocks) return; /* uniform across the warp */
     pdl_wait();
+    kt.released();
     pdl_trigger(); /* the next kernel may start (and fetch its weights) now */
     const float *xb = x + b * QB + lane * PER;
     float v[PER];
@@ -80,11 +82,11 @@ bool cuda_quantize_act(cuda_backend *be, const float *x, int64_t n_in, int n, in
     if (qb == 32)
         e = launch_pdl(be, quantize_act_kernel<32>, dim3((unsigned)grid), dim3(threads),
                        (int8_t *)out->q, (float *)out->d, (int16_t *)out->bs, (float *)out->s,
-                       x, n_blocks);
+                       x, n_blocks, take_ktr(be, 'q'));
     else
         e = launch_pdl(be, quantize_act_kernel<256>, dim3((unsigned)grid), dim3(threads),
                        (int8_t *)out->q, (float *)out->d, (int16_t *)out->bs, (float *)NULL, x,
-                       n_blocks);
+                       n_blocks, take_ktr(be, 'q'));
     return CUDA_CHECK(be, e) && CUDA_LAUNCHED(be, "quantize_act_kernel");
 }
 
@@ -98,6 +100,7 @@ typedef struct mvjob {
     float *res[CUDA_MV_MAXW];
     unsigned bstart[CUDA_MV_MAXW + 1];
     int nw;
+    ktr kt;
 } mvjob;
 
 __device__ __forceinline__ int job_pick(const mvjob &job) {
@@ -112,6 +115,7 @@ __device__ __forceinline__ int job_pick(const mvjob &job) {
 template <int T, int R, int U>
 __global__ void __launch_bounds__(32 * MV_ROWS)
     matvec_q_kernel(const __grid_constant__ mvjob job, xact xa) {
+    ktrace kt(job.kt);
     const int k = job_pick(job);
     const wview &w = job.w[k];
     float *__restrict__ y = job.y[k];
@@ -135,6 +139,7 @@ __global__ void __launch_bounds__(32 * MV_ROWS)
             if (row0 + r < w.n_out && base + 32 * i < n_units)
                 raw[r][i] = unit_load<T>(w, row0 + r, base + 32 * i);
     pdl_wait(); /* x comes from the previous kernel */
+    kt.released();
     pdl_trigger();
     while (base < n_units) {
 #pragma unroll
@@ -169,11 +174,13 @@ template <int T>
 __global__ void __launch_bounds__(32 * MV_ROWS)
     matvec_exact_kernel(const __grid_constant__ mvjob job, xact xa, int64_t n_in, int n) {
     __shared__ xstage st[MV_ROWS];
+    ktrace kt(job.kt);
     const int k = job_pick(job);
     const wview &w = job.w[k];
     const int64_t row = (int64_t)(blockIdx.x - job.bstart[k]) * MV_ROWS + (threadIdx.x >> 5);
     const int lane = threadIdx.x & 31;
     pdl_wait(); /* x comes from the previous kernel */
+    kt.released();
     pdl_trigger();
     if (row >= w.n_out) return; /* uniform across the warp */
     xstage &s = st[threadIdx.x >> 5];
@@ -220,6 +227,7 @@ __device__ __forceinline__ float f_unit_dot(const uint4 &v, const float4 *__rest
 template <int T>
 __global__ void __launch_bounds__(32 * MV_ROWS)
     matvec_f_kernel(const __grid_constant__ mvjob job, const float *__restrict__ x) {
+    ktrace kt(job.kt);
     const int k = job_pick(job);
     const wview &w = job.w[k];
     float *__restrict__ y = job.y[k];
@@ -239,6 +247,7 @@ __global__ void __launch_bounds__(32 * MV_ROWS)
     for (int i = 0; i < MV_UF; i++)
         if (base + 32 * i < n_units) v[i] = ld16_stream(rp + 16 * (size_t)(base + 32 * i));
     pdl_wait();
+    kt.released();
     pdl_trigger();
     while (base < n_units) {
 #pragma unroll
@@ -345,6 +354,7 @@ void cuda_matvec_multi(cuda_backend *be, int n_w, const chord_weight *const *ws,
     mvjob job;
     memset(&job, 0, sizeof job);
     job.nw = n_w;
+    job.kt = take_ktr(be, 'm');
     for (int k = 0; k < n_w; k++) {
         if (ws[k]->type != ws[0]->type || ws[k]->n_in != ws[0]->n_in) {
             cuda_fail(be, "matvec: weights of one launch differ in type or row length");
@@ -377,6 +387,7 @@ bool cuda_matmul_exact(cuda_backend *be, int n_w, const chord_weight *const *ws,
     mvjob job;
     memset(&job, 0, sizeof job);
     job.nw = n_w;
+    job.kt = take_ktr(be, 'm');
     for (int k = 0; k < n_w; k++) {
         if (ws[k]->type != ws[0]->type || ws[k]->n_in != ws[0]->n_in) return false;
         job.w[k] = wview_of(ws[k]);
@@ -398,6 +409,7 @@ bool cuda_matmul_exact(cuda_backend *be, int n_w, const chord_weight *const *ws,
  * gate[r] = g, up[r] = u, glu_out[r] = silu(g) * u. The weight loads of the first
  * iteration are issued before waiting for the previous kernel (PDL). */
 #define MVF_WARPS 8
+#define PRO_SMEM_MAX (96 * 1024) /* within the opt-in limit of every sm_80+ device */
 
 typedef struct mvpro {
     const float *x;
@@ -415,56 +427,103 @@ __host__ __device__ static inline size_t pro_off_d(int n_in) {
 __host__ __device__ static inline size_t pro_dbytes(int n_in, int qb) {
     return ((size_t)(n_in / qb) * sizeof(float) + 15) & ~(size_t)15;
 }
+__host__ __device__ static inline size_t pro_off_x(int n_in, int qb) {
+    return pro_off_d(n_in) + (qb == 32 ? 2 : 1) * pro_dbytes(n_in, qb) +
+           (((size_t)(n_in / 16) * sizeof(int16_t) + 15) & ~(size_t)15);
+}
 
+/* Which weight of the job owns block tile t. */
+__device__ __forceinline__ int job_pick_tile(const mvjob &job, unsigned t) {
+    int k = 0;
+#pragma unroll
+    for (int i = 1; i < CUDA_MV_MAXW; i++)
+        if (i < job.nw && t >= job.bstart[i]) k = i;
+    return k;
+}
+
+/* Persistent when gridDim.x < the job's tiles: block b takes tiles b, b + gridDim.x, ...,
+ * so the input is quantized once per block, not once per tile; the next tile's first
+ * weight loads go out before the current tile's sums are reduced and stored. */
 template <int T, int R, int U, bool GLU>
 __global__ void __launch_bounds__(32 * MVF_WARPS)
     matvec_qp_kernel(const __grid_constant__ mvjob job, const __grid_constant__ mvpro pro) {
     constexpr int QB = act_block(T), PER = QB / 32;
     extern __shared__ int4 smq[];
-    const int k = GLU ? 0 : job_pick(job);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int64_t rbase =
-        ((int64_t)(blockIdx.x - job.bstart[k]) * MVF_WARPS + warp) * (GLU ? 1 : R);
-    const int64_t n_out = job.w[k].n_out;
-    const int n_units = (int)job.w[k].nb * units_per_block(T);
+    const unsigned n_tiles = job.bstart[GLU ? 1 : job.nw];
+    const int n_units = (int)job.w[0].nb * units_per_block(T); /* one row length per job */
+    unsigned tile = blockIdx.x;
+    ktrace kt(job.kt);
+    int k = 0;
     bool on[R];
     int64_t row[R];
+    auto setup = [&](unsigned t) {
+        k = GLU ? 0 : job_pick_tile(job, t);
+        const int64_t rbase = ((int64_t)(t - job.bstart[k]) * MVF_WARPS + warp) * (GLU ? 1 : R);
 #pragma unroll
-    for (int r = 0; r < R; r++) {
-        row[r] = GLU ? rbase : rbase + r;
-        on[r] = row[r] < n_out;
-    }
-    float acc[R];
-#pragma unroll
-    for (int r = 0; r < R; r++)
-        acc[r] = 0.f;
+        for (int r = 0; r < R; r++) {
+            row[r] = GLU ? rbase : rbase + r;
+            on[r] = row[r] < job.w[k].n_out;
+        }
+    };
     uraw raw[R][U];
-    int base = lane;
+    auto issue = [&](int base) {
 #pragma unroll
-    for (int r = 0; r < R; r++)
+        for (int r = 0; r < R; r++)
 #pragma unroll
-        for (int i = 0; i < U; i++)
-            if (on[r] && base + 32 * i < n_units)
-                raw[r][i] = unit_load<T>(job.w[GLU ? r : k], row[r], base + 32 * i);
-    pdl_wait(); /* x comes from the previous kernel */
+            for (int i = 0; i < U; i++)
+                if (on[r] && base + 32 * i < n_units)
+                    raw[r][i] = unit_load<T>(job.w[GLU ? r : k], row[r], base + 32 * i);
+    };
+    setup(tile);
+    issue(lane); /* before waiting for the previous kernel (PDL) */
+    pdl_wait();  /* x comes from the previous kernel */
+    kt.released();
     pdl_trigger();
 
-    /* the block quantizes x (all threads: barriers inside) */
+    /* the block quantizes x (all threads: barriers inside); x (and the norm weights) go
+     * to shared memory first, every load of a thread issued before it adds */
     const int n_in = pro.n_in;
     int8_t *sq = reinterpret_cast<int8_t *>(smq);
     float *sd = reinterpret_cast<float *>(reinterpret_cast<uint8_t *>(smq) + pro_off_d(n_in));
     float *ss = QB == 32 ? sd + pro_dbytes(n_in, QB) / sizeof(float) : NULL;
     int16_t *sbs = reinterpret_cast<int16_t *>(
         reinterpret_cast<uint8_t *>(sd) + (QB == 32 ? 2 : 1) * pro_dbytes(n_in, QB));
+    float *xsm = reinterpret_cast<float *>(reinterpret_cast<uint8_t *>(smq) + pro_off_x(n_in, QB));
+    float *wsm = xsm + n_in;
     {
-        const float scale = pro.nw ? rms_scale(pro.x, n_in, pro.eps) : 1.0f;
+        constexpr int UNR = 8;
+        double sq2 = 0.0;
+        for (int i0 = threadIdx.x; i0 < n_in; i0 += UNR * (int)blockDim.x) {
+            float v[UNR], g[UNR];
+#pragma unroll
+            for (int j = 0; j < UNR; j++) {
+                const int i = i0 + j * (int)blockDim.x;
+                v[j] = i < n_in ? pro.x[i] : 0.f;
+                g[j] = pro.nw && i < n_in ? pro.nw[i] : 0.f;
+            }
+#pragma unroll
+            for (int j = 0; j < UNR; j++) {
+                const int i = i0 + j * (int)blockDim.x;
+                if (i < n_in) {
+                    xsm[i] = v[j];
+                    if (pro.nw) wsm[i] = g[j];
+                }
+                sq2 = __dadd_rn(sq2, (double)__fmul_rn(v[j], v[j]));
+            }
+        }
+        float scale = 1.0f;
+        if (pro.nw)
+            scale = rms_scale_reduce(sq2, xsm, n_in, pro.eps); /* barriers inside */
+        else
+            __syncthreads();
         const bool wr = pro.xout && blockIdx.x == 0;
         for (int b = warp; b < n_in / QB; b += MVF_WARPS) {
             float v[PER];
 #pragma unroll
             for (int i = 0; i < PER; i++) {
                 const int e = b * QB + lane * PER + i;
-                v[i] = pro.nw ? __fmul_rn(__fmul_rn(pro.x[e], scale), pro.nw[e]) : pro.x[e];
+                v[i] = pro.nw ? __fmul_rn(__fmul_rn(xsm[e], scale), wsm[e]) : xsm[e];
                 if (wr) pro.xout[e] = v[i];
             }
             quant_store<QB>(v, lane, b, sq, sd, sbs, ss);
@@ -473,52 +532,74 @@ __global__ void __launch_bounds__(32 * MVF_WARPS)
     }
     const xact xa = {sq, sd, sbs, ss};
 
-    while (base < n_units) {
+    for (;;) {
+        float acc[R];
 #pragma unroll
         for (int r = 0; r < R; r++)
+            acc[r] = 0.f;
+        for (int base = lane;;) {
 #pragma unroll
-            for (int i = 0; i < U; i++)
-                if (on[r] && base + 32 * i < n_units)
-                    acc[r] += unit_dot<T>(raw[r][i], base + 32 * i, xa);
-        base += 32 * U;
-        if (base >= n_units) break;
+            for (int r = 0; r < R; r++)
 #pragma unroll
-        for (int r = 0; r < R; r++)
-#pragma unroll
-            for (int i = 0; i < U; i++)
-                if (on[r] && base + 32 * i < n_units)
-                    raw[r][i] = unit_load<T>(job.w[GLU ? r : k], row[r], base + 32 * i);
-    }
-    float v[R];
-#pragma unroll
-    for (int r = 0; r < R; r++)
-        v[r] = mv_warp_sum(acc[r]);
-    if (lane != 0) return;
-    if constexpr (GLU) {
-        if (on[0]) {
-            job.y[0][row[0]] = v[0];
-            job.y[1][row[0]] = v[1];
-            pro.glu_out[row[0]] = silu_mul(v[0], v[1]);
+                for (int i = 0; i < U; i++)
+                    if (on[r] && base + 32 * i < n_units)
+                        acc[r] += unit_dot<T>(raw[r][i], base + 32 * i, xa);
+            base += 32 * U;
+            if (base >= n_units) break;
+            issue(base);
         }
-    } else {
-        float *y = job.y[k], *res = job.res[k];
+        const int kc = k;
+        int64_t rc[R];
+        bool oc[R];
 #pragma unroll
         for (int r = 0; r < R; r++)
-            if (on[r]) {
-                y[row[r]] = v[r];
-                if (res) res[row[r]] += v[r];
+            rc[r] = row[r], oc[r] = on[r];
+        const unsigned next = tile + gridDim.x;
+        if (next < n_tiles) {
+            setup(next);
+            issue(lane);
+        }
+        float v[R];
+#pragma unroll
+        for (int r = 0; r < R; r++)
+            v[r] = mv_warp_sum(acc[r]);
+        if (lane == 0) {
+            if constexpr (GLU) {
+                if (oc[0]) {
+                    job.y[0][rc[0]] = v[0];
+                    job.y[1][rc[0]] = v[1];
+                    pro.glu_out[rc[0]] = silu_mul(v[0], v[1]);
+                }
+            } else {
+                float *y = job.y[kc], *res = job.res[kc];
+#pragma unroll
+                for (int r = 0; r < R; r++)
+                    if (oc[r]) {
+                        y[rc[r]] = v[r];
+                        if (res) res[rc[r]] += v[r];
+                    }
             }
+        }
+        if (next >= n_tiles) break;
+        tile = next;
     }
 }
 
-static size_t pro_smem(int64_t n_in, int qb) {
-    return cuda_qact_bytes(n_in, 1, qb);
+/* the quantized input, then x and the norm weights (with a norm) as floats */
+static size_t pro_smem(int64_t n_in, int qb, bool norm) {
+    return pro_off_x((int)n_in, qb) + (norm ? 2 : 1) * (size_t)n_in * sizeof(float);
 }
 
 bool cuda_matvec_pro_ok(const chord_weight *w) {
     if (!w || !w->dev || !cuda_type_ok(w->type) || type_is_float(w->type)) return false;
     const int qb = act_block(w->type);
-    return w->n_in % qb == 0 && w->n_in <= (1 << 24) && pro_smem(w->n_in, qb) <= 46 * 1024;
+    return w->n_in % qb == 0 && w->n_in <= (1 << 24) && pro_smem(w->n_in, qb, true) <= PRO_SMEM_MAX;
+}
+
+/* Blocks of a launch over `tiles` block tiles: at most mv_persist per SM (0: one per tile). */
+static dim3 pro_grid(const cuda_backend *be, unsigned tiles) {
+    const long cap = (long)be->mv_persist * be->n_sm;
+    return dim3(cap > 0 && (long)tiles > cap ? (unsigned)cap : tiles);
 }
 
 template <int T>
@@ -527,13 +608,13 @@ static void launch_matvec_pro(cuda_backend *be, mvjob &job, const mvpro &pro, bo
         cuda_fail(be, "matvec: no input quantization for float weights");
     } else {
         const wview &w = job.w[0];
-        const size_t smem = pro_smem(w.n_in, act_block(T));
+        const size_t smem = pro_smem(w.n_in, act_block(T), pro.nw != NULL);
         const int64_t per_lane = (w.nb * units_per_block(T) + 31) / 32;
         const dim3 blk(32 * MVF_WARPS);
         cudaError_t e;
         if (glu) {
             job_blocks(job, MVF_WARPS); /* block ranges of weight 0 (one row of each per warp) */
-            const dim3 grid(job.bstart[1]);
+            const dim3 grid = pro_grid(be, job.bstart[1]);
             if (per_lane <= 1)
                 e = launch_pdl_smem(be, matvec_qp_kernel<T, 2, 1, true>, grid, blk, smem, job, pro);
             else if (per_lane <= 2)
@@ -542,16 +623,16 @@ static void launch_matvec_pro(cuda_backend *be, mvjob &job, const mvpro &pro, bo
                 e = launch_pdl_smem(be, matvec_qp_kernel<T, 2, 4, true>, grid, blk, smem, job, pro);
         } else if (per_lane <= 1) {
             job_blocks(job, 4 * MVF_WARPS);
-            e = launch_pdl_smem(be, matvec_qp_kernel<T, 4, 1, false>, dim3(job.bstart[job.nw]), blk,
-                                smem, job, pro);
+            e = launch_pdl_smem(be, matvec_qp_kernel<T, 4, 1, false>,
+                                pro_grid(be, job.bstart[job.nw]), blk, smem, job, pro);
         } else if (per_lane <= 2) {
             job_blocks(job, 2 * MVF_WARPS);
-            e = launch_pdl_smem(be, matvec_qp_kernel<T, 2, 2, false>, dim3(job.bstart[job.nw]), blk,
-                                smem, job, pro);
+            e = launch_pdl_smem(be, matvec_qp_kernel<T, 2, 2, false>,
+                                pro_grid(be, job.bstart[job.nw]), blk, smem, job, pro);
         } else {
             job_blocks(job, MVF_WARPS);
-            e = launch_pdl_smem(be, matvec_qp_kernel<T, 1, 4, false>, dim3(job.bstart[job.nw]), blk,
-                                smem, job, pro);
+            e = launch_pdl_smem(be, matvec_qp_kernel<T, 1, 4, false>,
+                                pro_grid(be, job.bstart[job.nw]), blk, smem, job, pro);
         }
         CUDA_CHECK(be, e);
         CUDA_LAUNCHED(be, "matvec_qp_kernel");
@@ -568,6 +649,7 @@ void cuda_matvec_pro(cuda_backend *be, int n_w, const chord_weight *const *ws, f
     mvjob job;
     memset(&job, 0, sizeof job);
     job.nw = n_w;
+    job.kt = take_ktr(be, 'm');
     for (int k = 0; k < n_w; k++) {
         if (!cuda_matvec_pro_ok(ws[k]) || ws[k]->type != ws[0]->type ||
             ws[k]->n_in != ws[0]->n_in || (glu_out && ws[k]->n_out != ws[0]->n_out)) {

@@ -20,17 +20,15 @@ __device__ __forceinline__ bool rounds_same(double m, float f, int n) {
     return __dsub_rn(m, lo) > margin && __dsub_rn(hi, m) > margin;
 }
 
-/* 1 / rms(xr) of one row by the whole block (every thread gets it), as the CPU backend:
- * products in float, their sum in double in index order, (float)(sum / dim) + eps,
- * 1 / sqrt. The in-order sum is one long chain, so the block adds in parallel and thread
- * 0 redoes the sum in order only when the rounding to float could differ (rounds_same;
- * about dim * 2^-28 of the rows). */
-__device__ __forceinline__ float rms_scale_exact(const float *__restrict__ xr, int dim, float eps) {
+/* 1 / rms of one row from each thread's partial sum ss (any split of the row's products
+ * over the threads, each added in double), by the whole block (every thread gets it), as
+ * the CPU backend: products in float, their sum in double in index order,
+ * (float)(sum / dim) + eps, 1 / sqrt. The in-order sum is one long chain, so the block adds
+ * in parallel and thread 0 redoes the sum in order from xr only when the rounding to
+ * float could differ (rounds_same; about dim * 2^-28 of the rows). */
+__device__ __forceinline__ float rms_scale_reduce(double ss, const float *xr, int dim, float eps) {
     __shared__ double red[32];
     __shared__ float res;
-    double ss = 0.0;
-    for (int i = threadIdx.x; i < dim; i += blockDim.x)
-        ss = __dadd_rn(ss, (double)__fmul_rn(xr[i], xr[i]));
 #pragma unroll
     for (int off = 16; off > 0; off >>= 1)
         ss = __dadd_rn(ss, __shfl_xor_sync(0xffffffffu, ss, off));
@@ -54,6 +52,25 @@ __device__ __forceinline__ float rms_scale_exact(const float *__restrict__ xr, i
     }
     __syncthreads();
     return res;
+}
+
+/* 1 / rms(xr) of one row by the whole block; each thread's loads all go out before its
+ * additions (a chain of dependent L2 round trips would dominate). */
+__device__ __forceinline__ float rms_scale_exact(const float *__restrict__ xr, int dim, float eps) {
+    constexpr int UNR = 8;
+    double ss = 0.0;
+    for (int i0 = threadIdx.x; i0 < dim; i0 += UNR * blockDim.x) {
+        float v[UNR];
+#pragma unroll
+        for (int j = 0; j < UNR; j++) {
+            const int i = i0 + j * (int)blockDim.x;
+            v[j] = i < dim ? xr[i] : 0.f;
+        }
+#pragma unroll
+        for (int j = 0; j < UNR; j++)
+            ss = __dadd_rn(ss, (double)__fmul_rn(v[j], v[j]));
+    }
+    return rms_scale_reduce(ss, xr, dim, eps);
 }
 
 #endif
