@@ -140,11 +140,8 @@ static chord_status ensure_logits(chord_context *ctx, int rows, chord_error *err
     return CHORD_OK;
 }
 
-chord_status chord_eval(chord_context *ctx, const int32_t *tokens, int n, bool all_logits,
-                        chord_error *err) {
-    if (!ctx || (!tokens && n) || n < 0)
-        return chord_fail(err, CHORD_E_INVALID_ARG, "chord_eval: bad arguments");
-    if (n == 0) return CHORD_OK;
+static chord_status check_tokens(const chord_context *ctx, const int32_t *tokens, int n,
+                                 chord_error *err) {
     const chord_model *m = ctx->model;
     for (int i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= m->hp.n_vocab)
@@ -154,26 +151,76 @@ chord_status chord_eval(chord_context *ctx, const int32_t *tokens, int n, bool a
         return chord_fail(err, CHORD_E_CONTEXT_FULL,
                           "%d tokens do not fit in the context: %d of %d positions are used", n,
                           ctx->n_past, ctx->n_ctx);
-    int first_row = all_logits ? 0 : n - 1;
-    chord_status s = ensure_logits(ctx, n - first_row, err);
-    if (s != CHORD_OK) return s;
-    if (m->gpu_lock) pthread_mutex_lock(m->gpu_lock);
+    return CHORD_OK;
+}
+
+/* The chunks of an eval (the caller holds the GPU lock). Logits of rows first_row.. go
+ * to ctx->logits, or stay in the output backend's buffer when on_device. */
+static chord_status eval_chunks(chord_context *ctx, const int32_t *tokens, int n, int first_row,
+                                bool on_device, chord_error *err) {
+    const chord_model *m = ctx->model;
+    chord_status s = CHORD_OK;
     for (int done = 0; done < n && s == CHORD_OK;) {
         int c = n - done < ctx->n_batch ? n - done : ctx->n_batch;
         /* rows of this chunk that return logits: [first, c) */
         int first = first_row > done ? first_row - done : 0;
         if (first > c) first = c;
-        float *out = ctx->logits + (size_t)(done + first - first_row) * m->hp.n_vocab;
+        float *out =
+            on_device ? NULL : ctx->logits + (size_t)(done + first - first_row) * m->hp.n_vocab;
         s = forward_chunk(ctx, tokens + done, c, ctx->n_past, first, out, err);
         if (s == CHORD_OK) {
             ctx->n_past += c;
             done += c;
         }
     }
-    if (m->gpu_lock) pthread_mutex_unlock(m->gpu_lock);
     ctx->last_n = n;
     ctx->logits_first = first_row;
-    ctx->n_logits = s == CHORD_OK ? n - first_row : 0;
+    ctx->n_logits = s == CHORD_OK && !on_device ? n - first_row : 0;
+    return s;
+}
+
+chord_status chord_eval(chord_context *ctx, const int32_t *tokens, int n, bool all_logits,
+                        chord_error *err) {
+    if (!ctx || (!tokens && n) || n < 0)
+        return chord_fail(err, CHORD_E_INVALID_ARG, "chord_eval: bad arguments");
+    if (n == 0) return CHORD_OK;
+    chord_status s = check_tokens(ctx, tokens, n, err);
+    if (s != CHORD_OK) return s;
+    const chord_model *m = ctx->model;
+    int first_row = all_logits ? 0 : n - 1;
+    s = ensure_logits(ctx, n - first_row, err);
+    if (s != CHORD_OK) return s;
+    if (m->gpu_lock) pthread_mutex_lock(m->gpu_lock);
+    s = eval_chunks(ctx, tokens, n, first_row, false, err);
+    if (m->gpu_lock) pthread_mutex_unlock(m->gpu_lock);
+    return s;
+}
+
+chord_status context_eval_topk(chord_context *ctx, const int32_t *tokens, int n, int k,
+                               int32_t *ids, float *vals, int *n_got, chord_error *err) {
+    *n_got = 0;
+    if (!ctx || !tokens || n <= 0 || k <= 0)
+        return chord_fail(err, CHORD_E_INVALID_ARG, "eval: bad arguments");
+    const chord_model *m = ctx->model;
+    chord_backend *be = ctx->backends[m->out_be];
+    if (!be->ops->topk || k > m->hp.n_vocab) return chord_eval(ctx, tokens, n, false, err);
+    chord_status s = check_tokens(ctx, tokens, n, err);
+    if (s == CHORD_OK) s = ensure_logits(ctx, 1, err);
+    if (s != CHORD_OK) return s;
+    if (m->gpu_lock) pthread_mutex_lock(m->gpu_lock);
+    s = eval_chunks(ctx, tokens, n, n - 1, true, err);
+    if (s == CHORD_OK) {
+        const float *dev = ctx->acts[m->out_be].logits;
+        s = be->ops->topk(be, dev, m->hp.n_vocab, k, ids, vals, err);
+        if (s == CHORD_OK) {
+            *n_got = k;
+        } else if (s == CHORD_E_UNSUPPORTED) { /* more than it selects: all the logits */
+            be->ops->to_host(be, ctx->logits, dev, (size_t)m->hp.n_vocab * sizeof(float));
+            s = be->ops->sync(be, err);
+            ctx->n_logits = s == CHORD_OK ? 1 : 0;
+        }
+    }
+    if (m->gpu_lock) pthread_mutex_unlock(m->gpu_lock);
     return s;
 }
 

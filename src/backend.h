@@ -81,6 +81,14 @@ typedef struct chord_backend_ops {
     bool (*step_begin)(chord_backend *be, const int32_t *tokens, int n, int pos0);
     void (*step_end)(chord_backend *be);
 
+    /* Optional (NULL: not offered): ids / vals (host) get the k best of the n values at x
+     * (this backend's memory), by value descending then index ascending, +inf counted as
+     * the largest finite float, NaN and -inf last. Waits for the queued work (and reports
+     * its failures, as sync does). CHORD_E_UNSUPPORTED when k is more than the backend
+     * selects for this n (the caller then reads all n). */
+    chord_status (*topk)(chord_backend *be, const float *x, int n, int k, int32_t *ids,
+                         float *vals, chord_error *err);
+
     /* out[i] = emb row tokens[i] (dequantized), out is [n][emb->n_in]. tokens are host. */
     void (*get_rows)(chord_backend *be, float *out, const chord_weight *emb,
                      const int32_t *tokens, int n);

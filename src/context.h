@@ -35,8 +35,16 @@ struct chord_context {
 };
 
 /* Runs n tokens (n <= n_batch) at positions pos0.. through the model; writes the
- * logits of tokens [first, n) to out (host, [n-first][n_vocab]); first = n means none. */
+ * logits of tokens [first, n) to out (host, [n-first][n_vocab]); first = n means none,
+ * out = NULL leaves them in the output backend's acts.logits. */
 chord_status forward_chunk(chord_context *ctx, const int32_t *tokens, int n, int pos0,
                            int first, float *out, chord_error *err);
+
+/* chord_eval (logits of the last token) that leaves the logits on the output backend
+ * and copies only their k best (ids / vals, by value descending then id ascending;
+ * *n_got = k). Where that backend offers no selection of k, the logits are copied as by
+ * chord_eval and *n_got = 0. */
+chord_status context_eval_topk(chord_context *ctx, const int32_t *tokens, int n, int k,
+                               int32_t *ids, float *vals, int *n_got, chord_error *err);
 
 #endif

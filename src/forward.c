@@ -112,7 +112,7 @@ chord_status forward_chunk(chord_context *ctx, const int32_t *tokens, int n, int
         cur = issue_ops(ctx, tokens, n, pos0, first);
         if (step) be->ops->step_end(be);
     }
-    if (first < n) {
+    if (first < n && out) { /* out NULL: the logits stay on the device */
         be = ctx->backends[cur];
         be->ops->to_host(be, out, ctx->acts[cur].logits,
                          (size_t)(n - first) * m->hp.n_vocab * sizeof(float));

@@ -6,11 +6,40 @@
 #include "chat/chat.h"
 #include "context.h"
 #include "error.h"
+#include "sample.h"
 
 static double now_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Evaluates tokens and samples the next token into *tok. Where the sampler needs only the
+ * best k logits and the output backend selects them (the GPU), only those k cross the
+ * bus; CHORD_GPU_SAMPLE=0 always reads every logit. */
+#define CANDS_MAX 512
+static chord_status eval_next(chord_context *ctx, chord_sampler *smp, const int32_t *toks, int n,
+                              int32_t *tok, chord_error *err) {
+    const int n_vocab = ctx->model->hp.n_vocab;
+    const char *env = getenv("CHORD_GPU_SAMPLE");
+    const int k = env && !strcmp(env, "0") ? 0 : sampler_cands_needed(smp, n_vocab);
+    chord_status s;
+    if (k > 0 && k <= CANDS_MAX) {
+        int32_t ids[CANDS_MAX];
+        float vals[CANDS_MAX];
+        int got = 0;
+        s = context_eval_topk(ctx, toks, n, k, ids, vals, &got, err);
+        if (s != CHORD_OK) return s;
+        if (got > 0) {
+            *tok = sampler_sample_cands(smp, ids, vals, got, n_vocab);
+            return CHORD_OK;
+        }
+    } else {
+        s = chord_eval(ctx, toks, n, false, err);
+        if (s != CHORD_OK) return s;
+    }
+    *tok = chord_sampler_sample(smp, chord_get_logits(ctx, -1), n_vocab);
+    return CHORD_OK;
 }
 
 /* Holds back text that might be the start of a stop string. */
@@ -108,7 +137,8 @@ chord_status chord_generate(chord_context *ctx, chord_sampler *smp, const char *
     }
     for (size_t i = 0; i < n_ids; i++) chord_sampler_accept(smp, ids[i]);
     double t0 = now_seconds();
-    s = chord_eval(ctx, ids, (int)n_ids, false, err);
+    int32_t tok = 0;
+    s = eval_next(ctx, smp, ids, (int)n_ids, &tok, err);
     st.prompt_seconds = now_seconds() - t0;
     st.n_prompt = (int)n_ids;
     free(ids);
@@ -118,12 +148,9 @@ chord_status chord_generate(chord_context *ctx, chord_sampler *smp, const char *
     tok_stream ts = {0};
     char piece[256], text[TOK_STREAM_OUT_MAX(256)];
     bool cont = true;
-    int n_vocab = m->hp.n_vocab;
     t0 = now_seconds();
     while (cont) {
         if (gp.max_tokens > 0 && st.n_gen >= gp.max_tokens) break;
-        const float *logits = chord_get_logits(ctx, -1);
-        int32_t tok = chord_sampler_sample(smp, logits, n_vocab);
         chord_sampler_accept(smp, tok);
         if (tok_is_eog(m->vocab, tok)) {
             st.hit_eog = true;
@@ -147,7 +174,11 @@ chord_status chord_generate(chord_context *ctx, chord_sampler *smp, const char *
             st.hit_ctx = true;
             break;
         }
-        s = chord_eval(ctx, &tok, 1, false, err);
+        if (!cont || (gp.max_tokens > 0 && st.n_gen >= gp.max_tokens)) { /* nothing to draw */
+            s = chord_eval(ctx, &tok, 1, false, err);
+            break;
+        }
+        s = eval_next(ctx, smp, &tok, 1, &tok, err);
         if (s != CHORD_OK) break;
     }
     st.gen_seconds = now_seconds() - t0;

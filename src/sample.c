@@ -30,6 +30,7 @@
 #include <time.h>
 
 #include "error.h"
+#include "sample.h"
 
 typedef struct cand {
     float logit;
@@ -248,8 +249,10 @@ static int cand_cmp(const void *a, const void *b) {
     return (x->id > y->id) - (x->id < y->id);
 }
 
-/* Monotonic map of a (non-NaN) float onto uint32. */
+/* Monotonic map of a (non-NaN) float onto uint32; -0 and +0 map alike (they compare
+ * equal, and the GPU's selection keys them alike too). */
 static inline uint32_t float_key(float f) {
+    if (f == 0.0f) f = 0.0f;
     uint32_t u;
     memcpy(&u, &f, sizeof u);
     uint32_t neg = 0u - (u >> 31); /* all ones for negative floats: branch-free */
@@ -367,8 +370,8 @@ static int32_t greedy(chord_sampler *s, const float *logits, int n_vocab, bool p
         int32_t best = 0;
         float best_l = -INFINITY;
         for (int i = 0; i < n_vocab; i++)
-            if (logits[i] > best_l) {
-                best_l = logits[i];
+            if (clamp_logit(logits[i]) > best_l) {
+                best_l = clamp_logit(logits[i]);
                 best = i;
             }
         return best;
@@ -419,6 +422,56 @@ static size_t top_p_all(chord_sampler *s, cand *c, size_t n, float top_p, double
     }
 }
 
+/* The chain after the candidates c[0..n) (usable, clamped, penalized, in id order) are
+ * built: top-k, top-p, min-p, temperature, draw. With top-k, s->keys / s->bins must hold
+ * the candidates' radix keys and their histogram (fill_keys). */
+static int32_t sample_chain(chord_sampler *s, cand *c, size_t n, int n_vocab) {
+    if (n == 0) return 0;
+    if (n == 1) return c[0].id;
+    const bool top_k = s->p.top_k > 0 && s->p.top_k < n_vocab;
+    if (top_k && (size_t)s->p.top_k < n) n = top_k_fused(s, c, n, (size_t)s->p.top_k);
+    float maxf = c[0].logit; /* after top-k: the max is among the survivors */
+    for (size_t i = 1; i < n; i++)
+        maxf = c[i].logit > maxf ? c[i].logit : maxf;
+    double max = maxf;
+    if (s->p.top_p < 1.0f) {
+        if (n <= 1024) { /* after top-k, or a small vocabulary: sort it all */
+            qsort(c, n, sizeof *c, cand_cmp);
+            double total = 0.0;
+            for (size_t i = 0; i < n; i++)
+                total += exp((double)c[i].logit - max);
+            n = cut_top_p(c, n, s->p.top_p, max, total);
+        } else {
+            n = top_p_all(s, c, n, s->p.top_p, max);
+        }
+    }
+    if (s->p.min_p > 0.0f && n > 1) {
+        /* p_i >= min_p * p_max  <=>  logit_i >= max + log(min_p); min_p >= 1 keeps the max */
+        double floor_l = max + log(fmin((double)s->p.min_p, 1.0));
+        size_t w = 0;
+        for (size_t i = 0; i < n; i++)
+            if ((double)c[i].logit >= floor_l) c[w++] = c[i];
+        n = w; /* never 0: the max itself passes */
+    }
+    if (n == 1) return c[0].id;
+
+    /* temperature + draw */
+    double inv_t = 1.0 / (double)s->p.temperature;
+    double *w = s->w, sum = 0.0;
+    for (size_t i = 0; i < n; i++)
+        sum += w[i] = exp(((double)c[i].logit - max) * inv_t);
+    double r = rng_uniform(s) * sum;
+    double acc = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        acc += w[i];
+        if (r < acc) return c[i].id;
+    }
+    /* rounding: r landed past the last partial sum; pick the last token with weight */
+    for (size_t i = n; i-- > 0;)
+        if (w[i] > 0.0) return c[i].id;
+    return c[0].id;
+}
+
 int32_t chord_sampler_sample(chord_sampler *s, const float *logits, int n_vocab) {
     if (!s || !logits || n_vocab <= 0) return -1;
     if (!ensure_buffers(s, (size_t)n_vocab)) return greedy(s, logits, n_vocab, false);
@@ -463,48 +516,56 @@ int32_t chord_sampler_sample(chord_sampler *s, const float *logits, int n_vocab)
         }
     }
     if (pen) unmark_history(s, n_vocab);
-    if (n == 0) return 0;
-    if (n == 1) return c[0].id;
+    return sample_chain(s, c, n, n_vocab);
+}
 
-    if (top_k && (size_t)s->p.top_k < n) n = top_k_fused(s, c, n, (size_t)s->p.top_k);
-    float maxf = c[0].logit; /* after top-k: the max is among the survivors */
-    for (size_t i = 1; i < n; i++)
-        maxf = c[i].logit > maxf ? c[i].logit : maxf;
-    double max = maxf;
-    if (s->p.top_p < 1.0f) {
-        if (n <= 1024) { /* after top-k, or a small vocabulary: sort it all */
-            qsort(c, n, sizeof *c, cand_cmp);
-            double total = 0.0;
-            for (size_t i = 0; i < n; i++)
-                total += exp((double)c[i].logit - max);
-            n = cut_top_p(c, n, s->p.top_p, max, total);
-        } else {
-            n = top_p_all(s, c, n, s->p.top_p, max);
-        }
-    }
-    if (s->p.min_p > 0.0f && n > 1) {
-        /* p_i >= min_p * p_max  <=>  logit_i >= max + log(min_p); min_p >= 1 keeps the max */
-        double floor_l = max + log(fmin((double)s->p.min_p, 1.0));
-        size_t w = 0;
-        for (size_t i = 0; i < n; i++)
-            if ((double)c[i].logit >= floor_l) c[w++] = c[i];
-        n = w; /* never 0: the max itself passes */
-    }
-    if (n == 1) return c[0].id;
+int sampler_cands_needed(const chord_sampler *s, int n_vocab) {
+    if (!s || n_vocab <= 0) return 0;
+    /* a penalty above 1 only lowers logits: the best k after it are among the best
+     * k + (penalized tokens) before it; one below 1 can lift any token */
+    if (s->p.repeat_penalty < 1.0f && s->hist_n > 0) return 0;
+    const int pen = s->p.repeat_penalty != 1.0f ? s->hist_n : 0;
+    if (s->p.temperature <= 0.0f) return 1 + pen;
+    /* one more than top_k: top_k_fused then sees more candidates than it keeps, as on the
+     * whole vocabulary, and leaves the same order */
+    if (s->p.top_k > 0 && s->p.top_k < n_vocab) return s->p.top_k + 1 + pen;
+    return 0; /* top-p / min-p / the draw over the whole vocabulary need every logit */
+}
 
-    /* temperature + draw */
-    double inv_t = 1.0 / (double)s->p.temperature;
-    double *w = s->w, sum = 0.0;
-    for (size_t i = 0; i < n; i++)
-        sum += w[i] = exp(((double)c[i].logit - max) * inv_t);
-    double r = rng_uniform(s) * sum;
-    double acc = 0.0;
+static int cand_id_cmp(const void *a, const void *b) {
+    const cand *x = a, *y = b;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+int32_t sampler_sample_cands(chord_sampler *s, const int32_t *ids, const float *vals, int n_cand,
+                             int n_vocab) {
+    if (!s || !ids || !vals || n_cand <= 0 || n_vocab <= 0) return -1;
+    if (!ensure_buffers(s, (size_t)n_vocab)) return ids[0]; /* the best one: greedy */
+    bool pen = mark_history(s, n_vocab);
+    cand *c = s->cand;
+    size_t n = 0;
+    for (int i = 0; i < n_cand; i++) {
+        float l = vals[i];
+        if (!usable(l) || ids[i] < 0 || ids[i] >= n_vocab) continue;
+        l = clamp_logit(l);
+        if (pen && s->flag[ids[i]]) l = penalize(l, s->p.repeat_penalty);
+        c[n].logit = l;
+        c[n].id = ids[i];
+        n++;
+    }
+    if (pen) unmark_history(s, n_vocab);
+    qsort(c, n, sizeof *c, cand_id_cmp); /* the dense path's order */
+    memset(s->bins, 0, sizeof s->bins);
     for (size_t i = 0; i < n; i++) {
-        acc += w[i];
-        if (r < acc) return c[i].id;
+        s->keys[i] = float_key(c[i].logit);
+        s->bins[s->keys[i] >> 21]++;
     }
-    /* rounding: r landed past the last partial sum; pick the last token with weight */
-    for (size_t i = n; i-- > 0;)
-        if (w[i] > 0.0) return c[i].id;
-    return c[0].id;
+    if (s->p.temperature <= 0.0f) { /* greedy: the first of equal maxima */
+        if (n == 0) return 0;
+        size_t best = 0;
+        for (size_t i = 1; i < n; i++)
+            if (c[i].logit > c[best].logit) best = i;
+        return c[best].id;
+    }
+    return sample_chain(s, c, n, n_vocab);
 }

@@ -11,7 +11,9 @@
 #include <string.h>
 
 #include "chord.h"
+#include "context.h"
 #include "model.h"
+#include "sample.h"
 #include "testutil.h"
 #ifdef CHORD_HAVE_CUDA
 #include "cuda/cuda_api.h"
@@ -101,6 +103,75 @@ static double cmp(const float *a, const float *b, size_t n, size_t *bits) {
     return mb > 0 ? md / mb : md;
 }
 
+/* Sampling from the GPU's best candidates (context_eval_topk) draws the tokens that
+ * sampling from all the logits draws: two contexts, the same steps, for greedy (with a
+ * penalty) and top-k / top-p / min-p / temperature. */
+static void test_sampling(chord_model *m, const char *name) {
+    const int V = m->hp.n_vocab;
+    chord_context_params cp = chord_context_default_params();
+    cp.n_ctx = 96;
+    cp.n_batch = 16;
+    chord_context *a = NULL, *b = NULL;
+    chord_error err = {0};
+    if (chord_context_new(m, &cp, &a, &err) != CHORD_OK ||
+        chord_context_new(m, &cp, &b, &err) != CHORD_OK) {
+        CHECK(false, "context: %s", err.message);
+        chord_context_free(a);
+        return;
+    }
+    const struct {
+        float temp, top_p, min_p, pen;
+        int top_k;
+    } cfg[] = {{0.0f, 1.0f, 0.0f, 1.0f, 0}, {0.0f, 1.0f, 0.0f, 1.3f, 0},
+               {0.9f, 0.95f, 0.05f, 1.1f, 40}, {1.2f, 1.0f, 0.0f, 1.0f, 5}};
+    int same = 0, steps = 0, from_cands = 0;
+    for (size_t c = 0; c < sizeof cfg / sizeof cfg[0]; c++) {
+        chord_sampler_params sp = chord_sampler_default_params();
+        sp.temperature = cfg[c].temp, sp.top_p = cfg[c].top_p, sp.min_p = cfg[c].min_p;
+        sp.repeat_penalty = cfg[c].pen, sp.top_k = cfg[c].top_k, sp.seed = 5 + c;
+        chord_sampler *sa = NULL, *sb = NULL;
+        chord_sampler_new(&sp, &sa, &err);
+        chord_sampler_new(&sp, &sb, &err);
+        chord_context_truncate(a, 0);
+        chord_context_truncate(b, 0);
+        int32_t tok[N_PROMPT];
+        for (int i = 0; i < N_PROMPT; i++)
+            tok[i] = tok_at(3, i, V);
+        int n = N_PROMPT;
+        for (int step = 0; step < 24; step++) {
+            int32_t ids[512];
+            float vals[512];
+            int got = 0;
+            const int k = sampler_cands_needed(sa, V);
+            int32_t ta = -1, tb = -1;
+            if (k > 0 && k <= 512 &&
+                context_eval_topk(a, tok, n, k, ids, vals, &got, &err) == CHORD_OK) {
+                ta = got ? sampler_sample_cands(sa, ids, vals, got, V)
+                         : chord_sampler_sample(sa, chord_get_logits(a, -1), V);
+                from_cands += got > 0;
+            }
+            if (chord_eval(b, tok, n, false, &err) == CHORD_OK)
+                tb = chord_sampler_sample(sb, chord_get_logits(b, -1), V);
+            same += ta == tb && ta >= 0;
+            steps++;
+            chord_sampler_accept(sa, tb);
+            chord_sampler_accept(sb, tb);
+            tok[0] = tb >= 0 ? tb : 0;
+            n = 1;
+        }
+        chord_sampler_free(sa);
+        chord_sampler_free(sb);
+    }
+    printf("  %-8s sampling from the GPU's candidates: %d of %d draws as from all logits (%d "
+           "from candidates)\n",
+           name, same, steps, from_cands);
+    CHECK(same == steps, "%s: candidate draws differ (%d of %d)", name, same, steps);
+    CHECK(from_cands == steps, "%s: %d of %d draws used the GPU's candidates", name, from_cands,
+          steps);
+    chord_context_free(a);
+    chord_context_free(b);
+}
+
 static void test_model(const char *path, const char *name) {
     chord_model_params mp = chord_model_default_params();
     chord_model *m = NULL;
@@ -173,6 +244,7 @@ static void test_model(const char *path, const char *name) {
 done:
     for (int c = 0; c < 2; c++)
         chord_context_free(ctx[c]);
+    test_sampling(m, name);
     chord_model_free(m);
 }
 

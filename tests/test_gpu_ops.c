@@ -9,6 +9,7 @@
  * off, =flash on from 2 tokens), which must stay within 3e-3 relative L2 of the CPU.
  * First, on the host: the shared formulas of src/cuda/exact_math.h against the CPU's.
  * Without a CUDA device: prints "skipped: no CUDA device" and passes. */
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -698,6 +699,76 @@ static void test_misc(void) {
     gfree(&gy);
 }
 
+/* topk: the k best by value descending then id ascending (+inf as FLT_MAX, NaN and -inf
+ * last), against a host sort, with ties and non-finite values; k over the limit is
+ * CHORD_E_UNSUPPORTED, not an error. */
+typedef struct tk_ref {
+    float v;
+    int32_t id;
+} tk_ref;
+static float tk_rank(float v) {
+    return isnan(v) || v == -INFINITY ? -INFINITY : (v > FLT_MAX ? FLT_MAX : v);
+}
+static int tk_cmp(const void *a, const void *b) {
+    const tk_ref *x = a, *y = b;
+    const float u = tk_rank(x->v), w = tk_rank(y->v);
+    if (u != w) return u > w ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+static void test_topk(void) {
+    const int ns[] = {1, 100, 2048, 2049, 32000, 49152, 262144};
+    const int ks[] = {1, 2, 41, 65, 128, 256};
+    int cases = 0, bad = 0, unsupported = 0;
+    for (size_t a = 0; a < sizeof ns / sizeof ns[0]; a++) {
+        const int n = ns[a];
+        float *h = malloc((size_t)n * sizeof *h);
+        tk_ref *ref = malloc((size_t)n * sizeof *ref);
+        gbuf g = galloc((size_t)n);
+        for (int rep = 0; rep < 2; rep++) {
+            for (int i = 0; i < n; i++) /* coarse values: ties */
+                h[i] = rep ? roundf(rnorm() * 8.0f) / 8.0f : rnorm();
+            if (n > 10) {
+                h[3] = INFINITY, h[n - 2] = FLT_MAX, h[5] = NAN, h[6] = -INFINITY;
+                h[n / 2] = -FLT_MAX;
+            }
+            gput(&g, h, (size_t)n);
+            for (int i = 0; i < n; i++)
+                ref[i].v = h[i], ref[i].id = i;
+            qsort(ref, (size_t)n, sizeof *ref, tk_cmp);
+            for (size_t b = 0; b < sizeof ks / sizeof ks[0]; b++) {
+                const int k = ks[b] < n ? ks[b] : n;
+                int32_t ids[256];
+                float vals[256];
+                chord_error err = {0};
+                chord_status st = gpu->ops->topk(gpu, g.p, n, k, ids, vals, &err);
+                cases++;
+                if (st == CHORD_E_UNSUPPORTED) {
+                    unsupported++;
+                    CHECK(gpu->ops->sync(gpu, &err) == CHORD_OK, "topk unsupported: no error left");
+                    continue;
+                }
+                CHECK(st == CHORD_OK, "topk n %d k %d: %s", n, k, err.message);
+                for (int i = 0; i < k; i++)
+                    if (ids[i] != ref[i].id ||
+                        memcmp(&vals[i], &h[ref[i].id], sizeof(float)) != 0) {
+                        if (bad++ < 5)
+                            printf("  topk n %d k %d: [%d] id %d want %d\n", n, k, i, ids[i],
+                                   ref[i].id);
+                        break;
+                    }
+            }
+        }
+        gfree(&g);
+        free(h);
+        free(ref);
+    }
+    printf("topk: %d cases, %d differ, %d over the limit\n", cases, bad, unsupported);
+    CHECK(bad == 0, "topk: %d of %d cases differ from the host sort", bad, cases);
+    CHECK(unsupported > 0 && unsupported < cases / 2, "topk: %d cases over the limit",
+          unsupported);
+}
+
 int main(void) {
     chord_error err = {0};
     test_exact_math_host();
@@ -711,6 +782,7 @@ int main(void) {
     }
     printf("device: %s\n", gpu->desc);
     test_misc();
+    test_topk();
     test_elementwise();
     test_get_rows();
     test_attention();

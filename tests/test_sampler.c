@@ -1,9 +1,11 @@
 /* Sampler: greedy, determinism, filters, penalty, distribution, non-finite input. */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "chord.h"
+#include "sample.h"
 #include "testutil.h"
 
 static chord_sampler *make(chord_sampler_params p) {
@@ -424,6 +426,97 @@ static void test_vocab_growth(void) {
     chord_sampler_free(s);
 }
 
+/* The k best (value descending, then id ascending; +inf as FLT_MAX; NaN / -inf last): what
+ * the GPU's topk op returns. */
+typedef struct kv_ref {
+    float v;
+    int32_t id;
+} kv_ref;
+static float rank_value(float v) {
+    return isnan(v) || v == -INFINITY ? -INFINITY : (v > FLT_MAX ? FLT_MAX : v);
+}
+static int kv_cmp(const void *a, const void *b) {
+    const kv_ref *x = a, *y = b;
+    const float u = rank_value(x->v), w = rank_value(y->v);
+    if (u != w) return u > w ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+/* Sampling from the best sampler_cands_needed() logits (in a shuffled order) draws what
+ * sampling from all of them draws, for every filter chain, with ties, non-finite logits and
+ * the repetition penalty; configurations without top-k ask for every logit. */
+static void test_candidates(void) {
+    enum { N = 3000, T = 300 };
+    float *l = malloc(N * sizeof *l);
+    kv_ref *ref = malloc(N * sizeof *ref);
+    int32_t *ids = malloc(N * sizeof *ids);
+    float *vals = malloc(N * sizeof *vals);
+    struct {
+        float temp;
+        int top_k;
+        float top_p, min_p, pen;
+    } cfg[] = {
+        {0.0f, 0, 1.0f, 0.0f, 1.0f},    {0.0f, 0, 1.0f, 0.0f, 1.3f},
+        {0.8f, 40, 0.95f, 0.05f, 1.0f}, {0.8f, 40, 0.95f, 0.05f, 1.2f},
+        {1.5f, 7, 1.0f, 0.0f, 1.1f},    {0.7f, 1, 1.0f, 0.0f, 1.0f},
+        {1.0f, 200, 0.5f, 0.0f, 1.05f}, {1.0f, 0, 0.9f, 0.0f, 1.0f},
+        {1.0f, 50, 1.0f, 0.0f, 0.9f},
+    };
+    int same = 0, total = 0, dense_steps = 0;
+    for (size_t c = 0; c < sizeof cfg / sizeof cfg[0]; c++) {
+        chord_sampler_params p = plain(cfg[c].temp, 77 + c);
+        p.top_k = cfg[c].top_k;
+        p.top_p = cfg[c].top_p;
+        p.min_p = cfg[c].min_p;
+        p.repeat_penalty = cfg[c].pen;
+        p.repeat_last_n = 16;
+        chord_sampler *a = make(p), *b = make(p);
+        for (int t = 0; t < T; t++) {
+            fill_logits(l, N, (uint32_t)(t * 31 + (int)c));
+            for (int i = 0; i < N; i++) /* coarse values: many ties */
+                l[i] = roundf(l[i] * 4.0f) / 4.0f;
+            if (t % 5 == 1) l[t % N] = INFINITY, l[(t * 7) % N] = FLT_MAX;
+            if (t % 7 == 2) l[(t * 3) % N] = NAN, l[(t * 11) % N] = -INFINITY;
+            const int k = sampler_cands_needed(a, N);
+            if (k == 0) { /* every logit needed: top-k off, or a penalty below 1 */
+                CHECK((cfg[c].top_k == 0 && cfg[c].temp > 0) || cfg[c].pen < 1.0f,
+                      "cfg %zu: needs every logit", c);
+                dense_steps++;
+                const int32_t tok = chord_sampler_sample(a, l, N);
+                chord_sampler_accept(a, tok);
+                chord_sampler_accept(b, chord_sampler_sample(b, l, N));
+                continue;
+            }
+            CHECK(k <= N, "cfg %zu: k = %d", c, k);
+            for (int i = 0; i < N; i++)
+                ref[i].v = l[i], ref[i].id = i;
+            qsort(ref, N, sizeof *ref, kv_cmp);
+            for (int i = 0; i < k; i++) { /* any order: reversed */
+                ids[i] = ref[k - 1 - i].id;
+                vals[i] = ref[k - 1 - i].v;
+            }
+            const int32_t want = chord_sampler_sample(a, l, N);
+            const int32_t got = sampler_sample_cands(b, ids, vals, k, N);
+            same += want == got;
+            total++;
+            if (want != got)
+                printf("  cfg %zu t %d k %d: full %d (%g) candidates %d (%g)\n", c, t, k, want,
+                       want >= 0 ? l[want] : 0.0, got, got >= 0 ? l[got] : 0.0);
+            chord_sampler_accept(a, want);
+            chord_sampler_accept(b, want);
+        }
+        chord_sampler_free(a);
+        chord_sampler_free(b);
+    }
+    CHECK(same == total && total > 0, "candidates draw what the full logits draw (%d of %d)", same,
+          total);
+    CHECK(dense_steps == 2 * T - 1, "steps that need every logit: %d", dense_steps);
+    free(l);
+    free(ref);
+    free(ids);
+    free(vals);
+}
+
 int main(void) {
     test_defaults();
     test_greedy();
@@ -434,5 +527,6 @@ int main(void) {
     test_penalty();
     test_nonfinite();
     test_vocab_growth();
+    test_candidates();
     return test_summary("test_sampler");
 }

@@ -466,6 +466,7 @@ static chord_backend_ops make_ops(void) {
     o.kv_bytes = cu_kv_bytes;
     o.step_begin = cuda_step_begin;
     o.step_end = cuda_step_end;
+    o.topk = cuda_topk;
     o.get_rows = cu_get_rows;
     o.rmsnorm = cu_rmsnorm;
     o.matmul = cu_matmul;

@@ -34,7 +34,8 @@ enum {
     CUDA_SCRATCH_ATTN = 1, /* attention scores (exact prefill kernels) */
     CUDA_SCRATCH_ROPE = 2, /* RoPE cos/sin table */
     CUDA_SCRATCH_XH = 3,   /* activations as half / bfloat16 (F16 / BF16 GEMMs) */
-    CUDA_SCRATCH_COUNT = 4
+    CUDA_SCRATCH_TOPK = 4, /* top-k candidates (topk.cu) */
+    CUDA_SCRATCH_COUNT = 5
 };
 
 struct cuda_rec;
@@ -434,6 +435,9 @@ int cuda_graph_stats(cuda_backend *be, int *fails);
 void cuda_matvec_call(cuda_backend *be, int n_w, float *const *ys,
                       const chord_weight *const *ws, float *const *res, const float *x,
                       const qact *xa_pre);
+/* topk.cu: the vtable's topk op. */
+chord_status cuda_topk(chord_backend *b, const float *x, int n, int k, int32_t *ids, float *vals,
+                       chord_error *err);
 /* Launches one recorded op as the vtable would (dpos / dtok as above). */
 void cuda_exec_op(cuda_backend *be, const cuda_rec *r, const int *dpos, const int *dtok);
 
