@@ -258,15 +258,15 @@ static int cmd_decode(int argc, char **argv) {
     printf("%-40s %10s %10s\n", "variant", "host us", "graph us");
     const struct {
         const char *name;
-        int graphs, fuse, pdl, persist;
+        int graphs, fuse, pdl, persist, pairs;
     } vs[] = {
-        {"graphs (default)", 1, 0, 1, 2},
-        {"graphs, no pdl", 1, 0, 0, 2},
-        {"graphs, matvecs quantize input", 1, 1, 1, 0},
-        {"  ... persistent, 2 blocks/SM", 1, 1, 1, 2},
-        {"  ... persistent, 3 blocks/SM", 1, 1, 1, 3},
-        {"no graph (fused ops launched)", 2, 0, 1, 2},
-        {"no graph (plain ops)", 0, 0, 1, 2},
+        {"graphs (default)", 1, 0, 1, 2, 1},
+        {"graphs, a launch per weight type", 1, 0, 1, 2, 0},
+        {"graphs, no pdl", 1, 0, 0, 2, 1},
+        {"graphs, matvecs quantize input", 1, 1, 1, 0, 1},
+        {"  ... persistent, 3 blocks/SM", 1, 1, 1, 3, 1},
+        {"no graph (fused ops launched)", 2, 0, 1, 2, 1},
+        {"no graph (plain ops)", 0, 0, 1, 2, 1},
     };
     int rc = 0;
     for (size_t v = 0; v < sizeof vs / sizeof vs[0]; v++) {
@@ -274,6 +274,7 @@ static int cmd_decode(int argc, char **argv) {
         cuda_set_fuse(g, vs[v].fuse);
         cuda_set_pdl(g, vs[v].pdl);
         cuda_tune(g, "persist", vs[v].persist);
+        cuda_tune(g, "pairs", vs[v].pairs);
         cuda_graphs_drop(g);
         chord_context_truncate(ctx, 0);
         if (pos && chord_eval(ctx, toks, pos, false, &err) != CHORD_OK) goto fail;
@@ -290,6 +291,7 @@ static int cmd_decode(int argc, char **argv) {
     cuda_set_fuse(g, 0);
     cuda_set_pdl(g, 1);
     cuda_tune(g, "persist", 2);
+    cuda_tune(g, "pairs", 1);
     if (trace_step(g, ctx, toks + pos) != 0) goto fail;
     goto done;
 fail:

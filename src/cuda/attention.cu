@@ -327,14 +327,34 @@ __global__ void __launch_bounds__(ADT)
     __shared__ float redf[32];
     __shared__ double dsh;
     ktrace kt(tk);
-    pdl_wait();
-    kt.released();
-    pdl_trigger();
+    /* Before waiting for the kernel that writes q / k / v: the position (copied in before
+     * the step), this thread's rope entry and its first cache rows (earlier steps wrote
+     * them; the row of pos itself is replaced from ks below). */
     const int tid = threadIdx.x;
     const int pos = dpos ? *dpos : pos_val, len = pos + 1;
     const int h = blockIdx.x, group = n_head / n_head_kv, kh = h / group;
     const bool leader = h % group == 0;
     const int kvd = n_head_kv * hd;
+    const __half *kbase = kc + (size_t)kh * hd;
+    float2 rope_t = make_float2(1.f, 0.f);
+    if constexpr (ROPE)
+        if (tid < ra.n_rot / 2) rope_t = ra.tab[(size_t)pos * (ra.n_rot / 2) + tid];
+    constexpr int NVP = HDT > 0 ? HDT / 8 : 1;
+    uint4 kpre[2][NVP];
+    if constexpr (HDT > 0) {
+        if (tid < len)
+#pragma unroll
+            for (int u = 0; u < 2; u++) {
+                const int j = min(tid + u * ADT, len - 1);
+                const uint4 *kr = reinterpret_cast<const uint4 *>(kbase + (size_t)j * kvd);
+#pragma unroll
+                for (int t = 0; t < NVP; t++)
+                    kpre[u][t] = __ldg(kr + t);
+            }
+    }
+    pdl_wait();
+    kt.released();
+    pdl_trigger();
     float *qr = q + (size_t)h * hd;
     for (int c = tid; c < hd; c += ADT) {
         qs[c] = qr[c];
@@ -344,9 +364,8 @@ __global__ void __launch_bounds__(ADT)
     __syncthreads();
     if constexpr (ROPE) {
         const int half = ra.n_rot / 2;
-        const float2 *cs = ra.tab + (size_t)pos * half;
         for (int i = tid; i < half; i += ADT) {
-            const float2 t = cs[i];
+            const float2 t = i == tid ? rope_t : ra.tab[(size_t)pos * half + i];
             const int a = ra.neox ? i : 2 * i, b = ra.neox ? i + half : 2 * i + 1;
             xm_rope_rot(&qs[a], &qs[b], t.x, t.y);
             xm_rope_rot(&ks[a], &ks[b], t.x, t.y);
@@ -369,7 +388,6 @@ __global__ void __launch_bounds__(ADT)
 
     /* scores (thread tid owns keys tid, tid + ADT, ..., as softmax_row expects); the
      * token's own key from ks (the cache row may not be written yet) */
-    const __half *kbase = kc + (size_t)kh * hd;
     if constexpr (HDT > 0) {
         constexpr int NV = HDT / 8;
         for (int j0 = tid; j0 < len; j0 += 2 * ADT) {
@@ -380,7 +398,7 @@ __global__ void __launch_bounds__(ADT)
                 const uint4 *kr = reinterpret_cast<const uint4 *>(kbase + (size_t)j * kvd);
 #pragma unroll
                 for (int t = 0; t < NV; t++)
-                    raw[u][t] = __ldg(kr + t);
+                    raw[u][t] = j0 == tid ? kpre[u][t] : __ldg(kr + t);
             }
 #pragma unroll
             for (int u = 0; u < 2; u++) {

@@ -321,6 +321,13 @@ void cuda_matvec_call(cuda_backend *be, int n_w, float *const *ys,
     qact xa = {NULL, NULL, NULL, NULL, 0};
     int64_t xa_n_in = -1;
     if (xa_pre) xa = *xa_pre, xa_n_in = ws[0]->n_in;
+    /* two types sharing one activation quantization (Q4_K q/k + Q6_K v): one launch */
+    if (n_w > 1 && !type_is_float(ws[0]->type)) {
+        if (!xa_pre && !cuda_quantize_act(be, x, ws[0]->n_in, 1, act_block(ws[0]->type), &xa))
+            return;
+        if (cuda_matvec_pair(be, n_w, ws, ys, res, &xa)) return;
+        xa_n_in = ws[0]->n_in;
+    }
     for (int k0 = 0; k0 < n_w;) {
         const chord_weight *w = ws[k0];
         int k1 = k0 + 1;
@@ -546,6 +553,8 @@ extern "C" chord_status chord_backend_cuda_new(chord_backend **out, chord_error 
     if (be->graphs < 0 || be->graphs > 2) be->graphs = 1;
     const char *fu = getenv("CHORD_CUDA_FUSE");
     be->fuse_pro = fu && !strcmp(fu, "2"); /* measured slower: see NOTES.md */
+    const char *mp = getenv("CHORD_CUDA_PAIRS");
+    be->mv_pairs = !(mp && !strcmp(mp, "0"));
     const char *pe = getenv("CHORD_CUDA_PERSIST");
     be->mv_persist = pe && *pe ? atoi(pe) : 2;
     if (be->mv_persist < 0 || be->mv_persist > 64) be->mv_persist = 2;

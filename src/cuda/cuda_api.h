@@ -38,7 +38,8 @@ int cuda_graph_count(chord_backend *be, int *fails);
 int cuda_set_fuse(chord_backend *be, int on);
 /* Decode tuning knobs (drop the graphs held; return the old value, -1 for an unknown
  * knob): "persist" blocks per SM of the input-quantizing matvecs (CHORD_CUDA_PERSIST,
- * default 2; 0: a block per row tile). */
+ * default 2; 0: a block per row tile), "pairs" one decode matvec launch for two weight
+ * types, e.g. Q4_K q/k with a Q6_K v (1, default; CHORD_CUDA_PAIRS=0: off). */
 int cuda_tune(chord_backend *be, const char *knob, int value);
 /* Timing trace of the decode kernels (drops the graphs held; 1 if on). cuda_trace_step
  * replays the latest step graph once and gives per kernel its kind (n rmsnorm+quantize,

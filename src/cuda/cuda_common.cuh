@@ -81,6 +81,7 @@ typedef struct cuda_backend {
     int graph_fails;
     bool fuse_pro; /* recorded steps: matvecs quantize their own input (CHORD_CUDA_FUSE=2) */
     int mv_persist; /* those matvecs' blocks per SM (persistent grid; 0: a block per tile) */
+    int mv_pairs;   /* decode: one launch for two weight types (CHORD_CUDA_PAIRS=0: off) */
     unsigned long long *tr; /* timing trace of the kernels of a step (cuda_set_trace) */
     int tr_next;
     char tr_kind[TRACE_SLOTS];
@@ -431,6 +432,11 @@ void cuda_step_end(chord_backend *b);
 void cuda_graphs_free(cuda_backend *be);
 /* Graphs held now; *fails (may be NULL): captures that failed (graphs are then off). */
 int cuda_graph_stats(cuda_backend *be, int *fails);
+/* One launch for weights of two types that share the activation quantization xa (first
+ * weights of one type, then of the other; the pairs matvec.cu is built for); false when
+ * they are not such a pair (nothing launched). */
+bool cuda_matvec_pair(cuda_backend *be, int n_w, const chord_weight *const *ws, float *const *ys,
+                      float *const *res, const qact *xa);
 /* backend_cuda.cu: a one-token matmul call (see cuda_matvec_multi; xa_pre may be NULL). */
 void cuda_matvec_call(cuda_backend *be, int n_w, float *const *ys,
                       const chord_weight *const *ws, float *const *res, const float *x,

@@ -466,7 +466,10 @@ extern "C" int cuda_tune(chord_backend *b, const char *knob, int value) {
     cuda_backend *be = (cuda_backend *)b;
     cuda_graphs_drop(b);
     int old = -1;
-    if (!strcmp(knob, "persist")) {
+    if (!strcmp(knob, "pairs")) {
+        old = be->mv_pairs;
+        be->mv_pairs = value != 0;
+    } else if (!strcmp(knob, "persist")) {
         old = be->mv_persist;
         be->mv_persist = value < 0 ? 0 : value;
     }

@@ -100,6 +100,7 @@ typedef struct mvjob {
     float *res[CUDA_MV_MAXW];
     unsigned bstart[CUDA_MV_MAXW + 1];
     int nw;
+    int nw0; /* matvec_q2_kernel: weights [0, nw0) have its first type */
     ktr kt;
 } mvjob;
 
@@ -111,12 +112,10 @@ __device__ __forceinline__ int job_pick(const mvjob &job) {
     return k;
 }
 
-/* Each warp: R consecutive rows, U units per row in flight per lane (R * U loads). */
+/* Each warp: R consecutive rows of weight k (type T), U units per row in flight per lane
+ * (R * U loads). */
 template <int T, int R, int U>
-__global__ void __launch_bounds__(32 * MV_ROWS)
-    matvec_q_kernel(const __grid_constant__ mvjob job, xact xa) {
-    ktrace kt(job.kt);
-    const int k = job_pick(job);
+__device__ __forceinline__ void mv_rows(const mvjob &job, const xact &xa, int k, ktrace &kt) {
     const wview &w = job.w[k];
     float *__restrict__ y = job.y[k];
     float *res = job.res[k];
@@ -165,6 +164,27 @@ __global__ void __launch_bounds__(32 * MV_ROWS)
             if (res) res[row0 + r] += v;
         }
     }
+}
+
+template <int T, int R, int U>
+__global__ void __launch_bounds__(32 * MV_ROWS)
+    matvec_q_kernel(const __grid_constant__ mvjob job, xact xa) {
+    ktrace kt(job.kt);
+    mv_rows<T, R, U>(job, xa, job_pick(job), kt);
+}
+
+/* Two weight types with one activation block and row length in one launch (weights
+ * [0, job.nw0) of type T0, the rest T1; e.g. Q4_K attn_q / attn_k with a Q6_K attn_v):
+ * one kernel boundary less per layer. Each block takes rows of one weight. */
+template <int T0, int T1, int R, int U>
+__global__ void __launch_bounds__(32 * MV_ROWS)
+    matvec_q2_kernel(const __grid_constant__ mvjob job, xact xa) {
+    ktrace kt(job.kt);
+    const int k = job_pick(job);
+    if (k < job.nw0)
+        mv_rows<T0, R, U>(job, xa, k, kt);
+    else
+        mv_rows<T1, R, U>(job, xa, k, kt);
 }
 
 /* exact_batch_type weights: the CPU's float order (exact_dot.cuh). One warp per row,
@@ -342,6 +362,56 @@ static void launch_matvec(cuda_backend *be, mvjob &job, const float *x, const qa
         CUDA_CHECK(be, e);
     }
     CUDA_LAUNCHED(be, "matvec_kernel");
+}
+
+/* The type pairs matvec_q2_kernel is built for (both with the same units per block). */
+static bool q2_pair(int t0, int t1) {
+    return t0 == CHORD_TYPE_Q4_K && t1 == CHORD_TYPE_Q6_K;
+}
+
+template <int T0, int T1>
+static void launch_q2(cuda_backend *be, mvjob &job, const xact &a) {
+    const wview &w = job.w[0];
+    const int64_t per_lane = (w.nb * units_per_block(T0) + 31) / 32;
+    const dim3 blk(32 * MV_ROWS);
+    cudaError_t e;
+    if (per_lane <= 1) {
+        job_blocks(job, 4 * MV_ROWS);
+        e = launch_pdl(be, matvec_q2_kernel<T0, T1, 4, 1>, dim3(job.bstart[job.nw]), blk, job, a);
+    } else if (per_lane <= 2) {
+        job_blocks(job, 2 * MV_ROWS);
+        e = launch_pdl(be, matvec_q2_kernel<T0, T1, 2, 2>, dim3(job.bstart[job.nw]), blk, job, a);
+    } else {
+        if (!job_blocks(job, MV_ROWS)) return cuda_fail(be, "matvec: too many rows");
+        e = launch_pdl(be, matvec_q2_kernel<T0, T1, 1, 4>, dim3(job.bstart[job.nw]), blk, job, a);
+    }
+    CUDA_CHECK(be, e);
+    CUDA_LAUNCHED(be, "matvec_q2_kernel");
+}
+
+bool cuda_matvec_pair(cuda_backend *be, int n_w, const chord_weight *const *ws, float *const *ys,
+                      float *const *res, const qact *xa) {
+    if (n_w < 2 || n_w > CUDA_MV_MAXW || !xa || be->mv_pairs == 0) return false;
+    int n0 = 1;
+    while (n0 < n_w && ws[n0]->type == ws[0]->type)
+        n0++;
+    if (n0 == n_w || !q2_pair(ws[0]->type, ws[n0]->type)) return false;
+    for (int k = 0; k < n_w; k++)
+        if (ws[k]->n_in != ws[0]->n_in || (k >= n0 && ws[k]->type != ws[n0]->type)) return false;
+    if (xa->qb != act_block(ws[0]->type) || xa->qb != act_block(ws[n0]->type)) return false;
+    mvjob job;
+    memset(&job, 0, sizeof job);
+    job.nw = n_w;
+    job.nw0 = n0;
+    job.kt = take_ktr(be, 'm');
+    for (int k = 0; k < n_w; k++) {
+        job.w[k] = wview_of(ws[k]);
+        job.y[k] = ys[k];
+        job.res[k] = res ? res[k] : NULL;
+    }
+    const xact a = {xa->q, xa->d, xa->bs, xa->s};
+    launch_q2<CHORD_TYPE_Q4_K, CHORD_TYPE_Q6_K>(be, job, a);
+    return true;
 }
 
 void cuda_matvec_multi(cuda_backend *be, int n_w, const chord_weight *const *ws,
