@@ -77,6 +77,7 @@ chord_status chord_context_new(chord_model *m, const chord_context_params *param
     chord_context *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return chord_fail(err, CHORD_E_NOMEM, "out of memory");
     ctx->model = m;
+    ctx->step_key = __atomic_add_fetch(&m->ctx_serial, 1, __ATOMIC_RELAXED);
     ctx->n_ctx = p.n_ctx;
     ctx->n_batch = p.n_batch;
     chord_status s = chord_backend_cpu_new(p.n_threads, &ctx->backends[0], err);

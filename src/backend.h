@@ -77,8 +77,10 @@ typedef struct chord_backend_ops {
      * (the logits are then in the output buffer of the ops recorded earlier, and the ops
      * are not issued); false means: issue the ops now (the backend may record them),
      * then call step_end. tokens (host) and pos0 are the step's inputs: a backend that
-     * replays must read them from memory it updates here, not from recorded arguments. */
-    bool (*step_begin)(chord_backend *be, const int32_t *tokens, int n, int pos0);
+     * replays must read them from memory it updates here, not from recorded arguments.
+     * key: the same key (one context's steps) promises the same ops apart from the token
+     * and position, so the backend may replay the last step of that key at once. */
+    bool (*step_begin)(chord_backend *be, uint64_t key, const int32_t *tokens, int n, int pos0);
     void (*step_end)(chord_backend *be);
 
     /* Optional (NULL: not offered): ids / vals (host) get the k best of the n values at x

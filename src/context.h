@@ -32,6 +32,7 @@ struct chord_context {
     int n_logits;        /* rows valid after the last eval */
     int logits_first;    /* index (in the last eval) of the first row held */
     int last_n;          /* tokens in the last eval */
+    uint64_t step_key;   /* unique per context: its one-token steps repeat one op sequence */
 };
 
 /* Runs n tokens (n <= n_batch) at positions pos0.. through the model; writes the

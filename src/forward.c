@@ -108,7 +108,7 @@ chord_status forward_chunk(chord_context *ctx, const int32_t *tokens, int n, int
     int cur = m->out_be;
     chord_backend *be = ctx->backends[cur];
     bool step = n == 1 && first == 0 && single_backend(m) && be->ops->step_begin;
-    if (!step || !be->ops->step_begin(be, tokens, n, pos0)) {
+    if (!step || !be->ops->step_begin(be, ctx->step_key, tokens, n, pos0)) {
         cur = issue_ops(ctx, tokens, n, pos0, first);
         if (step) be->ops->step_end(be);
     }

@@ -59,6 +59,7 @@ struct chord_model {
     void *gpu_lock;           /* pthread_mutex_t* */
     int *layer_be;            /* [n_layer] 0 = cpu, 1 = gpu */
     int out_be;               /* backend of the output head */
+    uint64_t ctx_serial;      /* contexts made so far (each one's step key) */
     char backend_desc[192];
     char backend_notice[256]; /* why the GPU is not used, or "" */
 };

@@ -193,36 +193,38 @@ static int trace_step(chord_backend *g, chord_context *ctx, const int32_t *toks)
         }
     enum { MAXK = 1024 };
     static char kinds[MAXK];
-    static double t4[4 * MAXK];
-    int n = cuda_trace_step(g, kinds, t4, MAXK);
+    static double t5[5 * MAXK];
+    int n = cuda_trace_step(g, kinds, t5, MAXK);
     cuda_set_trace(g, 0);
     if (n <= 0) {
         printf("trace: no step graph\n");
         return 1;
     }
     printf("trace of one step graph: %d kernels, %.1f us from the first start to the last end\n",
-           n, t4[4 * (n - 1) + 2]);
+           n, t5[5 * (n - 1) + 2]);
     printf("  first kernels (us): kind start last-start release end | release-prev_end "
            "end-release\n");
     for (int i = 0; i < n && i < 24; i++) {
-        const double *t = t4 + 4 * i;
+        const double *t = t5 + 5 * i;
         printf("  %3d %c %8.2f %8.2f %8.2f %8.2f | %6.2f %6.2f\n", i, kinds[i], t[0], t[3], t[1],
-               t[2], i ? t[1] - t4[4 * (i - 1) + 2] : 0.0, t[2] - t[1]);
+               t[2], i ? t[1] - t5[5 * (i - 1) + 2] : 0.0, t[2] - t[1]);
     }
     const char *ks = "nqsam";
     for (const char *k = ks; *k; k++) {
-        double wait = 0, run = 0;
-        int c = 0;
+        double wait = 0, run = 0, to_mark = 0;
+        int c = 0, marks = 0;
         for (int i = 1; i < n; i++)
-            if (kinds[i] == *k && t4[4 * i + 1] >= 0) {
-                wait += t4[4 * i + 1] - t4[4 * (i - 1) + 2];
-                run += t4[4 * i + 2] - t4[4 * i + 1];
+            if (kinds[i] == *k && t5[5 * i + 1] >= 0) {
+                wait += t5[5 * i + 1] - t5[5 * (i - 1) + 2];
+                run += t5[5 * i + 2] - t5[5 * i + 1];
+                if (t5[5 * i + 4] >= 0) to_mark += t5[5 * i + 4] - t5[5 * i + 1], marks++;
                 c++;
             }
         if (c)
             printf("  kind %c: %4d kernels, release - previous end %6.2f us, end - release %6.2f "
                    "us (sums %7.1f / %7.1f)\n",
                    *k, c, wait / c, run / c, wait, run);
+        if (marks) printf("          release to mark %6.2f us\n", to_mark / marks);
     }
     return 0;
 }
@@ -258,15 +260,16 @@ static int cmd_decode(int argc, char **argv) {
     printf("%-40s %10s %10s\n", "variant", "host us", "graph us");
     const struct {
         const char *name;
-        int graphs, fuse, pdl, persist, pairs;
+        int graphs, fuse, pdl, persist, pairs, fast;
     } vs[] = {
-        {"graphs (default)", 1, 0, 1, 2, 1},
-        {"graphs, a launch per weight type", 1, 0, 1, 2, 0},
-        {"graphs, no pdl", 1, 0, 0, 2, 1},
-        {"graphs, matvecs quantize input", 1, 1, 1, 0, 1},
-        {"  ... persistent, 3 blocks/SM", 1, 1, 1, 3, 1},
-        {"no graph (fused ops launched)", 2, 0, 1, 2, 1},
-        {"no graph (plain ops)", 0, 0, 1, 2, 1},
+        {"graphs (default)", 1, 0, 1, 2, 1, 1},
+        {"graphs, ops issued every step", 1, 0, 1, 2, 1, 0},
+        {"graphs, a launch per weight type", 1, 0, 1, 2, 0, 1},
+        {"graphs, no pdl", 1, 0, 0, 2, 1, 1},
+        {"graphs, matvecs quantize input", 1, 1, 1, 0, 1, 1},
+        {"  ... persistent, 3 blocks/SM", 1, 1, 1, 3, 1, 1},
+        {"no graph (fused ops launched)", 2, 0, 1, 2, 1, 1},
+        {"no graph (plain ops)", 0, 0, 1, 2, 1, 1},
     };
     int rc = 0;
     for (size_t v = 0; v < sizeof vs / sizeof vs[0]; v++) {
@@ -275,6 +278,7 @@ static int cmd_decode(int argc, char **argv) {
         cuda_set_pdl(g, vs[v].pdl);
         cuda_tune(g, "persist", vs[v].persist);
         cuda_tune(g, "pairs", vs[v].pairs);
+        cuda_tune(g, "fast", vs[v].fast);
         cuda_graphs_drop(g);
         chord_context_truncate(ctx, 0);
         if (pos && chord_eval(ctx, toks, pos, false, &err) != CHORD_OK) goto fail;
@@ -292,6 +296,7 @@ static int cmd_decode(int argc, char **argv) {
     cuda_set_pdl(g, 1);
     cuda_tune(g, "persist", 2);
     cuda_tune(g, "pairs", 1);
+    cuda_tune(g, "fast", 1);
     if (trace_step(g, ctx, toks + pos) != 0) goto fail;
     goto done;
 fail:

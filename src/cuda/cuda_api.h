@@ -39,15 +39,17 @@ int cuda_set_fuse(chord_backend *be, int on);
 /* Decode tuning knobs (drop the graphs held; return the old value, -1 for an unknown
  * knob): "persist" blocks per SM of the input-quantizing matvecs (CHORD_CUDA_PERSIST,
  * default 2; 0: a block per row tile), "pairs" one decode matvec launch for two weight
- * types, e.g. Q4_K q/k with a Q6_K v (1, default; CHORD_CUDA_PAIRS=0: off). */
+ * types, e.g. Q4_K q/k with a Q6_K v (1, default; CHORD_CUDA_PAIRS=0: off), "fast" a
+ * context's next one-token step replays its last graph without the ops being issued and
+ * recorded again (1, default; CHORD_CUDA_FAST=0: off). */
 int cuda_tune(chord_backend *be, const char *knob, int value);
 /* Timing trace of the decode kernels (drops the graphs held; 1 if on). cuda_trace_step
  * replays the latest step graph once and gives per kernel its kind (n rmsnorm+quantize,
  * q quantize, s swiglu+quantize, a attention, m matvec) and first block start, release
- * from the previous kernel, end and last block start, in us from the first start (t4: 4
- * per kernel). */
+ * from the previous kernel, end, last block start and a mark inside the kernel (-1: none),
+ * in us from the first start (t5: 5 per kernel). */
 int cuda_set_trace(chord_backend *be, int on);
-int cuda_trace_step(chord_backend *be, char *kinds, double *t4, int max);
+int cuda_trace_step(chord_backend *be, char *kinds, double *t5, int max);
 /* Drops the step graphs held (e.g. after cuda_set_pdl, so that they are recorded again). */
 void cuda_graphs_drop(chord_backend *be);
 /* GPU time per replay of the most recently used step graph, reps replays back to back. */

@@ -48,7 +48,7 @@ typedef struct ktr {
     int slot;
 } ktr;
 #define TRACE_SLOTS 1024
-#define TRACE_WORDS 4
+#define TRACE_WORDS 5
 
 typedef struct cuda_backend {
     chord_backend base;
@@ -72,6 +72,8 @@ typedef struct cuda_backend {
     int graphs;
     bool rec;
     int step_tok, step_pos;
+    uint64_t step_key;
+    bool fast_steps; /* step_begin may replay a context's last graph (CHORD_CUDA_FAST=0: no) */
     struct cuda_rec *recs;
     int n_recs, cap_recs;
     struct cuda_graph_entry *gcache;
@@ -79,6 +81,11 @@ typedef struct cuda_backend {
     int *h_in;     /* pinned {token, pos} */
     int *d_in;     /* device copy the graph's kernels read */
     int graph_fails;
+    /* the graph of the last step of key last_key (replayed by step_begin without the
+     * ops being issued while it is still held: serial last_serial) */
+    uint64_t last_key;
+    struct cuda_graph_entry *last_e;
+    unsigned long last_serial, gserial;
     bool fuse_pro; /* recorded steps: matvecs quantize their own input (CHORD_CUDA_FUSE=2) */
     int mv_persist; /* those matvecs' blocks per SM (persistent grid; 0: a block per tile) */
     int mv_pairs;   /* decode: one launch for two weight types (CHORD_CUDA_PAIRS=0: off) */
@@ -126,8 +133,8 @@ __device__ __forceinline__ unsigned long long gtime() {
 }
 
 /* Timing trace of a decode kernel (when k.tr is set): thread 0 of every block records
- * its start (first and last of the grid), its release from pdl_wait (released(), first)
- * and its end (destructor, last). */
+ * its start (first and last of the grid), its release from pdl_wait (released(), first),
+ * its end (destructor, last) and optionally a point in between (mark(), last). */
 struct ktrace {
     unsigned long long *p;
     __device__ explicit ktrace(const ktr &k)
@@ -140,6 +147,9 @@ struct ktrace {
     }
     __device__ void released() {
         if (p) atomicMin(p + 1, gtime());
+    }
+    __device__ void mark() { /* a point inside the kernel (last block to reach it) */
+        if (p) atomicMax(p + 4, gtime());
     }
     __device__ ~ktrace() {
         if (p) atomicMax(p + 2, gtime());
@@ -427,7 +437,7 @@ typedef struct cuda_rec {
 bool cuda_rec_push(cuda_backend *be, const cuda_rec *r);
 /* Leaves recording mode, launching what was recorded (before a to_host, sync, ...). */
 void cuda_rec_flush(cuda_backend *be);
-bool cuda_step_begin(chord_backend *b, const int32_t *tokens, int n, int pos0);
+bool cuda_step_begin(chord_backend *b, uint64_t key, const int32_t *tokens, int n, int pos0);
 void cuda_step_end(chord_backend *b);
 void cuda_graphs_free(cuda_backend *be);
 /* Graphs held now; *fails (may be NULL): captures that failed (graphs are then off). */

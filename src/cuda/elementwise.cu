@@ -176,6 +176,7 @@ __global__ void rmsnorm_quant_kernel(float *__restrict__ out, const float *__res
         for (int i = 0; i < PER; i++)
             ss = __dadd_rn(ss, (double)__fmul_rn(v[j][i], v[j][i]));
     const float scale = rms_scale_reduce(ss, x, dim, eps);
+    kt.mark();
 #pragma unroll
     for (int j = 0; j < NBW; j++) {
         const int b = warp + j * nw;

@@ -29,6 +29,7 @@ struct cuda_graph_entry {
     cudaGraphExec_t exec;
     unsigned gen;
     unsigned long used;
+    unsigned long serial; /* distinct for every graph captured */
 };
 
 static bool same_key(const cuda_rec *a, const cuda_rec *b, int n) {
@@ -257,6 +258,7 @@ static void entry_clear(cuda_graph_entry *e) {
 }
 
 void cuda_graphs_free(cuda_backend *be) {
+    be->last_e = NULL;
     if (be->gcache) {
         for (int i = 0; i < GRAPH_CACHE; i++)
             entry_clear(&be->gcache[i]);
@@ -357,17 +359,39 @@ static cuda_graph_entry *capture_graph(cuda_backend *be, const cuda_rec *R, int 
     slot->nr = nr;
     slot->exec = ex;
     slot->gen = be->scratch_gen;
+    slot->serial = ++be->gserial;
     return slot;
 }
 
-bool cuda_step_begin(chord_backend *b, const int32_t *tokens, int n, int pos0) {
+/* Launches graph e for token tok at position pos. */
+static void replay(cuda_backend *be, cuda_graph_entry *e, int tok, int pos) {
+    e->used = ++be->gclock;
+    be->h_in[0] = tok;
+    be->h_in[1] = pos;
+    CUDA_CHECK(be, cudaMemcpyAsync(be->d_in, be->h_in, 2 * sizeof(int), cudaMemcpyHostToDevice,
+                                   be->stream));
+    CUDA_CHECK(be, cudaGraphLaunch(e->exec, be->stream));
+}
+
+bool cuda_step_begin(chord_backend *b, uint64_t key, const int32_t *tokens, int n, int pos0) {
     cuda_backend *be = (cuda_backend *)b;
     cuda_rec_flush(be);
     if (be->graphs == 0 || n != 1 || !tokens) return false;
+    /* the same context's next step: its last graph, if it still holds and the rope table
+     * covers the position (the ops need not be issued again) */
+    cuda_graph_entry *e = be->last_e;
+    if (be->graphs == 1 && key == be->last_key && e && e->exec && e->serial == be->last_serial &&
+        e->gen == be->scratch_gen && be->err_code == CHORD_OK && pos0 < be->rope_npos &&
+        be->fast_steps) {
+        cudaSetDevice(be->device);
+        replay(be, e, tokens[0], pos0);
+        return true;
+    }
     be->rec = true;
     be->n_recs = 0;
     be->step_tok = tokens[0];
     be->step_pos = pos0;
+    be->step_key = key;
     return false; /* the ops are issued (and recorded); step_end launches them */
 }
 
@@ -379,6 +403,7 @@ void cuda_step_end(chord_backend *b) {
     be->n_recs = 0;
     const cuda_rec *R = be->recs;
     cudaSetDevice(be->device);
+    be->last_e = NULL;
     if (be->graphs != 1 || be->err_code != CHORD_OK || !graphable(be, R, nr) ||
         !graph_setup(be)) {
         exec_fused(be, R, nr, NULL, NULL);
@@ -403,12 +428,10 @@ void cuda_step_end(chord_backend *b) {
             return;
         }
     }
-    e->used = ++be->gclock;
-    be->h_in[0] = be->step_tok;
-    be->h_in[1] = be->step_pos;
-    CUDA_CHECK(be, cudaMemcpyAsync(be->d_in, be->h_in, 2 * sizeof(int), cudaMemcpyHostToDevice,
-                                   be->stream));
-    CUDA_CHECK(be, cudaGraphLaunch(e->exec, be->stream));
+    replay(be, e, be->step_tok, be->step_pos);
+    be->last_key = be->step_key;
+    be->last_e = e;
+    be->last_serial = e->serial;
 }
 
 /* ------------------------------------------------------------ for tests */
@@ -427,8 +450,8 @@ extern "C" int cuda_set_fuse(chord_backend *b, int on) {
 extern "C" void cuda_graphs_drop(chord_backend *b);
 
 /* One replay of the latest step graph with the trace on: per kernel its kind and first
- * start, release, end, last start in us from the first start. Returns the number of
- * kernels (or -1). */
+ * start, release, end, last start, mark (-1: none) in us from the first start. Returns
+ * the number of kernels (or -1). */
 extern "C" int cuda_trace_step(chord_backend *b, char *kinds, double *t4, int max) {
     cuda_backend *be = (cuda_backend *)b;
     cuda_graph_entry *e = NULL;
@@ -436,7 +459,7 @@ extern "C" int cuda_trace_step(chord_backend *b, char *kinds, double *t4, int ma
         for (int i = 0; i < GRAPH_CACHE; i++)
             if (be->gcache[i].exec && (!e || be->gcache[i].used > e->used)) e = &be->gcache[i];
     if (!e || !be->tr) return -1;
-    static const unsigned long long init[TRACE_WORDS] = {~0ull, ~0ull, 0ull, 0ull};
+    static const unsigned long long init[TRACE_WORDS] = {~0ull, ~0ull, 0ull, 0ull, 0ull};
     unsigned long long *h = (unsigned long long *)malloc(TRACE_WORDS * TRACE_SLOTS * 8);
     if (!h) return -1;
     for (int i = 0; i < TRACE_SLOTS; i++)
@@ -466,7 +489,10 @@ extern "C" int cuda_tune(chord_backend *b, const char *knob, int value) {
     cuda_backend *be = (cuda_backend *)b;
     cuda_graphs_drop(b);
     int old = -1;
-    if (!strcmp(knob, "pairs")) {
+    if (!strcmp(knob, "fast")) {
+        old = be->fast_steps;
+        be->fast_steps = value != 0;
+    } else if (!strcmp(knob, "pairs")) {
         old = be->mv_pairs;
         be->mv_pairs = value != 0;
     } else if (!strcmp(knob, "persist")) {
