@@ -352,7 +352,10 @@ __global__ void __launch_bounds__(ADT)
                     kpre[u][t] = __ldg(kr + t);
             }
     }
-    pdl_wait();
+    uint32_t dep = __float_as_uint(rope_t.x);
+    if constexpr (HDT > 0)
+        if (tid < len) dep ^= kpre[0][0].x ^ kpre[1][0].x;
+    pdl_wait_after(dep);
     kt.released();
     pdl_trigger();
     float *qr = q + (size_t)h * hd;

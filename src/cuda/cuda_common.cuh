@@ -156,6 +156,19 @@ struct ktrace {
     }
 };
 
+/* pdl_wait after loads issued before it: ptxas otherwise schedules the wait (ACQBULK)
+ * ahead of independent loads (seen in the SASS of the matvecs), so that they go out only
+ * once the previous kernel is done. A wait that depends on the loaded data (dep: any
+ * function of it) keeps them first; the loads then overlap the previous kernel. */
+__device__ __forceinline__ void pdl_wait_after(uint32_t dep) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if (dep == 0x9E3779B9u) asm volatile("griddepcontrol.wait;" ::: "memory");
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#else
+    (void)dep;
+#endif
+}
+
 template <typename... KArgs, typename... Args>
 static inline cudaError_t launch_pdl(cuda_backend *be, void (*kernel)(KArgs...), dim3 grid,
                                      dim3 block, Args... args) {

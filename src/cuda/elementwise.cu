@@ -159,7 +159,7 @@ __global__ void rmsnorm_quant_kernel(float *__restrict__ out, const float *__res
         for (int i = 0; i < PER; i++)
             g[j][i] = b < nb ? w[b * QB + lane * PER + i] : 0.f;
     }
-    pdl_wait();
+    pdl_wait_after(__float_as_uint(g[0][0]));
     kt.released();
     pdl_trigger();
     double ss = 0.0;

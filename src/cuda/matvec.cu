@@ -131,13 +131,16 @@ __device__ __forceinline__ void mv_rows(const mvjob &job, const xact &xa, int k,
     /* the first units' loads go out before waiting for the previous kernel (PDL) */
     uraw raw[R][U];
     int base = lane;
+    uint32_t dep = 0;
 #pragma unroll
     for (int r = 0; r < R; r++)
 #pragma unroll
         for (int i = 0; i < U; i++)
-            if (row0 + r < w.n_out && base + 32 * i < n_units)
+            if (row0 + r < w.n_out && base + 32 * i < n_units) {
                 raw[r][i] = unit_load<T>(w, row0 + r, base + 32 * i);
-    pdl_wait(); /* x comes from the previous kernel */
+                dep ^= raw[r][i].a.x;
+            }
+    pdl_wait_after(dep); /* x comes from the previous kernel */
     kt.released();
     pdl_trigger();
     while (base < n_units) {
@@ -263,10 +266,14 @@ __global__ void __launch_bounds__(32 * MV_ROWS)
     float acc = 0.f;
     uint4 v[MV_UF];
     int base = lane;
+    uint32_t dep = 0;
 #pragma unroll
     for (int i = 0; i < MV_UF; i++)
-        if (base + 32 * i < n_units) v[i] = ld16_stream(rp + 16 * (size_t)(base + 32 * i));
-    pdl_wait();
+        if (base + 32 * i < n_units) {
+            v[i] = ld16_stream(rp + 16 * (size_t)(base + 32 * i));
+            dep ^= v[i].x;
+        }
+    pdl_wait_after(dep);
     kt.released();
     pdl_trigger();
     while (base < n_units) {
@@ -547,7 +554,11 @@ __global__ void __launch_bounds__(32 * MVF_WARPS)
     };
     setup(tile);
     issue(lane); /* before waiting for the previous kernel (PDL) */
-    pdl_wait();  /* x comes from the previous kernel */
+    uint32_t dep = 0;
+#pragma unroll
+    for (int r = 0; r < R; r++)
+        if (on[r] && lane < n_units) dep ^= raw[r][0].a.x;
+    pdl_wait_after(dep); /* x comes from the previous kernel */
     kt.released();
     pdl_trigger();
 
