@@ -260,16 +260,17 @@ static int cmd_decode(int argc, char **argv) {
     printf("%-40s %10s %10s\n", "variant", "host us", "graph us");
     const struct {
         const char *name;
-        int graphs, fuse, pdl, persist, pairs, fast;
+        int graphs, fuse, pdl, persist, pairs, fast, waves;
     } vs[] = {
-        {"graphs (default)", 1, 0, 1, 2, 1, 1},
-        {"graphs, ops issued every step", 1, 0, 1, 2, 1, 0},
-        {"graphs, a launch per weight type", 1, 0, 1, 2, 0, 1},
-        {"graphs, no pdl", 1, 0, 0, 2, 1, 1},
-        {"graphs, matvecs quantize input", 1, 1, 1, 0, 1, 1},
-        {"  ... persistent, 3 blocks/SM", 1, 1, 1, 3, 1, 1},
-        {"no graph (fused ops launched)", 2, 0, 1, 2, 1, 1},
-        {"no graph (plain ops)", 0, 0, 1, 2, 1, 1},
+        {"graphs (default)", 1, 0, 1, 2, 1, 1, 1},
+        {"graphs, matvec blocks in two waves", 1, 0, 1, 2, 1, 1, 0},
+        {"graphs, ops issued every step", 1, 0, 1, 2, 1, 0, 1},
+        {"graphs, a launch per weight type", 1, 0, 1, 2, 0, 1, 1},
+        {"graphs, no pdl", 1, 0, 0, 2, 1, 1, 1},
+        {"graphs, matvecs quantize input", 1, 1, 1, 0, 1, 1, 1},
+        {"  ... persistent, 3 blocks/SM", 1, 1, 1, 3, 1, 1, 1},
+        {"no graph (fused ops launched)", 2, 0, 1, 2, 1, 1, 1},
+        {"no graph (plain ops)", 0, 0, 1, 2, 1, 1, 1},
     };
     int rc = 0;
     for (size_t v = 0; v < sizeof vs / sizeof vs[0]; v++) {
@@ -279,6 +280,7 @@ static int cmd_decode(int argc, char **argv) {
         cuda_tune(g, "persist", vs[v].persist);
         cuda_tune(g, "pairs", vs[v].pairs);
         cuda_tune(g, "fast", vs[v].fast);
+        cuda_tune(g, "waves", vs[v].waves);
         cuda_graphs_drop(g);
         chord_context_truncate(ctx, 0);
         if (pos && chord_eval(ctx, toks, pos, false, &err) != CHORD_OK) goto fail;
@@ -297,6 +299,7 @@ static int cmd_decode(int argc, char **argv) {
     cuda_tune(g, "persist", 2);
     cuda_tune(g, "pairs", 1);
     cuda_tune(g, "fast", 1);
+    cuda_tune(g, "waves", 1);
     if (trace_step(g, ctx, toks + pos) != 0) goto fail;
     goto done;
 fail:

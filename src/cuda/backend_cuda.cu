@@ -555,6 +555,8 @@ extern "C" chord_status chord_backend_cuda_new(chord_backend **out, chord_error 
     be->fuse_pro = fu && !strcmp(fu, "2"); /* measured slower: see NOTES.md */
     const char *fs = getenv("CHORD_CUDA_FAST");
     be->fast_steps = !(fs && !strcmp(fs, "0"));
+    const char *wv = getenv("CHORD_CUDA_WAVES");
+    be->mv_waves = !(wv && !strcmp(wv, "0"));
     const char *mp = getenv("CHORD_CUDA_PAIRS");
     be->mv_pairs = !(mp && !strcmp(mp, "0"));
     const char *pe = getenv("CHORD_CUDA_PERSIST");

@@ -41,7 +41,9 @@ int cuda_set_fuse(chord_backend *be, int on);
  * default 2; 0: a block per row tile), "pairs" one decode matvec launch for two weight
  * types, e.g. Q4_K q/k with a Q6_K v (1, default; CHORD_CUDA_PAIRS=0: off), "fast" a
  * context's next one-token step replays its last graph without the ops being issued and
- * recorded again (1, default; CHORD_CUDA_FAST=0: off). */
+ * recorded again (1, default; CHORD_CUDA_FAST=0: off), "waves" more rows per warp for a
+ * decode matvec whose blocks would not all be resident at once (1, default;
+ * CHORD_CUDA_WAVES=0: off). */
 int cuda_tune(chord_backend *be, const char *knob, int value);
 /* Timing trace of the decode kernels (drops the graphs held; 1 if on). cuda_trace_step
  * replays the latest step graph once and gives per kernel its kind (n rmsnorm+quantize,

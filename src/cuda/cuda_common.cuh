@@ -89,6 +89,7 @@ typedef struct cuda_backend {
     bool fuse_pro; /* recorded steps: matvecs quantize their own input (CHORD_CUDA_FUSE=2) */
     int mv_persist; /* those matvecs' blocks per SM (persistent grid; 0: a block per tile) */
     int mv_pairs;   /* decode: one launch for two weight types (CHORD_CUDA_PAIRS=0: off) */
+    int mv_waves;   /* decode: more rows per warp when blocks would need two waves (=0: off) */
     unsigned long long *tr; /* timing trace of the kernels of a step (cuda_set_trace) */
     int tr_next;
     char tr_kind[TRACE_SLOTS];

@@ -489,7 +489,10 @@ extern "C" int cuda_tune(chord_backend *b, const char *knob, int value) {
     cuda_backend *be = (cuda_backend *)b;
     cuda_graphs_drop(b);
     int old = -1;
-    if (!strcmp(knob, "fast")) {
+    if (!strcmp(knob, "waves")) {
+        old = be->mv_waves;
+        be->mv_waves = value != 0;
+    } else if (!strcmp(knob, "fast")) {
         old = be->fast_steps;
         be->fast_steps = value != 0;
     } else if (!strcmp(knob, "pairs")) {

@@ -311,6 +311,23 @@ __global__ void __launch_bounds__(32 * MV_ROWS)
     }
 }
 
+/* Would the job's blocks at rows_per_block rows all be resident at once (or is the
+ * fallback off)? */
+template <typename K>
+static bool one_wave(cuda_backend *be, K kernel, const mvjob &job, int64_t rows_per_block) {
+    if (!be->mv_waves) return true;
+    int64_t blocks = 0;
+    for (int k = 0; k < job.nw; k++)
+        blocks += (job.w[k].n_out + rows_per_block - 1) / rows_per_block;
+    int per_sm = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, 32 * MV_ROWS, 0) !=
+        cudaSuccess) {
+        (void)cudaGetLastError();
+        return true;
+    }
+    return blocks <= (int64_t)per_sm * be->n_sm;
+}
+
 /* Fills the job's block ranges for rows_per_block rows per block; false if too many. */
 static bool job_blocks(mvjob &job, int64_t rows_per_block) {
     int64_t acc = 0;
@@ -357,6 +374,11 @@ static void launch_matvec(cuda_backend *be, mvjob &job, const float *x, const qa
         const int64_t per_lane = (w.nb * units_per_block(T) + 31) / 32;
         cudaError_t e;
         if (per_lane <= 1) {
+            job_blocks(job, 4 * MV_ROWS);
+            e = launch_pdl(be, matvec_q_kernel<T, 4, 1>, dim3(job.bstart[job.nw]), blk, job, a);
+        } else if (per_lane <= 2 && !one_wave(be, matvec_q_kernel<T, 2, 2>, job, 2 * MV_ROWS)) {
+            /* 4 rows per warp, half of each row's loads at a time: every block resident at
+             * once (gate / up); a second wave would only start loading when the first ends */
             job_blocks(job, 4 * MV_ROWS);
             e = launch_pdl(be, matvec_q_kernel<T, 4, 1>, dim3(job.bstart[job.nw]), blk, job, a);
         } else if (per_lane <= 2) {
