@@ -352,10 +352,15 @@ __global__ void __launch_bounds__(ADT)
                     kpre[u][t] = __ldg(kr + t);
             }
     }
-    uint32_t dep = __float_as_uint(rope_t.x);
+    uint32_t dep = __float_as_uint(rope_t.x) ^ __float_as_uint(rope_t.y);
     if constexpr (HDT > 0)
-        if (tid < len) dep ^= kpre[0][0].x ^ kpre[1][0].x;
-    pdl_wait_after(dep);
+        if (tid < len)
+#pragma unroll
+            for (int u = 0; u < 2; u++)
+#pragma unroll
+                for (int t = 0; t < NVP; t++)
+                    dep ^= kpre[u][t].x;
+    pdl_wait_after(dep); /* every load above first (pdl_wait_after) */
     kt.released();
     pdl_trigger();
     float *qr = q + (size_t)h * hd;

@@ -159,7 +159,13 @@ __global__ void rmsnorm_quant_kernel(float *__restrict__ out, const float *__res
         for (int i = 0; i < PER; i++)
             g[j][i] = b < nb ? w[b * QB + lane * PER + i] : 0.f;
     }
-    pdl_wait_after(__float_as_uint(g[0][0]));
+    uint32_t dep = 0;
+#pragma unroll
+    for (int j = 0; j < NBW; j++)
+#pragma unroll
+        for (int i = 0; i < PER; i++)
+            dep ^= __float_as_uint(g[j][i]);
+    pdl_wait_after(dep); /* every load above first */
     kt.released();
     pdl_trigger();
     double ss = 0.0;

@@ -138,7 +138,7 @@ __device__ __forceinline__ void mv_rows(const mvjob &job, const xact &xa, int k,
         for (int i = 0; i < U; i++)
             if (row0 + r < w.n_out && base + 32 * i < n_units) {
                 raw[r][i] = unit_load<T>(w, row0 + r, base + 32 * i);
-                dep ^= raw[r][i].a.x;
+                dep ^= raw[r][i].a.x ^ raw[r][i].s0;
             }
     pdl_wait_after(dep); /* x comes from the previous kernel */
     kt.released();
