@@ -702,20 +702,6 @@ static void test_misc(void) {
 /* topk: the k best by value descending then id ascending (+inf as FLT_MAX, NaN and -inf
  * last), against a host sort, with ties and non-finite values; k over the limit is
  * CHORD_E_UNSUPPORTED, not an error. */
-typedef struct tk_ref {
-    float v;
-    int32_t id;
-} tk_ref;
-static float tk_rank(float v) {
-    return isnan(v) || v == -INFINITY ? -INFINITY : (v > FLT_MAX ? FLT_MAX : v);
-}
-static int tk_cmp(const void *a, const void *b) {
-    const tk_ref *x = a, *y = b;
-    const float u = tk_rank(x->v), w = tk_rank(y->v);
-    if (u != w) return u > w ? -1 : 1;
-    return (x->id > y->id) - (x->id < y->id);
-}
-
 static void test_topk(void) {
     const int ns[] = {1, 100, 2048, 2049, 32000, 49152, 262144};
     const int ks[] = {1, 2, 41, 65, 128, 256};
@@ -723,7 +709,7 @@ static void test_topk(void) {
     for (size_t a = 0; a < sizeof ns / sizeof ns[0]; a++) {
         const int n = ns[a];
         float *h = malloc((size_t)n * sizeof *h);
-        tk_ref *ref = malloc((size_t)n * sizeof *ref);
+        int32_t *ref = malloc((size_t)n * sizeof *ref);
         gbuf g = galloc((size_t)n);
         for (int rep = 0; rep < 2; rep++) {
             for (int i = 0; i < n; i++) /* coarse values: ties */
@@ -733,9 +719,7 @@ static void test_topk(void) {
                 h[n / 2] = -FLT_MAX;
             }
             gput(&g, h, (size_t)n);
-            for (int i = 0; i < n; i++)
-                ref[i].v = h[i], ref[i].id = i;
-            qsort(ref, (size_t)n, sizeof *ref, tk_cmp);
+            test_rank_logits(h, ref, n);
             for (size_t b = 0; b < sizeof ks / sizeof ks[0]; b++) {
                 const int k = ks[b] < n ? ks[b] : n;
                 int32_t ids[256];
@@ -750,11 +734,10 @@ static void test_topk(void) {
                 }
                 CHECK(st == CHORD_OK, "topk n %d k %d: %s", n, k, err.message);
                 for (int i = 0; i < k; i++)
-                    if (ids[i] != ref[i].id ||
-                        memcmp(&vals[i], &h[ref[i].id], sizeof(float)) != 0) {
+                    if (ids[i] != ref[i] || memcmp(&vals[i], &h[ref[i]], sizeof(float)) != 0) {
                         if (bad++ < 5)
                             printf("  topk n %d k %d: [%d] id %d want %d\n", n, k, i, ids[i],
-                                   ref[i].id);
+                                   ref[i]);
                         break;
                     }
             }

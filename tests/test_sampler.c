@@ -426,29 +426,13 @@ static void test_vocab_growth(void) {
     chord_sampler_free(s);
 }
 
-/* The k best (value descending, then id ascending; +inf as FLT_MAX; NaN / -inf last): what
- * the GPU's topk op returns. */
-typedef struct kv_ref {
-    float v;
-    int32_t id;
-} kv_ref;
-static float rank_value(float v) {
-    return isnan(v) || v == -INFINITY ? -INFINITY : (v > FLT_MAX ? FLT_MAX : v);
-}
-static int kv_cmp(const void *a, const void *b) {
-    const kv_ref *x = a, *y = b;
-    const float u = rank_value(x->v), w = rank_value(y->v);
-    if (u != w) return u > w ? -1 : 1;
-    return (x->id > y->id) - (x->id < y->id);
-}
-
 /* Sampling from the best sampler_cands_needed() logits (in a shuffled order) draws what
  * sampling from all of them draws, for every filter chain, with ties, non-finite logits and
  * the repetition penalty; configurations without top-k ask for every logit. */
 static void test_candidates(void) {
     enum { N = 3000, T = 300 };
     float *l = malloc(N * sizeof *l);
-    kv_ref *ref = malloc(N * sizeof *ref);
+    int32_t *ref = malloc(N * sizeof *ref);
     int32_t *ids = malloc(N * sizeof *ids);
     float *vals = malloc(N * sizeof *vals);
     struct {
@@ -488,12 +472,10 @@ static void test_candidates(void) {
                 continue;
             }
             CHECK(k <= N, "cfg %zu: k = %d", c, k);
-            for (int i = 0; i < N; i++)
-                ref[i].v = l[i], ref[i].id = i;
-            qsort(ref, N, sizeof *ref, kv_cmp);
+            test_rank_logits(l, ref, N); /* the GPU's topk order */
             for (int i = 0; i < k; i++) { /* any order: reversed */
-                ids[i] = ref[k - 1 - i].id;
-                vals[i] = ref[k - 1 - i].v;
+                ids[i] = ref[k - 1 - i];
+                vals[i] = l[ref[k - 1 - i]];
             }
             const int32_t want = chord_sampler_sample(a, l, N);
             const int32_t got = sampler_sample_cands(b, ids, vals, k, N);

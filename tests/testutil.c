@@ -1,3 +1,6 @@
+#include <stdio.h>
+#include <math.h>
+#include <float.h>
 #include "testutil.h"
 
 #include <stdlib.h>
@@ -49,4 +52,34 @@ uint64_t test_rand_u64(uint64_t *s) {
 
 float test_rand_sym(uint64_t *s) {
     return (float)((double)(test_rand_u64(s) >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+
+typedef struct ranked {
+    float v;
+    int32_t id;
+} ranked;
+
+static float rank_value(float v) {
+    return isnan(v) || v == -INFINITY ? -INFINITY : (v > FLT_MAX ? FLT_MAX : v);
+}
+
+static int ranked_cmp(const void *a, const void *b) {
+    const ranked *x = a, *y = b;
+    const float u = rank_value(x->v), w = rank_value(y->v);
+    if (u != w) return u > w ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+void test_rank_logits(const float *v, int32_t *ids, int n) {
+    ranked *r = malloc((size_t)n * sizeof *r);
+    if (!r) {
+        fprintf(stderr, "test_rank_logits: out of memory\n");
+        exit(1);
+    }
+    for (int i = 0; i < n; i++)
+        r[i].v = v[i], r[i].id = i;
+    qsort(r, (size_t)n, sizeof *r, ranked_cmp);
+    for (int i = 0; i < n; i++)
+        ids[i] = r[i].id;
+    free(r);
 }

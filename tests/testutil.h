@@ -31,4 +31,8 @@ uint64_t test_rand_u64(uint64_t *s);
 /* uniform in [-1, 1) */
 float test_rand_sym(uint64_t *s);
 
+/* ids[0..n) get 0..n-1 ordered as the GPU's topk and the sampler rank logits v: value
+ * descending (+inf as FLT_MAX, -0 as +0), then id ascending, NaN and -inf last. */
+void test_rank_logits(const float *v, int32_t *ids, int n);
+
 #endif
