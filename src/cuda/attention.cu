@@ -306,21 +306,6 @@ static __host__ __device__ int decode_red_floats(int hd) {
     return 16 * hd > GS_MAX ? 16 * hd : GS_MAX;
 }
 
-/* The cache rows of keys j0 and j0 + ADT (the last key where they pass it), 16 bytes at a
- * time: the decode kernel's scores take two keys per pass. */
-template <int NV>
-__device__ __forceinline__ void load_krows(uint4 (&raw)[2][NV], const __half *kbase, int j0,
-                                           int len, int kvd) {
-#pragma unroll
-    for (int u = 0; u < 2; u++) {
-        const int j = min(j0 + u * ADT, len - 1);
-        const uint4 *kr = reinterpret_cast<const uint4 *>(kbase + (size_t)j * kvd);
-#pragma unroll
-        for (int t = 0; t < NV; t++)
-            raw[u][t] = __ldg(kr + t);
-    }
-}
-
 /* One token, one block per q head: (rope,) K/V row into the cache, scores of every key
  * in shared memory, softmax, P.V, with the roundings of the kernels above. The key and
  * value of the token itself come from k / v directly (the cache row is written by the
@@ -356,8 +341,17 @@ __global__ void __launch_bounds__(ADT)
         if (tid < ra.n_rot / 2) rope_t = ra.tab[(size_t)pos * (ra.n_rot / 2) + tid];
     constexpr int NVP = HDT > 0 ? HDT / 8 : 1;
     uint4 kpre[2][NVP];
-    if constexpr (HDT > 0)
-        if (tid < len) load_krows<NVP>(kpre, kbase, tid, len, kvd);
+    if constexpr (HDT > 0) {
+        if (tid < len)
+#pragma unroll
+            for (int u = 0; u < 2; u++) {
+                const int j = min(tid + u * ADT, len - 1);
+                const uint4 *kr = reinterpret_cast<const uint4 *>(kbase + (size_t)j * kvd);
+#pragma unroll
+                for (int t = 0; t < NVP; t++)
+                    kpre[u][t] = __ldg(kr + t);
+            }
+    }
     uint32_t dep = __float_as_uint(rope_t.x) ^ __float_as_uint(rope_t.y);
     if constexpr (HDT > 0)
         if (tid < len)
@@ -406,14 +400,14 @@ __global__ void __launch_bounds__(ADT)
         constexpr int NV = HDT / 8;
         for (int j0 = tid; j0 < len; j0 += 2 * ADT) {
             uint4 raw[2][NV];
-            if (j0 == tid) /* loaded before the wait */
 #pragma unroll
-                for (int u = 0; u < 2; u++)
+            for (int u = 0; u < 2; u++) {
+                const int j = min(j0 + u * ADT, len - 1);
+                const uint4 *kr = reinterpret_cast<const uint4 *>(kbase + (size_t)j * kvd);
 #pragma unroll
-                    for (int t = 0; t < NV; t++)
-                        raw[u][t] = kpre[u][t];
-            else
-                load_krows<NV>(raw, kbase, j0, len, kvd);
+                for (int t = 0; t < NV; t++)
+                    raw[u][t] = j0 == tid ? kpre[u][t] : __ldg(kr + t);
+            }
 #pragma unroll
             for (int u = 0; u < 2; u++) {
                 const int j = j0 + u * ADT;

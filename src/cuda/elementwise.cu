@@ -136,20 +136,6 @@ __global__ void rmsnorm_kernel(float *__restrict__ out, const float *__restrict_
         o[i] = __fmul_rn(__fmul_rn(xr[i], scale), w[i]);
 }
 
-/* Blocks warp, warp + nw, ... (< nb) of QB values: this lane's QB / 32 of each (0 past nb). */
-template <int QB, int NBW>
-__device__ __forceinline__ void load_warp_blocks(float (&o)[NBW][QB / 32], const float *src,
-                                                 int warp, int nw, int nb, int lane) {
-    constexpr int PER = QB / 32;
-#pragma unroll
-    for (int j = 0; j < NBW; j++) {
-        const int b = warp + j * nw;
-#pragma unroll
-        for (int i = 0; i < PER; i++)
-            o[j][i] = b < nb ? src[b * QB + lane * PER + i] : 0.f;
-    }
-}
-
 /* One row (decode): rmsnorm as above, then quantization of the activation blocks
  * (quant_store). Warp w holds blocks w, w + warps, ... (at most NBW) in registers from a
  * single read of x, which feeds both the sum of squares (any order does: rms_scale_reduce)
@@ -166,7 +152,13 @@ __global__ void rmsnorm_quant_kernel(float *__restrict__ out, const float *__res
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
     const int nb = dim / QB;
     float g[NBW][PER], v[NBW][PER];
-    load_warp_blocks<QB, NBW>(g, w, warp, nw, nb, lane);
+#pragma unroll
+    for (int j = 0; j < NBW; j++) {
+        const int b = warp + j * nw;
+#pragma unroll
+        for (int i = 0; i < PER; i++)
+            g[j][i] = b < nb ? w[b * QB + lane * PER + i] : 0.f;
+    }
     uint32_t dep = 0;
 #pragma unroll
     for (int j = 0; j < NBW; j++)
@@ -177,7 +169,13 @@ __global__ void rmsnorm_quant_kernel(float *__restrict__ out, const float *__res
     kt.released();
     pdl_trigger();
     double ss = 0.0;
-    load_warp_blocks<QB, NBW>(v, x, warp, nw, nb, lane);
+#pragma unroll
+    for (int j = 0; j < NBW; j++) {
+        const int b = warp + j * nw;
+#pragma unroll
+        for (int i = 0; i < PER; i++)
+            v[j][i] = b < nb ? x[b * QB + lane * PER + i] : 0.f;
+    }
 #pragma unroll
     for (int j = 0; j < NBW; j++)
 #pragma unroll
