@@ -155,6 +155,14 @@ int32_t chord_sampler_sample(chord_sampler *s, const float *logits, int n_vocab)
 void chord_sampler_accept(chord_sampler *s, int32_t token);
 void chord_sampler_reset(chord_sampler *s);
 
+/* chord_eval of the tokens (logits of the last one), then *token = the draw of
+ * chord_sampler_sample from those logits (not accepted: call chord_sampler_accept). The
+ * same token as those two calls; where the output runs on the GPU and the sampler needs
+ * only the best logits (greedy, or top-k), only they cross the bus, and
+ * chord_get_logits then returns NULL. CHORD_GPU_SAMPLE=0 always reads every logit. */
+chord_status chord_eval_sample(chord_context *ctx, const int32_t *tokens, int n_tokens,
+                               chord_sampler *smp, int32_t *token, chord_error *err);
+
 /* ---------------------------------------------------------- chat templates */
 
 typedef struct chord_chat_message {

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "context.h"
+#include "sample.h"
 #include "error.h"
 
 chord_context_params chord_context_default_params(void) {
@@ -223,6 +224,33 @@ chord_status context_eval_topk(chord_context *ctx, const int32_t *tokens, int n,
     }
     if (m->gpu_lock) pthread_mutex_unlock(m->gpu_lock);
     return s;
+}
+
+#define CANDS_MAX 512
+chord_status chord_eval_sample(chord_context *ctx, const int32_t *tokens, int n, chord_sampler *smp,
+                               int32_t *token, chord_error *err) {
+    if (!ctx || !smp || !token || !tokens || n <= 0)
+        return chord_fail(err, CHORD_E_INVALID_ARG, "chord_eval_sample: bad arguments");
+    const int n_vocab = ctx->model->hp.n_vocab;
+    const char *env = getenv("CHORD_GPU_SAMPLE");
+    const int k = env && !strcmp(env, "0") ? 0 : sampler_cands_needed(smp, n_vocab);
+    chord_status s;
+    if (k > 0 && k <= CANDS_MAX) {
+        int32_t ids[CANDS_MAX];
+        float vals[CANDS_MAX];
+        int got = 0;
+        s = context_eval_topk(ctx, tokens, n, k, ids, vals, &got, err);
+        if (s != CHORD_OK) return s;
+        if (got > 0) {
+            *token = sampler_sample_cands(smp, ids, vals, got, n_vocab);
+            return CHORD_OK;
+        }
+    } else {
+        s = chord_eval(ctx, tokens, n, false, err);
+        if (s != CHORD_OK) return s;
+    }
+    *token = chord_sampler_sample(smp, chord_get_logits(ctx, -1), n_vocab);
+    return CHORD_OK;
 }
 
 const float *chord_get_logits(const chord_context *ctx, int i) {

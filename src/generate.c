@@ -6,40 +6,11 @@
 #include "chat/chat.h"
 #include "context.h"
 #include "error.h"
-#include "sample.h"
 
 static double now_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* Evaluates tokens and samples the next token into *tok. Where the sampler needs only the
- * best k logits and the output backend selects them (the GPU), only those k cross the
- * bus; CHORD_GPU_SAMPLE=0 always reads every logit. */
-#define CANDS_MAX 512
-static chord_status eval_next(chord_context *ctx, chord_sampler *smp, const int32_t *toks, int n,
-                              int32_t *tok, chord_error *err) {
-    const int n_vocab = ctx->model->hp.n_vocab;
-    const char *env = getenv("CHORD_GPU_SAMPLE");
-    const int k = env && !strcmp(env, "0") ? 0 : sampler_cands_needed(smp, n_vocab);
-    chord_status s;
-    if (k > 0 && k <= CANDS_MAX) {
-        int32_t ids[CANDS_MAX];
-        float vals[CANDS_MAX];
-        int got = 0;
-        s = context_eval_topk(ctx, toks, n, k, ids, vals, &got, err);
-        if (s != CHORD_OK) return s;
-        if (got > 0) {
-            *tok = sampler_sample_cands(smp, ids, vals, got, n_vocab);
-            return CHORD_OK;
-        }
-    } else {
-        s = chord_eval(ctx, toks, n, false, err);
-        if (s != CHORD_OK) return s;
-    }
-    *tok = chord_sampler_sample(smp, chord_get_logits(ctx, -1), n_vocab);
-    return CHORD_OK;
 }
 
 /* Holds back text that might be the start of a stop string. */
@@ -138,7 +109,7 @@ chord_status chord_generate(chord_context *ctx, chord_sampler *smp, const char *
     for (size_t i = 0; i < n_ids; i++) chord_sampler_accept(smp, ids[i]);
     double t0 = now_seconds();
     int32_t tok = 0;
-    s = eval_next(ctx, smp, ids, (int)n_ids, &tok, err);
+    s = chord_eval_sample(ctx, ids, (int)n_ids, smp, &tok, err);
     st.prompt_seconds = now_seconds() - t0;
     st.n_prompt = (int)n_ids;
     free(ids);
@@ -178,7 +149,7 @@ chord_status chord_generate(chord_context *ctx, chord_sampler *smp, const char *
             s = chord_eval(ctx, &tok, 1, false, err);
             break;
         }
-        s = eval_next(ctx, smp, &tok, 1, &tok, err);
+        s = chord_eval_sample(ctx, &tok, 1, smp, &tok, err);
         if (s != CHORD_OK) break;
     }
     st.gen_seconds = now_seconds() - t0;

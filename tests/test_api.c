@@ -109,6 +109,36 @@ int main(void) {
     CHECK(chord_eval(ctx, &bad, 1, false, &err) == CHORD_E_INVALID_ARG, "bad token");
     CHECK(chord_eval(ctx, TOKS, NT, false, &err) == CHORD_E_CONTEXT_FULL, "context full: %s", err.message);
 
+    /* chord_eval_sample draws what chord_eval + chord_sampler_sample draw */
+    {
+        chord_sampler_params sp = chord_sampler_default_params();
+        sp.seed = 11;
+        sp.repeat_penalty = 1.1f;
+        chord_sampler *sa = NULL, *sb = NULL;
+        CHECK(chord_sampler_new(&sp, &sa, &err) == CHORD_OK, "sampler");
+        CHECK(chord_sampler_new(&sp, &sb, &err) == CHORD_OK, "sampler");
+        int same = 0;
+        for (int i = 0; i < NT; i++) {
+            int32_t ta = -1;
+            CHECK(chord_context_truncate(ctx, i) == CHORD_OK, "truncate %d", i);
+            CHECK(chord_eval_sample(ctx, TOKS + i, 1, sa, &ta, &err) == CHORD_OK,
+                  "eval_sample: %s", err.message);
+            CHECK(chord_context_truncate(ctx, i) == CHORD_OK, "truncate %d", i);
+            CHECK(chord_eval(ctx, TOKS + i, 1, false, &err) == CHORD_OK, "eval %d", i);
+            const int32_t tb = chord_sampler_sample(sb, chord_get_logits(ctx, -1), nv);
+            same += ta == tb;
+            chord_sampler_accept(sa, tb);
+            chord_sampler_accept(sb, tb);
+        }
+        CHECK(same == NT, "chord_eval_sample draws as eval + sample (%d of %d)", same, NT);
+        int32_t t = 0;
+        CHECK(chord_eval_sample(ctx, TOKS, 0, sa, &t, &err) == CHORD_E_INVALID_ARG, "no tokens");
+        CHECK(chord_eval_sample(ctx, TOKS, 1, NULL, &t, &err) == CHORD_E_INVALID_ARG, "no sampler");
+        chord_sampler_free(sa);
+        chord_sampler_free(sb);
+        chord_context_truncate(ctx, 0);
+    }
+
     /* two contexts on two threads give the same answer as one */
     memcpy(ref, all + (size_t)(NT - 1) * nv, sizeof(float) * nv);
     thread_job jobs[2];
