@@ -76,7 +76,7 @@ chord_status cuda_topk(chord_backend *b, const float *x, int n, int k, int32_t *
     cuda_backend *be = cuda_be(b);
     if (n <= 0 || k <= 0 || k > n)
         return chord_fail(err, CHORD_E_INVALID_ARG, "topk: k = %d of n = %d", k, n);
-    const int nb = (n + TK_CHUNK - 1) / TK_CHUNK;
+    const int nb = (int)(((int64_t)n + TK_CHUNK - 1) / TK_CHUNK);
     if (k > TK_CHUNK || (long)nb * k > TK_MERGE)
         return chord_fail(err, CHORD_E_UNSUPPORTED, "topk: %d of %d values is more than the GPU "
                           "selects (%d)", k, n, TK_MERGE / nb);
