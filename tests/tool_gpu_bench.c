@@ -260,20 +260,26 @@ static int cmd_decode(int argc, char **argv) {
     printf("%-40s %10s %10s\n", "variant", "host us", "graph us");
     const struct {
         const char *name;
-        int graphs, fuse, pdl, persist, pairs, fast, waves;
+        int graphs, fuse, pdl, persist, pairs, fast, waves, bulk;
     } vs[] = {
-        {"graphs (default)", 1, 0, 1, 2, 1, 1, 1},
-        {"graphs, matvec blocks in two waves", 1, 0, 1, 2, 1, 1, 0},
-        {"graphs, ops issued every step", 1, 0, 1, 2, 1, 0, 1},
-        {"graphs, a launch per weight type", 1, 0, 1, 2, 0, 1, 1},
-        {"graphs, no pdl", 1, 0, 0, 2, 1, 1, 1},
-        {"graphs, matvecs quantize input", 1, 1, 1, 0, 1, 1, 1},
-        {"  ... persistent, 3 blocks/SM", 1, 1, 1, 3, 1, 1, 1},
-        {"no graph (fused ops launched)", 2, 0, 1, 2, 1, 1, 1},
-        {"no graph (plain ops)", 0, 0, 1, 2, 1, 1, 1},
+        {"graphs (default)", 1, 0, 1, 2, 1, 1, 1, -1},
+        {"graphs, no bulk matvec", 1, 0, 1, 2, 1, 1, 1, 0},
+        {"graphs, bulk matvec from 1 MiB", 1, 0, 1, 2, 1, 1, 1, 1024},
+        {"graphs, bulk matvec from 4 MiB", 1, 0, 1, 2, 1, 1, 1, 4096},
+        {"graphs, matvec blocks in two waves", 1, 0, 1, 2, 1, 1, 0, -1},
+        {"graphs, ops issued every step", 1, 0, 1, 2, 1, 0, 1, -1},
+        {"graphs, a launch per weight type", 1, 0, 1, 2, 0, 1, 1, -1},
+        {"graphs, no pdl", 1, 0, 0, 2, 1, 1, 1, -1},
+        {"graphs, matvecs quantize input", 1, 1, 1, 0, 1, 1, 1, -1},
+        {"  ... persistent, 3 blocks/SM", 1, 1, 1, 3, 1, 1, 1, -1},
+        {"no graph (fused ops launched)", 2, 0, 1, 2, 1, 1, 1, -1},
+        {"no graph (plain ops)", 0, 0, 1, 2, 1, 1, 1, -1},
     };
     int rc = 0;
+    const int bulk0 = cuda_tune(g, "bulk", 0);
+    cuda_tune(g, "bulk", bulk0);
     for (size_t v = 0; v < sizeof vs / sizeof vs[0]; v++) {
+        cuda_tune(g, "bulk", vs[v].bulk < 0 ? bulk0 : vs[v].bulk);
         cuda_set_graphs(g, vs[v].graphs);
         cuda_set_fuse(g, vs[v].fuse);
         cuda_set_pdl(g, vs[v].pdl);
@@ -300,6 +306,7 @@ static int cmd_decode(int argc, char **argv) {
     cuda_tune(g, "pairs", 1);
     cuda_tune(g, "fast", 1);
     cuda_tune(g, "waves", 1);
+    cuda_tune(g, "bulk", bulk0);
     if (trace_step(g, ctx, toks + pos) != 0) goto fail;
     goto done;
 fail:
