@@ -274,7 +274,10 @@ static bool launch_bulk(cuda_backend *be, mvjob &job, const xact &xa) {
     int64_t best = 0;
     /* the tile height with the shortest longest block (rows), among those with two stages
      * in shared memory; ties: the taller tile */
+    const int rmax =
+        be->mv_bulk_rows > 0 && be->mv_bulk_rows < MB_WARPS ? be->mv_bulk_rows : MB_WARPS;
     for (int cand = MB_WARPS; cand >= 1; cand /= 2) {
+        if (cand > rmax) continue;
         const size_t stage = ((cand * (qrow + srow) + 32) + 127) & ~(size_t)127;
         if (2 * stage > budget) continue;
         int64_t tiles = 0;
@@ -287,7 +290,9 @@ static bool launch_bulk(cuda_backend *be, mvjob &job, const xact &xa) {
     const size_t qcap = (size_t)rt * qrow;
     const size_t stage = ((qcap + (size_t)rt * srow + 32) + 127) & ~(size_t)127;
     int stages = (int)(budget / stage);
-    stages = stages > MB_MAXS ? MB_MAXS : stages;
+    const int smax =
+        be->mv_bulk_stages > 0 && be->mv_bulk_stages < MB_MAXS ? be->mv_bulk_stages : MB_MAXS;
+    stages = stages > smax ? smax : stages;
     int64_t tiles = 0;
     for (int k = 0; k < job.nw; k++) {
         job.bstart[k] = (unsigned)tiles;
