@@ -299,12 +299,13 @@ static int cmd_decode(int argc, char **argv) {
         if (vs[v].graphs == 1 && cuda_graph_bench(g, 200, &gus, &err) != CHORD_OK) goto fail;
         printf("%-40s %10.1f %10.1f\n", vs[v].name, host, gus);
     }
-    /* BULK_SWEEP="stages:rows:min_kib ...": the step with those bulk matvec settings */
+    /* BULK_SWEEP="stages:rows:min_kib:dbg ...": the step with those bulk matvec settings */
     const char *sweep = getenv("BULK_SWEEP");
     cuda_set_graphs(g, 1);
     for (const char *p = sweep; p && *p;) {
-        int st = 0, rows = 0, kib = 0, used = 0;
-        if (sscanf(p, " %d:%d:%d%n", &st, &rows, &kib, &used) != 3) break;
+        int st = 0, rows = 0, kib = 0, dbg = 0, used = 0;
+        if (sscanf(p, " %d:%d:%d:%d%n", &st, &rows, &kib, &dbg, &used) != 4) break;
+        cuda_tune(g, "bulk_dbg", dbg);
         p += used;
         cuda_tune(g, "bulk", kib);
         cuda_tune(g, "bulk_stages", st);
@@ -315,10 +316,12 @@ static int cmd_decode(int argc, char **argv) {
             if (chord_eval(ctx, toks + pos + i, 1, false, &err) != CHORD_OK) goto fail;
         double gus = 0;
         if (cuda_graph_bench(g, 100, &gus, &err) != CHORD_OK) goto fail;
-        printf("bulk stages %d rows %d from %d KiB: graph %.1f us\n", st, rows, kib, gus);
+        printf("bulk stages %d rows %d from %d KiB%s: graph %.1f us\n", st, rows, kib,
+               dbg ? " (no arithmetic)" : "", gus);
     }
     cuda_tune(g, "bulk_stages", 0);
     cuda_tune(g, "bulk_rows", 0);
+    cuda_tune(g, "bulk_dbg", 0);
     cuda_set_graphs(g, 1);
     cuda_set_fuse(g, 0);
     cuda_set_pdl(g, 1);

@@ -94,6 +94,7 @@ typedef struct cuda_backend {
                       * shared memory (matvec_bulk.cu; CHORD_CUDA_BULK, 0: off) */
     int mv_bulk_stages; /* at most this many tiles in flight per block (0: as many as fit) */
     int mv_bulk_rows;   /* rows per tile at most (0: 16) */
+    int mv_bulk_dbg;    /* experiment: 1 = fetch the tiles but skip the arithmetic */
     unsigned long long *tr; /* timing trace of the kernels of a step (cuda_set_trace) */
     int tr_next;
     char tr_kind[TRACE_SLOTS];

@@ -504,6 +504,9 @@ extern "C" int cuda_tune(chord_backend *b, const char *knob, int value) {
     } else if (!strcmp(knob, "bulk_stages")) {
         old = be->mv_bulk_stages;
         be->mv_bulk_stages = value < 0 ? 0 : value;
+    } else if (!strcmp(knob, "bulk_dbg")) {
+        old = be->mv_bulk_dbg;
+        be->mv_bulk_dbg = value;
     } else if (!strcmp(knob, "bulk_rows")) {
         old = be->mv_bulk_rows;
         be->mv_bulk_rows = value < 0 ? 0 : value;

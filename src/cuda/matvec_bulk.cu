@@ -48,15 +48,17 @@ __device__ __forceinline__ void mb_copy(void *dst, const void *src, uint32_t byt
         "l"(src), "r"(bytes), "r"(mb_sptr(bar))
         : "memory"));
 }
+/* Waits for the phase of parity `parity`. The time hint lets the hardware suspend the
+ * threads until the phase completes instead of having 512 of them spin on the barrier. */
 __device__ __forceinline__ void mb_wait(uint64_t *bar, uint32_t parity) {
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
     uint32_t done;
     do {
         asm volatile("{\n\t.reg .pred p;\n\t"
-                     "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n\t"
+                     "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2, %3;\n\t"
                      "selp.u32 %0, 1, 0, p;\n\t}"
                      : "=r"(done)
-                     : "r"(mb_sptr(bar)), "r"(parity)
+                     : "r"(mb_sptr(bar)), "r"(parity), "r"(0x989680u)
                      : "memory");
     } while (!done);
 #else
@@ -194,7 +196,7 @@ __device__ __forceinline__ float tile_row(const sview &v, int r, int h, int wpr,
 template <int T0, int T1>
 __global__ void __launch_bounds__(32 * MB_WARPS, 1)
     matvec_bulk_kernel(const __grid_constant__ mvjob job, xact xa, int rt, int stages,
-                       unsigned stage_bytes, unsigned qcap, unsigned n_tiles) {
+                       unsigned stage_bytes, unsigned qcap, unsigned n_tiles, int dbg) {
     extern __shared__ __align__(128) uint8_t mb_smem[];
     __shared__ uint64_t full[MB_MAXS];
     __shared__ float red[2][MB_WARPS];
@@ -223,7 +225,7 @@ __global__ void __launch_bounds__(32 * MB_WARPS, 1)
         const mbtile m = tile_of<T0, T1>(job, t, rt);
         const uint8_t *base = mb_smem + (size_t)s * stage_bytes;
         float acc = 0.f;
-        if (r < m.rows) {
+        if (r < m.rows && !dbg) {
             const sview v = {base, base + qcap + (m.a - m.a16), (int)job.w[m.k].nb};
             acc = m.k < job.nw0 ? tile_row<T0>(v, r, h, wpr, lane, xa)
                                 : tile_row<T1>(v, r, h, wpr, lane, xa);
@@ -304,7 +306,7 @@ static bool launch_bulk(cuda_backend *be, mvjob &job, const xact &xa) {
     const unsigned grid = (unsigned)(tiles < G ? tiles : G);
     CUDA_CHECK(be, launch_pdl_smem(be, matvec_bulk_kernel<T0, T1>, dim3(grid),
                                    dim3(32 * MB_WARPS), (size_t)stages * stage, job, xa, rt,
-                                   stages, (unsigned)stage, (unsigned)qcap, (unsigned)tiles));
+                                   stages, (unsigned)stage, (unsigned)qcap, (unsigned)tiles, be->mv_bulk_dbg));
     CUDA_LAUNCHED(be, "matvec_bulk_kernel");
     return true;
 }
