@@ -11,60 +11,10 @@
  * matvec_q_kernel, so the sums are bit-identical; with shorter tiles (wpr warps per row)
  * each warp adds a contiguous run of the lane's units and the parts are added in order. */
 #include "mvjob.cuh"
+#include "ptx.cuh"
 
 #define MB_WARPS 16
 #define MB_MAXS 8
-
-/* ------------------------------------------------------- PTX primitives */
-
-/* Hopper and newer (the host launches nothing here below compute capability 9.0; the
- * portable PTX target must still assemble) */
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
-#define MB_SM90(...)
-#else
-#define MB_SM90(...) __VA_ARGS__
-#endif
-
-__device__ __forceinline__ uint32_t mb_sptr(const void *p) {
-    return (uint32_t)__cvta_generic_to_shared(p);
-}
-__device__ __forceinline__ void mb_init(uint64_t *bar) {
-    MB_SM90(asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(mb_sptr(bar))
-                         : "memory"));
-}
-__device__ __forceinline__ void mb_init_fence() {
-    MB_SM90(asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory"));
-}
-__device__ __forceinline__ void mb_expect(uint64_t *bar, uint32_t bytes) {
-    MB_SM90(asm volatile(
-        "mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(mb_sptr(bar)), "r"(bytes)
-        : "memory"));
-}
-__device__ __forceinline__ void mb_copy(void *dst, const void *src, uint32_t bytes,
-                                        uint64_t *bar) {
-    MB_SM90(asm volatile(
-        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], "
-        "%2, [%3];" ::"r"(mb_sptr(dst)),
-        "l"(src), "r"(bytes), "r"(mb_sptr(bar))
-        : "memory"));
-}
-/* Waits for the phase of parity `parity`. The time hint lets the hardware suspend the
- * threads until the phase completes instead of having 512 of them spin on the barrier. */
-__device__ __forceinline__ void mb_wait(uint64_t *bar, uint32_t parity) {
-#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
-    uint32_t done;
-    do {
-        asm volatile("{\n\t.reg .pred p;\n\t"
-                     "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2, %3;\n\t"
-                     "selp.u32 %0, 1, 0, p;\n\t}"
-                     : "=r"(done)
-                     : "r"(mb_sptr(bar)), "r"(parity), "r"(0x989680u)
-                     : "memory");
-    } while (!done);
-#else
-    (void)bar, (void)parity;
-#endif
-}
 
 /* ------------------------------------------ weight units from shared memory */
 
@@ -158,15 +108,19 @@ __device__ __forceinline__ mbtile tile_of(const mvjob &job, unsigned t, int rt) 
     return m;
 }
 
-/* Thread 0: fetch tile t into stage buffer dst (quant bytes, then scales at qcap). */
+/* All threads: fetch tile t into dst with 16-byte cp.async copies (the caller commits). */
 template <int T0, int T1>
-__device__ __forceinline__ void tile_fetch(const mvjob &job, unsigned t, int rt, uint8_t *dst,
-                                           size_t qcap, uint64_t *bar) {
+__device__ __forceinline__ void tile_fetch_coop(const mvjob &job, unsigned t, int rt,
+                                                uint8_t *dst, size_t qcap) {
     const mbtile m = tile_of<T0, T1>(job, t, rt);
     const wview &w = job.w[m.k];
-    mb_expect(bar, (uint32_t)(m.qbytes + (m.b16 - m.a16)));
-    mb_copy(dst, w.q + m.qoff, (uint32_t)m.qbytes, bar);
-    mb_copy(dst + qcap, w.s + m.a16, (uint32_t)(m.b16 - m.a16), bar);
+    const uint8_t *q = w.q + m.qoff, *sc = w.s + m.a16;
+    const unsigned nq = (unsigned)(m.qbytes >> 4), ns = (unsigned)((m.b16 - m.a16) >> 4);
+    for (unsigned c = threadIdx.x; c < nq + ns; c += blockDim.x)
+        if (c < nq)
+            cp16(dst + 16 * (size_t)c, q + 16 * (size_t)c, true);
+        else
+            cp16(dst + qcap + 16 * (size_t)(c - nq), sc + 16 * (size_t)(c - nq), true);
 }
 
 /* One warp's part h (of wpr) of row r of the tile: units lane + 32 j for j in its run. */
@@ -193,35 +147,33 @@ __device__ __forceinline__ float tile_row(const sview &v, int r, int h, int wpr,
     return acc;
 }
 
-template <int T0, int T1>
+template <int T0, int T1, int S>
 __global__ void __launch_bounds__(32 * MB_WARPS, 1)
-    matvec_bulk_kernel(const __grid_constant__ mvjob job, xact xa, int rt, int stages,
-                       unsigned stage_bytes, unsigned qcap, unsigned n_tiles, int dbg) {
+    matvec_bulk_kernel(const __grid_constant__ mvjob job, xact xa, int rt, unsigned stage_bytes,
+                       unsigned qcap, unsigned n_tiles, int dbg) {
     extern __shared__ __align__(128) uint8_t mb_smem[];
-    __shared__ uint64_t full[MB_MAXS];
     __shared__ float red[2][MB_WARPS];
     ktrace kt(job.kt);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int wpr = MB_WARPS / rt, r = warp / wpr, h = warp % wpr;
     const unsigned G = gridDim.x;
-    if (threadIdx.x == 0) {
-        for (int s = 0; s < stages; s++)
-            mb_init(&full[s]);
-        mb_init_fence();
+    /* the weights do not depend on the previous kernel: the first tiles go out now (one
+     * commit group per tile, empty ones too, so that "all but the newest S - 1 groups"
+     * means tile i) */
+    for (int s = 0; s < S; s++) {
+        if (blockIdx.x + s * G < n_tiles)
+            tile_fetch_coop<T0, T1>(job, blockIdx.x + s * G, rt,
+                                    mb_smem + (size_t)s * stage_bytes, qcap);
+        cp_commit();
     }
-    __syncthreads();
-    /* the weights do not depend on the previous kernel: the first tiles go out now */
-    if (threadIdx.x == 0)
-        for (int s = 0; s < stages && blockIdx.x + s * G < n_tiles; s++)
-            tile_fetch<T0, T1>(job, blockIdx.x + s * G, rt, mb_smem + (size_t)s * stage_bytes,
-                               qcap, &full[s]);
     pdl_wait(); /* x comes from the previous kernel */
     kt.released();
     pdl_trigger();
     unsigned i = 0;
     for (unsigned t = blockIdx.x; t < n_tiles; t += G, i++) {
-        const int s = (int)(i % (unsigned)stages);
-        mb_wait(&full[s], (i / (unsigned)stages) & 1u);
+        const int s = (int)(i % (unsigned)S);
+        cp_wait<S - 1>();
+        __syncthreads(); /* every thread's copies of tile i are in */
         const mbtile m = tile_of<T0, T1>(job, t, rt);
         const uint8_t *base = mb_smem + (size_t)s * stage_bytes;
         float acc = 0.f;
@@ -233,9 +185,10 @@ __global__ void __launch_bounds__(32 * MB_WARPS, 1)
         acc = mv_warp_sum(acc);
         if (wpr > 1 && lane == 0) red[i & 1][warp] = acc;
         __syncthreads(); /* stage s is read: refill it */
-        if (threadIdx.x == 0 && t + stages * G < n_tiles)
-            tile_fetch<T0, T1>(job, t + stages * G, rt, mb_smem + (size_t)s * stage_bytes, qcap,
-                               &full[s]);
+        if (t + S * G < n_tiles)
+            tile_fetch_coop<T0, T1>(job, t + S * G, rt, mb_smem + (size_t)s * stage_bytes,
+                                    qcap);
+        cp_commit();
         if (lane == 0 && h == 0 && r < m.rows) {
             float v = acc;
             if (wpr > 1) {
@@ -248,6 +201,7 @@ __global__ void __launch_bounds__(32 * MB_WARPS, 1)
             if (job.res[m.k]) job.res[m.k][o] += v;
         }
     }
+    cp_wait<0>();
 }
 
 /* ------------------------------------------------------------ launch */
@@ -304,9 +258,20 @@ static bool launch_bulk(cuda_backend *be, mvjob &job, const xact &xa) {
         job.bstart[k] = (unsigned)tiles;
     if (tiles >= (1LL << 31)) return false;
     const unsigned grid = (unsigned)(tiles < G ? tiles : G);
-    CUDA_CHECK(be, launch_pdl_smem(be, matvec_bulk_kernel<T0, T1>, dim3(grid),
-                                   dim3(32 * MB_WARPS), (size_t)stages * stage, job, xa, rt,
-                                   stages, (unsigned)stage, (unsigned)qcap, (unsigned)tiles, be->mv_bulk_dbg));
+    cudaError_t e;
+    if (stages >= 4)
+        e = launch_pdl_smem(be, matvec_bulk_kernel<T0, T1, 4>, dim3(grid), dim3(32 * MB_WARPS),
+                            4 * stage, job, xa, rt, (unsigned)stage, (unsigned)qcap,
+                            (unsigned)tiles, be->mv_bulk_dbg);
+    else if (stages == 3)
+        e = launch_pdl_smem(be, matvec_bulk_kernel<T0, T1, 3>, dim3(grid), dim3(32 * MB_WARPS),
+                            3 * stage, job, xa, rt, (unsigned)stage, (unsigned)qcap,
+                            (unsigned)tiles, be->mv_bulk_dbg);
+    else
+        e = launch_pdl_smem(be, matvec_bulk_kernel<T0, T1, 2>, dim3(grid), dim3(32 * MB_WARPS),
+                            2 * stage, job, xa, rt, (unsigned)stage, (unsigned)qcap,
+                            (unsigned)tiles, be->mv_bulk_dbg);
+    CUDA_CHECK(be, e);
     CUDA_LAUNCHED(be, "matvec_bulk_kernel");
     return true;
 }
