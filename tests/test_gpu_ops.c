@@ -21,7 +21,6 @@
 #include "testutil.h"
 #ifdef CHORD_HAVE_CUDA
 #include "cpu/exp_ref.h"
-#include "cuda/cuda_api.h"
 #include "cuda/exact_math.h"
 #endif
 
@@ -457,59 +456,6 @@ static void test_matmul(void) {
     free(x);
 }
 
-/* Decode matvecs through shared-memory tiles (matvec_bulk.cu), forced for every size:
- * tile heights 16 / 8 / 4 / 2 rows (one to eight warps per row), last tiles cut short,
- * scale entries not 16-byte aligned (Q6_K), and Q4_K + Q6_K weights in one launch. */
-static void test_matmul_bulk(void) {
-    printf("matmul, decode through shared-memory tiles\n");
-    int old = cuda_tune(gpu, "bulk", 1);
-    const int n1[] = {1};
-    const chord_type ts[] = {CHORD_TYPE_Q4_0, CHORD_TYPE_Q8_0, CHORD_TYPE_Q4_K, CHORD_TYPE_Q6_K};
-    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) {
-        test_matmul_case(ts[i], 300, 2560, n1, 1);
-        test_matmul_case(ts[i], 1004, 4096, n1, 1);
-        test_matmul_case(ts[i], 36, 11264, n1, 1);
-    }
-    /* q / k (Q4_K) and v (Q6_K) of one input */
-    tw ws[3] = {make_weight(CHORD_TYPE_Q4_K, 520, 1280), make_weight(CHORD_TYPE_Q4_K, 130, 1280),
-                make_weight(CHORD_TYPE_Q6_K, 132, 1280)};
-    float *x = malloc(1280 * sizeof *x);
-    for (int i = 0; i < 1280; i++)
-        x[i] = rnorm();
-    gbuf gx = galloc(1280);
-    gput(&gx, x, 1280);
-    gbuf gy[3];
-    float *ys[3], *yc[3];
-    const chord_weight *gws[3], *cws[3];
-    for (int k = 0; k < 3; k++) {
-        gy[k] = galloc((size_t)ws[k].cw.n_out);
-        gfill(&gy[k]);
-        ys[k] = gy[k].p;
-        yc[k] = malloc((size_t)ws[k].cw.n_out * sizeof(float));
-        gws[k] = &ws[k].gw;
-        cws[k] = &ws[k].cw;
-    }
-    gpu->ops->matmul(gpu, 3, ys, gws, gx.p, 1);
-    cpu->ops->matmul(cpu, 3, yc, cws, x, 1);
-    for (int k = 0; k < 3; k++) {
-        size_t m = (size_t)ws[k].cw.n_out;
-        float *y = malloc(m * sizeof *y);
-        char what[64];
-        snprintf(what, sizeof what, "matmul bulk q/k/v [%d]", k);
-        gget(&gy[k], y, m, what);
-        double e = rel_err_f(y, yc[k], m);
-        printf("  %-34s vs cpu %.2e\n", what, e);
-        CHECK(e < 1e-5, "%s: error %.3e", what, e);
-        free(y);
-        free(yc[k]);
-        gfree(&gy[k]);
-        free_weight(&ws[k]);
-    }
-    gfree(&gx);
-    free(x);
-    cuda_tune(gpu, "bulk", old);
-}
-
 /* -------------------------------------------------------------- get_rows */
 
 static void test_get_rows(void) {
@@ -824,7 +770,6 @@ int main(void) {
     test_get_rows();
     test_attention();
     test_matmul();
-    test_matmul_bulk();
     gpu->ops->destroy(gpu);
     cpu->ops->destroy(cpu);
     return test_summary("test_gpu_ops");

@@ -260,26 +260,20 @@ static int cmd_decode(int argc, char **argv) {
     printf("%-40s %10s %10s\n", "variant", "host us", "graph us");
     const struct {
         const char *name;
-        int graphs, fuse, pdl, persist, pairs, fast, waves, bulk;
+        int graphs, fuse, pdl, persist, pairs, fast, waves;
     } vs[] = {
-        {"graphs (default)", 1, 0, 1, 2, 1, 1, 1, -1},
-        {"graphs, no bulk matvec", 1, 0, 1, 2, 1, 1, 1, 0},
-        {"graphs, bulk matvec from 1 MiB", 1, 0, 1, 2, 1, 1, 1, 1024},
-        {"graphs, bulk matvec from 4 MiB", 1, 0, 1, 2, 1, 1, 1, 4096},
-        {"graphs, matvec blocks in two waves", 1, 0, 1, 2, 1, 1, 0, -1},
-        {"graphs, ops issued every step", 1, 0, 1, 2, 1, 0, 1, -1},
-        {"graphs, a launch per weight type", 1, 0, 1, 2, 0, 1, 1, -1},
-        {"graphs, no pdl", 1, 0, 0, 2, 1, 1, 1, -1},
-        {"graphs, matvecs quantize input", 1, 1, 1, 0, 1, 1, 1, -1},
-        {"  ... persistent, 3 blocks/SM", 1, 1, 1, 3, 1, 1, 1, -1},
-        {"no graph (fused ops launched)", 2, 0, 1, 2, 1, 1, 1, -1},
-        {"no graph (plain ops)", 0, 0, 1, 2, 1, 1, 1, -1},
+        {"graphs (default)", 1, 0, 1, 2, 1, 1, 1},
+        {"graphs, matvec blocks in two waves", 1, 0, 1, 2, 1, 1, 0},
+        {"graphs, ops issued every step", 1, 0, 1, 2, 1, 0, 1},
+        {"graphs, a launch per weight type", 1, 0, 1, 2, 0, 1, 1},
+        {"graphs, no pdl", 1, 0, 0, 2, 1, 1, 1},
+        {"graphs, matvecs quantize input", 1, 1, 1, 0, 1, 1, 1},
+        {"  ... persistent, 3 blocks/SM", 1, 1, 1, 3, 1, 1, 1},
+        {"no graph (fused ops launched)", 2, 0, 1, 2, 1, 1, 1},
+        {"no graph (plain ops)", 0, 0, 1, 2, 1, 1, 1},
     };
     int rc = 0;
-    const int bulk0 = cuda_tune(g, "bulk", 0);
-    cuda_tune(g, "bulk", bulk0);
     for (size_t v = 0; v < sizeof vs / sizeof vs[0]; v++) {
-        cuda_tune(g, "bulk", vs[v].bulk < 0 ? bulk0 : vs[v].bulk);
         cuda_set_graphs(g, vs[v].graphs);
         cuda_set_fuse(g, vs[v].fuse);
         cuda_set_pdl(g, vs[v].pdl);
@@ -299,29 +293,6 @@ static int cmd_decode(int argc, char **argv) {
         if (vs[v].graphs == 1 && cuda_graph_bench(g, 200, &gus, &err) != CHORD_OK) goto fail;
         printf("%-40s %10.1f %10.1f\n", vs[v].name, host, gus);
     }
-    /* BULK_SWEEP="stages:rows:min_kib:dbg ...": the step with those bulk matvec settings */
-    const char *sweep = getenv("BULK_SWEEP");
-    cuda_set_graphs(g, 1);
-    for (const char *p = sweep; p && *p;) {
-        int st = 0, rows = 0, kib = 0, dbg = 0, used = 0;
-        if (sscanf(p, " %d:%d:%d:%d%n", &st, &rows, &kib, &dbg, &used) != 4) break;
-        cuda_tune(g, "bulk_dbg", dbg);
-        p += used;
-        cuda_tune(g, "bulk", kib);
-        cuda_tune(g, "bulk_stages", st);
-        cuda_tune(g, "bulk_rows", rows);
-        chord_context_truncate(ctx, 0);
-        if (pos && chord_eval(ctx, toks, pos, false, &err) != CHORD_OK) goto fail;
-        for (int i = 0; i < 16; i++)
-            if (chord_eval(ctx, toks + pos + i, 1, false, &err) != CHORD_OK) goto fail;
-        double gus = 0;
-        if (cuda_graph_bench(g, 100, &gus, &err) != CHORD_OK) goto fail;
-        printf("bulk stages %d rows %d from %d KiB%s: graph %.1f us\n", st, rows, kib,
-               dbg ? " (no arithmetic)" : "", gus);
-    }
-    cuda_tune(g, "bulk_stages", 0);
-    cuda_tune(g, "bulk_rows", 0);
-    cuda_tune(g, "bulk_dbg", 0);
     cuda_set_graphs(g, 1);
     cuda_set_fuse(g, 0);
     cuda_set_pdl(g, 1);
@@ -329,7 +300,6 @@ static int cmd_decode(int argc, char **argv) {
     cuda_tune(g, "pairs", 1);
     cuda_tune(g, "fast", 1);
     cuda_tune(g, "waves", 1);
-    cuda_tune(g, "bulk", bulk0);
     if (trace_step(g, ctx, toks + pos) != 0) goto fail;
     goto done;
 fail:

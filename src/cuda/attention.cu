@@ -340,11 +340,14 @@ __global__ void __launch_bounds__(ADT)
     if constexpr (ROPE)
         if (tid < ra.n_rot / 2) rope_t = ra.tab[(size_t)pos * (ra.n_rot / 2) + tid];
     constexpr int NVP = HDT > 0 ? HDT / 8 : 1;
-    uint4 kpre[2][NVP];
+    /* rows fetched early: two of 64 dims, one of 128 (two took 255 registers and spilled:
+     * Llama-2-7B's attention got slower) */
+    constexpr int PU = HDT > 64 ? 1 : 2;
+    uint4 kpre[PU][NVP];
     if constexpr (HDT > 0) {
         if (tid < len)
 #pragma unroll
-            for (int u = 0; u < 2; u++) {
+            for (int u = 0; u < PU; u++) {
                 const int j = min(tid + u * ADT, len - 1);
                 const uint4 *kr = reinterpret_cast<const uint4 *>(kbase + (size_t)j * kvd);
 #pragma unroll
@@ -356,7 +359,7 @@ __global__ void __launch_bounds__(ADT)
     if constexpr (HDT > 0)
         if (tid < len)
 #pragma unroll
-            for (int u = 0; u < 2; u++)
+            for (int u = 0; u < PU; u++)
 #pragma unroll
                 for (int t = 0; t < NVP; t++)
                     dep ^= kpre[u][t].x;
@@ -406,7 +409,7 @@ __global__ void __launch_bounds__(ADT)
                 const uint4 *kr = reinterpret_cast<const uint4 *>(kbase + (size_t)j * kvd);
 #pragma unroll
                 for (int t = 0; t < NV; t++)
-                    raw[u][t] = j0 == tid ? kpre[u][t] : __ldg(kr + t);
+                    raw[u][t] = j0 == tid && u < PU ? kpre[u < PU ? u : 0][t] : __ldg(kr + t);
             }
 #pragma unroll
             for (int u = 0; u < 2; u++) {

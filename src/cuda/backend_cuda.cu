@@ -559,9 +559,6 @@ extern "C" chord_status chord_backend_cuda_new(chord_backend **out, chord_error 
     be->mv_waves = !(wv && !strcmp(wv, "0"));
     const char *mp = getenv("CHORD_CUDA_PAIRS");
     be->mv_pairs = !(mp && !strcmp(mp, "0"));
-    /* bulk copies (cp.async.bulk) are Hopper and newer */
-    const char *bk = getenv("CHORD_CUDA_BULK");
-    be->mv_bulk_kib = best_prop.major < 9 ? 0 : bk && *bk ? atoi(bk) : 16 * 1024;
     const char *pe = getenv("CHORD_CUDA_PERSIST");
     be->mv_persist = pe && *pe ? atoi(pe) : 2;
     if (be->mv_persist < 0 || be->mv_persist > 64) be->mv_persist = 2;

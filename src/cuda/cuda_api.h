@@ -43,9 +43,7 @@ int cuda_set_fuse(chord_backend *be, int on);
  * context's next one-token step replays its last graph without the ops being issued and
  * recorded again (1, default; CHORD_CUDA_FAST=0: off), "waves" more rows per warp for a
  * decode matvec whose blocks would not all be resident at once (1, default;
- * CHORD_CUDA_WAVES=0: off), "bulk" the smallest decode matvec launch (KiB of weights) that
- * streams its weights through shared memory by bulk copies (CHORD_CUDA_BULK, default 16384
- * on Hopper; 0: never). */
+ * CHORD_CUDA_WAVES=0: off). */
 int cuda_tune(chord_backend *be, const char *knob, int value);
 /* Timing trace of the decode kernels (drops the graphs held; 1 if on). cuda_trace_step
  * replays the latest step graph once and gives per kernel its kind (n rmsnorm+quantize,

@@ -90,11 +90,6 @@ typedef struct cuda_backend {
     int mv_persist; /* those matvecs' blocks per SM (persistent grid; 0: a block per tile) */
     int mv_pairs;   /* decode: one launch for two weight types (CHORD_CUDA_PAIRS=0: off) */
     int mv_waves;   /* decode: more rows per warp when blocks would need two waves (=0: off) */
-    int mv_bulk_kib; /* decode matvecs of at least this many KiB of weights stream through
-                      * shared memory (matvec_bulk.cu; CHORD_CUDA_BULK, 0: off) */
-    int mv_bulk_stages; /* at most this many tiles in flight per block (0: as many as fit) */
-    int mv_bulk_rows;   /* rows per tile at most (0: 16) */
-    int mv_bulk_dbg;    /* experiment: 1 = fetch the tiles but skip the arithmetic */
     unsigned long long *tr; /* timing trace of the kernels of a step (cuda_set_trace) */
     int tr_next;
     char tr_kind[TRACE_SLOTS];

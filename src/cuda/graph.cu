@@ -498,18 +498,6 @@ extern "C" int cuda_tune(chord_backend *b, const char *knob, int value) {
     } else if (!strcmp(knob, "pairs")) {
         old = be->mv_pairs;
         be->mv_pairs = value != 0;
-    } else if (!strcmp(knob, "bulk")) {
-        old = be->mv_bulk_kib;
-        be->mv_bulk_kib = value < 0 ? 0 : value;
-    } else if (!strcmp(knob, "bulk_stages")) {
-        old = be->mv_bulk_stages;
-        be->mv_bulk_stages = value < 0 ? 0 : value;
-    } else if (!strcmp(knob, "bulk_dbg")) {
-        old = be->mv_bulk_dbg;
-        be->mv_bulk_dbg = value;
-    } else if (!strcmp(knob, "bulk_rows")) {
-        old = be->mv_bulk_rows;
-        be->mv_bulk_rows = value < 0 ? 0 : value;
     } else if (!strcmp(knob, "persist")) {
         old = be->mv_persist;
         be->mv_persist = value < 0 ? 0 : value;

@@ -8,11 +8,17 @@
  * Quantized types dot against the activations quantized to int8 exactly as the CPU
  * backend does (cuda_quantize_act), with dp4a; float types dot against float x. */
 #include "exact_dot.cuh"
-#include "mvjob.cuh"
 #include "quant.cuh"
 
 #define MV_ROWS 4
 #define MV_UF 4 /* float types: units in flight per lane */
+
+__device__ __forceinline__ float mv_warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
 
 /* ------------------------------------------------ activation quantization */
 
@@ -86,6 +92,26 @@ bool cuda_quantize_act(cuda_backend *be, const float *x, int64_t n_in, int n, in
 
 /* ------------------------------------------------------------ kernels */
 
+/* Up to CUDA_MV_MAXW weights of one type and row length in one launch: weight k owns
+ * blocks [bstart[k], bstart[k+1]); res[k] (may be NULL) gets y added (residual). */
+typedef struct mvjob {
+    wview w[CUDA_MV_MAXW];
+    float *y[CUDA_MV_MAXW];
+    float *res[CUDA_MV_MAXW];
+    unsigned bstart[CUDA_MV_MAXW + 1];
+    int nw;
+    int nw0; /* matvec_q2_kernel: weights [0, nw0) have its first type */
+    ktr kt;
+} mvjob;
+
+__device__ __forceinline__ int job_pick(const mvjob &job) {
+    int k = 0;
+#pragma unroll
+    for (int i = 1; i < CUDA_MV_MAXW; i++)
+        if (i < job.nw && blockIdx.x >= job.bstart[i]) k = i;
+    return k;
+}
+
 /* Each warp: R consecutive rows of weight k (type T), U units per row in flight per lane
  * (R * U loads). */
 template <int T, int R, int U>
@@ -146,7 +172,7 @@ __device__ __forceinline__ void mv_rows(const mvjob &job, const xact &xa, int k,
 /* Blocks per SM each quantized matvec is compiled for: the most at which ptxas keeps every
  * value in registers (checked with -Xptxas -v: 0 bytes spilled). Left to itself ptxas took
  * 70 registers for Q4_K (1, 4): 7 blocks per SM instead of 8, so Llama-2-7B's 4096-row
- * matvecs (1024 blocks) needed a second wave, and 7B decode lost ~10%. */
+ * matvecs (1024 blocks) needed a second wave, and 7B decode lost ~5%. */
 __host__ __device__ constexpr int mv_min_blocks(int t, int r) {
     return t == CHORD_TYPE_Q4_0 || t == CHORD_TYPE_Q5_0 ? 8
            : t == CHORD_TYPE_Q8_0 || t == CHORD_TYPE_Q4_K ? (r == 1 ? 8 : 7)
@@ -356,7 +382,6 @@ static void launch_matvec(cuda_backend *be, mvjob &job, const float *x, const qa
             CUDA_LAUNCHED(be, "matvec_exact_kernel");
             return;
         }
-        if (cuda_matvec_bulk(be, job, a, T, T)) return;
         /* enough loads in flight per lane whatever the row length */
         const int64_t per_lane = (w.nb * units_per_block(T) + 31) / 32;
         cudaError_t e;
@@ -426,8 +451,7 @@ bool cuda_matvec_pair(cuda_backend *be, int n_w, const chord_weight *const *ws, 
         job.res[k] = res ? res[k] : NULL;
     }
     const xact a = {xa->q, xa->d, xa->bs, xa->s};
-    if (!cuda_matvec_bulk(be, job, a, CHORD_TYPE_Q4_K, CHORD_TYPE_Q6_K))
-        launch_q2<CHORD_TYPE_Q4_K, CHORD_TYPE_Q6_K>(be, job, a);
+    launch_q2<CHORD_TYPE_Q4_K, CHORD_TYPE_Q6_K>(be, job, a);
     return true;
 }
 
@@ -517,6 +541,15 @@ __host__ __device__ static inline size_t pro_dbytes(int n_in, int qb) {
 __host__ __device__ static inline size_t pro_off_x(int n_in, int qb) {
     return pro_off_d(n_in) + (qb == 32 ? 2 : 1) * pro_dbytes(n_in, qb) +
            (((size_t)(n_in / 16) * sizeof(int16_t) + 15) & ~(size_t)15);
+}
+
+/* Which weight of the job owns block tile t. */
+__device__ __forceinline__ int job_pick_tile(const mvjob &job, unsigned t) {
+    int k = 0;
+#pragma unroll
+    for (int i = 1; i < CUDA_MV_MAXW; i++)
+        if (i < job.nw && t >= job.bstart[i]) k = i;
+    return k;
 }
 
 /* Persistent when gridDim.x < the job's tiles: block b takes tiles b, b + gridDim.x, ...,
