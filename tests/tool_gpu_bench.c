@@ -229,6 +229,45 @@ static int trace_step(chord_backend *g, chord_context *ctx, const int32_t *toks)
     return 0;
 }
 
+/* --stream: read bandwidth of the ways to bring weights into an SM (cuda_bench_stream). */
+static int cmd_stream(void) {
+    chord_backend *g = NULL;
+    chord_error err = {0};
+    if (chord_backend_cuda_new(&g, &err) != CHORD_OK) {
+        printf("skipped: no CUDA device (%s)\n", err.message);
+        return 0;
+    }
+    const size_t bytes = (size_t)1 << 30;
+    static const struct {
+        int mode, bps, threads, kib, stages;
+    } cs[] = {
+        {0, 4, 128, 0, 0},  {0, 8, 128, 0, 0},  {0, 4, 256, 0, 0},  {0, 8, 256, 0, 0},
+        {1, 1, 512, 32, 4}, {1, 1, 512, 16, 8}, {1, 2, 256, 16, 4}, {1, 2, 512, 16, 4},
+        {1, 4, 256, 8, 4},  {1, 4, 128, 8, 4},  {1, 8, 128, 4, 4},  {1, 1, 512, 48, 4},
+        {2, 1, 512, 32, 4}, {2, 1, 128, 32, 4}, {2, 2, 256, 16, 4}, {2, 4, 128, 8, 4},
+        {2, 4, 128, 16, 2}, {2, 8, 64, 4, 4},   {2, 1, 512, 96, 2}, {2, 2, 128, 48, 2},
+    };
+    const char *names[] = {"registers", "cp.async ring", "cp.async.bulk ring"};
+    printf("streaming 1 GiB into the SMs (%s)\n", g->desc);
+    printf("%-20s %8s %8s %9s %7s %10s\n", "way", "blk/SM", "threads", "stage KiB", "stages",
+           "GB/s");
+    int rc = 0;
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+        double gbs = 0;
+        if (cuda_bench_stream(g, cs[i].mode, cs[i].bps, cs[i].threads, cs[i].kib, cs[i].stages,
+                              bytes, &gbs, &err) != CHORD_OK) {
+            printf("%-20s %8d %8d %9d %7d  failed: %s\n", names[cs[i].mode], cs[i].bps,
+                   cs[i].threads, cs[i].kib, cs[i].stages, err.message);
+            rc = 1;
+            continue;
+        }
+        printf("%-20s %8d %8d %9d %7d %10.0f\n", names[cs[i].mode], cs[i].bps, cs[i].threads,
+               cs[i].kib, cs[i].stages, gbs);
+    }
+    g->ops->destroy(g);
+    return rc;
+}
+
 static int cmd_decode(int argc, char **argv) {
     chord_model_params mp = chord_model_default_params();
     chord_model *m = NULL;
@@ -666,6 +705,7 @@ int main(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "--attn-check")) return cmd_attn_check();
     if (argc >= 3 && !strcmp(argv[1], "--backend")) return cmd_backend(argc, argv);
     if (argc >= 3 && !strcmp(argv[1], "--decode")) return cmd_decode(argc, argv);
+    if (argc >= 2 && !strcmp(argv[1], "--stream")) return cmd_stream();
     chord_backend *g = NULL;
     chord_error err = {0};
     if (chord_backend_cuda_new(&g, &err) != CHORD_OK) {

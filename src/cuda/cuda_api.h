@@ -57,6 +57,12 @@ void cuda_graphs_drop(chord_backend *be);
 /* GPU time per replay of the most recently used step graph, reps replays back to back. */
 chord_status cuda_graph_bench(chord_backend *be, int reps, double *us, chord_error *err);
 
+/* Read bandwidth of streaming `bytes` into the SMs and dropping them (bench_stream.cu):
+ * mode 0 plain 16-byte loads (bps blocks of `threads` per SM), 1 a ring of `stages` (2, 4,
+ * 8) shared-memory stages of stage_kib KiB filled by every thread's cp.async, 2 the same
+ * filled by cp.async.bulk (sm_90). Best GB/s of 5 runs. */
+chord_status cuda_bench_stream(chord_backend *be, int mode, int bps, int threads, int stage_kib,
+                               int stages, size_t bytes, double *gb_per_s, chord_error *err);
 /* Device-to-device copy of `bytes`: median GB/s counting bytes read plus written. */
 chord_status cuda_bench_copy(chord_backend *be, size_t bytes, double *gb_per_s,
                              chord_error *err);
