@@ -229,14 +229,19 @@ static int trace_step(chord_backend *g, chord_context *ctx, const int32_t *toks)
     return 0;
 }
 
+/* The CUDA backend, or NULL after printing why the run is skipped. */
+static chord_backend *gpu_or_skip(chord_error *err) {
+    chord_backend *g = NULL;
+    if (chord_backend_cuda_new(&g, err) == CHORD_OK) return g;
+    printf("skipped: no CUDA device (%s)\n", err->message);
+    return NULL;
+}
+
 /* --stream: read bandwidth of the ways to bring weights into an SM (cuda_bench_stream). */
 static int cmd_stream(void) {
-    chord_backend *g = NULL;
     chord_error err = {0};
-    if (chord_backend_cuda_new(&g, &err) != CHORD_OK) {
-        printf("skipped: no CUDA device (%s)\n", err.message);
-        return 0;
-    }
+    chord_backend *g = gpu_or_skip(&err);
+    if (!g) return 0;
     const size_t bytes = (size_t)1 << 30;
     static const struct {
         int mode, bps, threads, kib, stages;
@@ -354,12 +359,9 @@ done:
 /* --gemm-check: y of the pipelined prefill kernels (default, and each token tile forced by
  * CHORD_CUDA_GEMM_BM) must equal the old kernels' (CHORD_CUDA_GEMM=old) bit for bit. */
 static int cmd_gemm_check(void) {
-    chord_backend *g = NULL;
     chord_error err = {0};
-    if (chord_backend_cuda_new(&g, &err) != CHORD_OK) {
-        printf("skipped: no CUDA device (%s)\n", err.message);
-        return 0;
-    }
+    chord_backend *g = gpu_or_skip(&err);
+    if (!g) return 0;
     static const chord_type types[] = {
         CHORD_TYPE_F16,  CHORD_TYPE_BF16, CHORD_TYPE_Q4_0, CHORD_TYPE_Q4_1,
         CHORD_TYPE_Q5_0, CHORD_TYPE_Q5_1, CHORD_TYPE_Q8_0, CHORD_TYPE_Q2_K,
@@ -536,12 +538,9 @@ static int cmd_gemm_check(void) {
  * FLASH_MIN_N tokens) must be finite everywhere and within FLASH_TOL of them (relative L2). */
 #define FLASH_TOL 3e-3
 static int cmd_attn_check(void) {
-    chord_backend *g = NULL;
     chord_error err = {0};
-    if (chord_backend_cuda_new(&g, &err) != CHORD_OK) {
-        printf("skipped: no CUDA device (%s)\n", err.message);
-        return 0;
-    }
+    chord_backend *g = gpu_or_skip(&err);
+    if (!g) return 0;
     static const int heads[][3] = {{32, 4, 64}, {8, 2, 64},  {4, 4, 64},
                                    {32, 4, 128}, {8, 2, 128}, {4, 4, 128}};
     static const int ctxs[] = {512, 4096};
@@ -706,12 +705,9 @@ int main(int argc, char **argv) {
     if (argc >= 3 && !strcmp(argv[1], "--backend")) return cmd_backend(argc, argv);
     if (argc >= 3 && !strcmp(argv[1], "--decode")) return cmd_decode(argc, argv);
     if (argc >= 2 && !strcmp(argv[1], "--stream")) return cmd_stream();
-    chord_backend *g = NULL;
     chord_error err = {0};
-    if (chord_backend_cuda_new(&g, &err) != CHORD_OK) {
-        printf("skipped: no CUDA device (%s)\n", err.message);
-        return 0;
-    }
+    chord_backend *g = gpu_or_skip(&err);
+    if (!g) return 0;
     printf("device: %s\n", g->desc);
     double copy = 0;
     if (cuda_bench_copy(g, (size_t)1 << 30, &copy, &err) == CHORD_OK)
