@@ -110,8 +110,7 @@ void cuda_get_rows(cuda_backend *be, float *out, const chord_weight *emb, const 
             tl.id[i] = tokens[i0 + i];
         float *o = out + (size_t)i0 * emb->n_in;
         CUDA_TYPE_SWITCH(emb->type, launch_get_rows,
-                         cuda_fail(be, "get_rows: type %d", emb->type), be, o, w, tl, m,
-                         dtok);
+                         cuda_fail(be, "get_rows: type %d", emb->type), be, o, w, tl, m, dtok);
     }
 }
 
@@ -136,6 +135,21 @@ __global__ void rmsnorm_kernel(float *__restrict__ out, const float *__restrict_
         o[i] = __fmul_rn(__fmul_rn(xr[i], scale), w[i]);
 }
 
+/* d[j] = the lane's PER values of block warp + j * nw of src (0 past the nb blocks). */
+template <int QB, int NBW>
+__device__ __forceinline__ void warp_blocks(float (&d)[NBW][QB / 32],
+                                            const float *__restrict__ src, int nb, int warp,
+                                            int nw, int lane) {
+    constexpr int PER = QB / 32;
+#pragma unroll
+    for (int j = 0; j < NBW; j++) {
+        const int b = warp + j * nw;
+#pragma unroll
+        for (int i = 0; i < PER; i++)
+            d[j][i] = b < nb ? src[b * QB + lane * PER + i] : 0.f;
+    }
+}
+
 /* One row (decode): rmsnorm as above, then quantization of the activation blocks
  * (quant_store). Warp w holds blocks w, w + warps, ... (at most NBW) in registers from a
  * single read of x, which feeds both the sum of squares (any order does: rms_scale_reduce)
@@ -145,20 +159,13 @@ template <int QB, int NBW>
 __global__ void rmsnorm_quant_kernel(float *__restrict__ out, const float *__restrict__ x,
                                      const float *__restrict__ w, int dim, float eps,
                                      int8_t *__restrict__ xq, float *__restrict__ xd,
-                                     int16_t *__restrict__ bs, float *__restrict__ xs,
-                                     ktr tk) {
+                                     int16_t *__restrict__ bs, float *__restrict__ xs, ktr tk) {
     constexpr int PER = QB / 32;
     ktrace kt(tk);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
     const int nb = dim / QB;
     float g[NBW][PER], v[NBW][PER];
-#pragma unroll
-    for (int j = 0; j < NBW; j++) {
-        const int b = warp + j * nw;
-#pragma unroll
-        for (int i = 0; i < PER; i++)
-            g[j][i] = b < nb ? w[b * QB + lane * PER + i] : 0.f;
-    }
+    warp_blocks<QB, NBW>(g, w, nb, warp, nw, lane);
     uint32_t dep = 0;
 #pragma unroll
     for (int j = 0; j < NBW; j++)
@@ -169,13 +176,7 @@ __global__ void rmsnorm_quant_kernel(float *__restrict__ out, const float *__res
     kt.released();
     pdl_trigger();
     double ss = 0.0;
-#pragma unroll
-    for (int j = 0; j < NBW; j++) {
-        const int b = warp + j * nw;
-#pragma unroll
-        for (int i = 0; i < PER; i++)
-            v[j][i] = b < nb ? x[b * QB + lane * PER + i] : 0.f;
-    }
+    warp_blocks<QB, NBW>(v, x, nb, warp, nw, lane);
 #pragma unroll
     for (int j = 0; j < NBW; j++)
 #pragma unroll
@@ -200,8 +201,8 @@ __global__ void rmsnorm_quant_kernel(float *__restrict__ out, const float *__res
 template <int QB, int NBW>
 static cudaError_t launch_rmsq(cuda_backend *be, int warps, float *out, const float *x,
                                const float *w, int dim, float eps, const qact *xa) {
-    return launch_pdl(be, rmsnorm_quant_kernel<QB, NBW>, dim3(1), dim3(32 * warps), out, x, w, dim,
-                      eps, (int8_t *)xa->q, (float *)xa->d, (int16_t *)xa->bs,
+    return launch_pdl(be, rmsnorm_quant_kernel<QB, NBW>, dim3(1), dim3(32 * warps), out, x, w,
+                      dim, eps, (int8_t *)xa->q, (float *)xa->d, (int16_t *)xa->bs,
                       (float *)(QB == 32 ? xa->s : NULL), take_ktr(be, 'n'));
 }
 
@@ -235,14 +236,15 @@ bool cuda_rmsnorm_quant(cuda_backend *be, float *out, const float *x, const floa
 void cuda_rmsnorm(cuda_backend *be, float *out, const float *x, const float *w, int n, int dim,
                   float eps) {
     if (n <= 0) return;
-    CUDA_CHECK(be, launch_pdl(be, rmsnorm_kernel, dim3((unsigned)n), dim3(rms_threads(dim)), out,
-                              x, w, dim, eps));
+    CUDA_CHECK(be, launch_pdl(be, rmsnorm_kernel, dim3((unsigned)n), dim3(rms_threads(dim)),
+                              out, x, w, dim, eps));
     CUDA_LAUNCHED(be, "rmsnorm_kernel");
 }
 
 /* --------------------------------------------------------------- rope */
 
-const float2 *cuda_rope_table(cuda_backend *be, const chord_rope_shape *s, int npos, bool build) {
+const float2 *cuda_rope_table(cuda_backend *be, const chord_rope_shape *s, int npos,
+                              bool build) {
     const int half = s->n_rot / 2;
     cuda_scratch *sc = &be->scratch[CUDA_SCRATCH_ROPE];
     const bool same = sc->p && be->rope_npos > 0 && be->rope_nrot == s->n_rot &&
@@ -258,7 +260,8 @@ const float2 *cuda_rope_table(cuda_backend *be, const chord_rope_shape *s, int n
     }
     /* doubling: a long generation remakes the table a logarithmic number of times */
     int cap = npos < 1024 ? 1024 : npos;
-    if (same && cap / 2 < be->rope_npos) cap = be->rope_npos < (1 << 29) ? 2 * be->rope_npos : cap;
+    if (same && cap / 2 < be->rope_npos)
+        cap = be->rope_npos < (1 << 29) ? 2 * be->rope_npos : cap;
     const size_t count = (size_t)cap * (size_t)half;
     float2 *h = (float2 *)malloc(count * sizeof *h);
     if (!h) {
@@ -291,9 +294,9 @@ const float2 *cuda_rope_table(cuda_backend *be, const chord_rope_shape *s, int n
 }
 
 /* One thread per (token, pair index i), applied to every head. */
-__global__ void rope_kernel(float *__restrict__ x, int n, int pos0, const int *__restrict__ dpos,
-                            int n_head, int head_dim, int n_rot, int neox,
-                            const float2 *__restrict__ tab) {
+__global__ void rope_kernel(float *__restrict__ x, int n, int pos0,
+                            const int *__restrict__ dpos, int n_head, int head_dim, int n_rot,
+                            int neox, const float2 *__restrict__ tab) {
     /* one thread per (token, head, pair): a prompt has enough of them to fill the GPU */
     const int half = n_rot / 2;
     const int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -344,7 +347,6 @@ __global__ void add_kernel(float *__restrict__ x, const float *__restrict__ y, s
     for (size_t i = 4 * n4 + (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
         x[i] += y[i];
 }
-
 
 __global__ void swiglu_kernel(float *out, const float *g, const float *u, size_t n) {
     size_t n4 = n / 4, stride = (size_t)gridDim.x * blockDim.x;
@@ -435,9 +437,11 @@ bool cuda_swiglu_quant(cuda_backend *be, float *out, const float *g, const float
     cudaError_t e;
     if (qb == 32)
         e = launch_pdl(be, swiglu_quant_kernel<32>, dim3(grid), dim3(32), out, g, u,
-                       (int8_t *)xa->q, (float *)xa->d, (int16_t *)xa->bs, (float *)xa->s, take_ktr(be, 's'));
+                       (int8_t *)xa->q, (float *)xa->d, (int16_t *)xa->bs, (float *)xa->s,
+                       take_ktr(be, 's'));
     else
         e = launch_pdl(be, swiglu_quant_kernel<256>, dim3(grid), dim3(256), out, g, u,
-                       (int8_t *)xa->q, (float *)xa->d, (int16_t *)xa->bs, (float *)NULL, take_ktr(be, 's'));
+                       (int8_t *)xa->q, (float *)xa->d, (int16_t *)xa->bs, (float *)NULL,
+                       take_ktr(be, 's'));
     return CUDA_CHECK(be, e) && CUDA_LAUNCHED(be, "swiglu_quant_kernel");
 }
