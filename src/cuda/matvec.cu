@@ -433,9 +433,6 @@ static void launch_q2(cuda_backend *be, mvjob &job, const xact &a) {
 bool cuda_matvec_pair(cuda_backend *be, int n_w, const chord_weight *const *ws, float *const *ys,
                       float *const *res, const qact *xa) {
     if (n_w < 2 || n_w > CUDA_MV_MAXW || !xa || be->mv_pairs == 0) return false;
-    /* long rows run one row per warp, where the pair kernel (80 registers: 6 blocks per SM,
-     * the Q4_K kernel 8) lost to two launches: Llama-2-7B step 2979 vs 2958 us */
-    if ((ws[0]->n_in / 256) * units_per_block(CHORD_TYPE_Q4_K) > 64) return false;
     int n0 = 1;
     while (n0 < n_w && ws[n0]->type == ws[0]->type)
         n0++;
