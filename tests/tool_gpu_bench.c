@@ -200,14 +200,15 @@ static int trace_step(chord_backend *g, chord_context *ctx, const int32_t *toks)
         printf("trace: no step graph\n");
         return 1;
     }
-    printf("trace of one step graph: %d kernels, %.1f us from the first start to the last end\n",
-           n, t5[5 * (n - 1) + 2]);
+    printf(
+        "trace of one step graph: %d kernels, %.1f us from the first start to the last end\n",
+        n, t5[5 * (n - 1) + 2]);
     printf("  first kernels (us): kind start last-start release end | release-prev_end "
            "end-release\n");
     for (int i = 0; i < n && i < 24; i++) {
         const double *t = t5 + 5 * i;
-        printf("  %3d %c %8.2f %8.2f %8.2f %8.2f | %6.2f %6.2f\n", i, kinds[i], t[0], t[3], t[1],
-               t[2], i ? t[1] - t5[5 * (i - 1) + 2] : 0.0, t[2] - t[1]);
+        printf("  %3d %c %8.2f %8.2f %8.2f %8.2f | %6.2f %6.2f\n", i, kinds[i], t[0], t[3],
+               t[1], t[2], i ? t[1] - t5[5 * (i - 1) + 2] : 0.0, t[2] - t[1]);
     }
     const char *ks = "nqsam";
     for (const char *k = ks; *k; k++) {
@@ -221,9 +222,10 @@ static int trace_step(chord_backend *g, chord_context *ctx, const int32_t *toks)
                 c++;
             }
         if (c)
-            printf("  kind %c: %4d kernels, release - previous end %6.2f us, end - release %6.2f "
-                   "us (sums %7.1f / %7.1f)\n",
-                   *k, c, wait / c, run / c, wait, run);
+            printf(
+                "  kind %c: %4d kernels, release - previous end %6.2f us, end - release %6.2f "
+                "us (sums %7.1f / %7.1f)\n",
+                *k, c, wait / c, run / c, wait, run);
         if (marks) printf("          release to mark %6.2f us\n", to_mark / marks);
     }
     return 0;
@@ -304,18 +306,23 @@ static int cmd_decode(int argc, char **argv) {
     printf("%-40s %10s %10s\n", "variant", "host us", "graph us");
     const struct {
         const char *name;
-        int graphs, fuse, pdl, persist, pairs, fast, waves;
+        int graphs, fuse, pdl, persist, pairs, fast, waves, pf, pfb, early;
     } vs[] = {
-        {"graphs (default)", 1, 0, 1, 2, 1, 1, 1},
-        {"graphs, matvec blocks in two waves", 1, 0, 1, 2, 1, 1, 0},
-        {"graphs, ops issued every step", 1, 0, 1, 2, 1, 0, 1},
-        {"graphs, a launch per weight type", 1, 0, 1, 2, 0, 1, 1},
-        {"graphs, no pdl", 1, 0, 0, 2, 1, 1, 1},
-        {"graphs, matvecs quantize input", 1, 1, 1, 0, 1, 1, 1},
-        {"  ... persistent, 3 blocks/SM", 1, 1, 1, 3, 1, 1, 1},
-        {"no graph (fused ops launched)", 2, 0, 1, 2, 1, 1, 1},
-        {"no graph (plain ops)", 0, 0, 1, 2, 1, 1, 1},
+        {"graphs (default)", 1, 0, 1, 2, 1, 1, 1, -1, -1, -1},
+        {"graphs, no L2 prefetch", 1, 0, 1, 2, 1, 1, 1, 0, -1, -1},
+        {"graphs, short kernels trigger late", 1, 0, 1, 2, 1, 1, 1, -1, -1, 0},
+        {"graphs, no prefetch, trigger late", 1, 0, 1, 2, 1, 1, 1, 0, -1, 0},
+        {"graphs, L2 prefetch 16 MiB, 32 warps", 1, 0, 1, 2, 1, 1, 1, 16, 32, -1},
+        {"graphs, L2 prefetch 24 MiB, 16 warps", 1, 0, 1, 2, 1, 1, 1, 24, 16, -1},
+        {"graphs, L2 prefetch 32 MiB, 32 warps", 1, 0, 1, 2, 1, 1, 1, 32, 32, -1},
+        {"graphs, matvec blocks in two waves", 1, 0, 1, 2, 1, 1, 0, -1, -1, -1},
+        {"graphs, a launch per weight type", 1, 0, 1, 2, 0, 1, 1, -1, -1, -1},
+        {"graphs, no pdl", 1, 0, 0, 2, 1, 1, 1, -1, -1, -1},
+        {"no graph (plain ops)", 0, 0, 1, 2, 1, 1, 1, -1, -1, -1},
     };
+    const int pf0 = cuda_tune(g, "prefetch", 0); /* the default (CHORD_CUDA_PREFETCH) */
+    const int pfb0 = cuda_tune(g, "pfblocks", 32);
+    const int early0 = cuda_tune(g, "early", 1);
     int rc = 0;
     for (size_t v = 0; v < sizeof vs / sizeof vs[0]; v++) {
         cuda_set_graphs(g, vs[v].graphs);
@@ -325,6 +332,9 @@ static int cmd_decode(int argc, char **argv) {
         cuda_tune(g, "pairs", vs[v].pairs);
         cuda_tune(g, "fast", vs[v].fast);
         cuda_tune(g, "waves", vs[v].waves);
+        cuda_tune(g, "prefetch", vs[v].pf < 0 ? pf0 : vs[v].pf);
+        cuda_tune(g, "pfblocks", vs[v].pfb < 0 ? pfb0 : vs[v].pfb);
+        cuda_tune(g, "early", vs[v].early < 0 ? early0 : vs[v].early);
         cuda_graphs_drop(g);
         chord_context_truncate(ctx, 0);
         if (pos && chord_eval(ctx, toks, pos, false, &err) != CHORD_OK) goto fail;
@@ -344,6 +354,11 @@ static int cmd_decode(int argc, char **argv) {
     cuda_tune(g, "pairs", 1);
     cuda_tune(g, "fast", 1);
     cuda_tune(g, "waves", 1);
+    const char *tpf = getenv("TRACE_PREFETCH");
+    cuda_tune(g, "prefetch", tpf ? atoi(tpf) : pf0);
+    const char *tpb = getenv("TRACE_PFBLOCKS");
+    cuda_tune(g, "pfblocks", tpb ? atoi(tpb) : pfb0);
+    cuda_tune(g, "early", early0);
     if (trace_step(g, ctx, toks + pos) != 0) goto fail;
     goto done;
 fail:
@@ -541,14 +556,14 @@ static int cmd_attn_check(void) {
     chord_error err = {0};
     chord_backend *g = gpu_or_skip(&err);
     if (!g) return 0;
-    static const int heads[][3] = {{32, 4, 64}, {8, 2, 64},  {4, 4, 64},
+    static const int heads[][3] = {{32, 4, 64},  {8, 2, 64},  {4, 4, 64},
                                    {32, 4, 128}, {8, 2, 128}, {4, 4, 128}};
     static const int ctxs[] = {512, 4096};
     /* (n, pos0) per cache size; pos0 + n <= n_ctx */
-    static const int cases512[][2] = {{1, 0},  {1, 300}, {7, 0},   {7, 123},
+    static const int cases512[][2] = {{1, 0},  {1, 300},  {7, 0},   {7, 123},
                                       {77, 0}, {77, 400}, {512, 0}, {16, 496}};
-    static const int cases4k[][2] = {{1, 4000}, {7, 2000}, {77, 3000}, {512, 0}, {512, 3584},
-                                     {1, 4095}};
+    static const int cases4k[][2] = {{1, 4000}, {7, 2000},   {77, 3000},
+                                     {512, 0},  {512, 3584}, {1, 4095}};
     static const char *modes[] = {"exact", "split", NULL, "flash"};
     const char *mode0 = getenv("CHORD_CUDA_ATTN");
     const int nmax = 512;
@@ -562,7 +577,8 @@ static int cmd_attn_check(void) {
             size_t kvb = g->ops->kv_bytes ? g->ops->kv_bytes(g, n_ctx, (int)kvd)
                                           : (size_t)n_ctx * kvd * 4;
             chord_kv kv = {g->ops->alloc(g, kvb), g->ops->alloc(g, kvb)};
-            float *kf = dev_random(g, (size_t)n_ctx * kvd), *vf = dev_random(g, (size_t)n_ctx * kvd);
+            float *kf = dev_random(g, (size_t)n_ctx * kvd),
+                  *vf = dev_random(g, (size_t)n_ctx * kvd);
             float *q = dev_random(g, (size_t)nmax * qd);
             float *o = g->ops->alloc(g, (size_t)nmax * qd * sizeof(float));
             const size_t ocnt = (size_t)nmax * qd;
@@ -589,7 +605,8 @@ static int cmd_attn_check(void) {
                 g->ops->attention(g, o, q, kk, vv, &kv, n, pos0, &s);
                 g->ops->to_host(g, ref, o, cnt * sizeof(float));
                 if (g->ops->sync(g, &err) != CHORD_OK) {
-                    printf("old %d/%d/%d n=%d pos0=%d: %s\n", nh, nkv, hd, n, pos0, err.message);
+                    printf("old %d/%d/%d n=%d pos0=%d: %s\n", nh, nkv, hd, n, pos0,
+                           err.message);
                     bad++;
                     continue;
                 }
@@ -609,8 +626,8 @@ static int cmd_attn_check(void) {
                         continue;
                     }
                     /* the tensor-core kernel: from 64 tokens, or 2 when forced */
-                    const bool tc = mi != 0 && (hd == 64 || hd == 128) &&
-                                    (n >= 64 || (mi == 3 && n >= 2));
+                    const bool tc =
+                        mi != 0 && (hd == 64 || hd == 128) && (n >= 64 || (mi == 3 && n >= 2));
                     if (tc) { /* rounding differs */
                         double se = 0, sr = 0;
                         size_t nonfinite = 0;
@@ -622,10 +639,11 @@ static int cmd_attn_check(void) {
                         const double rel = sr > 0 ? sqrt(se / sr) : sqrt(se);
                         if (nonfinite || !(rel <= FLASH_TOL)) {
                             bad++;
-                            printf("TOL heads %d/%d hd %d n_ctx %d n=%d pos0=%d mode=%s: rel %.3e, "
+                            printf("TOL heads %d/%d hd %d n_ctx %d n=%d pos0=%d mode=%s: rel "
+                                   "%.3e, "
                                    "%zu not finite\n",
-                                   nh, nkv, hd, n_ctx, n, pos0, modes[mi] ? modes[mi] : "default",
-                                   rel, nonfinite);
+                                   nh, nkv, hd, n_ctx, n, pos0,
+                                   modes[mi] ? modes[mi] : "default", rel, nonfinite);
                         } else if (n >= 64 && pos0 == 0 && n_ctx == 512) {
                             printf("  %s %d/%d hd %d n=%d: rel %.2e\n",
                                    modes[mi] ? modes[mi] : "default", nh, nkv, hd, n, rel);
@@ -637,11 +655,12 @@ static int cmd_attn_check(void) {
                         if (memcmp(&ref[i], &got[i], sizeof(float)) != 0 && !diff++) first = i;
                     if (diff) {
                         bad++;
-                        printf("DIFF heads %d/%d hd %d n_ctx %d n=%d pos0=%d mode=%s: %zu of %zu "
-                               "differ, first [tok %zu][head %zu][%zu] old %.9g new %.9g\n",
-                               nh, nkv, hd, n_ctx, n, pos0, modes[mi] ? modes[mi] : "default",
-                               diff, cnt, first / qd, first % qd / (size_t)hd, first % (size_t)hd,
-                               ref[first], got[first]);
+                        printf(
+                            "DIFF heads %d/%d hd %d n_ctx %d n=%d pos0=%d mode=%s: %zu of %zu "
+                            "differ, first [tok %zu][head %zu][%zu] old %.9g new %.9g\n",
+                            nh, nkv, hd, n_ctx, n, pos0, modes[mi] ? modes[mi] : "default",
+                            diff, cnt, first / qd, first % qd / (size_t)hd, first % (size_t)hd,
+                            ref[first], got[first]);
                     }
                 }
             }
@@ -659,7 +678,8 @@ static int cmd_attn_check(void) {
         const int nh = 32, nkv = 4, hd = 64, n_ctx = 4096;
         chord_attn_shape s = {nh, nkv, hd, n_ctx, 0.125f};
         const size_t kvd = (size_t)nkv * hd;
-        size_t kvb = g->ops->kv_bytes ? g->ops->kv_bytes(g, n_ctx, (int)kvd) : (size_t)n_ctx * kvd * 4;
+        size_t kvb =
+            g->ops->kv_bytes ? g->ops->kv_bytes(g, n_ctx, (int)kvd) : (size_t)n_ctx * kvd * 4;
         chord_kv kv = {g->ops->alloc(g, kvb), g->ops->alloc(g, kvb)};
         float *q = dev_random(g, (size_t)512 * nh * hd), *k = dev_random(g, (size_t)512 * kvd),
               *v = dev_random(g, (size_t)512 * kvd),
@@ -677,8 +697,8 @@ static int cmd_attn_check(void) {
                     setenv("CHORD_CUDA_ATTN", tm[mi], 1);
                 else
                     unsetenv("CHORD_CUDA_ATTN");
-                if (cuda_bench_attention(g, o, q, k, v, &kv, tc[c][0], tc[c][1], &s, 20, &us[mi],
-                                         &err) != CHORD_OK) {
+                if (cuda_bench_attention(g, o, q, k, v, &kv, tc[c][0], tc[c][1], &s, 20,
+                                         &us[mi], &err) != CHORD_OK) {
                     printf("attention failed: %s\n", err.message);
                     bad++;
                 }
@@ -810,21 +830,23 @@ int main(int argc, char **argv) {
             const char *am = getenv("CHORD_CUDA_ATTN");
             char *am_saved = am ? strdup(am) : NULL;
             setenv("CHORD_CUDA_ATTN", "old", 1);
-            chord_status st0 = cuda_bench_attention(g, o, q, k, v, &kv, n, pos0, &s, 20, &us_old, &err);
+            chord_status st0 =
+                cuda_bench_attention(g, o, q, k, v, &kv, n, pos0, &s, 20, &us_old, &err);
             if (am_saved)
                 setenv("CHORD_CUDA_ATTN", am_saved, 1);
             else
                 unsetenv("CHORD_CUDA_ATTN");
             free(am_saved);
-            if (st0 != CHORD_OK ||
-                cuda_bench_attention(g, o, q, k, v, &kv, n, pos0, &s, 20, &us, &err) != CHORD_OK) {
+            if (st0 != CHORD_OK || cuda_bench_attention(g, o, q, k, v, &kv, n, pos0, &s, 20,
+                                                        &us, &err) != CHORD_OK) {
                 printf("attention failed: %s\n", err.message);
                 break;
             }
             double kv_bytes = 2.0 * (double)kvb / n_ctx * (pos0 + n);
-            printf("n=%-4d keys %-5d %9.1f us (old kernels %9.1f us)   (KV %.1f MiB, %.0f GB/s if "
-                   "read once)\n",
-                   n, pos0 + n, us, us_old, kv_bytes / (1 << 20), kv_bytes / (us * 1e-6) / 1e9);
+            printf(
+                "n=%-4d keys %-5d %9.1f us (old kernels %9.1f us)   (KV %.1f MiB, %.0f GB/s if "
+                "read once)\n",
+                n, pos0 + n, us, us_old, kv_bytes / (1 << 20), kv_bytes / (us * 1e-6) / 1e9);
         }
         g->ops->free(g, kv.k), g->ops->free(g, kv.v), g->ops->free(g, q), g->ops->free(g, k);
         g->ops->free(g, v), g->ops->free(g, o);

@@ -343,8 +343,8 @@ void cuda_matvec_call(cuda_backend *be, int n_w, float *const *ys,
     }
 }
 
-static void do_matmul(cuda_backend *be, int n_w, float *const *ys, const chord_weight *const *ws,
-                      const float *x, int n) {
+static void do_matmul(cuda_backend *be, int n_w, float *const *ys,
+                      const chord_weight *const *ws, const float *x, int n) {
     if (n <= 0 || n_w <= 0) return;
     dev_enter(be);
     if (n == 1) {
@@ -559,6 +559,12 @@ extern "C" chord_status chord_backend_cuda_new(chord_backend **out, chord_error 
     be->mv_waves = !(wv && !strcmp(wv, "0"));
     const char *mp = getenv("CHORD_CUDA_PAIRS");
     be->mv_pairs = !(mp && !strcmp(mp, "0"));
+    const char *pf = getenv("CHORD_CUDA_PREFETCH"); /* MiB of L2 prefetch ahead, 0: off */
+    const int pf_mib = pf && *pf ? atoi(pf) : 24;
+    be->pf_window = pf_mib > 0 && pf_mib <= 4096 ? (size_t)pf_mib << 20 : 0;
+    be->pf_blocks = 32;
+    const char *et = getenv("CHORD_CUDA_EARLY");
+    be->early_trigger = !(et && !strcmp(et, "0"));
     const char *pe = getenv("CHORD_CUDA_PERSIST");
     be->mv_persist = pe && *pe ? atoi(pe) : 2;
     if (be->mv_persist < 0 || be->mv_persist > 64) be->mv_persist = 2;
@@ -697,7 +703,8 @@ extern "C" chord_status cuda_bench_attention(chord_backend *b, float *out, const
 extern "C" int cuda_set_trace(chord_backend *b, int on) {
     cuda_backend *be = (cuda_backend *)b;
     cuda_graphs_drop(b);
-    if (on && !be->tr) be->tr = (unsigned long long *)dev_malloc(be, TRACE_WORDS * TRACE_SLOTS * 8);
+    if (on && !be->tr)
+        be->tr = (unsigned long long *)dev_malloc(be, TRACE_WORDS * TRACE_SLOTS * 8);
     if (!on && be->tr) {
         dev_free(be, be->tr);
         be->tr = NULL;

@@ -46,6 +46,8 @@ struct cuda_graph_entry;
 typedef struct ktr {
     unsigned long long *tr; /* NULL: no trace */
     int slot;
+    int *prog; /* matvecs of a captured step: where to report seq (prefetch.cu), or NULL */
+    int seq;
 } ktr;
 #define TRACE_SLOTS 1024
 #define TRACE_WORDS 5
@@ -78,18 +80,32 @@ typedef struct cuda_backend {
     int n_recs, cap_recs;
     struct cuda_graph_entry *gcache;
     unsigned long gclock;
-    int *h_in;     /* pinned {token, pos} */
-    int *d_in;     /* device copy the graph's kernels read */
+    int *h_in; /* pinned {token, pos} */
+    int *d_in; /* device copy the graph's kernels read */
     int graph_fails;
     /* the graph of the last step of key last_key (replayed by step_begin without the
      * ops being issued while it is still held: serial last_serial) */
     uint64_t last_key;
     struct cuda_graph_entry *last_e;
     unsigned long last_serial, gserial;
-    bool fuse_pro; /* recorded steps: matvecs quantize their own input (CHORD_CUDA_FUSE=2) */
+    bool fuse_pro;  /* recorded steps: matvecs quantize their own input (CHORD_CUDA_FUSE=2) */
     int mv_persist; /* those matvecs' blocks per SM (persistent grid; 0: a block per tile) */
     int mv_pairs;   /* decode: one launch for two weight types (CHORD_CUDA_PAIRS=0: off) */
     int mv_waves;   /* decode: more rows per warp when blocks would need two waves (=0: off) */
+    /* L2 prefetch of a captured step's weights (prefetch.cu): pf_window bytes ahead of
+     * the running matvec (0: off); while capturing, the matvecs' weights in order */
+    /* the short kernels between a matvec and the next (activation quantization, swiglu)
+     * trigger their dependent at entry, not after their wait: the next matvec's blocks
+     * then fetch their weights while the kernel before the short one still runs */
+    bool early_trigger;
+    size_t pf_window;
+    int pf_blocks;
+    bool pf_collect;
+    int pf_seq, pf_n;
+    struct pfreg *pf_regs;
+    int *pf_prog;
+    cudaStream_t pf_stream;
+    cudaEvent_t pf_fork, pf_join;
     unsigned long long *tr; /* timing trace of the kernels of a step (cuda_set_trace) */
     int tr_next;
     char tr_kind[TRACE_SLOTS];
@@ -157,6 +173,11 @@ struct ktrace {
     }
 };
 
+/* A matvec of a captured step tells the prefetcher (prefetch.cu) that it runs. */
+__device__ __forceinline__ void pf_report(const ktr &k) {
+    if (k.prog && blockIdx.x == 0 && threadIdx.x == 0) *(volatile int *)k.prog = k.seq;
+}
+
 /* pdl_wait after loads issued before it: ptxas otherwise schedules the wait (ACQBULK)
  * ahead of independent loads (seen in the SASS of the matvecs), so that they go out only
  * once the previous kernel is done. A wait that depends on the loaded data (dep: any
@@ -197,8 +218,8 @@ static inline cudaError_t launch_pdl_smem(cuda_backend *be, void (*kernel)(KArgs
     cfg.dynamicSmemBytes = smem;
     cfg.stream = be->stream;
     if (smem > 48 * 1024) { /* above the default limit: opt in (cheap; graphs capture once) */
-        cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             (int)smem);
+        cudaError_t e = cudaFuncSetAttribute(
+            kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
         if (e != cudaSuccess) return e;
     }
     cudaLaunchAttribute attr[1];
@@ -269,11 +290,15 @@ static inline size_t cuda_weight_bytes(const chord_weight *w) {
 
 /* The trace argument of the next decode kernel launched (kind: a letter for the report). */
 static inline ktr take_ktr(cuda_backend *be, char kind) {
-    ktr k = {NULL, 0};
+    ktr k = {NULL, 0, NULL, 0};
     if (be->tr && be->tr_next < TRACE_SLOTS) {
         k.tr = be->tr;
         k.slot = be->tr_next;
         be->tr_kind[be->tr_next++] = kind;
+    }
+    if (kind == 'm' && be->pf_collect) {
+        k.prog = be->pf_prog;
+        k.seq = be->pf_seq++;
     }
     return k;
 }
@@ -416,7 +441,8 @@ void cuda_attention_init(cuda_backend *be);
  * (allocates, copies, synchronizes: never while capturing a graph; a new table bumps
  * scratch_gen); otherwise a table that does not cover npos is an error. NULL on error
  * (recorded). */
-const float2 *cuda_rope_table(cuda_backend *be, const chord_rope_shape *s, int npos, bool build);
+const float2 *cuda_rope_table(cuda_backend *be, const chord_rope_shape *s, int npos,
+                              bool build);
 
 /* graph.cu: the decode-step recorder (backend_cuda.cu's ops call cuda_rec_* while
  * be->rec is set) and step_begin / step_end. */
@@ -454,20 +480,33 @@ void cuda_rec_flush(cuda_backend *be);
 bool cuda_step_begin(chord_backend *b, uint64_t key, const int32_t *tokens, int n, int pos0);
 void cuda_step_end(chord_backend *b);
 void cuda_graphs_free(cuda_backend *be);
+
+/* prefetch.cu: while a step is captured, a side branch prefetches the matvecs' weights
+ * into L2 pf_window bytes ahead of the running matvec. setup (outside a capture) makes
+ * the stream, events and counter; begin / end bracket the step's ops inside the capture
+ * (end launches the prefetcher reading its plan from dev_plan, NULL: cuda_pf_plan_bytes
+ * to allocate); upload fills dev_plan after the capture. */
+bool cuda_pf_setup(cuda_backend *be);
+void cuda_pf_begin(cuda_backend *be);
+void cuda_pf_end(cuda_backend *be, void *dev_plan);
+bool cuda_pf_upload(cuda_backend *be, void *dev_plan);
+size_t cuda_pf_plan_bytes(void);
+void cuda_pf_weight(cuda_backend *be, const ktr &k, const chord_weight *w);
+void cuda_pf_free(cuda_backend *be);
 /* Graphs held now; *fails (may be NULL): captures that failed (graphs are then off). */
 int cuda_graph_stats(cuda_backend *be, int *fails);
 /* One launch for weights of two types that share the activation quantization xa (first
  * weights of one type, then of the other; the pairs matvec.cu is built for); false when
  * they are not such a pair (nothing launched). */
-bool cuda_matvec_pair(cuda_backend *be, int n_w, const chord_weight *const *ws, float *const *ys,
-                      float *const *res, const qact *xa);
+bool cuda_matvec_pair(cuda_backend *be, int n_w, const chord_weight *const *ws,
+                      float *const *ys, float *const *res, const qact *xa);
 /* backend_cuda.cu: a one-token matmul call (see cuda_matvec_multi; xa_pre may be NULL). */
 void cuda_matvec_call(cuda_backend *be, int n_w, float *const *ys,
                       const chord_weight *const *ws, float *const *res, const float *x,
                       const qact *xa_pre);
 /* topk.cu: the vtable's topk op. */
-chord_status cuda_topk(chord_backend *b, const float *x, int n, int k, int32_t *ids, float *vals,
-                       chord_error *err);
+chord_status cuda_topk(chord_backend *b, const float *x, int n, int k, int32_t *ids,
+                       float *vals, chord_error *err);
 /* Launches one recorded op as the vtable would (dpos / dtok as above). */
 void cuda_exec_op(cuda_backend *be, const cuda_rec *r, const int *dpos, const int *dtok);
 

@@ -408,14 +408,15 @@ template <int QB>
 __global__ void __launch_bounds__(QB)
     swiglu_quant_kernel(float *out, const float *g, const float *u, int8_t *__restrict__ xq,
                         float *__restrict__ xd, int16_t *__restrict__ bs,
-                        float *__restrict__ xs, ktr tk) {
+                        float *__restrict__ xs, ktr tk, int early) {
     constexpr int PER = QB / 32;
     __shared__ float vals[QB];
     const int64_t b = blockIdx.x, e = b * QB + threadIdx.x;
     ktrace kt(tk);
+    if (early) pdl_trigger(); /* cuda_backend.early_trigger */
     pdl_wait();
     kt.released();
-    pdl_trigger();
+    if (!early) pdl_trigger();
     const float val = xm_swiglu(g[e], u[e]);
     out[e] = val;
     vals[threadIdx.x] = val;
@@ -438,10 +439,10 @@ bool cuda_swiglu_quant(cuda_backend *be, float *out, const float *g, const float
     if (qb == 32)
         e = launch_pdl(be, swiglu_quant_kernel<32>, dim3(grid), dim3(32), out, g, u,
                        (int8_t *)xa->q, (float *)xa->d, (int16_t *)xa->bs, (float *)xa->s,
-                       take_ktr(be, 's'));
+                       take_ktr(be, 's'), (int)be->early_trigger);
     else
         e = launch_pdl(be, swiglu_quant_kernel<256>, dim3(grid), dim3(256), out, g, u,
                        (int8_t *)xa->q, (float *)xa->d, (int16_t *)xa->bs, (float *)NULL,
-                       take_ktr(be, 's'));
+                       take_ktr(be, 's'), (int)be->early_trigger);
     return CUDA_CHECK(be, e) && CUDA_LAUNCHED(be, "swiglu_quant_kernel");
 }

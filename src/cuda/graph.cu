@@ -30,6 +30,7 @@ struct cuda_graph_entry {
     unsigned gen;
     unsigned long used;
     unsigned long serial; /* distinct for every graph captured */
+    void *pf_plan;        /* the prefetcher's plan (prefetch.cu), or NULL */
 };
 
 static bool same_key(const cuda_rec *a, const cuda_rec *b, int n) {
@@ -64,7 +65,8 @@ static bool quant_matmul(const cuda_rec *m, int64_t n_in, int *qb) {
     int q = 0;
     for (int k = 0; k < m->n_w; k++) {
         const chord_weight *w = m->w[k];
-        if (!w || !w->dev || !cuda_type_ok(w->type) || type_is_float(w->type) || w->n_in != n_in)
+        if (!w || !w->dev || !cuda_type_ok(w->type) || type_is_float(w->type) ||
+            w->n_in != n_in)
             return false;
         if (k == 0)
             q = act_block(w->type);
@@ -147,16 +149,18 @@ static bool same_rope(const chord_rope_shape *a, const chord_rope_shape *b) {
 static bool rope_attn_fusable(cuda_backend *be, const cuda_rec *rq, const cuda_rec *rk,
                               const cuda_rec *a) {
     return rq->op == CREC_ROPE && rk->op == CREC_ROPE && a->op == CREC_ATTN && a->n == 1 &&
-           rq->n == 1 && rk->n == 1 && rq->out == a->x && rk->out == a->y && rq->out != rk->out &&
-           rq->pos0 == a->pos0 && rk->pos0 == a->pos0 && rq->rs.n_head == a->as.n_head &&
-           rk->rs.n_head == a->as.n_head_kv && rq->rs.head_dim == a->as.head_dim &&
-           same_rope(&rq->rs, &rk->rs) && rq->rs.n_rot <= rq->rs.head_dim &&
-           rq->rs.n_rot / 2 > 0 && cuda_attn_decode_ok(be, &a->as);
+           rq->n == 1 && rk->n == 1 && rq->out == a->x && rk->out == a->y &&
+           rq->out != rk->out && rq->pos0 == a->pos0 && rk->pos0 == a->pos0 &&
+           rq->rs.n_head == a->as.n_head && rk->rs.n_head == a->as.n_head_kv &&
+           rq->rs.head_dim == a->as.head_dim && same_rope(&rq->rs, &rk->rs) &&
+           rq->rs.n_rot <= rq->rs.head_dim && rq->rs.n_rot / 2 > 0 &&
+           cuda_attn_decode_ok(be, &a->as);
 }
 
 static bool norm_ok(const cuda_rec *r) {
     const chord_weight *w = r->w[0];
-    return r->n == 1 && w && w->dev && w->type == CHORD_TYPE_F32 && w->n_in * w->n_out >= r->dim;
+    return r->n == 1 && w && w->dev && w->type == CHORD_TYPE_F32 &&
+           w->n_in * w->n_out >= r->dim;
 }
 
 static void exec_fused_ops(cuda_backend *be, const cuda_rec *R, int nr, const int *dpos,
@@ -170,7 +174,8 @@ static void exec_fused_ops(cuda_backend *be, const cuda_rec *R, int nr, const in
             if (be->fuse_pro && nx && nx->x == r->out && norm_ok(r) &&
                 pro_matmul(nx, r->dim, r->x, r->out)) {
                 i++;
-                exec_matmul_pro(be, R, nr, &i, r->x, (const float *)r->w[0]->dev, r->eps, r->out);
+                exec_matmul_pro(be, R, nr, &i, r->x, (const float *)r->w[0]->dev, r->eps,
+                                r->out);
                 continue;
             }
             if (nx && nx->x == r->out && norm_ok(r) && quant_matmul(nx, r->dim, &qb) &&
@@ -198,8 +203,8 @@ static void exec_fused_ops(cuda_backend *be, const cuda_rec *R, int nr, const in
             if (i + 2 < nr && rope_attn_fusable(be, r, &R[i + 1], &R[i + 2])) {
                 const cuda_rec *a = &R[i + 2];
                 chord_kv kv = a->kv;
-                cuda_attention_decode(be, a->out, (float *)a->x, a->y, a->z, &kv, a->pos0, &a->as,
-                                      &r->rs, dpos);
+                cuda_attention_decode(be, a->out, (float *)a->x, a->y, a->z, &kv, a->pos0,
+                                      &a->as, &r->rs, dpos);
                 i += 2;
                 continue;
             }
@@ -253,6 +258,7 @@ static bool graphable(cuda_backend *be, const cuda_rec *R, int nr) {
 
 static void entry_clear(cuda_graph_entry *e) {
     if (e->exec) cudaGraphExecDestroy(e->exec);
+    if (e->pf_plan) cudaFree(e->pf_plan);
     free(e->recs);
     memset(e, 0, sizeof *e);
 }
@@ -271,6 +277,7 @@ void cuda_graphs_free(cuda_backend *be) {
     if (be->h_in) cudaFreeHost(be->h_in);
     if (be->d_in) cudaFree(be->d_in);
     be->h_in = be->d_in = NULL;
+    cuda_pf_free(be);
 }
 
 int cuda_graph_stats(cuda_backend *be, int *fails) {
@@ -332,15 +339,34 @@ static cuda_graph_entry *find_graph(cuda_backend *be, const cuda_rec *R, int nr)
 static cuda_graph_entry *capture_graph(cuda_backend *be, const cuda_rec *R, int nr) {
     cudaGraph_t g = NULL;
     cudaGraphExec_t ex = NULL;
+    void *plan = NULL;
+    if (cuda_pf_setup(be) && cudaMalloc(&plan, cuda_pf_plan_bytes()) != cudaSuccess) {
+        (void)cudaGetLastError(); /* no room: no prefetch */
+        plan = NULL;
+    }
     if (cudaStreamBeginCapture(be->stream, cudaStreamCaptureModeRelaxed) == cudaSuccess) {
+        if (plan) cuda_pf_begin(be);
         exec_fused(be, R, nr, be->d_in + 1, be->d_in);
+        if (plan) cuda_pf_end(be, plan);
         cudaError_t e = cudaStreamEndCapture(be->stream, &g);
         if (e == cudaSuccess && be->err_code == CHORD_OK && g &&
             cudaGraphInstantiate(&ex, g, 0) != cudaSuccess)
             ex = NULL;
     }
+    be->pf_collect = false;
     if (g) cudaGraphDestroy(g);
-    if (!ex) return NULL;
+    if (plan && be->pf_n == 0) { /* no prefetcher in this graph */
+        cudaFree(plan);
+        plan = NULL;
+    }
+    if (ex && plan && !cuda_pf_upload(be, plan)) {
+        cudaGraphExecDestroy(ex);
+        ex = NULL;
+    }
+    if (!ex) {
+        if (plan) cudaFree(plan);
+        return NULL;
+    }
     cuda_graph_entry *slot = NULL;
     for (int i = 0; i < GRAPH_CACHE && !slot; i++)
         if (!be->gcache[i].exec) slot = &be->gcache[i];
@@ -353,8 +379,10 @@ static cuda_graph_entry *capture_graph(cuda_backend *be, const cuda_rec *R, int 
     slot->recs = (cuda_rec *)malloc((size_t)nr * sizeof(cuda_rec));
     if (!slot->recs) {
         cudaGraphExecDestroy(ex);
+        if (plan) cudaFree(plan);
         return NULL;
     }
+    slot->pf_plan = plan;
     memcpy(slot->recs, R, (size_t)nr * sizeof(cuda_rec));
     slot->nr = nr;
     slot->exec = ex;
@@ -380,9 +408,9 @@ bool cuda_step_begin(chord_backend *b, uint64_t key, const int32_t *tokens, int 
     /* the same context's next step: its last graph, if it still holds and the rope table
      * covers the position (the ops need not be issued again) */
     cuda_graph_entry *e = be->last_e;
-    if (be->graphs == 1 && key == be->last_key && e && e->exec && e->serial == be->last_serial &&
-        e->gen == be->scratch_gen && be->err_code == CHORD_OK && pos0 < be->rope_npos &&
-        be->fast_steps) {
+    if (be->graphs == 1 && key == be->last_key && e && e->exec &&
+        e->serial == be->last_serial && e->gen == be->scratch_gen && be->err_code == CHORD_OK &&
+        pos0 < be->rope_npos && be->fast_steps) {
         cudaSetDevice(be->device);
         replay(be, e, tokens[0], pos0);
         return true;
@@ -465,10 +493,12 @@ extern "C" int cuda_trace_step(chord_backend *b, char *kinds, double *t4, int ma
     for (int i = 0; i < TRACE_SLOTS; i++)
         memcpy(h + TRACE_WORDS * i, init, sizeof init);
     int n = be->tr_next < max ? be->tr_next : max;
-    bool ok = cudaMemcpy(be->tr, h, TRACE_WORDS * TRACE_SLOTS * 8, cudaMemcpyHostToDevice) == cudaSuccess &&
+    bool ok = cudaMemcpy(be->tr, h, TRACE_WORDS * TRACE_SLOTS * 8, cudaMemcpyHostToDevice) ==
+                  cudaSuccess &&
               cudaGraphLaunch(e->exec, be->stream) == cudaSuccess &&
               cudaStreamSynchronize(be->stream) == cudaSuccess &&
-              cudaMemcpy(h, be->tr, TRACE_WORDS * TRACE_SLOTS * 8, cudaMemcpyDeviceToHost) == cudaSuccess;
+              cudaMemcpy(h, be->tr, TRACE_WORDS * TRACE_SLOTS * 8, cudaMemcpyDeviceToHost) ==
+                  cudaSuccess;
     if (ok) {
         unsigned long long t0 = ~0ull;
         for (int i = 0; i < n; i++)
@@ -498,6 +528,15 @@ extern "C" int cuda_tune(chord_backend *b, const char *knob, int value) {
     } else if (!strcmp(knob, "pairs")) {
         old = be->mv_pairs;
         be->mv_pairs = value != 0;
+    } else if (!strcmp(knob, "prefetch")) { /* MiB ahead, 0: off */
+        old = (int)(be->pf_window >> 20);
+        be->pf_window = value > 0 ? (size_t)value << 20 : 0;
+    } else if (!strcmp(knob, "early")) {
+        old = be->early_trigger;
+        be->early_trigger = value != 0;
+    } else if (!strcmp(knob, "pfblocks")) {
+        old = be->pf_blocks;
+        be->pf_blocks = value < 1 ? 1 : value > 1024 ? 1024 : value;
     } else if (!strcmp(knob, "persist")) {
         old = be->mv_persist;
         be->mv_persist = value < 0 ? 0 : value;

@@ -26,15 +26,17 @@ __device__ __forceinline__ float mv_warp_sum(float v) {
 template <int QB>
 __global__ void quantize_act_kernel(int8_t *__restrict__ xq, float *__restrict__ xd,
                                     int16_t *__restrict__ bs, float *__restrict__ xs,
-                                    const float *__restrict__ x, int64_t n_blocks, ktr tk) {
+                                    const float *__restrict__ x, int64_t n_blocks, ktr tk,
+                                    int early) {
     constexpr int PER = QB / 32;
     ktrace kt(tk);
     int64_t b = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     int lane = threadIdx.x & 31;
+    if (early) pdl_trigger();  /* cuda_backend.early_trigger */
     if (b >= n_blocks) return; /* uniform across the warp */
     pdl_wait();
     kt.released();
-    pdl_trigger(); /* the next kernel may start (and fetch its weights) now */
+    if (!early) pdl_trigger(); /* the next kernel may start (and fetch its weights) now */
     const float *xb = x + b * QB + lane * PER;
     float v[PER];
 #pragma unroll
@@ -82,11 +84,11 @@ bool cuda_quantize_act(cuda_backend *be, const float *x, int64_t n_in, int n, in
     if (qb == 32)
         e = launch_pdl(be, quantize_act_kernel<32>, dim3((unsigned)grid), dim3(threads),
                        (int8_t *)out->q, (float *)out->d, (int16_t *)out->bs, (float *)out->s,
-                       x, n_blocks, take_ktr(be, 'q'));
+                       x, n_blocks, take_ktr(be, 'q'), (int)be->early_trigger);
     else
         e = launch_pdl(be, quantize_act_kernel<256>, dim3((unsigned)grid), dim3(threads),
                        (int8_t *)out->q, (float *)out->d, (int16_t *)out->bs, (float *)NULL, x,
-                       n_blocks, take_ktr(be, 'q'));
+                       n_blocks, take_ktr(be, 'q'), (int)be->early_trigger);
     return CUDA_CHECK(be, e) && CUDA_LAUNCHED(be, "quantize_act_kernel");
 }
 
@@ -142,6 +144,7 @@ __device__ __forceinline__ void mv_rows(const mvjob &job, const xact &xa, int k,
             }
     pdl_wait_after(dep); /* x comes from the previous kernel */
     kt.released();
+    pf_report(job.kt);
     pdl_trigger();
     while (base < n_units) {
 #pragma unroll
@@ -174,11 +177,11 @@ __device__ __forceinline__ void mv_rows(const mvjob &job, const xact &xa, int k,
  * 70 registers for Q4_K (1, 4): 7 blocks per SM instead of 8, so Llama-2-7B's 4096-row
  * matvecs (1024 blocks) needed a second wave, and 7B decode lost ~5%. */
 __host__ __device__ constexpr int mv_min_blocks(int t, int r) {
-    return t == CHORD_TYPE_Q4_0 || t == CHORD_TYPE_Q5_0 ? 8
+    return t == CHORD_TYPE_Q4_0 || t == CHORD_TYPE_Q5_0   ? 8
            : t == CHORD_TYPE_Q8_0 || t == CHORD_TYPE_Q4_K ? (r == 1 ? 8 : 7)
-           : t == CHORD_TYPE_Q6_K                        ? (r == 1 ? 6 : 5)
-           : t == CHORD_TYPE_Q3_K                        ? 4
-                                                         : 5;
+           : t == CHORD_TYPE_Q6_K                         ? (r == 1 ? 6 : 5)
+           : t == CHORD_TYPE_Q3_K                         ? 4
+                                                          : 5;
 }
 
 template <int T, int R, int U>
@@ -216,6 +219,7 @@ __global__ void __launch_bounds__(32 * MV_ROWS)
     const int lane = threadIdx.x & 31;
     pdl_wait(); /* x comes from the previous kernel */
     kt.released();
+    pf_report(job.kt);
     pdl_trigger();
     if (row >= w.n_out) return; /* uniform across the warp */
     xstage &s = st[threadIdx.x >> 5];
@@ -234,7 +238,8 @@ __global__ void __launch_bounds__(32 * MV_ROWS)
 
 /* Float weights, 16 bytes (4 or 8 elements) per unit; needs n_in % 8 == 0. */
 template <int T>
-__device__ __forceinline__ float f_unit_dot(const uint4 &v, const float4 *__restrict__ x4, int u) {
+__device__ __forceinline__ float f_unit_dot(const uint4 &v, const float4 *__restrict__ x4,
+                                            int u) {
     if constexpr (T == CHORD_TYPE_F32) {
         float4 a = __ldg(x4 + u);
         return __uint_as_float(v.x) * a.x + __uint_as_float(v.y) * a.y +
@@ -287,6 +292,7 @@ __global__ void __launch_bounds__(32 * MV_ROWS)
         }
     pdl_wait_after(dep);
     kt.released();
+    pf_report(job.kt);
     pdl_trigger();
     while (base < n_units) {
 #pragma unroll
@@ -360,8 +366,8 @@ static void launch_matvec(cuda_backend *be, mvjob &job, const float *x, const qa
         bool vec = w.n_in % 8 == 0 && ((uintptr_t)x & 15) == 0;
         if (vec) {
             if (!job_blocks(job, MV_ROWS)) return cuda_fail(be, "matvec: too many rows");
-            CUDA_CHECK(be, launch_pdl(be, matvec_f_kernel<T>, dim3(job.bstart[job.nw]), blk,
-                                      job, x));
+            CUDA_CHECK(
+                be, launch_pdl(be, matvec_f_kernel<T>, dim3(job.bstart[job.nw]), blk, job, x));
         } else {
             for (int k = 0; k < job.nw; k++) {
                 unsigned grid = (unsigned)((job.w[k].n_out + MV_ROWS - 1) / MV_ROWS);
@@ -410,35 +416,38 @@ static bool q2_pair(int t0, int t1) {
     return t0 == CHORD_TYPE_Q4_K && t1 == CHORD_TYPE_Q6_K;
 }
 
-template <int T0, int T1>
-static void launch_q2(cuda_backend *be, mvjob &job, const xact &a) {
+template <int T0, int T1> static void launch_q2(cuda_backend *be, mvjob &job, const xact &a) {
     const wview &w = job.w[0];
     const int64_t per_lane = (w.nb * units_per_block(T0) + 31) / 32;
     const dim3 blk(32 * MV_ROWS);
     cudaError_t e;
     if (per_lane <= 1) {
         job_blocks(job, 4 * MV_ROWS);
-        e = launch_pdl(be, matvec_q2_kernel<T0, T1, 4, 1>, dim3(job.bstart[job.nw]), blk, job, a);
+        e = launch_pdl(be, matvec_q2_kernel<T0, T1, 4, 1>, dim3(job.bstart[job.nw]), blk, job,
+                       a);
     } else if (per_lane <= 2) {
         job_blocks(job, 2 * MV_ROWS);
-        e = launch_pdl(be, matvec_q2_kernel<T0, T1, 2, 2>, dim3(job.bstart[job.nw]), blk, job, a);
+        e = launch_pdl(be, matvec_q2_kernel<T0, T1, 2, 2>, dim3(job.bstart[job.nw]), blk, job,
+                       a);
     } else {
         if (!job_blocks(job, MV_ROWS)) return cuda_fail(be, "matvec: too many rows");
-        e = launch_pdl(be, matvec_q2_kernel<T0, T1, 1, 4>, dim3(job.bstart[job.nw]), blk, job, a);
+        e = launch_pdl(be, matvec_q2_kernel<T0, T1, 1, 4>, dim3(job.bstart[job.nw]), blk, job,
+                       a);
     }
     CUDA_CHECK(be, e);
     CUDA_LAUNCHED(be, "matvec_q2_kernel");
 }
 
-bool cuda_matvec_pair(cuda_backend *be, int n_w, const chord_weight *const *ws, float *const *ys,
-                      float *const *res, const qact *xa) {
+bool cuda_matvec_pair(cuda_backend *be, int n_w, const chord_weight *const *ws,
+                      float *const *ys, float *const *res, const qact *xa) {
     if (n_w < 2 || n_w > CUDA_MV_MAXW || !xa || be->mv_pairs == 0) return false;
     int n0 = 1;
     while (n0 < n_w && ws[n0]->type == ws[0]->type)
         n0++;
     if (n0 == n_w || !q2_pair(ws[0]->type, ws[n0]->type)) return false;
     for (int k = 0; k < n_w; k++)
-        if (ws[k]->n_in != ws[0]->n_in || (k >= n0 && ws[k]->type != ws[n0]->type)) return false;
+        if (ws[k]->n_in != ws[0]->n_in || (k >= n0 && ws[k]->type != ws[n0]->type))
+            return false;
     if (xa->qb != act_block(ws[0]->type) || xa->qb != act_block(ws[n0]->type)) return false;
     mvjob job;
     memset(&job, 0, sizeof job);
@@ -452,6 +461,8 @@ bool cuda_matvec_pair(cuda_backend *be, int n_w, const chord_weight *const *ws, 
     }
     const xact a = {xa->q, xa->d, xa->bs, xa->s};
     launch_q2<CHORD_TYPE_Q4_K, CHORD_TYPE_Q6_K>(be, job, a);
+    for (int k = 0; k < n_w; k++)
+        cuda_pf_weight(be, job.kt, ws[k]);
     return true;
 }
 
@@ -477,6 +488,10 @@ void cuda_matvec_multi(cuda_backend *be, int n_w, const chord_weight *const *ws,
     }
     CUDA_TYPE_SWITCH(ws[0]->type, launch_matvec,
                      cuda_fail(be, "matvec: unsupported type %d", ws[0]->type), be, job, x, xa);
+    /* the kernels that report to the prefetcher (not matvec_f_scalar_kernel) */
+    if (!type_is_float(ws[0]->type) || (ws[0]->n_in % 8 == 0 && ((uintptr_t)x & 15) == 0))
+        for (int k = 0; k < n_w; k++)
+            cuda_pf_weight(be, job.kt, ws[k]);
 }
 
 template <int T>
@@ -526,7 +541,7 @@ typedef struct mvpro {
     const float *x;
     const float *nw; /* rmsnorm weight, or NULL */
     float eps;
-    float *xout;     /* the normed x (block 0 writes it), or NULL */
+    float *xout; /* the normed x (block 0 writes it), or NULL */
     float *glu_out;
     int n_in;
 } mvpro;
@@ -594,6 +609,7 @@ __global__ void __launch_bounds__(32 * MVF_WARPS)
         if (on[r] && lane < n_units) dep ^= raw[r][0].a.x;
     pdl_wait_after(dep); /* x comes from the previous kernel */
     kt.released();
+    pf_report(job.kt);
     pdl_trigger();
 
     /* the block quantizes x (all threads: barriers inside); x (and the norm weights) go
@@ -602,9 +618,10 @@ __global__ void __launch_bounds__(32 * MVF_WARPS)
     int8_t *sq = reinterpret_cast<int8_t *>(smq);
     float *sd = reinterpret_cast<float *>(reinterpret_cast<uint8_t *>(smq) + pro_off_d(n_in));
     float *ss = QB == 32 ? sd + pro_dbytes(n_in, QB) / sizeof(float) : NULL;
-    int16_t *sbs = reinterpret_cast<int16_t *>(
-        reinterpret_cast<uint8_t *>(sd) + (QB == 32 ? 2 : 1) * pro_dbytes(n_in, QB));
-    float *xsm = reinterpret_cast<float *>(reinterpret_cast<uint8_t *>(smq) + pro_off_x(n_in, QB));
+    int16_t *sbs = reinterpret_cast<int16_t *>(reinterpret_cast<uint8_t *>(sd) +
+                                               (QB == 32 ? 2 : 1) * pro_dbytes(n_in, QB));
+    float *xsm =
+        reinterpret_cast<float *>(reinterpret_cast<uint8_t *>(smq) + pro_off_x(n_in, QB));
     float *wsm = xsm + n_in;
     {
         constexpr int UNR = 8;
@@ -708,7 +725,8 @@ static size_t pro_smem(int64_t n_in, int qb, bool norm) {
 bool cuda_matvec_pro_ok(const chord_weight *w) {
     if (!w || !w->dev || !cuda_type_ok(w->type) || type_is_float(w->type)) return false;
     const int qb = act_block(w->type);
-    return w->n_in % qb == 0 && w->n_in <= (1 << 24) && pro_smem(w->n_in, qb, true) <= PRO_SMEM_MAX;
+    return w->n_in % qb == 0 && w->n_in <= (1 << 24) &&
+           pro_smem(w->n_in, qb, true) <= PRO_SMEM_MAX;
 }
 
 /* Blocks of a launch over `tiles` block tiles: at most mv_persist per SM (0: one per tile). */
@@ -728,14 +746,18 @@ static void launch_matvec_pro(cuda_backend *be, mvjob &job, const mvpro &pro, bo
         const dim3 blk(32 * MVF_WARPS);
         cudaError_t e;
         if (glu) {
-            job_blocks(job, MVF_WARPS); /* block ranges of weight 0 (one row of each per warp) */
+            job_blocks(job,
+                       MVF_WARPS); /* block ranges of weight 0 (one row of each per warp) */
             const dim3 grid = pro_grid(be, job.bstart[1]);
             if (per_lane <= 1)
-                e = launch_pdl_smem(be, matvec_qp_kernel<T, 2, 1, true>, grid, blk, smem, job, pro);
+                e = launch_pdl_smem(be, matvec_qp_kernel<T, 2, 1, true>, grid, blk, smem, job,
+                                    pro);
             else if (per_lane <= 2)
-                e = launch_pdl_smem(be, matvec_qp_kernel<T, 2, 2, true>, grid, blk, smem, job, pro);
+                e = launch_pdl_smem(be, matvec_qp_kernel<T, 2, 2, true>, grid, blk, smem, job,
+                                    pro);
             else
-                e = launch_pdl_smem(be, matvec_qp_kernel<T, 2, 4, true>, grid, blk, smem, job, pro);
+                e = launch_pdl_smem(be, matvec_qp_kernel<T, 2, 4, true>, grid, blk, smem, job,
+                                    pro);
         } else if (per_lane <= 1) {
             job_blocks(job, 4 * MVF_WARPS);
             e = launch_pdl_smem(be, matvec_qp_kernel<T, 4, 1, false>,
