@@ -122,8 +122,10 @@ static void test_sampling(chord_model *m, const char *name) {
     const struct {
         float temp, top_p, min_p, pen;
         int top_k;
-    } cfg[] = {{0.0f, 1.0f, 0.0f, 1.0f, 0}, {0.0f, 1.0f, 0.0f, 1.3f, 0},
-               {0.9f, 0.95f, 0.05f, 1.1f, 40}, {1.2f, 1.0f, 0.0f, 1.0f, 5}};
+    } cfg[] = {{0.0f, 1.0f, 0.0f, 1.0f, 0},
+               {0.0f, 1.0f, 0.0f, 1.3f, 0},
+               {0.9f, 0.95f, 0.05f, 1.1f, 40},
+               {1.2f, 1.0f, 0.0f, 1.0f, 5}};
     int same = 0, steps = 0, from_cands = 0;
     for (size_t c = 0; c < sizeof cfg / sizeof cfg[0]; c++) {
         chord_sampler_params sp = chord_sampler_default_params();
@@ -229,11 +231,20 @@ static void test_model(const char *path, const char *name) {
                name, c, e2, b2, nl, e1, b1, e3, b3, ei, bi);
         CHECK(e2 <= 1e-6, "%s ctx %d: fused vs plain %.3e", name, c, e2);
         CHECK(e1 <= 1e-6, "%s ctx %d: graph vs plain %.3e", name, c, e1);
-        CHECK(e3 <= 1e-6, "%s ctx %d: graph (input-quantizing matvecs) vs plain %.3e", name, c, e3);
-        CHECK(bi == 0, "%s ctx %d: interleaved graphs differ from one context (%zu values)", name,
-              c, bi);
+        CHECK(e3 <= 1e-6, "%s ctx %d: graph (input-quantizing matvecs) vs plain %.3e", name, c,
+              e3);
+        CHECK(bi == 0, "%s ctx %d: interleaved graphs differ from one context (%zu values)",
+              name, c, bi);
     }
-    printf("  %-8s graphs held %d, failed captures %d\n", name, held, fails);
+    int pf_stalled = 0, pf_done = cuda_pf_stats(m->gpu, &pf_stalled);
+    printf(
+        "  %-8s graphs held %d, failed captures %d; L2 prefetcher warps ended %d, stalled %d\n",
+        name, held, fails, pf_done, pf_stalled);
+    CHECK(pf_stalled == 0, "%s: %d prefetcher warps waited for a matvec that never reported",
+          name, pf_stalled);
+    const char *pf_env = getenv("CHORD_CUDA_PREFETCH");
+    if (!pf_env || strcmp(pf_env, "0") != 0)
+        CHECK(pf_done > 0, "%s: the L2 prefetcher never ran", name);
     CHECK(fails == 0, "%s: %d graph captures failed", name, fails);
     CHECK(held >= 2, "%s: two contexts should hold two graphs (%d)", name, held);
     for (int c = 0; c < 2; c++) {

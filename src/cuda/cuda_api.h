@@ -31,6 +31,9 @@ int cuda_set_pdl(chord_backend *be, int on);
 int cuda_set_graphs(chord_backend *be, int mode);
 /* Graphs held now; *fails (may be NULL) gets the number of failed captures. */
 int cuda_graph_count(chord_backend *be, int *fails);
+/* L2 prefetcher of captured steps (prefetch.cu): its warps that ended, and in *stalled
+ * those that gave up waiting for a matvec that never reported. */
+int cuda_pf_stats(chord_backend *be, int *stalled);
 
 /* Recorded steps: matvecs quantize their own input (1; CHORD_CUDA_FUSE=2 at creation) or
  * separate fused norm/swiglu + quantize kernels do (0, default: faster). Drops the graphs

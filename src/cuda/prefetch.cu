@@ -40,12 +40,13 @@ __device__ __forceinline__ void pf_l2(const uint8_t *p, unsigned bytes) {
 #endif
 }
 
-/* gridDim.x warps; block b takes the groups of 32 chunks (one per lane) whose index in
- * the step's weight stream is b modulo the grid: one SM's bulk prefetches run at only
- * ~150-220 GB/s (measured), so many SMs must issue them. seq_off[s]: where matvec s's
- * regions start in the weight stream. */
+/* gridDim.x warps; prog[0]: the running matvec, prog[1] / prog[2]: warps that ended / that
+ * gave up for want of progress (cuda_pf_stats). Block b takes the groups of 32 chunks (one per
+ * lane) whose index in the step's weight stream is b modulo the grid: one SM's bulk prefetches
+ * run at only ~150-220 GB/s (measured), so many SMs must issue them. seq_off[s]: where matvec
+ * s's regions start in the weight stream. */
 __global__ void pf_kernel(const pfreg *__restrict__ rg, int n,
-                          const long long *__restrict__ seq_off, int n_seq, const int *prog,
+                          const long long *__restrict__ seq_off, int n_seq, int *prog,
                           long long window) {
     const int lane = threadIdx.x;
     int last_p = -2;
@@ -76,13 +77,17 @@ __global__ void pf_kernel(const pfreg *__restrict__ rg, int n,
                         last_p = p;
                         last_t = t;
                     } else if (t - last_t > PF_STALL_NS) {
-                        give_up = 1;
+                        give_up = 2;
                         break;
                     }
                     __nanosleep(128);
                 }
             }
-            if (__shfl_sync(0xffffffffu, give_up, 0)) return;
+            give_up = __shfl_sync(0xffffffffu, give_up, 0);
+            if (give_up) {
+                if (lane == 0) atomicAdd(prog + give_up, 1); /* done / stalled counts */
+                return;
+            }
             const unsigned c = c0 + lane;
             if (c < c1) {
                 const unsigned left = r.bytes - c * PF_CHUNK;
@@ -91,6 +96,7 @@ __global__ void pf_kernel(const pfreg *__restrict__ rg, int n,
             }
         }
     }
+    if (lane == 0) atomicAdd(prog + 1, 1);
 }
 
 bool cuda_pf_setup(cuda_backend *be) {
@@ -100,7 +106,8 @@ bool cuda_pf_setup(cuda_backend *be) {
     bool ok = cudaStreamCreateWithFlags(&be->pf_stream, cudaStreamNonBlocking) == cudaSuccess &&
               cudaEventCreateWithFlags(&be->pf_fork, cudaEventDisableTiming) == cudaSuccess &&
               cudaEventCreateWithFlags(&be->pf_join, cudaEventDisableTiming) == cudaSuccess &&
-              cudaMalloc((void **)&be->pf_prog, sizeof(int)) == cudaSuccess;
+              cudaMalloc((void **)&be->pf_prog, 4 * sizeof(int)) == cudaSuccess &&
+              cudaMemset(be->pf_prog, 0, 4 * sizeof(int)) == cudaSuccess;
     if (ok) be->pf_regs = (pfreg *)malloc(PF_MAXR * sizeof(pfreg));
     if (!ok || !be->pf_regs) {
         (void)cudaGetLastError();
@@ -199,4 +206,17 @@ bool cuda_pf_upload(cuda_backend *be, void *dev_plan) {
     free(off);
     if (!ok) (void)cudaGetLastError();
     return ok;
+}
+
+/* Prefetcher warps that ended since the backend started, and (*stalled) those that gave
+ * up waiting for a matvec to report: a test's check that every captured step's matvecs
+ * report (a silent stall costs 2 ms per step). */
+extern "C" int cuda_pf_stats(chord_backend *b, int *stalled) {
+    cuda_backend *be = (cuda_backend *)b;
+    int h[4] = {0, 0, 0, 0};
+    if (be->pf_prog && cudaStreamSynchronize(be->stream) == cudaSuccess &&
+        cudaMemcpy(h, be->pf_prog, sizeof h, cudaMemcpyDeviceToHost) != cudaSuccess)
+        (void)cudaGetLastError();
+    if (stalled) *stalled = h[2];
+    return h[1];
 }
