@@ -492,6 +492,7 @@ void cuda_pf_end(cuda_backend *be, void *dev_plan);
 bool cuda_pf_upload(cuda_backend *be, void *dev_plan);
 size_t cuda_pf_plan_bytes(void);
 void cuda_pf_weight(cuda_backend *be, const ktr &k, const chord_weight *w);
+void cuda_pf_cancel(cuda_backend *be); /* this step goes without */
 void cuda_pf_free(cuda_backend *be);
 /* Graphs held now; *fails (may be NULL): captures that failed (graphs are then off). */
 int cuda_graph_stats(cuda_backend *be, int *fails);

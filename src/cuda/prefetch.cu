@@ -149,6 +149,11 @@ void cuda_pf_weight(cuda_backend *be, const ktr &k, const chord_weight *w) {
     }
 }
 
+void cuda_pf_cancel(cuda_backend *be) {
+    be->pf_collect = false;
+    be->pf_n = 0;
+}
+
 void cuda_pf_end(cuda_backend *be, void *dev_plan) {
     if (!be->pf_collect) return;
     be->pf_collect = false;
