@@ -3,11 +3,11 @@
  * Why: a decode step is a chain of ~10 dependent kernels per layer. While the short ones
  * run (rmsnorm, attention, quantization) and while a small matvec waits on its first
  * loads, the memory system idles; the matvecs themselves are latency-bound on
- * TinyLlama-sized matrices. A side branch of the step graph (one warp, concurrent with
- * the whole chain) keeps DRAM busy instead: it walks the step's weights in the order the
- * matvecs read them and prefetches them into L2 (cp.async.bulk.prefetch.L2, 64 KiB per
- * lane, from pf_blocks warps on as many SMs), at most pf_window bytes ahead of the matvec now
- * running, which each matvec reports when released (pf_report). The matvecs then read L2.
+ * TinyLlama-sized matrices. A side branch of the step graph (pf_blocks one-warp blocks,
+ * concurrent with the whole chain) keeps DRAM busy instead: it walks the step's weights in
+ * the order the matvecs read them and prefetches them into L2 (cp.async.bulk.prefetch.L2,
+ * PF_CHUNK bytes per lane), at most pf_window bytes ahead of the matvec now running, which
+ * each matvec reports when released (pf_report). The matvecs then read L2.
  * Nothing is computed differently: results are bit-identical with it on or off.
  *
  * The prefetcher never blocks the chain (it only reads the counter); it stops when the
