@@ -129,8 +129,11 @@ static double bench_type(chord_backend *g, chord_type t, int64_t n_out, int64_t 
     int copies = (int)((min_bytes + nbytes - 1) / nbytes);
     if (copies < 2) copies = 2;
     if (copies > 64) copies = 64;
+    /* at least 48 calls per graph, cycling over the copies: the graph launch's own
+     * overhead is then spread as thin for weights in L2 (2 copies) as for rotation */
+    const int calls = copies < 48 ? 48 : copies;
     chord_weight *ws = calloc((size_t)copies, sizeof *ws);
-    const chord_weight **wp = calloc((size_t)copies, sizeof *wp);
+    const chord_weight **wp = calloc((size_t)calls, sizeof *wp);
     chord_error err = {0};
     double us = -1;
     int up = 0;
@@ -150,10 +153,12 @@ static double bench_type(chord_backend *g, chord_type t, int64_t n_out, int64_t 
     }
     float *x = dev_random(g, (size_t)n * n_in),
           *y = g->ops->alloc(g, (size_t)n * n_out * sizeof(float));
+    for (int i = copies; up == copies && i < calls; i++)
+        wp[i] = wp[i % copies];
     if (up == copies && x && y) {
         int reps = n == 1 ? 50 : 10;
-        if (cuda_bench_matmul(g, wp, copies, x, y, n, kernel_only, reps, &us, &err) !=
-            CHORD_OK) {
+        if (cuda_bench_matmul(g, wp, n == 1 ? calls : copies, x, y, n, kernel_only, reps, &us,
+                              &err) != CHORD_OK) {
             fprintf(stderr, "bench %s: %s\n", chord_type_name(t), err.message);
             us = -1;
         }
@@ -205,7 +210,8 @@ static int trace_step(chord_backend *g, chord_context *ctx, const int32_t *toks)
         n, t5[5 * (n - 1) + 2]);
     printf("  first kernels (us): kind start last-start release end | release-prev_end "
            "end-release\n");
-    for (int i = 0; i < n && i < 24; i++) {
+    const int shown = getenv("TRACE_ALL") ? n : 24;
+    for (int i = 0; i < n && i < shown; i++) {
         const double *t = t5 + 5 * i;
         printf("  %3d %c %8.2f %8.2f %8.2f %8.2f | %6.2f %6.2f\n", i, kinds[i], t[0], t[3],
                t[1], t[2], i ? t[1] - t5[5 * (i - 1) + 2] : 0.0, t[2] - t[1]);
@@ -271,8 +277,45 @@ static int cmd_stream(void) {
         printf("%-20s %8d %8d %9d %7d %10.0f\n", names[cs[i].mode], cs[i].bps, cs[i].threads,
                cs[i].kib, cs[i].stages, gbs);
     }
+    static const int bar[][2] = {{1, 128}, {1, 512}, {1, 1024}, {2, 512}, {4, 256}, {8, 128}};
+    for (size_t i = 0; i < sizeof bar / sizeof bar[0]; i++) {
+        double us = 0;
+        if (cuda_bench_barrier(g, bar[i][0], bar[i][1], 2000, &us, &err) == CHORD_OK)
+            printf("grid barrier, %d blocks of %d threads per SM: %.3f us\n", bar[i][0],
+                   bar[i][1], us);
+        else
+            printf("grid barrier %d x %d: %s\n", bar[i][0], bar[i][1], err.message);
+    }
     g->ops->destroy(g);
     return rc;
+}
+
+/* --mvhot: decode matvec kernel time with the weights in L2 (two copies alternating) and
+ * rotating over 256 MiB (from DRAM), TinyLlama's shapes: what an L2 prefetch could save. */
+static int cmd_mvhot(void) {
+    chord_error err = {0};
+    chord_backend *g = gpu_or_skip(&err);
+    if (!g) return 0;
+    static const chord_type types[] = {CHORD_TYPE_Q4_K, CHORD_TYPE_Q6_K, CHORD_TYPE_Q8_0,
+                                       CHORD_TYPE_Q4_0};
+    static const int64_t shapes[][2] = {
+        {2048, 2048}, {2560, 2048}, {5632, 2048}, {11264, 2048}, {2048, 5632}};
+    printf("%-6s %-12s %7s | %8s %6s | %8s %6s\n", "type", "n_out x n_in", "MiB", "L2 us",
+           "GB/s", "DRAM us", "GB/s");
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            size_t nb = 0;
+            const double hot =
+                bench_type(g, types[i], shapes[s][0], shapes[s][1], 1, 1, 0, &nb);
+            const double cold = bench_type(g, types[i], shapes[s][0], shapes[s][1], 1, 1,
+                                           (size_t)256 << 20, &nb);
+            printf("%-6s %5lldx%-6lld %7.2f | %8.2f %6.0f | %8.2f %6.0f\n",
+                   chord_type_name(types[i]), (long long)shapes[s][0], (long long)shapes[s][1],
+                   (double)nb / (1 << 20), hot, hot > 0 ? (double)nb / (hot * 1e3) : 0, cold,
+                   cold > 0 ? (double)nb / (cold * 1e3) : 0);
+        }
+    g->ops->destroy(g);
+    return 0;
 }
 
 static int cmd_decode(int argc, char **argv) {
@@ -306,23 +349,18 @@ static int cmd_decode(int argc, char **argv) {
     printf("%-40s %10s %10s\n", "variant", "host us", "graph us");
     const struct {
         const char *name;
-        int graphs, fuse, pdl, persist, pairs, fast, waves, pf, pfb, early;
+        int graphs, fuse, pdl, persist, pairs, fast, waves, pf, pfb, early, pfc;
     } vs[] = {
-        {"graphs (default)", 1, 0, 1, 2, 1, 1, 1, -1, -1, -1},
-        {"graphs, no L2 prefetch", 1, 0, 1, 2, 1, 1, 1, 0, -1, -1},
-        {"graphs, short kernels trigger late", 1, 0, 1, 2, 1, 1, 1, -1, -1, 0},
-        {"graphs, no prefetch, trigger late", 1, 0, 1, 2, 1, 1, 1, 0, -1, 0},
-        {"graphs, L2 prefetch 16 MiB, 32 warps", 1, 0, 1, 2, 1, 1, 1, 16, 32, -1},
-        {"graphs, L2 prefetch 24 MiB, 16 warps", 1, 0, 1, 2, 1, 1, 1, 24, 16, -1},
-        {"graphs, L2 prefetch 32 MiB, 32 warps", 1, 0, 1, 2, 1, 1, 1, 32, 32, -1},
-        {"graphs, matvec blocks in two waves", 1, 0, 1, 2, 1, 1, 0, -1, -1, -1},
-        {"graphs, a launch per weight type", 1, 0, 1, 2, 0, 1, 1, -1, -1, -1},
-        {"graphs, no pdl", 1, 0, 0, 2, 1, 1, 1, -1, -1, -1},
-        {"no graph (plain ops)", 0, 0, 1, 2, 1, 1, 1, -1, -1, -1},
+        {"graphs (default)", 1, 0, 1, 2, 1, 1, 1, -1, -1, -1, -1},
+        {"graphs, no L2 prefetch", 1, 0, 1, 2, 1, 1, 1, 0, -1, -1, -1},
+        {"graphs, no prefetch, trigger late", 1, 0, 1, 2, 1, 1, 1, 0, -1, 0, -1},
+        {"graphs, L2 prefetch 132 warps of 8 KiB", 1, 0, 1, 2, 1, 1, 1, -1, 132, -1, 8},
+        {"graphs, no pdl", 1, 0, 0, 2, 1, 1, 1, -1, -1, -1, -1},
     };
     const int pf0 = cuda_tune(g, "prefetch", 0); /* the default (CHORD_CUDA_PREFETCH) */
     const int pfb0 = cuda_tune(g, "pfblocks", 32);
     const int early0 = cuda_tune(g, "early", 1);
+    const int pfc0 = cuda_tune(g, "pfchunk", 32);
     int rc = 0;
     for (size_t v = 0; v < sizeof vs / sizeof vs[0]; v++) {
         cuda_set_graphs(g, vs[v].graphs);
@@ -335,6 +373,7 @@ static int cmd_decode(int argc, char **argv) {
         cuda_tune(g, "prefetch", vs[v].pf < 0 ? pf0 : vs[v].pf);
         cuda_tune(g, "pfblocks", vs[v].pfb < 0 ? pfb0 : vs[v].pfb);
         cuda_tune(g, "early", vs[v].early < 0 ? early0 : vs[v].early);
+        cuda_tune(g, "pfchunk", vs[v].pfc < 0 ? pfc0 : vs[v].pfc);
         cuda_graphs_drop(g);
         chord_context_truncate(ctx, 0);
         if (pos && chord_eval(ctx, toks, pos, false, &err) != CHORD_OK) goto fail;
@@ -359,6 +398,8 @@ static int cmd_decode(int argc, char **argv) {
     const char *tpb = getenv("TRACE_PFBLOCKS");
     cuda_tune(g, "pfblocks", tpb ? atoi(tpb) : pfb0);
     cuda_tune(g, "early", early0);
+    const char *tpc = getenv("TRACE_PFCHUNK");
+    cuda_tune(g, "pfchunk", tpc ? atoi(tpc) : pfc0);
     if (trace_step(g, ctx, toks + pos) != 0) goto fail;
     goto done;
 fail:
@@ -725,6 +766,7 @@ int main(int argc, char **argv) {
     if (argc >= 3 && !strcmp(argv[1], "--backend")) return cmd_backend(argc, argv);
     if (argc >= 3 && !strcmp(argv[1], "--decode")) return cmd_decode(argc, argv);
     if (argc >= 2 && !strcmp(argv[1], "--stream")) return cmd_stream();
+    if (argc >= 2 && !strcmp(argv[1], "--mvhot")) return cmd_mvhot();
     chord_error err = {0};
     chord_backend *g = gpu_or_skip(&err);
     if (!g) return 0;

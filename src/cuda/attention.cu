@@ -92,8 +92,7 @@ __device__ __forceinline__ float qk_dot_f(const float *qs, const float *kf, int 
 
 /* q . k for one key of 8 * NV halves (raw, in registers): lane of element 8v + e is
  * 8 (v % 2) + e */
-template <int NV>
-__device__ __forceinline__ float qk_dot8(const float *qs, const uint4 *raw) {
+template <int NV> __device__ __forceinline__ float qk_dot8(const float *qs, const uint4 *raw) {
     float acc[16];
 #pragma unroll
     for (int e = 0; e < 16; e++)
@@ -430,7 +429,8 @@ __global__ void __launch_bounds__(ADT)
         }
     } else {
         for (int j = tid; j < len; j += ADT) {
-            const float d = j == pos ? qk_dot_f(qs, ks, hd) : qk_dot_h(qs, kbase + (size_t)j * kvd, hd);
+            const float d =
+                j == pos ? qk_dot_f(qs, ks, hd) : qk_dot_h(qs, kbase + (size_t)j * kvd, hd);
             S[j] = __fmul_rn(d, scale);
         }
     }
@@ -459,13 +459,15 @@ __global__ void __launch_bounds__(ADT)
 }
 
 static size_t decode_smem(const chord_attn_shape *s) {
-    return ((size_t)3 * s->head_dim + (size_t)decode_red_floats(s->head_dim) + (size_t)s->n_ctx) *
+    return ((size_t)3 * s->head_dim + (size_t)decode_red_floats(s->head_dim) +
+            (size_t)s->n_ctx) *
            sizeof(float);
 }
 
 template <bool ROPE, int HDT> static bool decode_attr(int bytes) {
     return cudaFuncSetAttribute(attn_decode_kernel<ROPE, HDT>,
-                                cudaFuncAttributeMaxDynamicSharedMemorySize, bytes) == cudaSuccess;
+                                cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                bytes) == cudaSuccess;
 }
 
 void cuda_attention_init(cuda_backend *be) {
@@ -474,9 +476,9 @@ void cuda_attention_init(cuda_backend *be) {
     mx = mx > stat ? mx - stat : 0;
     if (mx > 48 * 1024) {
         const int b = (int)mx;
-        if (!(decode_attr<true, 64>(b) && decode_attr<true, 128>(b) && decode_attr<true, 0>(b) &&
-              decode_attr<false, 64>(b) && decode_attr<false, 128>(b) &&
-              decode_attr<false, 0>(b))) {
+        if (!(decode_attr<true, 64>(b) && decode_attr<true, 128>(b) &&
+              decode_attr<true, 0>(b) && decode_attr<false, 64>(b) &&
+              decode_attr<false, 128>(b) && decode_attr<false, 0>(b))) {
             (void)cudaGetLastError();
             mx = 48 * 1024;
         }
@@ -486,10 +488,10 @@ void cuda_attention_init(cuda_backend *be) {
     be->attn_smem_max = mx;
     /* the hd 128 scores tile needs more than the default 48 KB; without it that head size
      * keeps the reference kernels */
-    attn_tiled128_ok =
-        be->smem_per_block_optin >= (size_t)ts_smem(128) &&
-        cudaFuncSetAttribute(attn_scores_tiled<128>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             ts_smem(128)) == cudaSuccess;
+    attn_tiled128_ok = be->smem_per_block_optin >= (size_t)ts_smem(128) &&
+                       cudaFuncSetAttribute(attn_scores_tiled<128>,
+                                            cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                            ts_smem(128)) == cudaSuccess;
     if (!attn_tiled128_ok) (void)cudaGetLastError();
     cuda_attn_flash_init(be);
 }
@@ -529,15 +531,22 @@ void cuda_attention_decode(cuda_backend *be, float *out, float *q, const float *
     const size_t smem = decode_smem(s);
     __half *kc = (__half *)kv->k, *vc = (__half *)kv->v;
     const ktr tk = take_ktr(be, 'a');
-#define DECODE_ARGS out, q, k, v, kc, vc, s->n_head, s->n_head_kv, hd, pos0, dpos, s->scale, ra, tk
+#define DECODE_ARGS                                                                            \
+    out, q, k, v, kc, vc, s->n_head, s->n_head_kv, hd, pos0, dpos, s->scale, ra, tk
     if (rope)
-        e = hd == 64    ? launch_pdl_smem(be, attn_decode_kernel<true, 64>, grid, blk, smem, DECODE_ARGS)
-            : hd == 128 ? launch_pdl_smem(be, attn_decode_kernel<true, 128>, grid, blk, smem, DECODE_ARGS)
-                        : launch_pdl_smem(be, attn_decode_kernel<true, 0>, grid, blk, smem, DECODE_ARGS);
+        e = hd == 64    ? launch_pdl_smem(be, attn_decode_kernel<true, 64>, grid, blk, smem,
+                                          DECODE_ARGS)
+            : hd == 128 ? launch_pdl_smem(be, attn_decode_kernel<true, 128>, grid, blk, smem,
+                                          DECODE_ARGS)
+                        : launch_pdl_smem(be, attn_decode_kernel<true, 0>, grid, blk, smem,
+                                          DECODE_ARGS);
     else
-        e = hd == 64    ? launch_pdl_smem(be, attn_decode_kernel<false, 64>, grid, blk, smem, DECODE_ARGS)
-            : hd == 128 ? launch_pdl_smem(be, attn_decode_kernel<false, 128>, grid, blk, smem, DECODE_ARGS)
-                        : launch_pdl_smem(be, attn_decode_kernel<false, 0>, grid, blk, smem, DECODE_ARGS);
+        e = hd == 64    ? launch_pdl_smem(be, attn_decode_kernel<false, 64>, grid, blk, smem,
+                                          DECODE_ARGS)
+            : hd == 128 ? launch_pdl_smem(be, attn_decode_kernel<false, 128>, grid, blk, smem,
+                                          DECODE_ARGS)
+                        : launch_pdl_smem(be, attn_decode_kernel<false, 0>, grid, blk, smem,
+                                          DECODE_ARGS);
 #undef DECODE_ARGS
     CUDA_CHECK(be, e);
     CUDA_LAUNCHED(be, "attn_decode_kernel");
@@ -616,8 +625,8 @@ void cuda_attention(cuda_backend *be, float *out, const float *q, const float *k
         float *oc = out + (size_t)t0 * qd;
 
         if (tiled) {
-            const dim3 gs((unsigned)cdiv(maxlen, TS_KEYS), (unsigned)cdiv((long)m * group, TS_ROWS),
-                          (unsigned)nkv);
+            const dim3 gs((unsigned)cdiv(maxlen, TS_KEYS),
+                          (unsigned)cdiv((long)m * group, TS_ROWS), (unsigned)nkv);
             if (hd == 64)
                 attn_scores_tiled<64><<<gs, TS_THREADS, ts_smem(64), be->stream>>>(
                     S, ldS, qc, kc, nh, nkv, m, pos_first, s->scale);
@@ -627,13 +636,19 @@ void cuda_attention(cuda_backend *be, float *out, const float *q, const float *k
             if (!CUDA_LAUNCHED(be, "attn_scores_tiled")) return;
             const dim3 gp((unsigned)cdiv(m, pv_tt(group, rh, hd)), (unsigned)nkv);
             const size_t pvs = pv_smem(group, rh, hd);
-#define PV_LAUNCH(HD, RH)                                                                       \
-    attn_pv_tiled<HD, RH><<<gp, PV_THREADS, pvs, be->stream>>>(oc, S, ldS, vc, nh, nkv, m,      \
-                                                                pos_first)
+#define PV_LAUNCH(HD, RH)                                                                      \
+    attn_pv_tiled<HD, RH>                                                                      \
+        <<<gp, PV_THREADS, pvs, be->stream>>>(oc, S, ldS, vc, nh, nkv, m, pos_first)
             if (hd == 64)
-                rh == 8 ? PV_LAUNCH(64, 8) : rh == 4 ? PV_LAUNCH(64, 4) : rh == 2 ? PV_LAUNCH(64, 2) : PV_LAUNCH(64, 1);
+                rh == 8   ? PV_LAUNCH(64, 8)
+                : rh == 4 ? PV_LAUNCH(64, 4)
+                : rh == 2 ? PV_LAUNCH(64, 2)
+                          : PV_LAUNCH(64, 1);
             else
-                rh == 8 ? PV_LAUNCH(128, 8) : rh == 4 ? PV_LAUNCH(128, 4) : rh == 2 ? PV_LAUNCH(128, 2) : PV_LAUNCH(128, 1);
+                rh == 8   ? PV_LAUNCH(128, 8)
+                : rh == 4 ? PV_LAUNCH(128, 4)
+                : rh == 2 ? PV_LAUNCH(128, 2)
+                          : PV_LAUNCH(128, 1);
 #undef PV_LAUNCH
             if (!CUDA_LAUNCHED(be, "attn_pv_tiled")) return;
             continue;

@@ -22,10 +22,10 @@
 
 namespace {
 
-constexpr int FQ = 64;      /* tokens per block */
-constexpr int FK = 64;      /* keys per tile */
-constexpr int FT = 128;     /* threads */
-constexpr int FPAD = 8;     /* halves of padding per smem row: ldmatrix phases conflict-free */
+constexpr int FQ = 64;  /* tokens per block */
+constexpr int FK = 64;  /* keys per tile */
+constexpr int FT = 128; /* threads */
+constexpr int FPAD = 8; /* halves of padding per smem row: ldmatrix phases conflict-free */
 
 template <int HD> __host__ __device__ constexpr int f_ld() {
     return HD + FPAD;
@@ -87,7 +87,8 @@ __global__ void __launch_bounds__(FT)
     for (int c = tid; c < FQ * HD / 4; c += FT) {
         const int r = c / (HD / 4), e = (c % (HD / 4)) * 4;
         float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-        if (t0 + r < m) v = *reinterpret_cast<const float4 *>(q + (size_t)(t0 + r) * qd + h * HD + e);
+        if (t0 + r < m)
+            v = *reinterpret_cast<const float4 *>(q + (size_t)(t0 + r) * qd + h * HD + e);
         uint2 p;
         p.x = pack_h2(v.x, v.y);
         p.y = pack_h2(v.z, v.w);
@@ -223,7 +224,8 @@ void cuda_attn_flash_init(cuda_backend *be) {
     }
     if (cudaFuncSetAttribute(attn_flash_kernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                              (int)f_smem<64>()) != cudaSuccess ||
-        cudaFuncSetAttribute(attn_flash_kernel<128>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        cudaFuncSetAttribute(attn_flash_kernel<128>,
+                             cudaFuncAttributeMaxDynamicSharedMemorySize,
                              (int)f_smem<128>()) != cudaSuccess) {
         (void)cudaGetLastError();
         return;

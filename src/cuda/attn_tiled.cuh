@@ -30,14 +30,14 @@ static __host__ __device__ constexpr int ts_smem(int hd) {
 
 /* v[p] = lane e of the dot of pair p (row r, key k: p = 4r + k); chain over c in order */
 template <int HD>
-__device__ __forceinline__ void ts_lane(float (&v)[16], const float *qs, const float *ks,
-                                        int e, int r0, int tx) {
+__device__ __forceinline__ void ts_lane(float (&v)[16], const float *qs, const float *ks, int e,
+                                        int r0, int tx) {
     constexpr int NC = HD / 16, ST = HD + 4;
 #pragma unroll
     for (int p = 0; p < 16; p++)
         v[p] = 0.f;
-    /* one float4 run of the chain at a time, not unrolled: fewer loads live (hd 128
-     * spilled otherwise) */
+        /* one float4 run of the chain at a time, not unrolled: fewer loads live (hd 128
+         * spilled otherwise) */
 #pragma unroll 1
     for (int u = 0; u < NC / 4; u++) {
         float4 qa[4], ka[4];
@@ -113,7 +113,8 @@ __global__ void __launch_bounds__(TS_THREADS)
         const int kl = i / (HD / 8), d0 = (i % (HD / 8)) * 8, j = jb + kl;
         uint4 raw = make_uint4(0u, 0u, 0u, 0u);
         if (j < maxlen)
-            raw = __ldg(reinterpret_cast<const uint4 *>(kc + (size_t)j * kvd + (size_t)kh * HD + d0));
+            raw = __ldg(
+                reinterpret_cast<const uint4 *>(kc + (size_t)j * kvd + (size_t)kh * HD + d0));
         const __half2 *h2 = reinterpret_cast<const __half2 *>(&raw);
 #pragma unroll
         for (int e = 0; e < 4; e++) {
@@ -250,8 +251,8 @@ __global__ void __launch_bounds__(PV_THREADS)
             for (int i = tid; i < PV_CK * (HD / 8); i += PV_THREADS) {
                 const int kl = i / (HD / 8), d0 = (i % (HD / 8)) * 8, j = jc + kl;
                 if (j >= maxlen) continue;
-                const uint4 raw =
-                    __ldg(reinterpret_cast<const uint4 *>(vc + (size_t)j * kvd + (size_t)kh * HD + d0));
+                const uint4 raw = __ldg(reinterpret_cast<const uint4 *>(vc + (size_t)j * kvd +
+                                                                        (size_t)kh * HD + d0));
                 const __half2 *h2 = reinterpret_cast<const __half2 *>(&raw);
                 const float2 a = __half22float2(h2[0]), b = __half22float2(h2[1]);
                 const float2 c = __half22float2(h2[2]), d = __half22float2(h2[3]);
@@ -283,7 +284,8 @@ __global__ void __launch_bounds__(PV_THREADS)
                         for (int r = 0; r < RH; r++)
                             p[r] = pr[r];
                     }
-                    const float4 *vr = reinterpret_cast<const float4 *>(vs + kl * VST + dg * PV_D);
+                    const float4 *vr =
+                        reinterpret_cast<const float4 *>(vs + kl * VST + dg * PV_D);
                     const float4 v0 = vr[0], v1 = vr[1];
                     const float v[PV_D] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
 #pragma unroll
@@ -308,7 +310,8 @@ __global__ void __launch_bounds__(PV_THREADS)
 #pragma unroll
             for (int r = 0; r < RH; r++) {
                 float4 *o = reinterpret_cast<float4 *>(
-                    out + ((size_t)(t0 + tt) * n_head + kh * group + hg * RH + r) * HD + dg * PV_D);
+                    out + ((size_t)(t0 + tt) * n_head + kh * group + hg * RH + r) * HD +
+                    dg * PV_D);
                 o[0] = make_float4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]);
                 o[1] = make_float4(acc[r][4], acc[r][5], acc[r][6], acc[r][7]);
             }

@@ -563,6 +563,7 @@ extern "C" chord_status chord_backend_cuda_new(chord_backend **out, chord_error 
     const int pf_mib = pf && *pf ? atoi(pf) : 24;
     be->pf_window = pf_mib > 0 && pf_mib <= 4096 ? (size_t)pf_mib << 20 : 0;
     be->pf_blocks = 32;
+    be->pf_chunk = 32 * 1024;
     const char *et = getenv("CHORD_CUDA_EARLY");
     be->early_trigger = !(et && !strcmp(et, "0"));
     const char *pe = getenv("CHORD_CUDA_PERSIST");

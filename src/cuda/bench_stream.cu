@@ -199,3 +199,69 @@ done:
     if (out) b->ops->free(b, out);
     return st;
 }
+
+/* ------------------------------------------------ grid barrier latency */
+
+__device__ __forceinline__ unsigned ld_acquire(const unsigned *p) {
+    unsigned v;
+    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
+
+/* iters grid-wide barriers: each block's thread 0 arrives on bar[0]; the last one resets
+ * it and bumps the generation bar[1], which the others spin on. */
+__global__ void barrier_kernel(unsigned *bar, int iters) {
+    for (int i = 0; i < iters; i++) {
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            const unsigned gen = ld_acquire(bar + 1);
+            if (atomicAdd(bar, 1u) == gridDim.x - 1) {
+                bar[0] = 0;
+                __threadfence();
+                atomicAdd(bar + 1, 1u);
+            } else {
+                while (ld_acquire(bar + 1) == gen) {
+                }
+            }
+        }
+        __syncthreads();
+    }
+}
+
+/* us per grid-wide barrier of bps blocks of `threads` per SM (all resident). */
+extern "C" chord_status cuda_bench_barrier(chord_backend *b, int bps, int threads, int iters,
+                                           double *us, chord_error *err) {
+    cuda_backend *be = cuda_be(b);
+    cudaSetDevice(be->device);
+    int fit = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, barrier_kernel, threads, 0) !=
+            cudaSuccess ||
+        bps <= 0 || bps > fit || iters <= 0)
+        return chord_fail(err, CHORD_E_INVALID_ARG, "barrier benchmark: %d blocks per SM", bps);
+    unsigned *bar = (unsigned *)b->ops->alloc(b, 64);
+    cudaEvent_t e0 = NULL, e1 = NULL;
+    double best = 1e30;
+    if (bar && CUDA_CHECK(be, cudaMemsetAsync(bar, 0, 64, be->stream)) &&
+        CUDA_CHECK(be, cudaEventCreate(&e0)) && CUDA_CHECK(be, cudaEventCreate(&e1)))
+        for (int r = 0; r < 4 && be->err_code == CHORD_OK; r++) {
+            CUDA_CHECK(be, cudaEventRecord(e0, be->stream));
+            barrier_kernel<<<be->n_sm * bps, threads, 0, be->stream>>>(bar, iters);
+            CUDA_CHECK(be, cudaGetLastError());
+            CUDA_CHECK(be, cudaEventRecord(e1, be->stream));
+            CUDA_CHECK(be, cudaEventSynchronize(e1));
+            float ms = 0;
+            CUDA_CHECK(be, cudaEventElapsedTime(&ms, e0, e1));
+            if (r > 0 && ms * 1e3 / iters < best) best = ms * 1e3 / iters;
+        }
+    *us = best;
+    chord_status st = CHORD_OK;
+    if (!bar) st = chord_fail(err, CHORD_E_NOMEM, "out of GPU memory");
+    if (be->err_code != CHORD_OK) {
+        st = chord_fail(err, be->err_code, "barrier benchmark: %s", be->err_msg);
+        be->err_code = CHORD_OK;
+    }
+    if (e0) cudaEventDestroy(e0);
+    if (e1) cudaEventDestroy(e1);
+    if (bar) b->ops->free(b, bar);
+    return st;
+}

@@ -66,6 +66,10 @@ chord_status cuda_graph_bench(chord_backend *be, int reps, double *us, chord_err
  * filled by cp.async.bulk (sm_90). Best GB/s of 5 runs. */
 chord_status cuda_bench_stream(chord_backend *be, int mode, int bps, int threads, int stage_kib,
                                int stages, size_t bytes, double *gb_per_s, chord_error *err);
+/* us per grid-wide barrier (atomic arrival, spin on a generation word) of bps resident
+ * blocks of `threads` per SM, best of 3 runs of iters barriers (bench_stream.cu). */
+chord_status cuda_bench_barrier(chord_backend *be, int bps, int threads, int iters, double *us,
+                                chord_error *err);
 /* Device-to-device copy of `bytes`: median GB/s counting bytes read plus written. */
 chord_status cuda_bench_copy(chord_backend *be, size_t bytes, double *gb_per_s,
                              chord_error *err);

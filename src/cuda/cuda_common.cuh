@@ -100,6 +100,7 @@ typedef struct cuda_backend {
     bool early_trigger;
     size_t pf_window;
     int pf_blocks;
+    int pf_chunk; /* bytes per lane and prefetch */
     bool pf_collect;
     int pf_seq, pf_n;
     struct pfreg *pf_regs;

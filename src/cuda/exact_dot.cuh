@@ -32,7 +32,7 @@ __host__ __device__ constexpr int xblk_split(int t) {
 }
 /* float chains kept apart from the 8 lanes */
 __host__ __device__ constexpr int xblk_nmin(int t) {
-    return t == CHORD_TYPE_Q4_K                                                 ? 4
+    return t == CHORD_TYPE_Q4_K                                                   ? 4
            : t == CHORD_TYPE_Q4_1 || t == CHORD_TYPE_Q5_1 || t == CHORD_TYPE_Q5_K ? 1
                                                                                   : 0;
 }
@@ -66,13 +66,16 @@ typedef struct wblk {
     uint32_t s, t;
 } wblk;
 
-template <int T> __device__ __forceinline__ wblk wload(const wview &w, int64_t row, int64_t b, int part);
 template <int T>
-__device__ __forceinline__ void xcalc(xblk &o, const wblk &r, int64_t b, const xact &x, int part);
+__device__ __forceinline__ wblk wload(const wview &w, int64_t row, int64_t b, int part);
+template <int T>
+__device__ __forceinline__ void xcalc(xblk &o, const wblk &r, int64_t b, const xact &x,
+                                      int part);
 
 /* ---- Q4_1 / Q5_1: element j < 16 is the low nibble of byte j, j >= 16 the high nibble
  * of byte j - 16: lane m < 4 is the low nibbles of word m, lane m + 4 the high ones */
-template <int T> __device__ __forceinline__ wblk wload_32min(const wview &w, int64_t row, int64_t b) {
+template <int T>
+__device__ __forceinline__ wblk wload_32min(const wview &w, int64_t row, int64_t b) {
     const size_t idx = (size_t)row * w.nb + b;
     wblk r;
     r.a = ld16_stream(w.q + idx * 16);
@@ -102,11 +105,13 @@ __device__ __forceinline__ void xcalc_32min(xblk &o, const wblk &r, int64_t b, c
     o.g = __fmul_rn(half_hi(r.s), xldf(x.s + b));
 }
 template <>
-__device__ __forceinline__ wblk wload<CHORD_TYPE_Q4_1>(const wview &w, int64_t row, int64_t b, int) {
+__device__ __forceinline__ wblk wload<CHORD_TYPE_Q4_1>(const wview &w, int64_t row, int64_t b,
+                                                       int) {
     return wload_32min<CHORD_TYPE_Q4_1>(w, row, b);
 }
 template <>
-__device__ __forceinline__ wblk wload<CHORD_TYPE_Q5_1>(const wview &w, int64_t row, int64_t b, int) {
+__device__ __forceinline__ wblk wload<CHORD_TYPE_Q5_1>(const wview &w, int64_t row, int64_t b,
+                                                       int) {
     return wload_32min<CHORD_TYPE_Q5_1>(w, row, b);
 }
 template <>

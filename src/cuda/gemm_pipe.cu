@@ -414,7 +414,8 @@ __global__ void __launch_bounds__(PT, BM == 128 ? 1 : 2)
                 const int col = wn * 32 + ni * 8 + 2 * tig;
                 const float2 sv = *reinterpret_cast<const float2 *>(dsw + sr * PN + col);
                 float2 mv = make_float2(0.f, 0.f);
-                if constexpr (HAS_MIN) mv = *reinterpret_cast<const float2 *>(dmw + sr * PN + col);
+                if constexpr (HAS_MIN)
+                    mv = *reinterpret_cast<const float2 *>(dmw + sr * PN + col);
 #pragma unroll
                 for (int mi = 0; mi < MI; mi++) {
                     int cc[4];
@@ -543,10 +544,11 @@ __global__ void __launch_bounds__(PT, BM == 128 ? 1 : 2)
                 uint32_t a[MI][4];
 #pragma unroll
                 for (int mi = 0; mi < MI; mi++)
-                    ldsm4(a[mi], sb + L::A +
-                                     (wm * (BM / 2) + mi * 16 + (lane & 7) + 8 * ((lane >> 3) & 1)) *
-                                         RH +
-                                     64 * h + 2 * (16 * c + 8 * (lane >> 4)));
+                    ldsm4(a[mi],
+                          sb + L::A +
+                              (wm * (BM / 2) + mi * 16 + (lane & 7) + 8 * ((lane >> 3) & 1)) *
+                                  RH +
+                              64 * h + 2 * (16 * c + 8 * (lane >> 4)));
 #pragma unroll
                 for (int ni = 0; ni < 4; ni++)
 #pragma unroll

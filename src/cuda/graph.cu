@@ -537,6 +537,9 @@ extern "C" int cuda_tune(chord_backend *b, const char *knob, int value) {
     } else if (!strcmp(knob, "pfblocks")) {
         old = be->pf_blocks;
         be->pf_blocks = value < 1 ? 1 : value > 1024 ? 1024 : value;
+    } else if (!strcmp(knob, "pfchunk")) { /* KiB per lane and prefetch */
+        old = be->pf_chunk >> 10;
+        be->pf_chunk = (value < 1 ? 1 : value > 1024 ? 1024 : value) << 10;
     } else if (!strcmp(knob, "persist")) {
         old = be->mv_persist;
         be->mv_persist = value < 0 ? 0 : value;

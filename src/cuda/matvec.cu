@@ -114,6 +114,34 @@ __device__ __forceinline__ int job_pick(const mvjob &job) {
     return k;
 }
 
+/* The lane constants of a type's units (u & 7 == lane & 7 for every unit of a lane):
+ * Q4_K takes them hoisted out of the loop (Q6_K's then spilled); other types need none. */
+template <int T> struct mv_lane {
+    __device__ explicit mv_lane(int) {}
+};
+template <> struct mv_lane<CHORD_TYPE_Q4_K> {
+    q4k_lane L;
+    __device__ explicit mv_lane(int lane) : L(q4k_lane_of(lane)) {}
+};
+
+template <int T>
+__device__ __forceinline__ uraw mv_load(const wview &w, int64_t row, int u,
+                                        const mv_lane<T> &c) {
+    if constexpr (T == CHORD_TYPE_Q4_K)
+        return q4k_load(w.q + (size_t)row * w.nb * 128, w.s + (size_t)row * w.nb * 16, u >> 3,
+                        c.L);
+    else
+        return unit_load<T>(w, row, u);
+}
+template <int T>
+__device__ __forceinline__ float mv_dot(const uraw &r, int u, const xact &xa,
+                                        const mv_lane<T> &c) {
+    if constexpr (T == CHORD_TYPE_Q4_K)
+        return q4k_dot(r, u >> 3, c.L, xa);
+    else
+        return unit_dot<T>(r, u, xa);
+}
+
 /* Each warp: R consecutive rows of weight k (type T), U units per row in flight per lane
  * (R * U loads). */
 template <int T, int R, int U>
@@ -126,6 +154,7 @@ __device__ __forceinline__ void mv_rows(const mvjob &job, const xact &xa, int k,
     const int lane = threadIdx.x & 31;
     if (row0 >= w.n_out) return;
     const int n_units = (int)w.nb * units_per_block(T);
+    const mv_lane<T> L(lane);
     float acc[R];
 #pragma unroll
     for (int r = 0; r < R; r++)
@@ -139,7 +168,7 @@ __device__ __forceinline__ void mv_rows(const mvjob &job, const xact &xa, int k,
 #pragma unroll
         for (int i = 0; i < U; i++)
             if (row0 + r < w.n_out && base + 32 * i < n_units) {
-                raw[r][i] = unit_load<T>(w, row0 + r, base + 32 * i);
+                raw[r][i] = mv_load<T>(w, row0 + r, base + 32 * i, L);
                 dep ^= raw[r][i].a.x ^ raw[r][i].s0;
             }
     pdl_wait_after(dep); /* x comes from the previous kernel */
@@ -152,7 +181,7 @@ __device__ __forceinline__ void mv_rows(const mvjob &job, const xact &xa, int k,
 #pragma unroll
             for (int i = 0; i < U; i++)
                 if (row0 + r < w.n_out && base + 32 * i < n_units)
-                    acc[r] += unit_dot<T>(raw[r][i], base + 32 * i, xa);
+                    acc[r] += mv_dot<T>(raw[r][i], base + 32 * i, xa, L);
         base += 32 * U;
         if (base >= n_units) break;
 #pragma unroll
@@ -160,7 +189,7 @@ __device__ __forceinline__ void mv_rows(const mvjob &job, const xact &xa, int k,
 #pragma unroll
             for (int i = 0; i < U; i++)
                 if (row0 + r < w.n_out && base + 32 * i < n_units)
-                    raw[r][i] = unit_load<T>(w, row0 + r, base + 32 * i);
+                    raw[r][i] = mv_load<T>(w, row0 + r, base + 32 * i, L);
     }
 #pragma unroll
     for (int r = 0; r < R; r++) {

@@ -6,7 +6,7 @@
  * TinyLlama-sized matrices. A side branch of the step graph (pf_blocks one-warp blocks,
  * concurrent with the whole chain) keeps DRAM busy instead: it walks the step's weights in
  * the order the matvecs read them and prefetches them into L2 (cp.async.bulk.prefetch.L2,
- * PF_CHUNK bytes per lane), at most pf_window bytes ahead of the matvec now running, which
+ * pf_chunk bytes per lane), at most pf_window bytes ahead of the matvec now running, which
  * each matvec reports when released (pf_report). The matvecs then read L2.
  * Nothing is computed differently: results are bit-identical with it on or off.
  *
@@ -23,7 +23,6 @@ typedef struct pfreg {
 } pfreg;
 
 #define PF_MAXR 8192               /* regions (and matvecs) a plan holds */
-#define PF_CHUNK (32u * 1024u)     /* bytes per prefetch instruction */
 #define PF_STALL_NS 2000000ull     /* give up after 2 ms without progress */
 #define PF_MAX_LAUNCH (16ll << 20) /* largest matvec launch of a step it is used for */
 
@@ -47,19 +46,19 @@ __device__ __forceinline__ void pf_l2(const uint8_t *p, unsigned bytes) {
  * s's regions start in the weight stream. */
 __global__ void pf_kernel(const pfreg *__restrict__ rg, int n,
                           const long long *__restrict__ seq_off, int n_seq, int *prog,
-                          long long window) {
+                          long long window, unsigned chunk) {
     const int lane = threadIdx.x;
     int last_p = -2;
     unsigned long long last_t = gtime();
     long long group = 0;
     for (int i = 0; i < n; i++) {
         const pfreg r = rg[i];
-        const unsigned nch = (r.bytes + PF_CHUNK - 1) / PF_CHUNK;
+        const unsigned nch = (r.bytes + chunk - 1) / chunk;
         for (unsigned c0 = 0; c0 < nch; c0 += 32, group++) {
             if (group % gridDim.x != blockIdx.x) continue;
             const unsigned c1 = c0 + 32 < nch ? c0 + 32 : nch;
-            const long long end = c1 * (long long)PF_CHUNK < (long long)r.bytes
-                                      ? c1 * (long long)PF_CHUNK
+            const long long end = c1 * (long long)chunk < (long long)r.bytes
+                                      ? c1 * (long long)chunk
                                       : (long long)r.bytes;
             const long long need = r.off + end - window; /* the running matvec's start */
             int give_up = 0;
@@ -90,9 +89,9 @@ __global__ void pf_kernel(const pfreg *__restrict__ rg, int n,
             }
             const unsigned c = c0 + lane;
             if (c < c1) {
-                const unsigned left = r.bytes - c * PF_CHUNK;
-                const unsigned b = (left < PF_CHUNK ? left : PF_CHUNK) & ~15u;
-                if (b) pf_l2(r.p + (size_t)c * PF_CHUNK, b);
+                const unsigned left = r.bytes - c * chunk;
+                const unsigned b = (left < chunk ? left : chunk) & ~15u;
+                if (b) pf_l2(r.p + (size_t)c * chunk, b);
             }
         }
     }
@@ -182,7 +181,8 @@ void cuda_pf_end(cuda_backend *be, void *dev_plan) {
     if (CUDA_CHECK(be, cudaStreamWaitEvent(be->pf_stream, be->pf_fork, 0)) &&
         CUDA_CHECK(be, cudaMemsetAsync(be->pf_prog, 0xFF, sizeof(int), be->pf_stream))) {
         pf_kernel<<<be->pf_blocks, 32, 0, be->pf_stream>>>(
-            rg, be->pf_n, so, be->pf_seq, be->pf_prog, (long long)be->pf_window);
+            rg, be->pf_n, so, be->pf_seq, be->pf_prog, (long long)be->pf_window,
+            (unsigned)be->pf_chunk);
         CUDA_LAUNCHED(be, "pf_kernel");
         if (CUDA_CHECK(be, cudaEventRecord(be->pf_join, be->pf_stream)))
             CUDA_CHECK(be, cudaStreamWaitEvent(be->stream, be->pf_join, 0));

@@ -49,7 +49,8 @@ static __device__ __forceinline__ void ldsm4t(uint32_t r[4], const void *p) {
                  : "memory");
 }
 /* c += a (16x16, row) * b (16x8, col), int8 operands, int32 accumulate */
-static __device__ __forceinline__ void mma_s8_acc(int c[4], uint32_t a0, uint32_t a1, uint32_t b0) {
+static __device__ __forceinline__ void mma_s8_acc(int c[4], uint32_t a0, uint32_t a1,
+                                                  uint32_t b0) {
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5}, {%6}, "
         "{%0,%1,%2,%3};"

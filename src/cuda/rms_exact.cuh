@@ -26,7 +26,8 @@ __device__ __forceinline__ bool rounds_same(double m, float f, int n) {
  * (float)(sum / dim) + eps, 1 / sqrt. The in-order sum is one long chain, so the block adds
  * in parallel and thread 0 redoes the sum in order from xr only when the rounding to
  * float could differ (rounds_same; about dim * 2^-28 of the rows). */
-__device__ __forceinline__ float rms_scale_reduce(double ss, const float *xr, int dim, float eps) {
+__device__ __forceinline__ float rms_scale_reduce(double ss, const float *xr, int dim,
+                                                  float eps) {
     __shared__ double red[32];
     __shared__ float res;
 #pragma unroll
@@ -56,7 +57,8 @@ __device__ __forceinline__ float rms_scale_reduce(double ss, const float *xr, in
 
 /* 1 / rms(xr) of one row by the whole block; each thread's loads all go out before its
  * additions (a chain of dependent L2 round trips would dominate). */
-__device__ __forceinline__ float rms_scale_exact(const float *__restrict__ xr, int dim, float eps) {
+__device__ __forceinline__ float rms_scale_exact(const float *__restrict__ xr, int dim,
+                                                 float eps) {
     constexpr int UNR = 8;
     double ss = 0.0;
     for (int i0 = threadIdx.x; i0 < dim; i0 += UNR * blockDim.x) {

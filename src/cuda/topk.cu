@@ -71,15 +71,17 @@ __global__ void __launch_bounds__(TK_THREADS)
     }
 }
 
-chord_status cuda_topk(chord_backend *b, const float *x, int n, int k, int32_t *ids, float *vals,
-                       chord_error *err) {
+chord_status cuda_topk(chord_backend *b, const float *x, int n, int k, int32_t *ids,
+                       float *vals, chord_error *err) {
     cuda_backend *be = cuda_be(b);
     if (n <= 0 || k <= 0 || k > n)
         return chord_fail(err, CHORD_E_INVALID_ARG, "topk: k = %d of n = %d", k, n);
     const int nb = (int)(((int64_t)n + TK_CHUNK - 1) / TK_CHUNK);
     if (k > TK_CHUNK || (long)nb * k > TK_MERGE)
-        return chord_fail(err, CHORD_E_UNSUPPORTED, "topk: %d of %d values is more than the GPU "
-                          "selects (%d)", k, n, TK_MERGE / nb);
+        return chord_fail(err, CHORD_E_UNSUPPORTED,
+                          "topk: %d of %d values is more than the GPU "
+                          "selects (%d)",
+                          k, n, TK_MERGE / nb);
     cuda_rec_flush(be);
     cudaSetDevice(be->device);
     int m = 1;
@@ -95,10 +97,10 @@ chord_status cuda_topk(chord_backend *b, const float *x, int n, int k, int32_t *
         topk_chunk_kernel<<<nb, TK_THREADS, 0, be->stream>>>(best, x, n, k);
         if (CUDA_LAUNCHED(be, "topk_chunk_kernel")) {
             topk_merge_kernel<<<1, TK_THREADS, 0, be->stream>>>(d_ids, d_vals, best, nb * k, m,
-                                                                 x, k);
+                                                                x, k);
             if (CUDA_LAUNCHED(be, "topk_merge_kernel") &&
-                CUDA_CHECK(be, cudaMemcpyAsync(ids, d_ids, (size_t)k * 4, cudaMemcpyDeviceToHost,
-                                               be->stream)))
+                CUDA_CHECK(be, cudaMemcpyAsync(ids, d_ids, (size_t)k * 4,
+                                               cudaMemcpyDeviceToHost, be->stream)))
                 CUDA_CHECK(be, cudaMemcpyAsync(vals, d_vals, (size_t)k * 4,
                                                cudaMemcpyDeviceToHost, be->stream));
         }
