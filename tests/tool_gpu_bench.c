@@ -298,8 +298,9 @@ static int cmd_mvhot(void) {
     if (!g) return 0;
     static const chord_type types[] = {CHORD_TYPE_Q4_K, CHORD_TYPE_Q6_K, CHORD_TYPE_Q8_0,
                                        CHORD_TYPE_Q4_0};
-    static const int64_t shapes[][2] = {
-        {2048, 2048}, {2560, 2048}, {5632, 2048}, {11264, 2048}, {2048, 5632}};
+    static const int64_t shapes[][2] = {{2048, 2048},  {2560, 2048},  {5632, 2048},
+                                        {11264, 2048}, {2048, 5632},  {4096, 4096},
+                                        {12288, 4096}, {22016, 4096}, {4096, 11008}};
     printf("%-6s %-12s %7s | %8s %6s | %8s %6s\n", "type", "n_out x n_in", "MiB", "L2 us",
            "GB/s", "DRAM us", "GB/s");
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)

@@ -114,12 +114,34 @@ __device__ __forceinline__ int job_pick(const mvjob &job) {
     return k;
 }
 
-/* The lane constants of a type's units (u & 7 == lane & 7 for every unit of a lane):
- * Q4_K takes them hoisted out of the loop (Q6_K's then spilled); other types need none. */
+/* Q4_K rows longer than 2048 (more than two 16-byte units per lane) are dotted by 32-byte
+ * chunks (quant.cuh: q4k_dot): half the instructions per byte, 7B's large Q4_K matvecs
+ * 1.8 -> 2.0 TB/s. Shorter rows keep the units: one chunk per lane and row leaves too few
+ * rows per warp for TinyLlama's gate / up (11264 x 2048: 5.8 -> 8.0 us). Every kernel
+ * picks by the same rule (q4k_chunks), so each weight gets one arithmetic everywhere.
+ * MV_Q4K_CH is that kernel "type" (not a chord_type). */
+#define MV_Q4K_CH 100
+static_assert(MV_Q4K_CH >= CHORD_TYPE_COUNT, "MV_Q4K_CH must not be a chord_type");
+
+__host__ __device__ constexpr bool q4k_chunks(int t, int64_t n_in) {
+    return t == CHORD_TYPE_Q4_K && n_in > 2048;
+}
+
+/* Decode units of a block: 16-byte units of the main quant array, or Q4_K's chunks. */
+__host__ __device__ constexpr int mv_units_per_block(int t) {
+    return t == MV_Q4K_CH ? Q4K_CHUNKS : units_per_block(t);
+}
+
+/* The constants of a lane's units (a lane's units are lane + 32 k, so their position in
+ * the block is the lane's): Q4_K's hoisted out of the loop; other types need none. */
 template <int T> struct mv_lane {
     __device__ explicit mv_lane(int) {}
 };
 template <> struct mv_lane<CHORD_TYPE_Q4_K> {
+    q4ku_lane L;
+    __device__ explicit mv_lane(int lane) : L(q4ku_lane_of(lane)) {}
+};
+template <> struct mv_lane<MV_Q4K_CH> {
     q4k_lane L;
     __device__ explicit mv_lane(int lane) : L(q4k_lane_of(lane)) {}
 };
@@ -127,25 +149,31 @@ template <> struct mv_lane<CHORD_TYPE_Q4_K> {
 template <int T>
 __device__ __forceinline__ uraw mv_load(const wview &w, int64_t row, int u,
                                         const mv_lane<T> &c) {
-    if constexpr (T == CHORD_TYPE_Q4_K)
-        return q4k_load(w.q + (size_t)row * w.nb * 128, w.s + (size_t)row * w.nb * 16, u >> 3,
+    if constexpr (T == MV_Q4K_CH)
+        return q4k_load(w.q + (size_t)row * w.nb * 128, w.s + (size_t)row * w.nb * 16, u >> 2,
                         c.L);
+    else if constexpr (T == CHORD_TYPE_Q4_K)
+        return q4ku_load(w.q + (size_t)row * w.nb * 128, w.s + (size_t)row * w.nb * 16, u >> 3,
+                         c.L);
     else
         return unit_load<T>(w, row, u);
 }
 template <int T>
 __device__ __forceinline__ float mv_dot(const uraw &r, int u, const xact &xa,
                                         const mv_lane<T> &c) {
-    if constexpr (T == CHORD_TYPE_Q4_K)
-        return q4k_dot(r, u >> 3, c.L, xa);
+    if constexpr (T == MV_Q4K_CH)
+        return q4k_dot(r, u >> 2, c.L, xa);
+    else if constexpr (T == CHORD_TYPE_Q4_K)
+        return q4ku_dot(r, u >> 3, c.L, xa);
     else
         return unit_dot<T>(r, u, xa);
 }
 
-/* Each warp: R consecutive rows of weight k (type T), U units per row in flight per lane
- * (R * U loads). */
-template <int T, int R, int U>
+/* Each warp: R consecutive rows of weight k (type T), U 16-byte units per row in flight per
+ * lane (R * U loads; Q4_K: (U + 1) / 2 chunks of 32 bytes). */
+template <int T, int R, int U0>
 __device__ __forceinline__ void mv_rows(const mvjob &job, const xact &xa, int k, ktrace &kt) {
+    constexpr int U = T == MV_Q4K_CH ? (U0 + 1) / 2 : U0;
     const wview &w = job.w[k];
     float *__restrict__ y = job.y[k];
     float *res = job.res[k];
@@ -153,7 +181,7 @@ __device__ __forceinline__ void mv_rows(const mvjob &job, const xact &xa, int k,
         ((int64_t)(blockIdx.x - job.bstart[k]) * MV_ROWS + (threadIdx.x >> 5)) * R;
     const int lane = threadIdx.x & 31;
     if (row0 >= w.n_out) return;
-    const int n_units = (int)w.nb * units_per_block(T);
+    const int n_units = (int)w.nb * mv_units_per_block(T);
     const mv_lane<T> L(lane);
     float acc[R];
 #pragma unroll
@@ -206,11 +234,12 @@ __device__ __forceinline__ void mv_rows(const mvjob &job, const xact &xa, int k,
  * 70 registers for Q4_K (1, 4): 7 blocks per SM instead of 8, so Llama-2-7B's 4096-row
  * matvecs (1024 blocks) needed a second wave, and 7B decode lost ~5%. */
 __host__ __device__ constexpr int mv_min_blocks(int t, int r) {
-    return t == CHORD_TYPE_Q4_0 || t == CHORD_TYPE_Q5_0   ? 8
-           : t == CHORD_TYPE_Q8_0 || t == CHORD_TYPE_Q4_K ? (r == 1 ? 8 : 7)
-           : t == CHORD_TYPE_Q6_K                         ? (r == 1 ? 6 : 5)
-           : t == CHORD_TYPE_Q3_K                         ? 4
-                                                          : 5;
+    return t == CHORD_TYPE_Q4_0 || t == CHORD_TYPE_Q5_0 ? 8
+           : t == CHORD_TYPE_Q4_K || t == MV_Q4K_CH     ? (r == 1 ? 8 : 7)
+           : t == CHORD_TYPE_Q8_0                       ? (r == 1 ? 8 : 7)
+           : t == CHORD_TYPE_Q6_K                       ? (r == 1 ? 6 : 5)
+           : t == CHORD_TYPE_Q3_K                       ? 4
+                                                        : 5;
 }
 
 template <int T, int R, int U>
@@ -420,7 +449,11 @@ static void launch_matvec(cuda_backend *be, mvjob &job, const float *x, const qa
         /* enough loads in flight per lane whatever the row length */
         const int64_t per_lane = (w.nb * units_per_block(T) + 31) / 32;
         cudaError_t e;
-        if (per_lane <= 1) {
+        if (q4k_chunks(T, w.n_in)) {
+            if (!job_blocks(job, MV_ROWS)) return cuda_fail(be, "matvec: too many rows");
+            e = launch_pdl(be, matvec_q_kernel<MV_Q4K_CH, 1, 4>, dim3(job.bstart[job.nw]), blk,
+                           job, a);
+        } else if (per_lane <= 1) {
             job_blocks(job, 4 * MV_ROWS);
             e = launch_pdl(be, matvec_q_kernel<T, 4, 1>, dim3(job.bstart[job.nw]), blk, job, a);
         } else if (per_lane <= 2 && !one_wave(be, matvec_q_kernel<T, 2, 2>, job, 2 * MV_ROWS)) {
@@ -460,7 +493,9 @@ template <int T0, int T1> static void launch_q2(cuda_backend *be, mvjob &job, co
                        a);
     } else {
         if (!job_blocks(job, MV_ROWS)) return cuda_fail(be, "matvec: too many rows");
-        e = launch_pdl(be, matvec_q2_kernel<T0, T1, 1, 4>, dim3(job.bstart[job.nw]), blk, job,
+        /* Q4_K rows longer than 2048 by chunks, as everywhere (q4k_chunks) */
+        constexpr int T0c = T0 == CHORD_TYPE_Q4_K ? MV_Q4K_CH : T0;
+        e = launch_pdl(be, matvec_q2_kernel<T0c, T1, 1, 4>, dim3(job.bstart[job.nw]), blk, job,
                        a);
     }
     CUDA_CHECK(be, e);
@@ -600,6 +635,24 @@ __device__ __forceinline__ int job_pick_tile(const mvjob &job, unsigned t) {
     return k;
 }
 
+/* Q4_K chunks in the input-quantizing kernel (only ever called for Q4_K) */
+template <int T>
+__device__ __forceinline__ uraw qp_load_ch(const wview &w, int64_t row, int u,
+                                           const mv_lane<MV_Q4K_CH> &c) {
+    if constexpr (T == CHORD_TYPE_Q4_K)
+        return mv_load<MV_Q4K_CH>(w, row, u, c);
+    else
+        return uraw{};
+}
+template <int T>
+__device__ __forceinline__ float qp_dot_ch(const uraw &r, int u, const xact &xa,
+                                           const mv_lane<MV_Q4K_CH> &c) {
+    if constexpr (T == CHORD_TYPE_Q4_K)
+        return mv_dot<MV_Q4K_CH>(r, u, xa, c);
+    else
+        return 0.f;
+}
+
 /* Persistent when gridDim.x < the job's tiles: block b takes tiles b, b + gridDim.x, ...,
  * so the input is quantized once per block, not once per tile; the next tile's first
  * weight loads go out before the current tile's sums are reduced and stored. */
@@ -610,7 +663,11 @@ __global__ void __launch_bounds__(32 * MVF_WARPS)
     extern __shared__ int4 smq[];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const unsigned n_tiles = job.bstart[GLU ? 1 : job.nw];
-    const int n_units = (int)job.w[0].nb * units_per_block(T); /* one row length per job */
+    /* one row length per job; Q4_K rows by chunks as in mv_rows (q4k_chunks) */
+    const bool ch = q4k_chunks(T, job.w[0].n_in);
+    const int n_units = (int)job.w[0].nb * (ch ? Q4K_CHUNKS : units_per_block(T));
+    const mv_lane<T> L(lane);
+    const mv_lane<MV_Q4K_CH> Lc(lane);
     unsigned tile = blockIdx.x;
     ktrace kt(job.kt);
     int k = 0;
@@ -632,7 +689,9 @@ __global__ void __launch_bounds__(32 * MVF_WARPS)
 #pragma unroll
             for (int i = 0; i < U; i++)
                 if (on[r] && base + 32 * i < n_units)
-                    raw[r][i] = unit_load<T>(job.w[GLU ? r : k], row[r], base + 32 * i);
+                    raw[r][i] =
+                        ch ? qp_load_ch<T>(job.w[GLU ? r : k], row[r], base + 32 * i, Lc)
+                           : mv_load<T>(job.w[GLU ? r : k], row[r], base + 32 * i, L);
     };
     setup(tile);
     issue(lane); /* before waiting for the previous kernel (PDL) */
@@ -708,7 +767,8 @@ __global__ void __launch_bounds__(32 * MVF_WARPS)
 #pragma unroll
                 for (int i = 0; i < U; i++)
                     if (on[r] && base + 32 * i < n_units)
-                        acc[r] += unit_dot<T>(raw[r][i], base + 32 * i, xa);
+                        acc[r] += ch ? qp_dot_ch<T>(raw[r][i], base + 32 * i, xa, Lc)
+                                     : mv_dot<T>(raw[r][i], base + 32 * i, xa, L);
             base += 32 * U;
             if (base >= n_units) break;
             issue(base);
