@@ -233,17 +233,17 @@ __device__ __forceinline__ void mv_rows(const mvjob &job, const xact &xa, int k,
  * value in registers (checked with -Xptxas -v: 0 bytes spilled). Left to itself ptxas took
  * 70 registers for Q4_K (1, 4): 7 blocks per SM instead of 8, so Llama-2-7B's 4096-row
  * matvecs (1024 blocks) needed a second wave, and 7B decode lost ~5%. */
-__host__ __device__ constexpr int mv_min_blocks(int t, int r) {
+__host__ __device__ constexpr int mv_min_blocks(int t, int r, int u = 4) {
     return t == CHORD_TYPE_Q4_0 || t == CHORD_TYPE_Q5_0 ? 8
            : t == CHORD_TYPE_Q4_K || t == MV_Q4K_CH     ? (r == 1 ? 8 : 7)
            : t == CHORD_TYPE_Q8_0                       ? (r == 1 ? 8 : 7)
-           : t == CHORD_TYPE_Q6_K                       ? (r == 1 ? 6 : 5)
+           : t == CHORD_TYPE_Q6_K                       ? (r == 1 ? (u <= 2 ? 8 : 6) : 5)
            : t == CHORD_TYPE_Q3_K                       ? 4
                                                         : 5;
 }
 
 template <int T, int R, int U>
-__global__ void __launch_bounds__(32 * MV_ROWS, mv_min_blocks(T, R))
+__global__ void __launch_bounds__(32 * MV_ROWS, mv_min_blocks(T, R, U))
     matvec_q_kernel(const __grid_constant__ mvjob job, xact xa) {
     ktrace kt(job.kt);
     mv_rows<T, R, U>(job, xa, job_pick(job), kt);
@@ -466,7 +466,19 @@ static void launch_matvec(cuda_backend *be, mvjob &job, const float *x, const qa
             e = launch_pdl(be, matvec_q_kernel<T, 2, 2>, dim3(job.bstart[job.nw]), blk, job, a);
         } else {
             if (!job_blocks(job, MV_ROWS)) return cuda_fail(be, "matvec: too many rows");
-            e = launch_pdl(be, matvec_q_kernel<T, 1, 4>, dim3(job.bstart[job.nw]), blk, job, a);
+            bool done = false;
+            if constexpr (T == CHORD_TYPE_Q6_K)
+                if (be->mv_waves && per_lane > 4 &&
+                    !one_wave(be, matvec_q_kernel<T, 1, 4>, job, MV_ROWS)) {
+                    /* long Q6_K rows (Llama-2-7B's ffn_down: 4096 x 11008) take several
+                     * rounds anyway; at 2 units a round 8 blocks fit per SM: one wave */
+                    e = launch_pdl(be, matvec_q_kernel<T, 1, 2>, dim3(job.bstart[job.nw]), blk,
+                                   job, a);
+                    done = true;
+                }
+            if (!done)
+                e = launch_pdl(be, matvec_q_kernel<T, 1, 4>, dim3(job.bstart[job.nw]), blk, job,
+                               a);
         }
         CUDA_CHECK(be, e);
     }
