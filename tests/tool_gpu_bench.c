@@ -11,6 +11,13 @@
  *                                  (CHORD_CUDA_ATTN=old), bit for bit, over head layouts,
  *                                  head sizes, token counts, positions and cache sizes,
  *                                  then old vs new times; exit 1 on a difference
+ *   tool_gpu_bench --mvhot         decode matvec kernel time per type and shape with the
+ *                                  weights in L2 vs from DRAM (what is latency, what is
+ *                                  bandwidth)
+ *   tool_gpu_bench --stream        ways to stream weights into the SMs (GB/s) and the
+ *                                  cost of a grid-wide barrier
+ *   tool_gpu_bench --decode MODEL [POS]
+ *                                  decode step variants and a per-kernel trace
  *   tool_gpu_bench --backend MODEL [NGL]
  *                                  loads MODEL and prints which device runs it
  * Timings: CUDA graph replays timed with events, median; weights rotate over several
