@@ -458,6 +458,17 @@ __global__ void __launch_bounds__(ADT)
     }
 }
 
+/* attn_decode_kernel for head_dim hd (64, 128 compiled for; others at run time) */
+template <bool ROPE, typename... A>
+static cudaError_t launch_decode_hd(cuda_backend *be, int hd, dim3 grid, dim3 blk, size_t smem,
+                                    A... args) {
+    return hd == 64
+               ? launch_pdl_smem(be, attn_decode_kernel<ROPE, 64>, grid, blk, smem, args...)
+           : hd == 128
+               ? launch_pdl_smem(be, attn_decode_kernel<ROPE, 128>, grid, blk, smem, args...)
+               : launch_pdl_smem(be, attn_decode_kernel<ROPE, 0>, grid, blk, smem, args...);
+}
+
 static size_t decode_smem(const chord_attn_shape *s) {
     return ((size_t)3 * s->head_dim + (size_t)decode_red_floats(s->head_dim) +
             (size_t)s->n_ctx) *
@@ -533,20 +544,8 @@ void cuda_attention_decode(cuda_backend *be, float *out, float *q, const float *
     const ktr tk = take_ktr(be, 'a');
 #define DECODE_ARGS                                                                            \
     out, q, k, v, kc, vc, s->n_head, s->n_head_kv, hd, pos0, dpos, s->scale, ra, tk
-    if (rope)
-        e = hd == 64    ? launch_pdl_smem(be, attn_decode_kernel<true, 64>, grid, blk, smem,
-                                          DECODE_ARGS)
-            : hd == 128 ? launch_pdl_smem(be, attn_decode_kernel<true, 128>, grid, blk, smem,
-                                          DECODE_ARGS)
-                        : launch_pdl_smem(be, attn_decode_kernel<true, 0>, grid, blk, smem,
-                                          DECODE_ARGS);
-    else
-        e = hd == 64    ? launch_pdl_smem(be, attn_decode_kernel<false, 64>, grid, blk, smem,
-                                          DECODE_ARGS)
-            : hd == 128 ? launch_pdl_smem(be, attn_decode_kernel<false, 128>, grid, blk, smem,
-                                          DECODE_ARGS)
-                        : launch_pdl_smem(be, attn_decode_kernel<false, 0>, grid, blk, smem,
-                                          DECODE_ARGS);
+    e = rope ? launch_decode_hd<true>(be, hd, grid, blk, smem, DECODE_ARGS)
+             : launch_decode_hd<false>(be, hd, grid, blk, smem, DECODE_ARGS);
 #undef DECODE_ARGS
     CUDA_CHECK(be, e);
     CUDA_LAUNCHED(be, "attn_decode_kernel");

@@ -753,19 +753,52 @@ __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q4_K>(const uraw &r, int u,
     return xldf(x.d + b) * (half_lo(r.s0) * (float)(scl * sil + sch * sih) -
                             half_hi(r.s0) * (float)(mnl * sxl + mnh * sxh));
 }
-/* Q4_K by 16-byte units with the lane's constants hoisted (mv_rows, rows up to 2048):
- * a lane's units u = lane + 32 k all
- * have the same position in their superblock (u & 7), so its sub-block pair c, the
- * element offset and the scale shifts are fixed; sub-blocks 4..7 take their 6-bit scale
- * and min from the low / high nibble of bytes 8..11 plus the top two bits of bytes 0..7
- * (m1 / m2 select that per lane without a branch). Same arithmetic as unit_dot<Q4_K>:
- * bit-identical results, about half the instructions per unit. */
+/* Q4_K decode with a lane's constants hoisted (mv_rows). A lane's units u = lane + 32 k
+ * all have the same position in their superblock, so the sub-block pair c it dots, the
+ * element offset and the scale bytes' shifts are fixed; sub-blocks 4..7 take their 6-bit
+ * scale and min from the low / high nibble of bytes 8..11 plus the top two bits of bytes
+ * 0..7 (m1 / m2 select that per lane without a branch). */
+typedef struct k4_sel {
+    int sh;  /* bit position of sub-block 2c's scale byte in its word */
+    bool hi; /* c >= 2: sub-blocks 4..7 */
+    uint32_t m1, m2;
+} k4_sel;
+
+__device__ __forceinline__ k4_sel k4_sel_of(int c) {
+    k4_sel S;
+    S.sh = 16 * (c & 1);
+    S.hi = c >= 2;
+    S.m1 = S.hi ? 0x0F0Fu : 0x3F3Fu;
+    S.m2 = S.hi ? 0x3030u : 0u;
+    return S;
+}
+
+/* 16-byte scale entry of superblock b of the row whose scale bytes start at s */
+__device__ __forceinline__ void k4_scales_load(uraw &r, const uint8_t *s, int b) {
+    uint4 v = ld16(s + (size_t)b * 16);
+    r.s0 = v.x, r.s1 = v.y, r.s2 = v.z, r.s3 = v.w;
+}
+
+/* d * (scl * sil + sch * sih) - dmin * (mnl * sxl + mnh * sxh) of sub-blocks 2c, 2c + 1
+ * (integer dots sil / sih, activation sums sxl / sxh), times the activation scale xd */
+__device__ __forceinline__ float k4_pair(const uraw &r, const k4_sel &S, int sil, int sih,
+                                         int sxl, int sxh, float xd) {
+    const uint32_t A = r.s1 >> S.sh, B = r.s2 >> S.sh, C = r.s3 >> S.sh;
+    const uint32_t X = S.hi ? C : A, Y = S.hi ? C >> 4 : B;
+    const uint32_t sc = (X & S.m1) | ((A >> 2) & S.m2); /* bytes: scale 2c, 2c + 1 */
+    const uint32_t mn = (Y & S.m1) | ((B >> 2) & S.m2);
+    const int scl = (int)(sc & 0xFFu), sch = (int)((sc >> 8) & 0xFFu);
+    const int mnl = (int)(mn & 0xFFu), mnh = (int)((mn >> 8) & 0xFFu);
+    return xd * (half_lo(r.s0) * (float)(scl * sil + sch * sih) -
+                 half_hi(r.s0) * (float)(mnl * sxl + mnh * sxh));
+}
+
+/* By 16-byte units (rows up to 2048): the arithmetic of unit_dot<Q4_K>, bit-identical,
+ * about half the instructions per unit. */
 typedef struct q4ku_lane {
     int e;    /* element offset of the unit in its superblock: 64 c + l0 */
     int qoff; /* byte offset of its quant bytes in the superblock: 32 c + l0 */
-    int sh;   /* bit position of sub-block 2c's scale byte in its word */
-    bool hi;  /* c >= 2: sub-blocks 4..7 */
-    uint32_t m1, m2;
+    k4_sel S;
 } q4ku_lane;
 
 __device__ __forceinline__ q4ku_lane q4ku_lane_of(int lane) {
@@ -773,10 +806,7 @@ __device__ __forceinline__ q4ku_lane q4ku_lane_of(int lane) {
     q4ku_lane L;
     L.e = 64 * c + l0;
     L.qoff = 32 * c + l0;
-    L.sh = 16 * (c & 1);
-    L.hi = c >= 2;
-    L.m1 = L.hi ? 0x0F0Fu : 0x3F3Fu;
-    L.m2 = L.hi ? 0x3030u : 0u;
+    L.S = k4_sel_of(c);
     return L;
 }
 
@@ -785,8 +815,7 @@ __device__ __forceinline__ uraw q4ku_load(const uint8_t *q, const uint8_t *s, in
                                           const q4ku_lane &L) {
     uraw r;
     r.a = ld16_stream(q + (size_t)b * 128 + L.qoff);
-    uint4 v = ld16(s + (size_t)b * 16);
-    r.s0 = v.x, r.s1 = v.y, r.s2 = v.z, r.s3 = v.w;
+    k4_scales_load(r, s, b);
     return r;
 }
 
@@ -797,40 +826,24 @@ __device__ __forceinline__ float q4ku_dot(const uraw &r, int b, const q4ku_lane 
     int sil = dot16(r.a.x & M4, r.a.y & M4, r.a.z & M4, r.a.w & M4, xl, 0);
     int sih = dot16((r.a.x >> 4) & M4, (r.a.y >> 4) & M4, (r.a.z >> 4) & M4, (r.a.w >> 4) & M4,
                     xh, 0);
-    int sxl = x.bs[el >> 4], sxh = x.bs[(el >> 4) + 2];
-    const uint32_t A = r.s1 >> L.sh, B = r.s2 >> L.sh, C = r.s3 >> L.sh;
-    const uint32_t X = L.hi ? C : A, Y = L.hi ? C >> 4 : B;
-    const uint32_t sc = (X & L.m1) | ((A >> 2) & L.m2); /* bytes: scale 2c, 2c + 1 */
-    const uint32_t mn = (Y & L.m1) | ((B >> 2) & L.m2);
-    const int scl = (int)(sc & 0xFFu), sch = (int)((sc >> 8) & 0xFFu);
-    const int mnl = (int)(mn & 0xFFu), mnh = (int)((mn >> 8) & 0xFFu);
-    return xldf(x.d + b) * (half_lo(r.s0) * (float)(scl * sil + sch * sih) -
-                            half_hi(r.s0) * (float)(mnl * sxl + mnh * sxh));
+    return k4_pair(r, L.S, sil, sih, x.bs[el >> 4], x.bs[(el >> 4) + 2], xldf(x.d + b));
 }
 
-/* Q4_K decode by 32-byte chunks (mv_rows): chunk c of a superblock holds sub-blocks 2c
- * (low nibbles) and 2c + 1 (high nibbles), 64 elements with one scale / min pair each, so
- * a lane dots both halves before any float arithmetic (half the instructions per byte of
- * the 16-byte units). A lane's chunks q = lane + 32 k all have c = lane & 3, so its
- * element offset and scale position are constants; sub-blocks 4..7 take their 6-bit scale
- * and min from the low / high nibble of bytes 8..11 plus the top two bits of bytes 0..7
- * (m1 / m2 select that per lane without a branch). */
-typedef struct q4k_lane {
-    int c;   /* chunk in the superblock */
-    int sh;  /* bit position of sub-block 2c's scale byte in its word */
-    bool hi; /* c >= 2: sub-blocks 4..7 */
-    uint32_t m1, m2;
-} q4k_lane;
-
+/* By 32-byte chunks (rows over 2048): chunk c of a superblock holds sub-blocks 2c (low
+ * nibbles) and 2c + 1 (high nibbles), 64 elements with one scale / min pair each, so a
+ * lane dots both halves before any float arithmetic: half the instructions per byte of
+ * the units, but the two halves' integer sums are added first (not bit-identical). */
 #define Q4K_CHUNKS 4 /* per superblock */
+
+typedef struct q4k_lane {
+    int c; /* chunk in the superblock */
+    k4_sel S;
+} q4k_lane;
 
 __device__ __forceinline__ q4k_lane q4k_lane_of(int lane) {
     q4k_lane L;
     L.c = lane & 3;
-    L.sh = 16 * (L.c & 1);
-    L.hi = L.c >= 2;
-    L.m1 = L.hi ? 0x0F0Fu : 0x3F3Fu;
-    L.m2 = L.hi ? 0x3030u : 0u;
+    L.S = k4_sel_of(L.c);
     return L;
 }
 
@@ -841,8 +854,7 @@ __device__ __forceinline__ uraw q4k_load(const uint8_t *q, const uint8_t *s, int
     const uint8_t *qc = q + (size_t)b * 128 + 32 * L.c;
     r.a = ld16_stream(qc);
     r.b = ld16_stream(qc + 16);
-    uint4 v = ld16(s + (size_t)b * 16);
-    r.s0 = v.x, r.s1 = v.y, r.s2 = v.z, r.s3 = v.w;
+    k4_scales_load(r, s, b);
     return r;
 }
 
@@ -859,15 +871,7 @@ __device__ __forceinline__ float q4k_dot(const uraw &r, int b, const q4k_lane &L
                 sih);
     /* the four 16-sums of the chunk's activations */
     const short4 bs = *reinterpret_cast<const short4 *>(x.bs + (el >> 4));
-    const int sxl = bs.x + bs.y, sxh = bs.z + bs.w;
-    const uint32_t A = r.s1 >> L.sh, B = r.s2 >> L.sh, C = r.s3 >> L.sh;
-    const uint32_t X = L.hi ? C : A, Y = L.hi ? C >> 4 : B;
-    const uint32_t sc = (X & L.m1) | ((A >> 2) & L.m2); /* bytes: scale 2c, 2c + 1 */
-    const uint32_t mn = (Y & L.m1) | ((B >> 2) & L.m2);
-    const int scl = (int)(sc & 0xFFu), sch = (int)((sc >> 8) & 0xFFu);
-    const int mnl = (int)(mn & 0xFFu), mnh = (int)((mn >> 8) & 0xFFu);
-    return xldf(x.d + b) * (half_lo(r.s0) * (float)(scl * sil + sch * sih) -
-                            half_hi(r.s0) * (float)(mnl * sxl + mnh * sxh));
+    return k4_pair(r, L.S, sil, sih, bs.x + bs.y, bs.z + bs.w, xldf(x.d + b));
 }
 
 template <>
