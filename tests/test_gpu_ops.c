@@ -407,6 +407,11 @@ static void test_matmul(void) {
         const int ns2[] = {1, 3};
         test_matmul_case(t, 300, 2560, ns2, 2);
     }
+    /* decode matvecs with long rows and more blocks than fit at once on an H100: Q4_K's
+     * 32-byte chunks, Q6_K's 2-units-a-round kernel (matvec.cu) */
+    const int ns1[] = {1};
+    test_matmul_case(CHORD_TYPE_Q4_K, 3200, 4352, ns1, 1);
+    test_matmul_case(CHORD_TYPE_Q6_K, 3200, 4352, ns1, 1);
     /* float rows that are not a multiple of 8 / 32 */
     const int ns3[] = {1, 4, 66};
     test_matmul_case(CHORD_TYPE_F32, 45, 100, ns3, 3);
