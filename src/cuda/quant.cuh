@@ -727,32 +727,6 @@ __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q3_K>(const uraw &r, int u,
     }
     return half_lo(r.s3) * xldf(x.d + b) * acc;
 }
-template <>
-__device__ __forceinline__ uraw unit_load<CHORD_TYPE_Q4_K>(const wview &w, int64_t row, int u) {
-    int b = u >> 3, i = u & 7, c = i >> 1, l0 = (i & 1) * 16;
-    size_t idx = (size_t)row * w.nb + b;
-    uraw r;
-    r.a = ld16_stream(w.q + idx * 128 + 32 * c + l0);
-    uint4 s = ld16(w.s + idx * 16);
-    r.s0 = s.x, r.s1 = s.y, r.s2 = s.z, r.s3 = s.w;
-    return r;
-}
-template <>
-__device__ __forceinline__ float unit_dot<CHORD_TYPE_Q4_K>(const uraw &r, int u,
-                                                           const xact &x) {
-    int b = u >> 3, i = u & 7, c = i >> 1, l0 = (i & 1) * 16;
-    int el = 256 * b + 64 * c + l0;
-    int4 xl = ldx16(x.q + el), xh = ldx16(x.q + el + 32);
-    int sil = dot16(r.a.x & M4, r.a.y & M4, r.a.z & M4, r.a.w & M4, xl, 0);
-    int sih = dot16((r.a.x >> 4) & M4, (r.a.y >> 4) & M4, (r.a.z >> 4) & M4, (r.a.w >> 4) & M4,
-                    xh, 0);
-    int sxl = x.bs[el >> 4], sxh = x.bs[(el >> 4) + 2];
-    int scl, mnl, sch, mnh;
-    k4_sm_reg(r.s1, r.s2, r.s3, 2 * c, &scl, &mnl);
-    k4_sm_reg(r.s1, r.s2, r.s3, 2 * c + 1, &sch, &mnh);
-    return xldf(x.d + b) * (half_lo(r.s0) * (float)(scl * sil + sch * sih) -
-                            half_hi(r.s0) * (float)(mnl * sxl + mnh * sxh));
-}
 /* Q4_K decode with a lane's constants hoisted (mv_rows). A lane's units u = lane + 32 k
  * all have the same position in their superblock, so the sub-block pair c it dots, the
  * element offset and the scale bytes' shifts are fixed; sub-blocks 4..7 take their 6-bit
@@ -793,8 +767,9 @@ __device__ __forceinline__ float k4_pair(const uraw &r, const k4_sel &S, int sil
                  half_hi(r.s0) * (float)(mnl * sxl + mnh * sxh));
 }
 
-/* By 16-byte units (rows up to 2048): the arithmetic of unit_dot<Q4_K>, bit-identical,
- * about half the instructions per unit. */
+/* By 16-byte units (rows up to 2048; each unit half of a chunk: the low or high 16 of
+ * its 32 bytes). About half the instructions of decoding the scales per unit (7th session
+ * NOTES.md), bit-identical to that. */
 typedef struct q4ku_lane {
     int e;    /* element offset of the unit in its superblock: 64 c + l0 */
     int qoff; /* byte offset of its quant bytes in the superblock: 32 c + l0 */
