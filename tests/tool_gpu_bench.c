@@ -357,13 +357,13 @@ static int cmd_decode(int argc, char **argv) {
     printf("%-40s %10s %10s\n", "variant", "host us", "graph us");
     const struct {
         const char *name;
-        int graphs, fuse, pdl, persist, pairs, fast, waves, pf, pfb, early, pfc;
+        int graphs, fuse, pdl, persist, pairs, fast, waves, pf, pfb, early, pfc, q4kr;
     } vs[] = {
-        {"graphs (default)", 1, 0, 1, 2, 1, 1, 1, -1, -1, -1, -1},
-        {"graphs, no L2 prefetch", 1, 0, 1, 2, 1, 1, 1, 0, -1, -1, -1},
-        {"graphs, no prefetch, trigger late", 1, 0, 1, 2, 1, 1, 1, 0, -1, 0, -1},
-        {"graphs, L2 prefetch 132 warps of 8 KiB", 1, 0, 1, 2, 1, 1, 1, -1, 132, -1, 8},
-        {"graphs, no pdl", 1, 0, 0, 2, 1, 1, 1, -1, -1, -1, -1},
+        {"graphs (default)", 1, 0, 1, 2, 1, 1, 1, -1, -1, -1, -1, 2},
+        {"graphs, Q4_K chunks one row per warp", 1, 0, 1, 2, 1, 1, 1, -1, -1, -1, -1, 1},
+        {"graphs, no L2 prefetch", 1, 0, 1, 2, 1, 1, 1, 0, -1, -1, -1, 2},
+        {"graphs, no pdl", 1, 0, 0, 2, 1, 1, 1, -1, -1, -1, -1, 2},
+        {"graphs (default, again)", 1, 0, 1, 2, 1, 1, 1, -1, -1, -1, -1, 2},
     };
     const int pf0 = cuda_tune(g, "prefetch", 0); /* the default (CHORD_CUDA_PREFETCH) */
     const int pfb0 = cuda_tune(g, "pfblocks", 32);
@@ -378,6 +378,7 @@ static int cmd_decode(int argc, char **argv) {
         cuda_tune(g, "pairs", vs[v].pairs);
         cuda_tune(g, "fast", vs[v].fast);
         cuda_tune(g, "waves", vs[v].waves);
+        cuda_tune(g, "q4krows", vs[v].q4kr);
         cuda_tune(g, "prefetch", vs[v].pf < 0 ? pf0 : vs[v].pf);
         cuda_tune(g, "pfblocks", vs[v].pfb < 0 ? pfb0 : vs[v].pfb);
         cuda_tune(g, "early", vs[v].early < 0 ? early0 : vs[v].early);
@@ -401,6 +402,7 @@ static int cmd_decode(int argc, char **argv) {
     cuda_tune(g, "pairs", 1);
     cuda_tune(g, "fast", 1);
     cuda_tune(g, "waves", 1);
+    cuda_tune(g, "q4krows", 2);
     const char *tpf = getenv("TRACE_PREFETCH");
     cuda_tune(g, "prefetch", tpf ? atoi(tpf) : pf0);
     const char *tpb = getenv("TRACE_PFBLOCKS");

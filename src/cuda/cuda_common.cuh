@@ -92,6 +92,8 @@ typedef struct cuda_backend {
     int mv_persist; /* those matvecs' blocks per SM (persistent grid; 0: a block per tile) */
     int mv_pairs;   /* decode: one launch for two weight types (CHORD_CUDA_PAIRS=0: off) */
     int mv_waves;   /* decode: more rows per warp when blocks would need two waves (=0: off) */
+    int q4k_rows;   /* decode: rows per warp of the Q4_K chunk kernel where one would need
+                       several waves (1 or 2) */
     /* L2 prefetch of a captured step's weights (prefetch.cu): pf_window bytes ahead of
      * the running matvec (0: off); while capturing, the matvecs' weights in order */
     /* the short kernels between a matvec and the next (activation quantization, swiglu)
@@ -407,7 +409,8 @@ void cuda_matvec_pro(cuda_backend *be, int n_w, const chord_weight *const *ws, f
                      float *const *res, const float *x, const float *nw, float eps, float *xout,
                      float *glu_out);
 /* Decode fusions (n = 1; dim % qb == 0): rmsnorm, or silu(g) * u, written to out as the
- * unfused ops write it, and quantized into xa (the XQ scratch) as cuda_quantize_act. */
+ * unfused ops write it (out NULL: not written, nothing reads it), and quantized into xa
+ * (the XQ scratch) as cuda_quantize_act. */
 bool cuda_rmsnorm_quant(cuda_backend *be, float *out, const float *x, const float *w, int dim,
                         float eps, int qb, qact *xa);
 bool cuda_swiglu_quant(cuda_backend *be, float *out, const float *g, const float *u, int dim,

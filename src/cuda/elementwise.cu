@@ -192,7 +192,7 @@ __global__ void rmsnorm_quant_kernel(float *__restrict__ out, const float *__res
 #pragma unroll
         for (int i = 0; i < PER; i++) {
             o[i] = __fmul_rn(__fmul_rn(v[j][i], scale), g[j][i]);
-            out[b * QB + lane * PER + i] = o[i];
+            if (out) out[b * QB + lane * PER + i] = o[i];
         }
         quant_store<QB>(o, lane, b, xq, xd, bs, xs);
     }
@@ -418,7 +418,7 @@ __global__ void __launch_bounds__(QB)
     kt.released();
     if (!early) pdl_trigger();
     const float val = xm_swiglu(g[e], u[e]);
-    out[e] = val;
+    if (out) out[e] = val;
     vals[threadIdx.x] = val;
     __syncthreads();
     if (threadIdx.x < 32) {

@@ -140,6 +140,28 @@ static void exec_matmul_pro(cuda_backend *be, const cuda_rec *R, int nr, int *i,
     }
 }
 
+/* Is nothing reading buf (count floats) after record j before it is overwritten? Any
+ * other use of buf by a record counts as a read; a buffer still live at the step's end
+ * counts as read (the host or the next step may want it). */
+static bool dead_after(const cuda_rec *R, int nr, int j, const float *buf, size_t count) {
+    for (int k = j + 1; k < nr; k++) {
+        const cuda_rec *r = &R[k];
+        if (r->x == buf || r->y == buf || r->z == buf) return false;
+        size_t full = 0; /* elements of buf this record overwrites without reading */
+        if (r->op == CREC_MATMUL) {
+            for (int w = 0; w < r->n_w && w < 4; w++)
+                if (r->ys[w] == buf && r->w[w]) full = (size_t)r->w[w]->n_out * (size_t)r->n;
+        } else if (r->out == buf && (r->op == CREC_RMSNORM || r->op == CREC_SWIGLU)) {
+            full = r->op == CREC_RMSNORM ? (size_t)r->dim * (size_t)r->n : r->count;
+        } else if (r->out == buf) {
+            return false;
+        }
+        if (full >= count) return true;
+        if (full) return false;
+    }
+    return false;
+}
+
 static bool same_rope(const chord_rope_shape *a, const chord_rope_shape *b) {
     return a->head_dim == b->head_dim && a->n_rot == b->n_rot && a->freq_base == b->freq_base &&
            a->freq_scale == b->freq_scale && a->neox == b->neox;
@@ -181,7 +203,10 @@ static void exec_fused_ops(cuda_backend *be, const cuda_rec *R, int nr, const in
             if (nx && nx->x == r->out && norm_ok(r) && quant_matmul(nx, r->dim, &qb) &&
                 r->dim / qb <= 256) { /* cuda_rmsnorm_quant's limit */
                 qact xa;
-                if (!cuda_rmsnorm_quant(be, r->out, r->x, (const float *)r->w[0]->dev, r->dim,
+                /* the normed x goes only to the matmul: not stored (7B: 16 KB of stores at
+                 * the end of a one-block kernel) */
+                float *out = dead_after(R, nr, i + 1, r->out, (size_t)r->dim) ? NULL : r->out;
+                if (!cuda_rmsnorm_quant(be, out, r->x, (const float *)r->w[0]->dev, r->dim,
                                         r->eps, qb, &xa))
                     return;
                 i++;
@@ -193,7 +218,8 @@ static void exec_fused_ops(cuda_backend *be, const cuda_rec *R, int nr, const in
             if (nx && nx->x == r->out && r->count <= (size_t)1 << 30 &&
                 quant_matmul(nx, (int64_t)r->count, &qb)) {
                 qact xa;
-                if (!cuda_swiglu_quant(be, r->out, r->x, r->y, (int)r->count, qb, &xa)) return;
+                float *out = dead_after(R, nr, i + 1, r->out, r->count) ? NULL : r->out;
+                if (!cuda_swiglu_quant(be, out, r->x, r->y, (int)r->count, qb, &xa)) return;
                 i++;
                 exec_matmul(be, R, nr, &i, &xa);
                 continue;
@@ -540,6 +566,9 @@ extern "C" int cuda_tune(chord_backend *b, const char *knob, int value) {
     } else if (!strcmp(knob, "pfchunk")) { /* KiB per lane and prefetch */
         old = be->pf_chunk >> 10;
         be->pf_chunk = (value < 1 ? 1 : value > 1024 ? 1024 : value) << 10;
+    } else if (!strcmp(knob, "q4krows")) {
+        old = be->q4k_rows;
+        be->q4k_rows = value == 1 ? 1 : 2;
     } else if (!strcmp(knob, "persist")) {
         old = be->mv_persist;
         be->mv_persist = value < 0 ? 0 : value;

@@ -235,7 +235,8 @@ __device__ __forceinline__ void mv_rows(const mvjob &job, const xact &xa, int k,
  * matvecs (1024 blocks) needed a second wave, and 7B decode lost ~5%. */
 __host__ __device__ constexpr int mv_min_blocks(int t, int r, int u = 4) {
     return t == CHORD_TYPE_Q4_0 || t == CHORD_TYPE_Q5_0 ? 8
-           : t == CHORD_TYPE_Q4_K || t == MV_Q4K_CH     ? (r == 1 ? 8 : 7)
+           : t == MV_Q4K_CH                             ? (r <= 2 ? 8 : 7)
+           : t == CHORD_TYPE_Q4_K                       ? (r == 1 ? 8 : 7)
            : t == CHORD_TYPE_Q8_0                       ? (r == 1 ? 8 : 7)
            : t == CHORD_TYPE_Q6_K                       ? (r == 1 ? (u <= 2 ? 8 : 6) : 5)
            : t == CHORD_TYPE_Q3_K                       ? 4
@@ -253,7 +254,7 @@ __global__ void __launch_bounds__(32 * MV_ROWS, mv_min_blocks(T, R, U))
  * [0, job.nw0) of type T0, the rest T1; e.g. Q4_K attn_q / attn_k with a Q6_K attn_v):
  * one kernel boundary less per layer. Each block takes rows of one weight. */
 template <int T0, int T1, int R, int U>
-__global__ void __launch_bounds__(32 * MV_ROWS, R == 4 ? 5 : 6)
+__global__ void __launch_bounds__(32 * MV_ROWS, R == 4 || (T0 == MV_Q4K_CH && R == 2) ? 5 : 6)
     matvec_q2_kernel(const __grid_constant__ mvjob job, xact xa) {
     ktrace kt(job.kt);
     const int k = job_pick(job);
@@ -449,7 +450,16 @@ static void launch_matvec(cuda_backend *be, mvjob &job, const float *x, const qa
         /* enough loads in flight per lane whatever the row length */
         const int64_t per_lane = (w.nb * units_per_block(T) + 31) / 32;
         cudaError_t e;
-        if (q4k_chunks(T, w.n_in)) {
+        if (q4k_chunks(T, w.n_in) && be->q4k_rows == 2 &&
+            !one_wave(be, matvec_q_kernel<MV_Q4K_CH, 1, 4>, job, MV_ROWS)) {
+            /* two rows per warp share each activation load (a chunk's 4 activation loads
+             * touch 16 lines per warp-instruction each); only where one row per warp would
+             * need several waves (--mvhot: 22016 x 4096 24.4 -> 20.7 us, but 4096 x 4096
+             * 5.4 -> 5.9 us) */
+            if (!job_blocks(job, 2 * MV_ROWS)) return cuda_fail(be, "matvec: too many rows");
+            e = launch_pdl(be, matvec_q_kernel<MV_Q4K_CH, 2, 2>, dim3(job.bstart[job.nw]), blk,
+                           job, a);
+        } else if (q4k_chunks(T, w.n_in)) {
             if (!job_blocks(job, MV_ROWS)) return cuda_fail(be, "matvec: too many rows");
             e = launch_pdl(be, matvec_q_kernel<MV_Q4K_CH, 1, 4>, dim3(job.bstart[job.nw]), blk,
                            job, a);
@@ -503,6 +513,13 @@ template <int T0, int T1> static void launch_q2(cuda_backend *be, mvjob &job, co
         job_blocks(job, 2 * MV_ROWS);
         e = launch_pdl(be, matvec_q2_kernel<T0, T1, 2, 2>, dim3(job.bstart[job.nw]), blk, job,
                        a);
+    } else if (T0 == CHORD_TYPE_Q4_K && be->q4k_rows == 2 &&
+               !one_wave(be, matvec_q2_kernel<MV_Q4K_CH, T1, 1, 4>, job, MV_ROWS)) {
+        /* Q4_K rows longer than 2048 by chunks, as everywhere (q4k_chunks); two rows per
+         * warp share each activation load (as in launch_matvec) */
+        if (!job_blocks(job, 2 * MV_ROWS)) return cuda_fail(be, "matvec: too many rows");
+        e = launch_pdl(be, matvec_q2_kernel<MV_Q4K_CH, T1, 2, 2>, dim3(job.bstart[job.nw]), blk,
+                       job, a);
     } else {
         if (!job_blocks(job, MV_ROWS)) return cuda_fail(be, "matvec: too many rows");
         /* Q4_K rows longer than 2048 by chunks, as everywhere (q4k_chunks) */
