@@ -207,19 +207,38 @@ __global__ void attn_softmax_kernel(float *__restrict__ S, int ldS, int n_head, 
 /* One of the 16 lanes of the F16 dot P.V for 4 adjacent output elements: keys l, l + 16,
  * ... in order, each an FMA per element (the CPU's lane chain). Key `pos` (if >= 0) takes
  * the values vme instead of the cache (the decode step's own V, not yet stored). Eight
- * keys' loads are issued before their FMAs. */
-__device__ __forceinline__ float4 pv_lane(const __half *__restrict__ vcol, int kvd,
-                                          const float *P, int l, int len, int pos, float4 vme) {
-    float4 a = make_float4(0.f, 0.f, 0.f, 0.f);
-    int j = l;
-    for (; j + 7 * 16 < len; j += 8 * 16) {
-        uint2 raw[8];
+ * keys' loads are issued before their FMAs, a short last batch too (one key at a time,
+ * a lane's last keys were each an L2 round trip: most of a decode step's P.V below 128
+ * keys). */
+__device__ __forceinline__ void pv_load8(uint2 (&raw)[8], const __half *__restrict__ vcol,
+                                         int kvd, int j, int len, int pos) {
 #pragma unroll
-        for (int u = 0; u < 8; u++)
-            raw[u] = __ldg(reinterpret_cast<const uint2 *>(vcol + (size_t)(j + 16 * u) * kvd));
+    for (int u = 0; u < 8; u++) {
+        const int jj = j + 16 * u;
+        raw[u] = jj < len && jj != pos
+                     ? __ldg(reinterpret_cast<const uint2 *>(vcol + (size_t)jj * kvd))
+                     : make_uint2(0u, 0u);
+    }
+}
+
+/* pre (may be NULL): the first batch, loaded by pv_load8 already */
+__device__ __forceinline__ float4 pv_lane(const __half *__restrict__ vcol, int kvd,
+                                          const float *P, int l, int len, int pos, float4 vme,
+                                          const uint2 *pre = nullptr) {
+    float4 a = make_float4(0.f, 0.f, 0.f, 0.f);
+    for (int j = l; j < len; j += 8 * 16) {
+        uint2 raw[8];
+        if (pre && j == l) {
+#pragma unroll
+            for (int u = 0; u < 8; u++)
+                raw[u] = pre[u];
+        } else {
+            pv_load8(raw, vcol, kvd, j, len, pos);
+        }
 #pragma unroll
         for (int u = 0; u < 8; u++) {
             const int jj = j + 16 * u;
+            if (jj >= len) break;
             const float pv = P[jj];
             float4 f;
             if (jj == pos) {
@@ -232,20 +251,6 @@ __device__ __forceinline__ float4 pv_lane(const __half *__restrict__ vcol, int k
             a.x = __fmaf_rn(f.x, pv, a.x), a.y = __fmaf_rn(f.y, pv, a.y);
             a.z = __fmaf_rn(f.z, pv, a.z), a.w = __fmaf_rn(f.w, pv, a.w);
         }
-    }
-    for (; j < len; j += 16) {
-        const float pv = P[j];
-        float4 f;
-        if (j == pos) {
-            f = vme;
-        } else {
-            const uint2 raw = __ldg(reinterpret_cast<const uint2 *>(vcol + (size_t)j * kvd));
-            const float2 lo = __half22float2(*reinterpret_cast<const __half2 *>(&raw.x));
-            const float2 hi = __half22float2(*reinterpret_cast<const __half2 *>(&raw.y));
-            f = make_float4(lo.x, lo.y, hi.x, hi.y);
-        }
-        a.x = __fmaf_rn(f.x, pv, a.x), a.y = __fmaf_rn(f.y, pv, a.y);
-        a.z = __fmaf_rn(f.z, pv, a.z), a.w = __fmaf_rn(f.w, pv, a.w);
     }
     return a;
 }
@@ -354,7 +359,16 @@ __global__ void __launch_bounds__(ADT)
                     kpre[u][t] = __ldg(kr + t);
             }
     }
+    /* head_dim 64: each thread's one P.V item (lane l = tid / 16) and its first eight V
+     * rows too (128: no registers left) */
+    uint2 vpre[8];
+    if constexpr (HDT == 64)
+        pv_load8(vpre, vc + (size_t)kh * hd + 4 * (tid % 16), kvd, tid / 16, len, pos);
     uint32_t dep = __float_as_uint(rope_t.x) ^ __float_as_uint(rope_t.y);
+    if constexpr (HDT == 64)
+#pragma unroll
+        for (int u = 0; u < 8; u++)
+            dep ^= vpre[u].x;
     if constexpr (HDT > 0)
         if (tid < len)
 #pragma unroll
@@ -445,7 +459,8 @@ __global__ void __launch_bounds__(ADT)
         const int l = it / hd4, c = it % hd4;
         const __half *vcol = vc + (size_t)kh * hd + 4 * c;
         const float4 vme = make_float4(vs[4 * c], vs[4 * c + 1], vs[4 * c + 2], vs[4 * c + 3]);
-        const float4 a = pv_lane(vcol, kvd, S, l, len, pos, vme);
+        const float4 a =
+            pv_lane(vcol, kvd, S, l, len, pos, vme, HDT == 64 && it == tid ? vpre : nullptr);
         red4[it] = a;
     }
     __syncthreads();
