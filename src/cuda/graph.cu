@@ -143,17 +143,22 @@ static void exec_matmul_pro(cuda_backend *be, const cuda_rec *R, int nr, int *i,
 /* Is nothing reading buf (count floats) after record j before it is overwritten? Any
  * other use of buf by a record counts as a read; a buffer still live at the step's end
  * counts as read (the host or the next step may want it). */
+static bool in_buf(const float *p, const float *buf, size_t count) {
+    return p && p >= buf && p < buf + count;
+}
+
 static bool dead_after(const cuda_rec *R, int nr, int j, const float *buf, size_t count) {
     for (int k = j + 1; k < nr; k++) {
         const cuda_rec *r = &R[k];
-        if (r->x == buf || r->y == buf || r->z == buf) return false;
+        if (in_buf(r->x, buf, count) || in_buf(r->y, buf, count) || in_buf(r->z, buf, count))
+            return false;
         size_t full = 0; /* elements of buf this record overwrites without reading */
         if (r->op == CREC_MATMUL) {
             for (int w = 0; w < r->n_w && w < 4; w++)
                 if (r->ys[w] == buf && r->w[w]) full = (size_t)r->w[w]->n_out * (size_t)r->n;
         } else if (r->out == buf && (r->op == CREC_RMSNORM || r->op == CREC_SWIGLU)) {
             full = r->op == CREC_RMSNORM ? (size_t)r->dim * (size_t)r->n : r->count;
-        } else if (r->out == buf) {
+        } else if (in_buf(r->out, buf, count)) {
             return false;
         }
         if (full >= count) return true;
