@@ -150,7 +150,8 @@ static size_t n_diff(const float *a, const float *b, size_t n) {
 static void test_exact_math_host(void) {
     printf("exact_math.h vs the CPU's formulas\n");
     size_t bad = 0, n = 0;
-    for (uint64_t u = 0; u < (1ull << 32); u += 251) { /* every sign, exponent, many mantissas */
+    for (uint64_t u = 0; u < (1ull << 32);
+         u += 251) { /* every sign, exponent, many mantissas */
         uint32_t b = (uint32_t)u;
         float x;
         memcpy(&x, &b, 4);
@@ -398,6 +399,49 @@ static void test_matmul_case(chord_type t, int64_t n_out, int64_t n_in, const in
     free_weight(&w);
 }
 
+/* One matmul call of nw weights sharing the input x (n_in wide), for each n of ns, against
+ * the CPU backend's one call. */
+static void test_matmul_multi(tw *ws, int nw, int64_t n_in, const int *ns, int nn) {
+    const int nmax = ns[nn - 1];
+    float *x = malloc((size_t)nmax * n_in * sizeof *x);
+    for (int64_t i = 0; i < nmax * n_in; i++)
+        x[i] = rnorm();
+    gbuf gx = galloc((size_t)nmax * n_in);
+    gput(&gx, x, (size_t)nmax * n_in);
+    for (int pass = 0; pass < nn; pass++) {
+        const int n = ns[pass];
+        gbuf gy[4];
+        float *ys[4], *yc[4];
+        const chord_weight *gws[4], *cws[4];
+        for (int k = 0; k < nw; k++) {
+            gy[k] = galloc((size_t)n * ws[k].cw.n_out);
+            ys[k] = gy[k].p;
+            yc[k] = malloc((size_t)n * ws[k].cw.n_out * sizeof(float));
+            gws[k] = &ws[k].gw;
+            cws[k] = &ws[k].cw;
+        }
+        gpu->ops->matmul(gpu, nw, ys, gws, gx.p, n);
+        cpu->ops->matmul(cpu, nw, yc, cws, x, n);
+        for (int k = 0; k < nw; k++) {
+            size_t m = (size_t)n * ws[k].cw.n_out;
+            float *y = malloc(m * sizeof *y);
+            char what[64];
+            snprintf(what, sizeof what, "matmul x%d [%d] %lldx%lld n=%d", nw, k,
+                     (long long)ws[k].cw.n_out, (long long)n_in, n);
+            gget(&gy[k], y, m, what);
+            double e = rel_err_f(y, yc[k], m);
+            printf("  %-34s vs cpu %.2e\n", what, e);
+            const bool fl = is_float_type(ws[k].cw.type);
+            CHECK(e < (!fl || n == 1 ? 1e-5 : 3e-3), "%s: error %.3e", what, e);
+            free(y);
+            free(yc[k]);
+            gfree(&gy[k]);
+        }
+    }
+    gfree(&gx);
+    free(x);
+}
+
 static void test_matmul(void) {
     printf("matmul\n");
     const int ns[] = {1, 2, 5, 64, 70, 130};
@@ -422,43 +466,18 @@ static void test_matmul(void) {
     /* several weights with one input (x quantized once), n = 1 and n = 9 */
     tw ws[3] = {make_weight(CHORD_TYPE_Q4_K, 130, 512), make_weight(CHORD_TYPE_Q6_K, 70, 512),
                 make_weight(CHORD_TYPE_F16, 90, 512)};
-    float *x = malloc(9 * 512 * sizeof *x);
-    for (int i = 0; i < 9 * 512; i++)
-        x[i] = rnorm();
-    gbuf gx = galloc(9 * 512);
-    gput(&gx, x, 9 * 512);
-    for (int pass = 0; pass < 2; pass++) {
-        int n = pass ? 9 : 1;
-        gbuf gy[3];
-        float *ys[3], *yc[3];
-        const chord_weight *gws[3], *cws[3];
-        for (int k = 0; k < 3; k++) {
-            gy[k] = galloc((size_t)n * ws[k].cw.n_out);
-            ys[k] = gy[k].p;
-            yc[k] = malloc((size_t)n * ws[k].cw.n_out * sizeof(float));
-            gws[k] = &ws[k].gw;
-            cws[k] = &ws[k].cw;
-        }
-        gpu->ops->matmul(gpu, 3, ys, gws, gx.p, n);
-        cpu->ops->matmul(cpu, 3, yc, cws, x, n);
-        for (int k = 0; k < 3; k++) {
-            size_t m = (size_t)n * ws[k].cw.n_out;
-            float *y = malloc(m * sizeof *y);
-            char what[64];
-            snprintf(what, sizeof what, "matmul x3 [%d] n=%d", k, n);
-            gget(&gy[k], y, m, what);
-            double e = rel_err_f(y, yc[k], m);
-            printf("  %-34s vs cpu %.2e\n", what, e);
-            CHECK(e < (k < 2 ? 1e-5 : n == 1 ? 1e-5 : 3e-3), "%s: error %.3e", what, e);
-            free(y);
-            free(yc[k]);
-            gfree(&gy[k]);
-        }
-    }
+    const int ns9[] = {1, 9};
+    test_matmul_multi(ws, 3, 512, ns9, 2);
+    /* decode with long Q4_K rows and more blocks than one row per warp fits at once on an
+     * H100: the chunk kernels at two rows per warp, alone and paired with Q6_K */
+    tw wl[2] = {make_weight(CHORD_TYPE_Q4_K, 8000, 4352),
+                make_weight(CHORD_TYPE_Q6_K, 1000, 4352)};
+    test_matmul_multi(wl, 2, 4352, ns1, 1);
+    test_matmul_multi(wl, 1, 4352, ns1, 1);
     for (int k = 0; k < 3; k++)
         free_weight(&ws[k]);
-    gfree(&gx);
-    free(x);
+    for (int k = 0; k < 2; k++)
+        free_weight(&wl[k]);
 }
 
 /* -------------------------------------------------------------- get_rows */
@@ -526,8 +545,8 @@ static void test_elementwise(void) {
         cpu->ops->rmsnorm(cpu, yc, x, &cw, n, dim, 1e-5f);
         double e = rel_err_f(y, yc, (size_t)n * dim);
         size_t nd = n_diff(y, yc, (size_t)n * dim);
-        CHECK(nd == 0, "rmsnorm dim %d: %zu values differ from the CPU's (rel err %.3e)", dim, nd,
-              e);
+        CHECK(nd == 0, "rmsnorm dim %d: %zu values differ from the CPU's (rel err %.3e)", dim,
+              nd, e);
 
         /* add / swiglu over n*dim floats, and at an odd offset (unaligned path) */
         for (int off = 0; off < 2; off++) {
@@ -549,7 +568,8 @@ static void test_elementwise(void) {
             cpu->ops->swiglu(cpu, rc, a, b, m);
             e = rel_err_f(r + off, rc, m);
             size_t nd = n_diff(r + off, rc, m);
-            CHECK(nd == 0, "swiglu %zu: %zu values differ from the CPU's (rel err %.3e)", m, nd, e);
+            CHECK(nd == 0, "swiglu %zu: %zu values differ from the CPU's (rel err %.3e)", m, nd,
+                  e);
             gpu->ops->add(gpu, ga.p, gb.p, m);
             gget(&ga, r, m, "add");
             cpu->ops->add(cpu, a, b, m);
@@ -587,7 +607,8 @@ static void test_elementwise(void) {
         cpu->ops->rope(cpu, x, n, rc[c].pos0, &s);
         double e = rel_err_f(y, x, m);
         size_t nd = n_diff(y, x, m);
-        CHECK(nd == 0, "rope case %zu: %zu values differ from the CPU's (rel err %.3e)", c, nd, e);
+        CHECK(nd == 0, "rope case %zu: %zu values differ from the CPU's (rel err %.3e)", c, nd,
+              e);
         printf("  rope case %zu (%s, pos0 %d): %.2e, %zu differ\n", c,
                rc[c].neox ? "neox" : "normal", rc[c].pos0, e, nd);
         free(x), free(y);
@@ -636,8 +657,8 @@ static void test_attention_shape(int n_head, int n_head_kv, int hd, int n_ctx,
         const char *am = getenv("CHORD_CUDA_ATTN");
         const bool exact_env = am && (!strcmp(am, "exact") || !strcmp(am, "old"));
         const bool flash_env = am && !strcmp(am, "flash");
-        const bool flash = !exact_env && (hd == 64 || hd == 128) &&
-                           (n >= 64 || (flash_env && n >= 2));
+        const bool flash =
+            !exact_env && (hd == 64 || hd == 128) && (n >= 64 || (flash_env && n >= 2));
         printf("  %-44s %.2e, %zu differ%s\n", what, e, nd, flash ? " (tensor cores)" : "");
         if (flash)
             CHECK(e <= 3e-3, "%s: rel err %.3e from the CPU's", what, e);
@@ -665,7 +686,7 @@ static void test_attention(void) {
     test_attention_shape(64, 1, 32, 200, steps, 5);  /* more heads than one block holds */
     test_attention_shape(4, 2, 36, 200, steps, 5);   /* head_dim not a multiple of 8 */
     const int pre[][2] = {{64, 0}, {65, 64}, {1, 129}, {512, 130}, {127, 642}, {1, 769}};
-    test_attention_shape(32, 4, 64, 800, pre, 6);  /* tensor-core tile edges */
+    test_attention_shape(32, 4, 64, 800, pre, 6);   /* tensor-core tile edges */
     test_attention_shape(32, 32, 128, 800, pre, 6); /* Llama-2-7B */
 }
 
@@ -734,7 +755,8 @@ static void test_topk(void) {
                 cases++;
                 if (st == CHORD_E_UNSUPPORTED) {
                     unsupported++;
-                    CHECK(gpu->ops->sync(gpu, &err) == CHORD_OK, "topk unsupported: no error left");
+                    CHECK(gpu->ops->sync(gpu, &err) == CHORD_OK,
+                          "topk unsupported: no error left");
                     continue;
                 }
                 CHECK(st == CHORD_OK, "topk n %d k %d: %s", n, k, err.message);
