@@ -318,7 +318,7 @@ void cuda_matvec_call(cuda_backend *be, int n_w, float *const *ys,
                       const qact *xa_pre) {
     dev_enter(be);
     if (!matmul_check(be, n_w, ws)) return;
-    qact xa = {NULL, NULL, NULL, NULL, 0};
+    qact xa = {NULL, NULL, NULL, NULL, NULL, 0};
     int64_t xa_n_in = -1;
     if (xa_pre) xa = *xa_pre, xa_n_in = ws[0]->n_in;
     /* two types sharing one activation quantization (Q4_K q/k + Q6_K v): one launch */
@@ -354,7 +354,7 @@ static void do_matmul(cuda_backend *be, int n_w, float *const *ys,
     if (!matmul_check(be, n_w, ws)) return;
     /* the activations are quantized once per (row length, block) for the quantized
      * weights of the call, as the CPU backend does */
-    qact xa = {NULL, NULL, NULL, NULL, 0};
+    qact xa = {NULL, NULL, NULL, NULL, NULL, 0};
     int64_t xa_n_in = -1;
     for (int k0 = 0; k0 < n_w;) {
         const chord_weight *w = ws[k0];
@@ -670,7 +670,7 @@ extern "C" chord_status cuda_bench_matmul(chord_backend *b, const chord_weight *
     dev_enter(be);
     if (n_w <= 0 || reps <= 0) return chord_fail(err, CHORD_E_INVALID_ARG, "nothing to time");
     double ms = 0;
-    qact xa = {NULL, NULL, NULL, 0};
+    qact xa = {NULL, NULL, NULL, NULL, NULL, 0};
     bool pre = kernel_only && n == 1;
     if (pre && !type_is_float(ws[0]->type) &&
         !cuda_quantize_act(be, x, ws[0]->n_in, 1, act_block(ws[0]->type), &xa))

@@ -371,6 +371,7 @@ typedef struct qact {
     const float *d;
     const int16_t *bs;
     const float *s;
+    const int8_t *qc; /* one token, qb 256: q in Q4_K chunk order (quant.cuh q4k_co) */
     int qb;
 } qact;
 

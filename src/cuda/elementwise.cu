@@ -159,7 +159,8 @@ template <int QB, int NBW>
 __global__ void rmsnorm_quant_kernel(float *__restrict__ out, const float *__restrict__ x,
                                      const float *__restrict__ w, int dim, float eps,
                                      int8_t *__restrict__ xq, float *__restrict__ xd,
-                                     int16_t *__restrict__ bs, float *__restrict__ xs, ktr tk) {
+                                     int16_t *__restrict__ bs, float *__restrict__ xs,
+                                     int8_t *__restrict__ xqc, ktr tk) {
     constexpr int PER = QB / 32;
     ktrace kt(tk);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
@@ -194,7 +195,7 @@ __global__ void rmsnorm_quant_kernel(float *__restrict__ out, const float *__res
             o[i] = __fmul_rn(__fmul_rn(v[j][i], scale), g[j][i]);
             if (out) out[b * QB + lane * PER + i] = o[i];
         }
-        quant_store<QB>(o, lane, b, xq, xd, bs, xs);
+        quant_store<QB>(o, lane, b, xq, xd, bs, xs, xqc);
     }
 }
 
@@ -203,7 +204,7 @@ static cudaError_t launch_rmsq(cuda_backend *be, int warps, float *out, const fl
                                const float *w, int dim, float eps, const qact *xa) {
     return launch_pdl(be, rmsnorm_quant_kernel<QB, NBW>, dim3(1), dim3(32 * warps), out, x, w,
                       dim, eps, (int8_t *)xa->q, (float *)xa->d, (int16_t *)xa->bs,
-                      (float *)(QB == 32 ? xa->s : NULL), take_ktr(be, 'n'));
+                      (float *)(QB == 32 ? xa->s : NULL), (int8_t *)xa->qc, take_ktr(be, 'n'));
 }
 
 template <int QB>
@@ -408,7 +409,7 @@ template <int QB>
 __global__ void __launch_bounds__(QB)
     swiglu_quant_kernel(float *out, const float *g, const float *u, int8_t *__restrict__ xq,
                         float *__restrict__ xd, int16_t *__restrict__ bs,
-                        float *__restrict__ xs, ktr tk, int early) {
+                        float *__restrict__ xs, int8_t *__restrict__ xqc, ktr tk, int early) {
     constexpr int PER = QB / 32;
     __shared__ float vals[QB];
     const int64_t b = blockIdx.x, e = b * QB + threadIdx.x;
@@ -427,7 +428,7 @@ __global__ void __launch_bounds__(QB)
 #pragma unroll
         for (int i = 0; i < PER; i++)
             v[i] = vals[lane * PER + i];
-        quant_store<QB>(v, lane, b, xq, xd, bs, xs);
+        quant_store<QB>(v, lane, b, xq, xd, bs, xs, xqc);
     }
 }
 
@@ -439,10 +440,10 @@ bool cuda_swiglu_quant(cuda_backend *be, float *out, const float *g, const float
     if (qb == 32)
         e = launch_pdl(be, swiglu_quant_kernel<32>, dim3(grid), dim3(32), out, g, u,
                        (int8_t *)xa->q, (float *)xa->d, (int16_t *)xa->bs, (float *)xa->s,
-                       take_ktr(be, 's'), (int)be->early_trigger);
+                       (int8_t *)NULL, take_ktr(be, 's'), (int)be->early_trigger);
     else
         e = launch_pdl(be, swiglu_quant_kernel<256>, dim3(grid), dim3(256), out, g, u,
                        (int8_t *)xa->q, (float *)xa->d, (int16_t *)xa->bs, (float *)NULL,
-                       take_ktr(be, 's'), (int)be->early_trigger);
+                       (int8_t *)xa->qc, take_ktr(be, 's'), (int)be->early_trigger);
     return CUDA_CHECK(be, e) && CUDA_LAUNCHED(be, "swiglu_quant_kernel");
 }

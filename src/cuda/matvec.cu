@@ -26,8 +26,8 @@ __device__ __forceinline__ float mv_warp_sum(float v) {
 template <int QB>
 __global__ void quantize_act_kernel(int8_t *__restrict__ xq, float *__restrict__ xd,
                                     int16_t *__restrict__ bs, float *__restrict__ xs,
-                                    const float *__restrict__ x, int64_t n_blocks, ktr tk,
-                                    int early) {
+                                    int8_t *__restrict__ xqc, const float *__restrict__ x,
+                                    int64_t n_blocks, ktr tk, int early) {
     constexpr int PER = QB / 32;
     ktrace kt(tk);
     int64_t b = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
@@ -42,7 +42,12 @@ __global__ void quantize_act_kernel(int8_t *__restrict__ xq, float *__restrict__
 #pragma unroll
     for (int i = 0; i < PER; i++)
         v[i] = xb[i];
-    quant_store<QB>(v, lane, b, xq, xd, bs, xs);
+    quant_store<QB>(v, lane, b, xq, xd, bs, xs, xqc);
+}
+
+/* the chunk-order copy (xact.qc) of a decode token's K-quant activations */
+static size_t qact_co_bytes(int64_t n_in, int n, int qb) {
+    return n == 1 && qb == 256 ? (size_t)(n_in + 2047) & ~(size_t)2047 : 0;
 }
 
 size_t cuda_qact_bytes(int64_t n_in, int n, int qb) {
@@ -51,7 +56,7 @@ size_t cuda_qact_bytes(int64_t n_in, int n, int qb) {
     const size_t dbytes = ((total / qb) * sizeof(float) + 15) & ~(size_t)15;
     const size_t sbytes = qb == 32 ? dbytes : 0;
     const size_t bbytes = (total / 16) * sizeof(int16_t);
-    return qbytes + dbytes + sbytes + bbytes;
+    return qbytes + dbytes + sbytes + bbytes + qact_co_bytes(n_in, n, qb);
 }
 
 bool cuda_qact_view(cuda_backend *be, int64_t n_in, int n, int qb, qact *out) {
@@ -69,6 +74,10 @@ bool cuda_qact_view(cuda_backend *be, int64_t n_in, int n, int qb, qact *out) {
     out->d = (const float *)(p + qbytes);
     out->s = qb == 32 ? (const float *)(p + qbytes + dbytes) : NULL;
     out->bs = (const int16_t *)(p + qbytes + dbytes + sbytes);
+    out->qc =
+        qact_co_bytes(n_in, n, qb)
+            ? (const int8_t *)(p + qbytes + dbytes + sbytes + (total / 16) * sizeof(int16_t))
+            : NULL;
     out->qb = qb;
     return true;
 }
@@ -84,11 +93,12 @@ bool cuda_quantize_act(cuda_backend *be, const float *x, int64_t n_in, int n, in
     if (qb == 32)
         e = launch_pdl(be, quantize_act_kernel<32>, dim3((unsigned)grid), dim3(threads),
                        (int8_t *)out->q, (float *)out->d, (int16_t *)out->bs, (float *)out->s,
-                       x, n_blocks, take_ktr(be, 'q'), (int)be->early_trigger);
+                       (int8_t *)NULL, x, n_blocks, take_ktr(be, 'q'), (int)be->early_trigger);
     else
         e = launch_pdl(be, quantize_act_kernel<256>, dim3((unsigned)grid), dim3(threads),
-                       (int8_t *)out->q, (float *)out->d, (int16_t *)out->bs, (float *)NULL, x,
-                       n_blocks, take_ktr(be, 'q'), (int)be->early_trigger);
+                       (int8_t *)out->q, (float *)out->d, (int16_t *)out->bs, (float *)NULL,
+                       (int8_t *)out->qc, x, n_blocks, take_ktr(be, 'q'),
+                       (int)be->early_trigger);
     return CUDA_CHECK(be, e) && CUDA_LAUNCHED(be, "quantize_act_kernel");
 }
 
@@ -162,7 +172,7 @@ template <int T>
 __device__ __forceinline__ float mv_dot(const uraw &r, int u, const xact &xa,
                                         const mv_lane<T> &c) {
     if constexpr (T == MV_Q4K_CH)
-        return q4k_dot(r, u >> 2, c.L, xa);
+        return q4k_dot<true>(r, u >> 2, c.L, xa);
     else if constexpr (T == CHORD_TYPE_Q4_K)
         return q4ku_dot(r, u >> 3, c.L, xa);
     else
@@ -439,7 +449,9 @@ static void launch_matvec(cuda_backend *be, mvjob &job, const float *x, const qa
             cuda_fail(be, "matvec: activations not quantized for this type");
             return;
         }
-        xact a = {xa->q, xa->d, xa->bs, xa->s};
+        xact a = {xa->q, xa->d, xa->bs, xa->s, xa->qc};
+        if (q4k_chunks(T, w.n_in) && !xa->qc)
+            return cuda_fail(be, "matvec: Q4_K rows need the activations in chunk order");
         if constexpr (exact_lanes_type(T)) {
             if (!job_blocks(job, MV_ROWS)) return cuda_fail(be, "matvec: too many rows");
             CUDA_CHECK(be, launch_pdl(be, matvec_exact_kernel<T>, dim3(job.bstart[job.nw]), blk,
@@ -502,6 +514,8 @@ static bool q2_pair(int t0, int t1) {
 
 template <int T0, int T1> static void launch_q2(cuda_backend *be, mvjob &job, const xact &a) {
     const wview &w = job.w[0];
+    if (q4k_chunks(T0, w.n_in) && !a.qc)
+        return cuda_fail(be, "matvec: Q4_K rows need the activations in chunk order");
     const int64_t per_lane = (w.nb * units_per_block(T0) + 31) / 32;
     const dim3 blk(32 * MV_ROWS);
     cudaError_t e;
@@ -552,7 +566,7 @@ bool cuda_matvec_pair(cuda_backend *be, int n_w, const chord_weight *const *ws,
         job.y[k] = ys[k];
         job.res[k] = res ? res[k] : NULL;
     }
-    const xact a = {xa->q, xa->d, xa->bs, xa->s};
+    const xact a = {xa->q, xa->d, xa->bs, xa->s, xa->qc};
     launch_q2<CHORD_TYPE_Q4_K, CHORD_TYPE_Q6_K>(be, job, a);
     for (int k = 0; k < n_w; k++)
         cuda_pf_weight(be, job.kt, ws[k]);
@@ -617,7 +631,7 @@ bool cuda_matmul_exact(cuda_backend *be, int n_w, const chord_weight *const *ws,
         job.y[k] = ys[k];
     }
     if (!job_blocks(job, MV_ROWS)) return false;
-    const xact a = {xa->q, xa->d, xa->bs, xa->s};
+    const xact a = {xa->q, xa->d, xa->bs, xa->s, xa->qc};
     CUDA_TYPE_SWITCH(ws[0]->type, launch_exact, (void)0, be, job, a, n);
     return true;
 }
@@ -677,7 +691,7 @@ template <int T>
 __device__ __forceinline__ float qp_dot_ch(const uraw &r, int u, const xact &xa,
                                            const mv_lane<MV_Q4K_CH> &c) {
     if constexpr (T == CHORD_TYPE_Q4_K)
-        return mv_dot<MV_Q4K_CH>(r, u, xa, c);
+        return q4k_dot<false>(r, u >> 2, c.L, xa); /* x in shared memory, natural order */
     else
         return 0.f;
 }
@@ -779,7 +793,7 @@ __global__ void __launch_bounds__(32 * MVF_WARPS)
                 v[i] = pro.nw ? __fmul_rn(__fmul_rn(xsm[e], scale), wsm[e]) : xsm[e];
                 if (wr) pro.xout[e] = v[i];
             }
-            quant_store<QB>(v, lane, b, sq, sd, sbs, ss);
+            quant_store<QB>(v, lane, b, sq, sd, sbs, ss, nullptr);
         }
         __syncthreads();
     }

@@ -440,15 +440,28 @@ __device__ __forceinline__ float ld_elem(const wview &w, int64_t row, int64_t k)
 
 /* ------------------------------------------- activation quantization */
 
+/* Q4_K chunk order of one token's activations (xact.qc): q4k_dot's lane L dots chunk L & 3
+ * of superblock 8 g + L / 4 and reads its 64 activations as four 16-byte pieces k; piece
+ * k of lane L is stored at 2048 g + 512 k + 16 L, so that each of those four loads of a
+ * warp reads 512 contiguous bytes (4 L1 lines, not 16). q4k_co: where the 8 activations
+ * 8 l .. 8 l + 7 of superblock b go (a permutation within each 2048; the buffer is
+ * padded to a multiple of 2048). */
+__host__ __device__ constexpr int64_t q4k_co(int64_t b, int l) {
+    return 2048 * (b >> 3) + 512 * ((l >> 1) & 3) + 16 * (((b & 7) << 2) | (l >> 3)) +
+           8 * (l & 1);
+}
+
 /* One warp quantizes activation block b (QB = 32 or 256 values; lane holds elements
  * b * QB + lane * PER + i in v[i], PER = QB / 32) as the CPU backend does: d = amax / 127
  * (QB 32) or 1 / (127 / amax) (QB 256),
  * q = rint(x * (127 / amax)), each step correctly rounded; bs = sum of each 16 q. QB = 32
- * then stores d rounded to half and s = half(d * sum), as llama.cpp's Q8_0 / Q8_1. */
+ * then stores d rounded to half and s = half(d * sum), as llama.cpp's Q8_0 / Q8_1. QB = 256
+ * also stores q in Q4_K chunk order to xqc when given (q4k_co). */
 template <int QB>
 __device__ __forceinline__ void quant_store(const float *v, int lane, int64_t b,
                                             int8_t *__restrict__ xq, float *__restrict__ xd,
-                                            int16_t *__restrict__ bs, float *__restrict__ xs) {
+                                            int16_t *__restrict__ bs, float *__restrict__ xs,
+                                            int8_t *__restrict__ xqc) {
     constexpr int PER = QB / 32;
     float a = 0.f;
 #pragma unroll
@@ -488,6 +501,7 @@ __device__ __forceinline__ void quant_store(const float *v, int lane, int64_t b,
         pk.y = (uint32_t)(uint8_t)q[4] | (uint32_t)(uint8_t)q[5] << 8 |
                (uint32_t)(uint8_t)q[6] << 16 | (uint32_t)(uint8_t)q[7] << 24;
         *reinterpret_cast<uint2 *>(xq + b * QB + lane * PER) = pk;
+        if (xqc) *reinterpret_cast<uint2 *>(xqc + q4k_co(b, lane)) = pk;
         sum += __shfl_xor_sync(0xffffffffu, sum, 1); /* two lanes hold 16 */
         if ((lane & 1) == 0) bs[b * 16 + (lane >> 1)] = (int16_t)sum;
         if (lane == 0) xd[b] = d;
@@ -557,7 +571,8 @@ typedef struct xact {
     const int8_t *q;
     const float *d;
     const int16_t *bs;
-    const float *s; /* qb = 32: half(d * sum q) per block, for weights with a min */
+    const float *s;   /* qb = 32: half(d * sum q) per block, for weights with a min */
+    const int8_t *qc; /* qb = 256, decode: q in Q4_K chunk order (q4k_co), or NULL */
 } xact;
 
 template <int T> __device__ __forceinline__ uraw unit_load(const wview &w, int64_t row, int u);
@@ -833,11 +848,15 @@ __device__ __forceinline__ uraw q4k_load(const uint8_t *q, const uint8_t *s, int
     return r;
 }
 
+template <bool CO>
 __device__ __forceinline__ float q4k_dot(const uraw &r, int b, const q4k_lane &L,
                                          const xact &x) {
     const int el = 256 * b + 64 * L.c;
-    const int4 x0 = ldx16(x.q + el), x1 = ldx16(x.q + el + 16);
-    const int4 x2 = ldx16(x.q + el + 32), x3 = ldx16(x.q + el + 48);
+    /* CO: from x.qc (chunk order, 4 L1 lines per load), else from x.q (16 lines) */
+    const int8_t *xp = CO ? x.qc + 2048 * (b >> 3) + 16 * (((b & 7) << 2) | L.c) : x.q + el;
+    constexpr int ST = CO ? 512 : 16;
+    const int4 x0 = ldx16(xp), x1 = ldx16(xp + ST);
+    const int4 x2 = ldx16(xp + 2 * ST), x3 = ldx16(xp + 3 * ST);
     int sil = dot16(r.a.x & M4, r.a.y & M4, r.a.z & M4, r.a.w & M4, x0, 0);
     sil = dot16(r.b.x & M4, r.b.y & M4, r.b.z & M4, r.b.w & M4, x1, sil);
     int sih = dot16((r.a.x >> 4) & M4, (r.a.y >> 4) & M4, (r.a.z >> 4) & M4, (r.a.w >> 4) & M4,
