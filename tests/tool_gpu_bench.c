@@ -357,18 +357,20 @@ static int cmd_decode(int argc, char **argv) {
     printf("%-40s %10s %10s\n", "variant", "host us", "graph us");
     const struct {
         const char *name;
-        int graphs, fuse, pdl, persist, pairs, fast, waves, pf, pfb, early, pfc, q4kr;
+        int graphs, fuse, pdl, persist, pairs, fast, waves, pf, pfb, early, pfc, q4kr, kst;
     } vs[] = {
-        {"graphs (default)", 1, 0, 1, 2, 1, 1, 1, -1, -1, -1, -1, 2},
-        {"graphs, Q4_K chunks one row per warp", 1, 0, 1, 2, 1, 1, 1, -1, -1, -1, -1, 1},
-        {"graphs, no L2 prefetch", 1, 0, 1, 2, 1, 1, 1, 0, -1, -1, -1, 2},
-        {"graphs, no pdl", 1, 0, 0, 2, 1, 1, 1, -1, -1, -1, -1, 2},
-        {"graphs (default, again)", 1, 0, 1, 2, 1, 1, 1, -1, -1, -1, -1, 2},
+        {"graphs (default)", 1, 0, 1, 2, 1, 1, 1, -1, -1, -1, -1, 2, -1},
+        {"graphs, attention stages no cache rows", 1, 0, 1, 2, 1, 1, 1, -1, -1, -1, -1, 2, 0},
+        {"graphs, Q4_K chunks one row per warp", 1, 0, 1, 2, 1, 1, 1, -1, -1, -1, -1, 1, -1},
+        {"graphs, no L2 prefetch", 1, 0, 1, 2, 1, 1, 1, 0, -1, -1, -1, 2, -1},
+        {"graphs, no pdl", 1, 0, 0, 2, 1, 1, 1, -1, -1, -1, -1, 2, -1},
+        {"graphs (default, again)", 1, 0, 1, 2, 1, 1, 1, -1, -1, -1, -1, 2, -1},
     };
     const int pf0 = cuda_tune(g, "prefetch", 0); /* the default (CHORD_CUDA_PREFETCH) */
     const int pfb0 = cuda_tune(g, "pfblocks", 32);
     const int early0 = cuda_tune(g, "early", 1);
     const int pfc0 = cuda_tune(g, "pfchunk", 32);
+    const int kst0 = cuda_tune(g, "kstage", 256);
     int rc = 0;
     for (size_t v = 0; v < sizeof vs / sizeof vs[0]; v++) {
         cuda_set_graphs(g, vs[v].graphs);
@@ -383,6 +385,7 @@ static int cmd_decode(int argc, char **argv) {
         cuda_tune(g, "pfblocks", vs[v].pfb < 0 ? pfb0 : vs[v].pfb);
         cuda_tune(g, "early", vs[v].early < 0 ? early0 : vs[v].early);
         cuda_tune(g, "pfchunk", vs[v].pfc < 0 ? pfc0 : vs[v].pfc);
+        cuda_tune(g, "kstage", vs[v].kst < 0 ? kst0 : vs[v].kst);
         cuda_graphs_drop(g);
         chord_context_truncate(ctx, 0);
         if (pos && chord_eval(ctx, toks, pos, false, &err) != CHORD_OK) goto fail;
@@ -410,6 +413,7 @@ static int cmd_decode(int argc, char **argv) {
     cuda_tune(g, "early", early0);
     const char *tpc = getenv("TRACE_PFCHUNK");
     cuda_tune(g, "pfchunk", tpc ? atoi(tpc) : pfc0);
+    cuda_tune(g, "kstage", kst0);
     if (trace_step(g, ctx, toks + pos) != 0) goto fail;
     goto done;
 fail:

@@ -28,6 +28,7 @@
 
 #include "cuda_common.cuh"
 #include "exact_math.h"
+#include "ptx.cuh"
 
 #define AT 128                      /* threads per block (scores) */
 #define PVT 256                     /* threads per block (P.V) */
@@ -210,8 +211,15 @@ __global__ void attn_softmax_kernel(float *__restrict__ S, int ldS, int n_head, 
  * keys' loads are issued before their FMAs, a short last batch too (one key at a time,
  * a lane's last keys were each an L2 round trip: most of a decode step's P.V below 128
  * keys). */
-__device__ __forceinline__ void pv_load8(uint2 (&raw)[8], const __half *__restrict__ vcol,
-                                         int kvd, int j, int len, int pos) {
+/* Rows of V below st.n come from the shared-memory copy st (decode: kv_stage). */
+typedef struct vstage {
+    const __half *v;  /* [n][hd] halves, swizzled (kv_piece) */
+    int n, pieces, c; /* rows staged, 16-byte pieces per row, the 4-dim group */
+} vstage;
+
+/* eight rows of the cache (keys j, j + 16, ...) */
+__device__ __forceinline__ void pv_load8g(uint2 (&raw)[8], const __half *__restrict__ vcol,
+                                          int kvd, int j, int len, int pos) {
 #pragma unroll
     for (int u = 0; u < 8; u++) {
         const int jj = j + 16 * u;
@@ -221,10 +229,26 @@ __device__ __forceinline__ void pv_load8(uint2 (&raw)[8], const __half *__restri
     }
 }
 
+__device__ __forceinline__ void pv_load8(uint2 (&raw)[8], const __half *__restrict__ vcol,
+                                         int kvd, int j, int len, int pos, const vstage &st) {
+    if (st.n == 0) return pv_load8g(raw, vcol, kvd, j, len, pos);
+#pragma unroll
+    for (int u = 0; u < 8; u++) {
+        const int jj = j + 16 * u;
+        raw[u] =
+            jj >= len || jj == pos ? make_uint2(0u, 0u)
+            : jj < st.n
+                ? *reinterpret_cast<const uint2 *>(
+                      st.v + 8 * (jj * st.pieces + ((st.c >> 1) ^ (jj & (st.pieces - 1)))) +
+                      4 * (st.c & 1))
+                : __ldg(reinterpret_cast<const uint2 *>(vcol + (size_t)jj * kvd));
+    }
+}
+
 /* pre (may be NULL): the first batch, loaded by pv_load8 already */
 __device__ __forceinline__ float4 pv_lane(const __half *__restrict__ vcol, int kvd,
                                           const float *P, int l, int len, int pos, float4 vme,
-                                          const uint2 *pre = nullptr) {
+                                          const vstage &st, const uint2 *pre = nullptr) {
     float4 a = make_float4(0.f, 0.f, 0.f, 0.f);
     for (int j = l; j < len; j += 8 * 16) {
         uint2 raw[8];
@@ -233,7 +257,7 @@ __device__ __forceinline__ float4 pv_lane(const __half *__restrict__ vcol, int k
             for (int u = 0; u < 8; u++)
                 raw[u] = pre[u];
         } else {
-            pv_load8(raw, vcol, kvd, j, len, pos);
+            pv_load8(raw, vcol, kvd, j, len, pos, st);
         }
 #pragma unroll
         for (int u = 0; u < 8; u++) {
@@ -268,7 +292,8 @@ __global__ void __launch_bounds__(PVT)
     for (int it = threadIdx.x; it < 16 * hd4; it += PVT) {
         const int l = it / hd4, c = it % hd4;
         const __half *vcol = vc + (size_t)kh * hd + 4 * c;
-        const float4 a = pv_lane(vcol, kvd, P, l, len, -1, make_float4(0.f, 0.f, 0.f, 0.f));
+        const float4 a = pv_lane(vcol, kvd, P, l, len, -1, make_float4(0.f, 0.f, 0.f, 0.f),
+                                 vstage{nullptr, 0, 1, 0});
         red4[it] = a; /* it = l * hd4 + c */
     }
     __syncthreads();
@@ -310,30 +335,43 @@ static __host__ __device__ int decode_red_floats(int hd) {
     return 16 * hd > GS_MAX ? 16 * hd : GS_MAX;
 }
 
+/* The decode kernel's copy of the first kmax cache rows of its kv head (K and V, but the
+ * row of the token itself), made by cp.async before the PDL wait: row j's 16-byte piece t
+ * is stored at piece t ^ (j % pieces) of row j (pieces = head_dim / 8, a power of 2), so
+ * that the scores (a warp reads one piece of 32 rows) and P.V (one or two rows) spread
+ * over all the banks. */
+__device__ __forceinline__ int kv_piece(int j, int t, int pieces) {
+    return t ^ (j & (pieces - 1));
+}
+
 /* One token, one block per q head: (rope,) K/V row into the cache, scores of every key
  * in shared memory, softmax, P.V, with the roundings of the kernels above. The key and
  * value of the token itself come from k / v directly (the cache row is written by the
  * first block of the kv group, which the other blocks do not wait for). Position from
  * *dpos when given (graph replay), else pos_val. HDT: head_dim known at compile time
- * (64, 128; 0: run time, multiple of 4). Several keys' loads are in flight per thread. */
+ * (64, 128; 0: run time, multiple of 4). Rows below kmax (HDT 128) are staged in shared
+ * memory while the previous kernel still runs (kv_piece); later ones are read from the
+ * cache, several keys' loads in flight per thread. */
 template <bool ROPE, int HDT>
 __global__ void __launch_bounds__(ADT)
     attn_decode_kernel(float *__restrict__ out, float *q, const float *k,
                        const float *__restrict__ v, __half *kc, __half *vc, int n_head,
                        int n_head_kv, int hd_rt, int pos_val, const int *__restrict__ dpos,
-                       float scale, rope_args ra, ktr tk) {
+                       float scale, rope_args ra, int kmax, ktr tk) {
     const int hd = HDT ? HDT : hd_rt;
     extern __shared__ float4 sm4[];
     float *sm = reinterpret_cast<float *>(sm4);
     float *qs = sm, *ks = sm + hd, *vs = sm + 2 * hd;
     float *red = sm + 3 * hd; /* 3 * hd % 4 == 0: float4-aligned */
-    float *S = red + decode_red_floats(hd);
+    __half *kst = reinterpret_cast<__half *>(red + decode_red_floats(hd));
+    __half *vst = kst + (size_t)kmax * hd;
+    float *S = reinterpret_cast<float *>(vst + (size_t)kmax * hd);
     __shared__ float redf[32];
     __shared__ double dsh;
     ktrace kt(tk);
     /* Before waiting for the kernel that writes q / k / v: the position (copied in before
-     * the step), this thread's rope entry and its first cache rows (earlier steps wrote
-     * them; the row of pos itself is replaced from ks below). */
+     * the step), this thread's rope entry and the staged cache rows (earlier steps wrote
+     * them; the row of pos itself is replaced from ks / vs below). */
     const int tid = threadIdx.x;
     const int pos = dpos ? *dpos : pos_val, len = pos + 1;
     const int h = blockIdx.x, group = n_head / n_head_kv, kh = h / group;
@@ -343,41 +381,46 @@ __global__ void __launch_bounds__(ADT)
     float2 rope_t = make_float2(1.f, 0.f);
     if constexpr (ROPE)
         if (tid < ra.n_rot / 2) rope_t = ra.tab[(size_t)pos * (ra.n_rot / 2) + tid];
-    constexpr int NVP = HDT > 0 ? HDT / 8 : 1;
-    /* rows fetched early: two of 64 dims, one of 128 (two took 255 registers and spilled:
-     * Llama-2-7B's attention got slower) */
-    constexpr int PU = HDT > 64 ? 1 : 2;
-    uint4 kpre[PU][NVP];
-    if constexpr (HDT > 0) {
+    constexpr int NP = HDT > 0 ? HDT / 8 : 1; /* 16-byte pieces per row */
+    /* head_dim 128 stages rows; 64 keeps its first rows in registers: two K rows and each
+     * thread's first eight V rows of its P.V item (staging was slower there: its blocks,
+     * needing more shared memory, no longer started on SMs the matvec before still used) */
+    constexpr bool STAGE = HDT == 128;
+    const int nst = STAGE ? min(len, kmax) : 0;
+    constexpr int PU = HDT == 64 ? 2 : 1;
+    uint4 kpre[PU][NP];
+    uint2 vpre[8];
+    uint32_t dep = __float_as_uint(rope_t.x) ^ __float_as_uint(rope_t.y);
+    if constexpr (HDT == 64) {
         if (tid < len)
 #pragma unroll
             for (int u = 0; u < PU; u++) {
                 const int j = min(tid + u * ADT, len - 1);
                 const uint4 *kr = reinterpret_cast<const uint4 *>(kbase + (size_t)j * kvd);
 #pragma unroll
-                for (int t = 0; t < NVP; t++)
+                for (int t = 0; t < NP; t++) {
                     kpre[u][t] = __ldg(kr + t);
+                    dep ^= kpre[u][t].x;
+                }
             }
-    }
-    /* head_dim 64: each thread's one P.V item (lane l = tid / 16) and its first eight V
-     * rows too (128: no registers left) */
-    uint2 vpre[8];
-    if constexpr (HDT == 64)
-        pv_load8(vpre, vc + (size_t)kh * hd + 4 * (tid % 16), kvd, tid / 16, len, pos);
-    uint32_t dep = __float_as_uint(rope_t.x) ^ __float_as_uint(rope_t.y);
-    if constexpr (HDT == 64)
+        pv_load8g(vpre, vc + (size_t)kh * hd + 4 * (tid % 16), kvd, tid / 16, len, pos);
 #pragma unroll
         for (int u = 0; u < 8; u++)
             dep ^= vpre[u].x;
-    if constexpr (HDT > 0)
-        if (tid < len)
-#pragma unroll
-            for (int u = 0; u < PU; u++)
-#pragma unroll
-                for (int t = 0; t < NVP; t++)
-                    dep ^= kpre[u][t].x;
+    }
+    if constexpr (STAGE) {
+        for (int i = tid; i < nst * NP; i += ADT) {
+            const int j = i / NP, t = i % NP;
+            if (j == pos) continue;
+            const int o = 8 * (j * NP + kv_piece(j, t, NP));
+            cp16(kst + o, kbase + (size_t)j * kvd + 8 * t, true);
+            cp16(vst + o, vc + (size_t)kh * hd + (size_t)j * kvd + 8 * t, true);
+        }
+        cp_commit();
+    }
     pdl_wait_after(dep); /* every load above first (pdl_wait_after) */
     kt.released();
+    pf_report(tk);
     pdl_trigger();
     float *qr = q + (size_t)h * hd;
     for (int c = tid; c < hd; c += ADT) {
@@ -408,21 +451,29 @@ __global__ void __launch_bounds__(ADT)
         ks[c] = __half2float(kh16);
         vs[c] = __half2float(vh16);
     }
+    if constexpr (STAGE) cp_wait<0>();
     __syncthreads();
 
     /* scores (thread tid owns keys tid, tid + ADT, ..., as softmax_row expects); the
      * token's own key from ks (the cache row may not be written yet) */
     if constexpr (HDT > 0) {
-        constexpr int NV = HDT / 8;
         for (int j0 = tid; j0 < len; j0 += 2 * ADT) {
-            uint4 raw[2][NV];
+            uint4 raw[2][NP];
 #pragma unroll
             for (int u = 0; u < 2; u++) {
                 const int j = min(j0 + u * ADT, len - 1);
-                const uint4 *kr = reinterpret_cast<const uint4 *>(kbase + (size_t)j * kvd);
+                if (STAGE && j < nst) { /* separate branches: shared and global loads */
+                    const uint4 *kr = reinterpret_cast<const uint4 *>(kst) + (size_t)j * NP;
 #pragma unroll
-                for (int t = 0; t < NV; t++)
-                    raw[u][t] = j0 == tid && u < PU ? kpre[u < PU ? u : 0][t] : __ldg(kr + t);
+                    for (int t = 0; t < NP; t++)
+                        raw[u][t] = kr[kv_piece(j, t, NP)];
+                } else {
+                    const uint4 *kr = reinterpret_cast<const uint4 *>(kbase + (size_t)j * kvd);
+#pragma unroll
+                    for (int t = 0; t < NP; t++)
+                        raw[u][t] = HDT == 64 && j0 == tid && u < PU ? kpre[u < PU ? u : 0][t]
+                                                                     : __ldg(kr + t);
+                }
             }
 #pragma unroll
             for (int u = 0; u < 2; u++) {
@@ -430,7 +481,7 @@ __global__ void __launch_bounds__(ADT)
                 if (j >= len) break;
                 if (j == pos) {
 #pragma unroll
-                    for (int t = 0; t < NV; t++) {
+                    for (int t = 0; t < NP; t++) {
                         __half2 p4[4];
 #pragma unroll
                         for (int e = 0; e < 4; e++)
@@ -438,7 +489,7 @@ __global__ void __launch_bounds__(ADT)
                         memcpy(&raw[u][t], p4, sizeof(uint4));
                     }
                 }
-                S[j] = __fmul_rn(qk_dot8<NV>(qs, raw[u]), scale);
+                S[j] = __fmul_rn(qk_dot8<NP>(qs, raw[u]), scale);
             }
         }
     } else {
@@ -459,9 +510,8 @@ __global__ void __launch_bounds__(ADT)
         const int l = it / hd4, c = it % hd4;
         const __half *vcol = vc + (size_t)kh * hd + 4 * c;
         const float4 vme = make_float4(vs[4 * c], vs[4 * c + 1], vs[4 * c + 2], vs[4 * c + 3]);
-        const float4 a =
-            pv_lane(vcol, kvd, S, l, len, pos, vme, HDT == 64 && it == tid ? vpre : nullptr);
-        red4[it] = a;
+        red4[it] = pv_lane(vcol, kvd, S, l, len, pos, vme, vstage{vst, nst, NP, c},
+                           HDT == 64 && it == tid ? vpre : nullptr);
     }
     __syncthreads();
     for (int i = tid; i < hd; i += ADT) {
@@ -484,10 +534,23 @@ static cudaError_t launch_decode_hd(cuda_backend *be, int hd, dim3 grid, dim3 bl
                : launch_pdl_smem(be, attn_decode_kernel<ROPE, 0>, grid, blk, smem, args...);
 }
 
-static size_t decode_smem(const chord_attn_shape *s) {
+/* shared memory of the decode kernel with kmax rows staged */
+static size_t decode_smem(const chord_attn_shape *s, int kmax) {
     return ((size_t)3 * s->head_dim + (size_t)decode_red_floats(s->head_dim) +
             (size_t)s->n_ctx) *
-           sizeof(float);
+               sizeof(float) +
+           (size_t)2 * kmax * s->head_dim * sizeof(__half);
+}
+
+/* Rows the decode kernel stages: up to be->attn_kstage (head_dim 128, not more than
+ * the context), fewer where shared memory would not hold them. */
+static int decode_kmax(const cuda_backend *be, const chord_attn_shape *s) {
+    if (s->head_dim != 128) return 0;
+    int kmax = be->attn_kstage < s->n_ctx ? be->attn_kstage : s->n_ctx;
+    const size_t base = decode_smem(s, 0), row = (size_t)4 * s->head_dim;
+    if (base >= be->attn_smem_max) return 0;
+    if (base + kmax * row > be->attn_smem_max) kmax = (int)((be->attn_smem_max - base) / row);
+    return kmax < 0 ? 0 : kmax;
 }
 
 template <bool ROPE, int HDT> static bool decode_attr(int bytes) {
@@ -525,7 +588,7 @@ void cuda_attention_init(cuda_backend *be) {
 bool cuda_attn_decode_ok(cuda_backend *be, const chord_attn_shape *s) {
     const int hd = s->head_dim, nh = s->n_head, nkv = s->n_head_kv;
     return nkv > 0 && nh % nkv == 0 && hd > 0 && hd % 4 == 0 && hd <= HD_MAX &&
-           decode_smem(s) <= be->attn_smem_max;
+           decode_smem(s, 0) <= be->attn_smem_max;
 }
 
 void cuda_attention_decode(cuda_backend *be, float *out, float *q, const float *k,
@@ -554,11 +617,12 @@ void cuda_attention_decode(cuda_backend *be, float *out, float *q, const float *
     cudaError_t e;
     const int hd = s->head_dim;
     const dim3 grid((unsigned)s->n_head), blk(ADT);
-    const size_t smem = decode_smem(s);
+    const int kmax = decode_kmax(be, s);
+    const size_t smem = decode_smem(s, kmax);
     __half *kc = (__half *)kv->k, *vc = (__half *)kv->v;
     const ktr tk = take_ktr(be, 'a');
 #define DECODE_ARGS                                                                            \
-    out, q, k, v, kc, vc, s->n_head, s->n_head_kv, hd, pos0, dpos, s->scale, ra, tk
+    out, q, k, v, kc, vc, s->n_head, s->n_head_kv, hd, pos0, dpos, s->scale, ra, kmax, tk
     e = rope ? launch_decode_hd<true>(be, hd, grid, blk, smem, DECODE_ARGS)
              : launch_decode_hd<false>(be, hd, grid, blk, smem, DECODE_ARGS);
 #undef DECODE_ARGS

@@ -566,6 +566,9 @@ extern "C" chord_status chord_backend_cuda_new(chord_backend **out, chord_error 
     be->pf_window = pf_mib > 0 && pf_mib <= 4096 ? (size_t)pf_mib << 20 : 0;
     be->pf_blocks = 32;
     be->pf_chunk = 32 * 1024;
+    const char *ks = getenv("CHORD_CUDA_KSTAGE"); /* rows of decode attention staged */
+    be->attn_kstage = ks && *ks ? atoi(ks) : 256;
+    if (be->attn_kstage < 0 || be->attn_kstage > 4096) be->attn_kstage = 256;
     const char *et = getenv("CHORD_CUDA_EARLY");
     be->early_trigger = !(et && !strcmp(et, "0"));
     const char *pe = getenv("CHORD_CUDA_PERSIST");

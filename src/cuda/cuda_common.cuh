@@ -113,6 +113,7 @@ typedef struct cuda_backend {
     int tr_next;
     char tr_kind[TRACE_SLOTS];
     size_t attn_smem_max; /* dynamic shared memory the decode attention may use */
+    int attn_kstage;      /* cache rows the decode attention stages in shared memory */
     int attn_flash_hd;    /* largest head_dim the tensor-core prefill attention may run */
     /* what the ROPE scratch holds: positions [0, rope_npos) of this rotation */
     int rope_npos, rope_nrot;

@@ -571,6 +571,9 @@ extern "C" int cuda_tune(chord_backend *b, const char *knob, int value) {
     } else if (!strcmp(knob, "pfchunk")) { /* KiB per lane and prefetch */
         old = be->pf_chunk >> 10;
         be->pf_chunk = (value < 1 ? 1 : value > 1024 ? 1024 : value) << 10;
+    } else if (!strcmp(knob, "kstage")) {
+        old = be->attn_kstage;
+        be->attn_kstage = value < 0 ? 0 : value > 4096 ? 4096 : value;
     } else if (!strcmp(knob, "q4krows")) {
         old = be->q4k_rows;
         be->q4k_rows = value == 1 ? 1 : 2;

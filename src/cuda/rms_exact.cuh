@@ -20,6 +20,12 @@ __device__ __forceinline__ bool rounds_same(double m, float f, int n) {
     return __dsub_rn(m, lo) > margin && __dsub_rn(hi, m) > margin;
 }
 
+/* sum / dim as the CPU's division (a product where dim is a power of two: the same) */
+__device__ __forceinline__ double rms_mean(double sum, int dim) {
+    return (dim & (dim - 1)) == 0 ? __dmul_rn(sum, 1.0 / (double)dim)
+                                  : __ddiv_rn(sum, (double)dim);
+}
+
 /* 1 / rms of one row from each thread's partial sum ss (any split of the row's products
  * over the threads, each added in double), by the whole block (every thread gets it), as
  * the CPU backend: products in float, their sum in double in index order,
@@ -36,20 +42,23 @@ __device__ __forceinline__ float rms_scale_reduce(double ss, const float *xr, in
     const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
     if (lane == 0) red[wid] = ss;
     __syncthreads();
-    if (threadIdx.x == 0) {
-        double tot = 0.0;
-        for (int w = 0; w < (int)(blockDim.x >> 5); w++)
-            tot = __dadd_rn(tot, red[w]);
-        double m = __ddiv_rn(tot, (double)dim);
-        float f = __double2float_rn(m);
-        if (m != 0.0 && !rounds_same(m, f, dim)) {
-            tot = 0.0;
-            for (int i = 0; i < dim; i++)
-                tot = __dadd_rn(tot, (double)__fmul_rn(xr[i], xr[i]));
-            m = __ddiv_rn(tot, (double)dim);
-            f = __double2float_rn(m);
+    if (wid == 0) { /* the warps' sums by shuffles too (any order: see rounds_same) */
+        double tot = lane < (int)(blockDim.x >> 5) ? red[lane] : 0.0;
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1)
+            tot = __dadd_rn(tot, __shfl_xor_sync(0xffffffffu, tot, off));
+        if (lane == 0) {
+            double m = rms_mean(tot, dim);
+            float f = __double2float_rn(m);
+            if (m != 0.0 && !rounds_same(m, f, dim)) {
+                tot = 0.0;
+                for (int i = 0; i < dim; i++)
+                    tot = __dadd_rn(tot, (double)__fmul_rn(xr[i], xr[i]));
+                m = rms_mean(tot, dim);
+                f = __double2float_rn(m);
+            }
+            res = __frcp_rn(__fsqrt_rn(__fadd_rn(f, eps)));
         }
-        res = __frcp_rn(__fsqrt_rn(__fadd_rn(f, eps)));
     }
     __syncthreads();
     return res;
