@@ -45,9 +45,17 @@ __global__ void quantize_act_kernel(int8_t *__restrict__ xq, float *__restrict__
     quant_store<QB>(v, lane, b, xq, xd, bs, xs, xqc);
 }
 
-/* the chunk-order copy (xact.qc) of a decode token's K-quant activations */
+/* Q4_K rows longer than 2048 are dotted by 32-byte chunks (MV_Q4K_CH below) */
+__host__ __device__ constexpr bool q4k_chunks(int t, int64_t n_in) {
+    return t == CHORD_TYPE_Q4_K && n_in > 2048;
+}
+
+/* the chunk-order copy (xact.qc) of a decode token's K-quant activations, where Q4_K
+ * weights of that row length would be dotted by chunks (q4k_chunks) */
 static size_t qact_co_bytes(int64_t n_in, int n, int qb) {
-    return n == 1 && qb == 256 ? (size_t)(n_in + 2047) & ~(size_t)2047 : 0;
+    return n == 1 && qb == 256 && q4k_chunks(CHORD_TYPE_Q4_K, n_in)
+               ? (size_t)(n_in + 2047) & ~(size_t)2047
+               : 0;
 }
 
 size_t cuda_qact_bytes(int64_t n_in, int n, int qb) {
@@ -132,10 +140,6 @@ __device__ __forceinline__ int job_pick(const mvjob &job) {
  * MV_Q4K_CH is that kernel "type" (not a chord_type). */
 #define MV_Q4K_CH 100
 static_assert(MV_Q4K_CH >= CHORD_TYPE_COUNT, "MV_Q4K_CH must not be a chord_type");
-
-__host__ __device__ constexpr bool q4k_chunks(int t, int64_t n_in) {
-    return t == CHORD_TYPE_Q4_K && n_in > 2048;
-}
 
 /* Decode units of a block: 16-byte units of the main quant array, or Q4_K's chunks. */
 __host__ __device__ constexpr int mv_units_per_block(int t) {
