@@ -211,7 +211,7 @@ __global__ void attn_softmax_kernel(float *__restrict__ S, int ldS, int n_head, 
  * keys' loads are issued before their FMAs, a short last batch too (one key at a time,
  * a lane's last keys were each an L2 round trip: most of a decode step's P.V below 128
  * keys). */
-/* Rows of V below st.n come from the shared-memory copy st (decode: kv_stage). */
+/* Rows of V below st.n come from the decode kernel's shared-memory copy (kv_piece). */
 typedef struct vstage {
     const __half *v;  /* [n][hd] halves, swizzled (kv_piece) */
     int n, pieces, c; /* rows staged, 16-byte pieces per row, the 4-dim group */
