@@ -41,9 +41,18 @@ static chord_status alloc_acts(chord_context *ctx, int bi, bool with_logits, cho
     return CHORD_OK;
 }
 
+/* The logits are copied from the output backend after every eval: pinned where it offers
+ * that (CUDA: a 32000-float row went through a staging copy in pageable memory). */
+static chord_backend *logits_backend(const chord_context *ctx) {
+    chord_backend *be = ctx->backends[ctx->model->out_be];
+    return be && be->ops->pin && be->ops->unpin ? be : NULL;
+}
+
 void chord_context_free(chord_context *ctx) {
     if (!ctx) return;
     const chord_model *m = ctx->model;
+    chord_backend *pb = logits_backend(ctx);
+    if (pb && ctx->logits) pb->ops->unpin(pb, ctx->logits);
     if (ctx->kv) {
         for (int l = 0; l < m->hp.n_layer; l++) {
             chord_backend *be = ctx->backends[m->layer_be[l]];
@@ -134,11 +143,17 @@ chord_status chord_context_truncate(chord_context *ctx, int n_keep) {
 
 static chord_status ensure_logits(chord_context *ctx, int rows, chord_error *err) {
     if (rows <= ctx->logits_cap) return CHORD_OK;
-    size_t n = (size_t)rows * ctx->model->hp.n_vocab;
-    float *p = realloc(ctx->logits, n * sizeof(float));
-    if (!p) return chord_fail(err, CHORD_E_NOMEM, "out of memory for %d rows of logits", rows);
+    const size_t row = (size_t)ctx->model->hp.n_vocab * sizeof(float);
+    chord_backend *pb = logits_backend(ctx);
+    if (pb && ctx->logits) pb->ops->unpin(pb, ctx->logits);
+    float *p = realloc(ctx->logits, (size_t)rows * row);
+    if (!p) {
+        if (pb && ctx->logits) pb->ops->pin(pb, ctx->logits, (size_t)ctx->logits_cap * row);
+        return chord_fail(err, CHORD_E_NOMEM, "out of memory for %d rows of logits", rows);
+    }
     ctx->logits = p;
     ctx->logits_cap = rows;
+    if (pb) pb->ops->pin(pb, p, (size_t)rows * row);
     return CHORD_OK;
 }
 

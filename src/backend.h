@@ -68,6 +68,11 @@ typedef struct chord_backend_ops {
     /* Waits for queued work; returns (and clears) the first failure of any op since the
      * last sync: ops themselves return nothing. */
     chord_status (*sync)(chord_backend *be, chord_error *err);
+    /* Optional (NULL: not offered): makes host memory [p, p + bytes) faster for to_host /
+     * from_host (a GPU: page-locked, copied by DMA without a staging copy); best effort.
+     * unpin undoes it before the memory is freed or moved. */
+    void (*pin)(chord_backend *be, void *p, size_t bytes);
+    void (*unpin)(chord_backend *be, void *p);
     /* Bytes of each of k and v for one layer; NULL means float32 [n_ctx][kv_dim]. */
     size_t (*kv_bytes)(chord_backend *be, int n_ctx, int kv_dim);
 

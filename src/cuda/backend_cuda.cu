@@ -218,6 +218,24 @@ static void cu_to_host(chord_backend *b, void *dst, const void *src, size_t byte
     CUDA_CHECK(be, cudaStreamSynchronize(be->stream));
 }
 
+/* Page-locks host memory the context copies to / from every step (its logits): a copy
+ * from pageable memory goes through a staging buffer. Best effort: a failure (no room to
+ * lock, already registered) leaves the memory pageable and no error behind. */
+static void cu_pin(chord_backend *b, void *p, size_t bytes) {
+    cuda_backend *be = cuda_be(b);
+    if (!p || !bytes) return;
+    dev_enter(be);
+    if (cudaHostRegister(p, bytes, cudaHostRegisterDefault) != cudaSuccess)
+        (void)cudaGetLastError();
+}
+
+static void cu_unpin(chord_backend *b, void *p) {
+    cuda_backend *be = cuda_be(b);
+    if (!p) return;
+    dev_enter(be);
+    if (cudaHostUnregister(p) != cudaSuccess) (void)cudaGetLastError();
+}
+
 static void cu_from_host(chord_backend *b, void *dst, const void *src, size_t bytes) {
     cuda_backend *be = cuda_be(b);
     cuda_rec_flush(be);
@@ -470,6 +488,8 @@ static chord_backend_ops make_ops(void) {
     o.to_host = cu_to_host;
     o.from_host = cu_from_host;
     o.sync = cu_sync;
+    o.pin = cu_pin;
+    o.unpin = cu_unpin;
     o.kv_bytes = cu_kv_bytes;
     o.step_begin = cuda_step_begin;
     o.step_end = cuda_step_end;
