@@ -310,8 +310,16 @@ static int cmd_mvhot(void) {
                                         {12288, 4096}, {22016, 4096}, {4096, 11008}};
     printf("%-6s %-12s %7s | %8s %6s | %8s %6s\n", "type", "n_out x n_in", "MiB", "L2 us",
            "GB/s", "DRAM us", "GB/s");
+    /* CHORD_MVHOT_ONLY="Q4_K 22016 4096": one type and shape (e.g. under ncu) */
+    const char *only = getenv("CHORD_MVHOT_ONLY");
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            if (only) {
+                char want[64];
+                snprintf(want, sizeof want, "%s %lld %lld", chord_type_name(types[i]),
+                         (long long)shapes[s][0], (long long)shapes[s][1]);
+                if (strcmp(only, want)) continue;
+            }
             size_t nb = 0;
             const double hot =
                 bench_type(g, types[i], shapes[s][0], shapes[s][1], 1, 1, 0, &nb);

@@ -155,18 +155,11 @@ template <> struct mv_lane<CHORD_TYPE_Q4_K> {
     q4ku_lane L;
     __device__ explicit mv_lane(int lane) : L(q4ku_lane_of(lane)) {}
 };
-template <> struct mv_lane<MV_Q4K_CH> {
-    q4k_lane L;
-    __device__ explicit mv_lane(int lane) : L(q4k_lane_of(lane)) {}
-};
 
 template <int T>
 __device__ __forceinline__ uraw mv_load(const wview &w, int64_t row, int u,
                                         const mv_lane<T> &c) {
-    if constexpr (T == MV_Q4K_CH)
-        return q4k_load(w.q + (size_t)row * w.nb * 128, w.s + (size_t)row * w.nb * 16, u >> 2,
-                        c.L);
-    else if constexpr (T == CHORD_TYPE_Q4_K)
+    if constexpr (T == CHORD_TYPE_Q4_K)
         return q4ku_load(w.q + (size_t)row * w.nb * 128, w.s + (size_t)row * w.nb * 16, u >> 3,
                          c.L);
     else
@@ -175,19 +168,99 @@ __device__ __forceinline__ uraw mv_load(const wview &w, int64_t row, int u,
 template <int T>
 __device__ __forceinline__ float mv_dot(const uraw &r, int u, const xact &xa,
                                         const mv_lane<T> &c) {
-    if constexpr (T == MV_Q4K_CH)
-        return q4k_dot<true>(r, u >> 2, c.L, xa);
-    else if constexpr (T == CHORD_TYPE_Q4_K)
+    if constexpr (T == CHORD_TYPE_Q4_K)
         return q4ku_dot(r, u >> 3, c.L, xa);
     else
         return unit_dot<T>(r, u, xa);
 }
 
+/* warp sums of acc[R] to y (lane 0), and added to res when given */
+template <int R>
+__device__ __forceinline__ void mv_store(const float *acc, int64_t row0, int64_t n_out,
+                                         int lane, float *__restrict__ y, float *res) {
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        float v = mv_warp_sum(acc[r]);
+        if (lane == 0 && row0 + r < n_out) {
+            y[row0 + r] = v;
+            if (res) res[row0 + r] += v;
+        }
+    }
+}
+
+/* Q4_K rows by chunks: R consecutive rows per warp, U rounds of 32 chunks per row in flight
+ * (quant.cuh q4k_load_pair: every load reads whole sectors; lane pairs then trade integer
+ * sums by shuffles, so all 32 lanes run every round). */
+template <int R, int U>
+__device__ __forceinline__ void mv_rows_ch(const mvjob &job, const xact &xa, int k,
+                                           ktrace &kt) {
+    const wview &w = job.w[k];
+    const int64_t row0 =
+        ((int64_t)(blockIdx.x - job.bstart[k]) * MV_ROWS + (threadIdx.x >> 5)) * R;
+    const int lane = threadIdx.x & 31;
+    if (row0 >= w.n_out) return;
+    const int n_ch = (int)w.nb * Q4K_CHUNKS, own = q4k_own(lane);
+    const q4k_lane L = q4k_lane_pair(lane);
+    /* a row past the end rereads row0 (its sums are not stored): no per-row conditions */
+    const uint8_t *q[R], *s[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        const int64_t row = row0 + r < w.n_out ? row0 + r : row0;
+        q[r] = w.q + (size_t)row * w.nb * 128;
+        s[r] = w.s + (size_t)row * w.nb * 16;
+    }
+    float acc[R];
+#pragma unroll
+    for (int r = 0; r < R; r++)
+        acc[r] = 0.f;
+    /* the first rounds' loads go out before waiting for the previous kernel (PDL) */
+    uraw raw[R][U];
+    uint32_t dep = 0;
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int i = 0; i < U; i++)
+            if (32 * i < n_ch) {
+                raw[r][i] = q4k_load_pair(q[r], s[r], 32 * i, n_ch, lane);
+                dep ^= raw[r][i].a.x ^ raw[r][i].s0;
+            }
+    pdl_wait_after(dep); /* x comes from the previous kernel */
+    kt.released();
+    pf_report(job.kt);
+    pdl_trigger();
+    for (int cs = 0;;) {
+#pragma unroll
+        for (int i = 0; i < U; i++) {
+            if (cs + 32 * i >= n_ch) continue; /* warp-uniform */
+            const q4k_act xr = q4k_act_pair(cs + 32 * i, lane, xa);
+            const int c = cs + 32 * i + own;
+            int4 part[R];
+#pragma unroll
+            for (int r = 0; r < R; r++)
+                part[r] = q4k_part(raw[r][i], xr);
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                int sil, sih;
+                q4k_trade(part[r], lane, sil, sih);
+                if (c < n_ch) acc[r] += q4k_finish(raw[r][i], c >> 2, L, xa, sil, sih);
+            }
+        }
+        cs += 32 * U;
+        if (cs >= n_ch) break;
+#pragma unroll
+        for (int r = 0; r < R; r++)
+#pragma unroll
+            for (int i = 0; i < U; i++)
+                if (cs + 32 * i < n_ch)
+                    raw[r][i] = q4k_load_pair(q[r], s[r], cs + 32 * i, n_ch, lane);
+    }
+    mv_store<R>(acc, row0, w.n_out, lane, job.y[k], job.res[k]);
+}
+
 /* Each warp: R consecutive rows of weight k (type T), U 16-byte units per row in flight per
- * lane (R * U loads; Q4_K: (U + 1) / 2 chunks of 32 bytes). */
-template <int T, int R, int U0>
-__device__ __forceinline__ void mv_rows(const mvjob &job, const xact &xa, int k, ktrace &kt) {
-    constexpr int U = T == MV_Q4K_CH ? (U0 + 1) / 2 : U0;
+ * lane (R * U loads). */
+template <int T, int R, int U>
+__device__ __forceinline__ void mv_rows_u(const mvjob &job, const xact &xa, int k, ktrace &kt) {
     const wview &w = job.w[k];
     float *__restrict__ y = job.y[k];
     float *res = job.res[k];
@@ -233,14 +306,15 @@ __device__ __forceinline__ void mv_rows(const mvjob &job, const xact &xa, int k,
                 if (row0 + r < w.n_out && base + 32 * i < n_units)
                     raw[r][i] = mv_load<T>(w, row0 + r, base + 32 * i, L);
     }
-#pragma unroll
-    for (int r = 0; r < R; r++) {
-        float v = mv_warp_sum(acc[r]);
-        if (lane == 0 && row0 + r < w.n_out) {
-            y[row0 + r] = v;
-            if (res) res[row0 + r] += v;
-        }
-    }
+    mv_store<R>(acc, row0, w.n_out, lane, y, res);
+}
+
+template <int T, int R, int U0>
+__device__ __forceinline__ void mv_rows(const mvjob &job, const xact &xa, int k, ktrace &kt) {
+    if constexpr (T == MV_Q4K_CH)
+        mv_rows_ch<R, (U0 + 1) / 2>(job, xa, k, kt);
+    else
+        mv_rows_u<T, R, U0>(job, xa, k, kt);
 }
 
 /* Blocks per SM each quantized matvec is compiled for: the most at which ptxas keeps every
@@ -685,17 +759,18 @@ __device__ __forceinline__ int job_pick_tile(const mvjob &job, unsigned t) {
 /* Q4_K chunks in the input-quantizing kernel (only ever called for Q4_K) */
 template <int T>
 __device__ __forceinline__ uraw qp_load_ch(const wview &w, int64_t row, int u,
-                                           const mv_lane<MV_Q4K_CH> &c) {
+                                           const q4k_lane &c) {
     if constexpr (T == CHORD_TYPE_Q4_K)
-        return mv_load<MV_Q4K_CH>(w, row, u, c);
+        return q4k_load(w.q + (size_t)row * w.nb * 128, w.s + (size_t)row * w.nb * 16, u >> 2,
+                        c);
     else
         return uraw{};
 }
 template <int T>
 __device__ __forceinline__ float qp_dot_ch(const uraw &r, int u, const xact &xa,
-                                           const mv_lane<MV_Q4K_CH> &c) {
+                                           const q4k_lane &c) {
     if constexpr (T == CHORD_TYPE_Q4_K)
-        return q4k_dot<false>(r, u >> 2, c.L, xa); /* x in shared memory, natural order */
+        return q4k_dot(r, u >> 2, c, xa); /* x in shared memory, natural order */
     else
         return 0.f;
 }
@@ -714,7 +789,7 @@ __global__ void __launch_bounds__(32 * MVF_WARPS)
     const bool ch = q4k_chunks(T, job.w[0].n_in);
     const int n_units = (int)job.w[0].nb * (ch ? Q4K_CHUNKS : units_per_block(T));
     const mv_lane<T> L(lane);
-    const mv_lane<MV_Q4K_CH> Lc(lane);
+    const q4k_lane Lc = q4k_lane_of(lane); /* not mv_rows_ch's order */
     unsigned tile = blockIdx.x;
     ktrace kt(job.kt);
     int k = 0;

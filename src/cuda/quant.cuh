@@ -440,15 +440,18 @@ __device__ __forceinline__ float ld_elem(const wview &w, int64_t row, int64_t k)
 
 /* ------------------------------------------- activation quantization */
 
-/* Q4_K chunk order of one token's activations (xact.qc): q4k_dot's lane L dots chunk L & 3
- * of superblock 8 g + L / 4 and reads its 64 activations as four 16-byte pieces k; piece
- * k of lane L is stored at 2048 g + 512 k + 16 L, so that each of those four loads of a
- * warp reads 512 contiguous bytes (4 L1 lines, not 16). q4k_co: where the 8 activations
- * 8 l .. 8 l + 7 of superblock b go (a permutation within each 2048; the buffer is
- * padded to a multiple of 2048). */
+/* Q4_K chunk order of one token's activations (xact.qc), for the decode kernel's loads
+ * (q4k_load_pair): in a round of 32 chunks (2048 elements), lane L holds half h = L & 1 of
+ * chunk j = L / 2 (load a) and of chunk 16 + L / 2 (load b); each half is 16 low nibbles
+ * (sub-block 2c) and 16 high ones (sub-block 2c + 1). The 16 activations of piece p
+ * (0 / 1: a's low / high, 2 / 3: b's) go to 2048 g + 512 p + 16 L, so that each of a
+ * warp's four activation loads reads 512 contiguous bytes (4 L1 lines). q4k_co: where the
+ * 8 activations 8 l .. 8 l + 7 of superblock b go (a permutation within each 2048; the
+ * buffer is padded to a multiple of 2048). */
 __host__ __device__ constexpr int64_t q4k_co(int64_t b, int l) {
-    return 2048 * (b >> 3) + 512 * ((l >> 1) & 3) + 16 * (((b & 7) << 2) | (l >> 3)) +
-           8 * (l & 1);
+    /* chunk j of the round, element 8 (l & 7) of the chunk: high nibbles from 32 */
+    return 2048 * (b >> 3) + 512 * (2 * ((4 * (b & 7) + (l >> 3)) >> 4) + ((l >> 2) & 1)) +
+           16 * (2 * ((4 * (b & 7) + (l >> 3)) & 15) + ((l >> 1) & 1)) + 8 * (l & 1);
 }
 
 /* One warp quantizes activation block b (QB = 32 or 256 values; lane holds elements
@@ -830,6 +833,7 @@ typedef struct q4k_lane {
     k4_sel S;
 } q4k_lane;
 
+/* the input-quantizing kernel's lanes: lane L dots chunk L & 3 of superblock L / 4 */
 __device__ __forceinline__ q4k_lane q4k_lane_of(int lane) {
     q4k_lane L;
     L.c = lane & 3;
@@ -848,24 +852,90 @@ __device__ __forceinline__ uraw q4k_load(const uint8_t *q, const uint8_t *s, int
     return r;
 }
 
-template <bool CO>
+/* The decode kernel's lanes (mv_rows_ch), rounds of 32 chunks from chunk cs. A lane that
+ * loaded both halves of its chunk (32 bytes apart) made each load fetch 32-byte sectors
+ * of which it used 16: twice the L2 traffic. Here each load of a warp reads 512
+ * contiguous bytes: lane L gets half L & 1 of chunk cs + L / 2 (a) and of chunk
+ * cs + 16 + L / 2 (b), dots both halves, and lane pairs trade the halves' integer sums:
+ * lane L then finishes chunk cs + q4k_own(L) with the same integers as a whole-chunk dot. */
+__device__ __forceinline__ int q4k_own(int lane) {
+    return ((lane & 1) << 4) | (lane >> 1);
+}
+__device__ __forceinline__ q4k_lane q4k_lane_pair(int lane) {
+    q4k_lane L;
+    L.c = (lane >> 1) & 3;
+    L.S = k4_sel_of(L.c);
+    return L;
+}
+__device__ __forceinline__ uraw q4k_load_pair(const uint8_t *q, const uint8_t *s, int cs,
+                                              int n_ch, int lane) {
+    uraw r;
+    const uint4 z = make_uint4(0, 0, 0, 0);
+    const uint8_t *p = q + (size_t)cs * 32 + 16 * lane;
+    r.a = cs + (lane >> 1) < n_ch ? ld16_stream(p) : z;
+    r.b = cs + 16 + (lane >> 1) < n_ch ? ld16_stream(p + 512) : z;
+    const int own = cs + q4k_own(lane);
+    if (own < n_ch)
+        k4_scales_load(r, s, own >> 2);
+    else
+        r.s0 = r.s1 = r.s2 = r.s3 = 0;
+    return r;
+}
+/* the lane's 64 activations of the round from chunk cs (xact.qc), loaded once per round
+ * for all the warp's rows (loads after a shuffle are not merged with those before it) */
+typedef struct q4k_act {
+    int4 al, ah, bl, bh;
+} q4k_act;
+__device__ __forceinline__ q4k_act q4k_act_pair(int cs, int lane, const xact &x) {
+    const int8_t *xp = x.qc + 64 * cs + 16 * lane;
+    q4k_act a;
+    a.al = ldx16(xp);
+    a.ah = ldx16(xp + 512);
+    a.bl = ldx16(xp + 1024);
+    a.bh = ldx16(xp + 1536);
+    return a;
+}
+/* the integer dots of the lane's two halves (low / high nibbles of a, of b) */
+__device__ __forceinline__ int4 q4k_part(const uraw &r, const q4k_act &x) {
+    int4 p;
+    p.x = dot16(r.a.x & M4, r.a.y & M4, r.a.z & M4, r.a.w & M4, x.al, 0);
+    p.y = dot16((r.a.x >> 4) & M4, (r.a.y >> 4) & M4, (r.a.z >> 4) & M4, (r.a.w >> 4) & M4,
+                x.ah, 0);
+    p.z = dot16(r.b.x & M4, r.b.y & M4, r.b.z & M4, r.b.w & M4, x.bl, 0);
+    p.w = dot16((r.b.x >> 4) & M4, (r.b.y >> 4) & M4, (r.b.z >> 4) & M4, (r.b.w >> 4) & M4,
+                x.bh, 0);
+    return p;
+}
+/* all 32 lanes (shuffles): even lanes own chunk a, odd lanes chunk b; each sends its
+ * partner the sums of the other one and gets the integer dots (sil, sih) of its own */
+__device__ __forceinline__ void q4k_trade(const int4 &p, int lane, int &sil, int &sih) {
+    const bool odd = lane & 1;
+    const int gl = __shfl_xor_sync(0xffffffffu, odd ? p.x : p.z, 1);
+    const int gh = __shfl_xor_sync(0xffffffffu, odd ? p.y : p.w, 1);
+    sil = (odd ? p.z : p.x) + gl;
+    sih = (odd ? p.w : p.y) + gh;
+}
+/* chunk L.c of superblock b, from its integer dots */
+__device__ __forceinline__ float q4k_finish(const uraw &r, int b, const q4k_lane &L,
+                                            const xact &x, int sil, int sih) {
+    const short4 bs = *reinterpret_cast<const short4 *>(x.bs + ((256 * b + 64 * L.c) >> 4));
+    return k4_pair(r, L.S, sil, sih, bs.x + bs.y, bs.z + bs.w, xldf(x.d + b));
+}
+
+/* the input-quantizing kernel's chunk dot, activations in natural order */
 __device__ __forceinline__ float q4k_dot(const uraw &r, int b, const q4k_lane &L,
                                          const xact &x) {
     const int el = 256 * b + 64 * L.c;
-    /* CO: from x.qc (chunk order, 4 L1 lines per load), else from x.q (16 lines) */
-    const int8_t *xp = CO ? x.qc + 2048 * (b >> 3) + 16 * (((b & 7) << 2) | L.c) : x.q + el;
-    constexpr int ST = CO ? 512 : 16;
-    const int4 x0 = ldx16(xp), x1 = ldx16(xp + ST);
-    const int4 x2 = ldx16(xp + 2 * ST), x3 = ldx16(xp + 3 * ST);
+    const int8_t *xp = x.q + el;
+    const int4 x0 = ldx16(xp), x1 = ldx16(xp + 16);
+    const int4 x2 = ldx16(xp + 32), x3 = ldx16(xp + 48);
     int sil = dot16(r.a.x & M4, r.a.y & M4, r.a.z & M4, r.a.w & M4, x0, 0);
     sil = dot16(r.b.x & M4, r.b.y & M4, r.b.z & M4, r.b.w & M4, x1, sil);
     int sih = dot16((r.a.x >> 4) & M4, (r.a.y >> 4) & M4, (r.a.z >> 4) & M4, (r.a.w >> 4) & M4,
                     x2, 0);
     sih = dot16((r.b.x >> 4) & M4, (r.b.y >> 4) & M4, (r.b.z >> 4) & M4, (r.b.w >> 4) & M4, x3,
                 sih);
-    /* the four 16-sums of the chunk's activations */
-    const short4 bs = *reinterpret_cast<const short4 *>(x.bs + (el >> 4));
-    return k4_pair(r, L.S, sil, sih, bs.x + bs.y, bs.z + bs.w, xldf(x.d + b));
+    return q4k_finish(r, b, L, x, sil, sih);
 }
 
 template <>
