@@ -584,6 +584,9 @@ extern "C" chord_status chord_backend_cuda_new(chord_backend **out, chord_error 
     const char *pf = getenv("CHORD_CUDA_PREFETCH"); /* MiB of L2 prefetch ahead, 0: off */
     const int pf_mib = pf && *pf ? atoi(pf) : 24;
     be->pf_window = pf_mib > 0 && pf_mib <= 4096 ? (size_t)pf_mib << 20 : 0;
+    const char *pm = getenv("CHORD_CUDA_PF_MAX"); /* MiB: largest matvec launch prefetched */
+    const int pm_mib = pm && *pm ? atoi(pm) : 16;
+    be->pf_max_launch = (long long)(pm_mib > 0 && pm_mib <= 4096 ? pm_mib : 16) << 20;
     be->pf_blocks = 32;
     be->pf_chunk = 32 * 1024;
     const char *ks = getenv("CHORD_CUDA_KSTAGE"); /* rows of decode attention staged */

@@ -101,6 +101,7 @@ typedef struct cuda_backend {
      * then fetch their weights while the kernel before the short one still runs */
     bool early_trigger;
     size_t pf_window;
+    long long pf_max_launch; /* steps with a larger matvec launch (but the last) go without */
     int pf_blocks;
     int pf_chunk; /* bytes per lane and prefetch */
     bool pf_collect;

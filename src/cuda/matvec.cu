@@ -176,7 +176,7 @@ __device__ __forceinline__ float mv_dot(const uraw &r, int u, const xact &xa,
 
 /* warp sums of acc[R] to y (lane 0), and added to res when given */
 template <int R>
-__device__ __forceinline__ void mv_store(const float *acc, int64_t row0, int64_t n_out,
+__device__ __forceinline__ void mv_store(const float (&acc)[R], int64_t row0, int64_t n_out,
                                          int lane, float *__restrict__ y, float *res) {
 #pragma unroll
     for (int r = 0; r < R; r++) {
@@ -306,7 +306,14 @@ __device__ __forceinline__ void mv_rows_u(const mvjob &job, const xact &xa, int 
                 if (row0 + r < w.n_out && base + 32 * i < n_units)
                     raw[r][i] = mv_load<T>(w, row0 + r, base + 32 * i, L);
     }
-    mv_store<R>(acc, row0, w.n_out, lane, y, res);
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        float v = mv_warp_sum(acc[r]);
+        if (lane == 0 && row0 + r < w.n_out) {
+            y[row0 + r] = v;
+            if (res) res[row0 + r] += v;
+        }
+    }
 }
 
 template <int T, int R, int U0>

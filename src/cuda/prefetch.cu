@@ -24,7 +24,6 @@ typedef struct pfreg {
 
 #define PF_MAXR 8192               /* regions (and matvecs) a plan holds */
 #define PF_STALL_NS 2000000ull     /* give up after 2 ms without progress */
-#define PF_MAX_LAUNCH (16ll << 20) /* largest matvec launch of a step it is used for */
 
 size_t cuda_pf_plan_bytes(void) {
     return PF_MAXR * sizeof(pfreg) + PF_MAXR * sizeof(long long);
@@ -161,7 +160,7 @@ void cuda_pf_end(cuda_backend *be, void *dev_plan) {
      * at 24 MiB, but Llama-2-7B 2960 -> 3060-3390 us: matvecs as large as the window or
      * L2 (its gate / up: 50 MiB) stream well by themselves, and the prefetch only
      * competes with them. So only steps whose matvecs (but the last, the output head)
-     * are each at most PF_MAX_LAUNCH get it. */
+     * are each at most pf_max_launch (16 MiB, CHORD_CUDA_PF_MAX) get it. */
     long long seq_bytes = 0, max_bytes = 0;
     for (int i = 0; i < be->pf_n; i++) {
         const pfreg &r = be->pf_regs[i];
@@ -169,7 +168,7 @@ void cuda_pf_end(cuda_backend *be, void *dev_plan) {
         seq_bytes = i && be->pf_regs[i - 1].seq == r.seq ? seq_bytes + r.bytes : r.bytes;
         max_bytes = seq_bytes > max_bytes ? seq_bytes : max_bytes;
     }
-    if (max_bytes > PF_MAX_LAUNCH) {
+    if (max_bytes > be->pf_max_launch) {
         be->pf_n = 0;
         return;
     }
