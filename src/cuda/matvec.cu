@@ -133,11 +133,11 @@ __device__ __forceinline__ int job_pick(const mvjob &job) {
 }
 
 /* Q4_K rows longer than 2048 (more than two 16-byte units per lane) are dotted by 32-byte
- * chunks (quant.cuh: q4k_dot): half the instructions per byte, 7B's large Q4_K matvecs
- * 1.8 -> 2.0 TB/s. Shorter rows keep the units: one chunk per lane and row leaves too few
- * rows per warp for TinyLlama's gate / up (11264 x 2048: 5.8 -> 8.0 us). Every kernel
- * picks by the same rule (q4k_chunks), so each weight gets one arithmetic everywhere.
- * MV_Q4K_CH is that kernel "type" (not a chord_type). */
+ * chunks (mv_rows_ch, quant.cuh q4k_load_pair): half the instructions per byte, 7B's large
+ * Q4_K matvecs 1.8 -> 2.0 TB/s. Shorter rows keep the units: one chunk per lane and row
+ * leaves too few rows per warp for TinyLlama's gate / up (11264 x 2048: 5.8 -> 8.0 us).
+ * Every decode kernel picks by the same rule (q4k_chunks), so each weight gets one
+ * arithmetic in every mode. MV_Q4K_CH is that kernel "type" (not a chord_type). */
 #define MV_Q4K_CH 100
 static_assert(MV_Q4K_CH >= CHORD_TYPE_COUNT, "MV_Q4K_CH must not be a chord_type");
 

@@ -22,8 +22,8 @@ typedef struct pfreg {
     int seq; /* the matvec (in step order) that reads it */
 } pfreg;
 
-#define PF_MAXR 8192               /* regions (and matvecs) a plan holds */
-#define PF_STALL_NS 2000000ull     /* give up after 2 ms without progress */
+#define PF_MAXR 8192           /* regions (and matvecs) a plan holds */
+#define PF_STALL_NS 2000000ull /* give up after 2 ms without progress */
 
 size_t cuda_pf_plan_bytes(void) {
     return PF_MAXR * sizeof(pfreg) + PF_MAXR * sizeof(long long);
