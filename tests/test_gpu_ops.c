@@ -456,6 +456,9 @@ static void test_matmul(void) {
     const int ns1[] = {1};
     test_matmul_case(CHORD_TYPE_Q4_K, 3200, 4352, ns1, 1);
     test_matmul_case(CHORD_TYPE_Q6_K, 3200, 4352, ns1, 1);
+    /* Q4_K chunks at two rows per warp with an odd row count (the last warp's second row
+     * is past the end) and rows of 36 chunks (the second round has 4) */
+    test_matmul_case(CHORD_TYPE_Q4_K, 8001, 2304, ns1, 1);
     /* float rows that are not a multiple of 8 / 32 */
     const int ns3[] = {1, 4, 66};
     test_matmul_case(CHORD_TYPE_F32, 45, 100, ns3, 3);
