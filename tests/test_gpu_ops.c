@@ -459,6 +459,9 @@ static void test_matmul(void) {
     /* Q4_K chunks at two rows per warp with an odd row count (the last warp's second row
      * is past the end) and rows of 36 chunks (the second round has 4) */
     test_matmul_case(CHORD_TYPE_Q4_K, 8001, 2304, ns1, 1);
+    /* the same for Q6_K's chunks, and rows of 172 chunks (Llama-2-7B's ffn_down) */
+    test_matmul_case(CHORD_TYPE_Q6_K, 8001, 2304, ns1, 1);
+    test_matmul_case(CHORD_TYPE_Q6_K, 1000, 11008, ns1, 1);
     /* float rows that are not a multiple of 8 / 32 */
     const int ns3[] = {1, 4, 66};
     test_matmul_case(CHORD_TYPE_F32, 45, 100, ns3, 3);
@@ -477,6 +480,12 @@ static void test_matmul(void) {
                 make_weight(CHORD_TYPE_Q6_K, 1000, 4352)};
     test_matmul_multi(wl, 2, 4352, ns1, 1);
     test_matmul_multi(wl, 1, 4352, ns1, 1);
+    /* and at one row per warp (every block resident at once) */
+    tw wp[2] = {make_weight(CHORD_TYPE_Q4_K, 2000, 4352),
+                make_weight(CHORD_TYPE_Q6_K, 1001, 4352)};
+    test_matmul_multi(wp, 2, 4352, ns1, 1);
+    for (int k = 0; k < 2; k++)
+        free_weight(&wp[k]);
     for (int k = 0; k < 3; k++)
         free_weight(&ws[k]);
     for (int k = 0; k < 2; k++)

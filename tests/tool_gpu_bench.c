@@ -372,6 +372,9 @@ static int cmd_decode(int argc, char **argv) {
         {"graphs, Q4_K chunks one row per warp", 1, 0, 1, 2, 1, 1, 1, -1, -1, -1, -1, 1, -1},
         {"graphs, no L2 prefetch", 1, 0, 1, 2, 1, 1, 1, 0, -1, -1, -1, 2, -1},
         {"graphs, no pdl", 1, 0, 0, 2, 1, 1, 1, -1, -1, -1, -1, 2, -1},
+        {"graphs, early rmsnorm", 1, 0, 1, 2, 1, 1, 1, -1, -1, 3, -1, 2, -1},
+        {"graphs, early attention", 1, 0, 1, 2, 1, 1, 1, -1, -1, 5, -1, 2, -1},
+        {"graphs, early rmsnorm + attention", 1, 0, 1, 2, 1, 1, 1, -1, -1, 7, -1, 2, -1},
         {"graphs (default, again)", 1, 0, 1, 2, 1, 1, 1, -1, -1, -1, -1, 2, -1},
     };
     const int pf0 = cuda_tune(g, "prefetch", 0); /* the default (CHORD_CUDA_PREFETCH) */

@@ -357,7 +357,7 @@ __global__ void __launch_bounds__(ADT)
     attn_decode_kernel(float *__restrict__ out, float *q, const float *k,
                        const float *__restrict__ v, __half *kc, __half *vc, int n_head,
                        int n_head_kv, int hd_rt, int pos_val, const int *__restrict__ dpos,
-                       float scale, rope_args ra, int kmax, ktr tk) {
+                       float scale, rope_args ra, int kmax, ktr tk, int early) {
     const int hd = HDT ? HDT : hd_rt;
     extern __shared__ float4 sm4[];
     float *sm = reinterpret_cast<float *>(sm4);
@@ -369,6 +369,7 @@ __global__ void __launch_bounds__(ADT)
     __shared__ float redf[32];
     __shared__ double dsh;
     ktrace kt(tk);
+    if (early) pdl_trigger(); /* CUDA_EARLY_ATTN */
     /* Before waiting for the kernel that writes q / k / v: the position (copied in before
      * the step), this thread's rope entry and the staged cache rows (earlier steps wrote
      * them; the row of pos itself is replaced from ks / vs below). */
@@ -421,7 +422,7 @@ __global__ void __launch_bounds__(ADT)
     pdl_wait_after(dep); /* every load above first (pdl_wait_after) */
     kt.released();
     pf_report(tk);
-    pdl_trigger();
+    if (!early) pdl_trigger();
     float *qr = q + (size_t)h * hd;
     for (int c = tid; c < hd; c += ADT) {
         qs[c] = qr[c];
@@ -622,7 +623,8 @@ void cuda_attention_decode(cuda_backend *be, float *out, float *q, const float *
     __half *kc = (__half *)kv->k, *vc = (__half *)kv->v;
     const ktr tk = take_ktr(be, 'a');
 #define DECODE_ARGS                                                                            \
-    out, q, k, v, kc, vc, s->n_head, s->n_head_kv, hd, pos0, dpos, s->scale, ra, kmax, tk
+    out, q, k, v, kc, vc, s->n_head, s->n_head_kv, hd, pos0, dpos, s->scale, ra, kmax, tk,     \
+        (int)(be->early_trigger & CUDA_EARLY_ATTN)
     e = rope ? launch_decode_hd<true>(be, hd, grid, blk, smem, DECODE_ARGS)
              : launch_decode_hd<false>(be, hd, grid, blk, smem, DECODE_ARGS);
 #undef DECODE_ARGS

@@ -593,7 +593,7 @@ extern "C" chord_status chord_backend_cuda_new(chord_backend **out, chord_error 
     be->attn_kstage = ks && *ks ? atoi(ks) : 256;
     if (be->attn_kstage < 0 || be->attn_kstage > 4096) be->attn_kstage = 256;
     const char *et = getenv("CHORD_CUDA_EARLY");
-    be->early_trigger = !(et && !strcmp(et, "0"));
+    be->early_trigger = et && *et ? atoi(et) & 7 : CUDA_EARLY_QS; /* CUDA_EARLY_* bits */
     const char *pe = getenv("CHORD_CUDA_PERSIST");
     be->mv_persist = pe && *pe ? atoi(pe) : 2;
     if (be->mv_persist < 0 || be->mv_persist > 64) be->mv_persist = 2;

@@ -52,6 +52,11 @@ typedef struct ktr {
 #define TRACE_SLOTS 1024
 #define TRACE_WORDS 5
 
+/* cuda_backend.early_trigger bits */
+#define CUDA_EARLY_QS 1   /* activation quantization, swiglu + quantization */
+#define CUDA_EARLY_NORM 2 /* rmsnorm + quantization */
+#define CUDA_EARLY_ATTN 4 /* decode attention */
+
 typedef struct cuda_backend {
     chord_backend base;
     int device;
@@ -96,10 +101,10 @@ typedef struct cuda_backend {
                        several waves (1 or 2) */
     /* L2 prefetch of a captured step's weights (prefetch.cu): pf_window bytes ahead of
      * the running matvec (0: off); while capturing, the matvecs' weights in order */
-    /* the short kernels between a matvec and the next (activation quantization, swiglu)
-     * trigger their dependent at entry, not after their wait: the next matvec's blocks
-     * then fetch their weights while the kernel before the short one still runs */
-    bool early_trigger;
+    /* kernels that trigger their dependent at entry, not after their wait (CUDA_EARLY_*
+     * bits): the next matvec's blocks then fetch their weights while the kernel before
+     * the short one still runs */
+    int early_trigger;
     size_t pf_window;
     long long pf_max_launch; /* steps with a larger matvec launch (but the last) go without */
     int pf_blocks;

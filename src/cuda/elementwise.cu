@@ -160,9 +160,10 @@ __global__ void rmsnorm_quant_kernel(float *__restrict__ out, const float *__res
                                      const float *__restrict__ w, int dim, float eps,
                                      int8_t *__restrict__ xq, float *__restrict__ xd,
                                      int16_t *__restrict__ bs, float *__restrict__ xs,
-                                     int8_t *__restrict__ xqc, ktr tk) {
+                                     int8_t *__restrict__ xqc, ktr tk, int early) {
     constexpr int PER = QB / 32;
     ktrace kt(tk);
+    if (early) pdl_trigger(); /* CUDA_EARLY_NORM */
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
     const int nb = dim / QB;
     float g[NBW][PER], v[NBW][PER];
@@ -175,7 +176,7 @@ __global__ void rmsnorm_quant_kernel(float *__restrict__ out, const float *__res
             dep ^= __float_as_uint(g[j][i]);
     pdl_wait_after(dep); /* every load above first */
     kt.released();
-    pdl_trigger();
+    if (!early) pdl_trigger();
     double ss = 0.0;
     warp_blocks<QB, NBW>(v, x, nb, warp, nw, lane);
 #pragma unroll
@@ -204,7 +205,8 @@ static cudaError_t launch_rmsq(cuda_backend *be, int warps, float *out, const fl
                                const float *w, int dim, float eps, const qact *xa) {
     return launch_pdl(be, rmsnorm_quant_kernel<QB, NBW>, dim3(1), dim3(32 * warps), out, x, w,
                       dim, eps, (int8_t *)xa->q, (float *)xa->d, (int16_t *)xa->bs,
-                      (float *)(QB == 32 ? xa->s : NULL), (int8_t *)xa->qc, take_ktr(be, 'n'));
+                      (float *)(QB == 32 ? xa->s : NULL), (int8_t *)xa->qc, take_ktr(be, 'n'),
+                      (int)(be->early_trigger & CUDA_EARLY_NORM));
 }
 
 template <int QB>
@@ -440,10 +442,12 @@ bool cuda_swiglu_quant(cuda_backend *be, float *out, const float *g, const float
     if (qb == 32)
         e = launch_pdl(be, swiglu_quant_kernel<32>, dim3(grid), dim3(32), out, g, u,
                        (int8_t *)xa->q, (float *)xa->d, (int16_t *)xa->bs, (float *)xa->s,
-                       (int8_t *)NULL, take_ktr(be, 's'), (int)be->early_trigger);
+                       (int8_t *)NULL, take_ktr(be, 's'),
+                       (int)(be->early_trigger & CUDA_EARLY_QS));
     else
         e = launch_pdl(be, swiglu_quant_kernel<256>, dim3(grid), dim3(256), out, g, u,
                        (int8_t *)xa->q, (float *)xa->d, (int16_t *)xa->bs, (float *)NULL,
-                       (int8_t *)xa->qc, take_ktr(be, 's'), (int)be->early_trigger);
+                       (int8_t *)xa->qc, take_ktr(be, 's'),
+                       (int)(be->early_trigger & CUDA_EARLY_QS));
     return CUDA_CHECK(be, e) && CUDA_LAUNCHED(be, "swiglu_quant_kernel");
 }

@@ -564,7 +564,7 @@ extern "C" int cuda_tune(chord_backend *b, const char *knob, int value) {
         be->pf_window = value > 0 ? (size_t)value << 20 : 0;
     } else if (!strcmp(knob, "early")) {
         old = be->early_trigger;
-        be->early_trigger = value != 0;
+        be->early_trigger = value & 7; /* CUDA_EARLY_* bits */
     } else if (!strcmp(knob, "pfblocks")) {
         old = be->pf_blocks;
         be->pf_blocks = value < 1 ? 1 : value > 1024 ? 1024 : value;

@@ -101,12 +101,13 @@ bool cuda_quantize_act(cuda_backend *be, const float *x, int64_t n_in, int n, in
     if (qb == 32)
         e = launch_pdl(be, quantize_act_kernel<32>, dim3((unsigned)grid), dim3(threads),
                        (int8_t *)out->q, (float *)out->d, (int16_t *)out->bs, (float *)out->s,
-                       (int8_t *)NULL, x, n_blocks, take_ktr(be, 'q'), (int)be->early_trigger);
+                       (int8_t *)NULL, x, n_blocks, take_ktr(be, 'q'),
+                       (int)(be->early_trigger & CUDA_EARLY_QS));
     else
         e = launch_pdl(be, quantize_act_kernel<256>, dim3((unsigned)grid), dim3(threads),
                        (int8_t *)out->q, (float *)out->d, (int16_t *)out->bs, (float *)NULL,
                        (int8_t *)out->qc, x, n_blocks, take_ktr(be, 'q'),
-                       (int)be->early_trigger);
+                       (int)(be->early_trigger & CUDA_EARLY_QS));
     return CUDA_CHECK(be, e) && CUDA_LAUNCHED(be, "quantize_act_kernel");
 }
 
@@ -141,9 +142,18 @@ __device__ __forceinline__ int job_pick(const mvjob &job) {
 #define MV_Q4K_CH 100
 static_assert(MV_Q4K_CH >= CHORD_TYPE_COUNT, "MV_Q4K_CH must not be a chord_type");
 
+/* Q6_K rows longer than 2048 by 64-element chunks (mv_rows_q6ch; their activations come in
+ * the Q4_K chunk order, which exists for those row lengths): half the instructions per
+ * byte of the units. Every decode kernel picks by this rule, as for Q4_K. */
+__host__ __device__ constexpr bool q6k_chunks(int t, int64_t n_in) {
+    return t == CHORD_TYPE_Q6_K && n_in > 2048;
+}
+#define MV_Q6K_CH 101
+static_assert(MV_Q6K_CH >= CHORD_TYPE_COUNT, "MV_Q6K_CH must not be a chord_type");
+
 /* Decode units of a block: 16-byte units of the main quant array, or Q4_K's chunks. */
 __host__ __device__ constexpr int mv_units_per_block(int t) {
-    return t == MV_Q4K_CH ? Q4K_CHUNKS : units_per_block(t);
+    return t == MV_Q4K_CH ? Q4K_CHUNKS : t == MV_Q6K_CH ? Q6K_CHUNKS : units_per_block(t);
 }
 
 /* The constants of a lane's units (a lane's units are lane + 32 k, so their position in
@@ -257,6 +267,66 @@ __device__ __forceinline__ void mv_rows_ch(const mvjob &job, const xact &xa, int
     mv_store<R>(acc, row0, w.n_out, lane, job.y[k], job.res[k]);
 }
 
+/* Q6_K rows by 64-element chunks (quant.cuh q6k_load): R consecutive rows per warp, U rounds
+ * of 32 chunks per row in flight. No lane trades with another, so a lane past the row's
+ * end skips its chunk. */
+template <int R, int U>
+__device__ __forceinline__ void mv_rows_q6ch(const mvjob &job, const xact &xa, int k,
+                                             ktrace &kt) {
+    const wview &w = job.w[k];
+    const int64_t row0 =
+        ((int64_t)(blockIdx.x - job.bstart[k]) * MV_ROWS + (threadIdx.x >> 5)) * R;
+    const int lane = threadIdx.x & 31;
+    if (row0 >= w.n_out) return;
+    const int n_ch = (int)w.nb * Q6K_CHUNKS;
+    const q6k_lane L = q6k_lane_of(lane);
+    /* a row past the end rereads row0 (its sums are not stored) */
+    const uint8_t *q[R], *s[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        const int64_t row = row0 + r < w.n_out ? row0 + r : row0;
+        q[r] = w.q + (size_t)row * w.nb * 192;
+        s[r] = w.s + (size_t)row * w.nb * 20;
+    }
+    float acc[R];
+#pragma unroll
+    for (int r = 0; r < R; r++)
+        acc[r] = 0.f;
+    /* the first rounds' loads go out before waiting for the previous kernel (PDL) */
+    q6raw raw[R][U];
+    uint32_t dep = 0;
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int i = 0; i < U; i++) {
+            raw[r][i] = q6k_load(q[r], s[r], 32 * i + lane, n_ch, L);
+            dep ^= raw[r][i].l.x ^ raw[r][i].s0;
+        }
+    pdl_wait_after(dep); /* x comes from the previous kernel */
+    kt.released();
+    pf_report(job.kt);
+    pdl_trigger();
+    for (int cs = 0;;) {
+#pragma unroll
+        for (int i = 0; i < U; i++) {
+            const int c = cs + 32 * i + lane;
+            if (c >= n_ch) continue;
+            const q6k_act xr = q6k_act_load(c, L, xa);
+#pragma unroll
+            for (int r = 0; r < R; r++)
+                acc[r] += q6k_dot(raw[r][i], xr, L);
+        }
+        cs += 32 * U;
+        if (cs >= n_ch) break;
+#pragma unroll
+        for (int r = 0; r < R; r++)
+#pragma unroll
+            for (int i = 0; i < U; i++)
+                raw[r][i] = q6k_load(q[r], s[r], cs + 32 * i + lane, n_ch, L);
+    }
+    mv_store<R>(acc, row0, w.n_out, lane, job.y[k], job.res[k]);
+}
+
 /* Each warp: R consecutive rows of weight k (type T), U 16-byte units per row in flight per
  * lane (R * U loads). */
 template <int T, int R, int U>
@@ -320,6 +390,8 @@ template <int T, int R, int U0>
 __device__ __forceinline__ void mv_rows(const mvjob &job, const xact &xa, int k, ktrace &kt) {
     if constexpr (T == MV_Q4K_CH)
         mv_rows_ch<R, (U0 + 1) / 2>(job, xa, k, kt);
+    else if constexpr (T == MV_Q6K_CH)
+        mv_rows_q6ch<R, (U0 + 1) / 2>(job, xa, k, kt);
     else
         mv_rows_u<T, R, U0>(job, xa, k, kt);
 }
@@ -331,6 +403,7 @@ __device__ __forceinline__ void mv_rows(const mvjob &job, const xact &xa, int k,
 __host__ __device__ constexpr int mv_min_blocks(int t, int r, int u = 4) {
     return t == CHORD_TYPE_Q4_0 || t == CHORD_TYPE_Q5_0 ? 8
            : t == MV_Q4K_CH                             ? (r <= 2 ? 8 : 7)
+           : t == MV_Q6K_CH                             ? (r == 1 ? 8 : 6)
            : t == CHORD_TYPE_Q4_K                       ? (r == 1 ? 8 : 7)
            : t == CHORD_TYPE_Q8_0                       ? (r == 1 ? 8 : 7)
            : t == CHORD_TYPE_Q6_K                       ? (r == 1 ? (u <= 2 ? 8 : 6) : 5)
@@ -535,8 +608,9 @@ static void launch_matvec(cuda_backend *be, mvjob &job, const float *x, const qa
             return;
         }
         xact a = {xa->q, xa->d, xa->bs, xa->s, xa->qc};
-        if (q4k_chunks(T, w.n_in) && !xa->qc)
-            return cuda_fail(be, "matvec: Q4_K rows need the activations in chunk order");
+        if ((q4k_chunks(T, w.n_in) || q6k_chunks(T, w.n_in)) && !xa->qc)
+            return cuda_fail(be,
+                             "matvec: Q4_K / Q6_K rows need the activations in chunk order");
         if constexpr (exact_lanes_type(T)) {
             if (!job_blocks(job, MV_ROWS)) return cuda_fail(be, "matvec: too many rows");
             CUDA_CHECK(be, launch_pdl(be, matvec_exact_kernel<T>, dim3(job.bstart[job.nw]), blk,
@@ -555,6 +629,16 @@ static void launch_matvec(cuda_backend *be, mvjob &job, const float *x, const qa
              * 5.4 -> 5.9 us) */
             if (!job_blocks(job, 2 * MV_ROWS)) return cuda_fail(be, "matvec: too many rows");
             e = launch_pdl(be, matvec_q_kernel<MV_Q4K_CH, 2, 2>, dim3(job.bstart[job.nw]), blk,
+                           job, a);
+        } else if (q6k_chunks(T, w.n_in) &&
+                   !one_wave(be, matvec_q_kernel<MV_Q6K_CH, 1, 2>, job, MV_ROWS)) {
+            /* as Q4_K's chunks: two rows per warp share each activation load */
+            if (!job_blocks(job, 2 * MV_ROWS)) return cuda_fail(be, "matvec: too many rows");
+            e = launch_pdl(be, matvec_q_kernel<MV_Q6K_CH, 2, 2>, dim3(job.bstart[job.nw]), blk,
+                           job, a);
+        } else if (q6k_chunks(T, w.n_in)) {
+            if (!job_blocks(job, MV_ROWS)) return cuda_fail(be, "matvec: too many rows");
+            e = launch_pdl(be, matvec_q_kernel<MV_Q6K_CH, 1, 2>, dim3(job.bstart[job.nw]), blk,
                            job, a);
         } else if (q4k_chunks(T, w.n_in)) {
             if (!job_blocks(job, MV_ROWS)) return cuda_fail(be, "matvec: too many rows");
@@ -612,19 +696,21 @@ template <int T0, int T1> static void launch_q2(cuda_backend *be, mvjob &job, co
         job_blocks(job, 2 * MV_ROWS);
         e = launch_pdl(be, matvec_q2_kernel<T0, T1, 2, 2>, dim3(job.bstart[job.nw]), blk, job,
                        a);
-    } else if (T0 == CHORD_TYPE_Q4_K && be->q4k_rows == 2 &&
-               !one_wave(be, matvec_q2_kernel<MV_Q4K_CH, T1, 1, 4>, job, MV_ROWS)) {
-        /* Q4_K rows longer than 2048 by chunks, as everywhere (q4k_chunks); two rows per
-         * warp share each activation load (as in launch_matvec) */
-        if (!job_blocks(job, 2 * MV_ROWS)) return cuda_fail(be, "matvec: too many rows");
-        e = launch_pdl(be, matvec_q2_kernel<MV_Q4K_CH, T1, 2, 2>, dim3(job.bstart[job.nw]), blk,
-                       job, a);
     } else {
-        if (!job_blocks(job, MV_ROWS)) return cuda_fail(be, "matvec: too many rows");
-        /* Q4_K rows longer than 2048 by chunks, as everywhere (q4k_chunks) */
-        constexpr int T0c = T0 == CHORD_TYPE_Q4_K ? MV_Q4K_CH : T0;
-        e = launch_pdl(be, matvec_q2_kernel<T0c, T1, 1, 4>, dim3(job.bstart[job.nw]), blk, job,
-                       a);
+        /* rows longer than 2048 (per_lane > 2): Q4_K and Q6_K by chunks, as everywhere
+         * (q4k_chunks, q6k_chunks) */
+        static_assert(T0 == CHORD_TYPE_Q4_K && T1 == CHORD_TYPE_Q6_K, "q2_pair's types");
+        if (be->q4k_rows == 2 &&
+            !one_wave(be, matvec_q2_kernel<MV_Q4K_CH, MV_Q6K_CH, 1, 4>, job, MV_ROWS)) {
+            /* two rows per warp share each activation load (as in launch_matvec) */
+            if (!job_blocks(job, 2 * MV_ROWS)) return cuda_fail(be, "matvec: too many rows");
+            e = launch_pdl(be, matvec_q2_kernel<MV_Q4K_CH, MV_Q6K_CH, 2, 2>,
+                           dim3(job.bstart[job.nw]), blk, job, a);
+        } else {
+            if (!job_blocks(job, MV_ROWS)) return cuda_fail(be, "matvec: too many rows");
+            e = launch_pdl(be, matvec_q2_kernel<MV_Q4K_CH, MV_Q6K_CH, 1, 4>,
+                           dim3(job.bstart[job.nw]), blk, job, a);
+        }
     }
     CUDA_CHECK(be, e);
     CUDA_LAUNCHED(be, "matvec_q2_kernel");

@@ -1011,4 +1011,111 @@ __device__ __forceinline__ float unit_dot<CHORD_TYPE_Q6_K>(const uraw &r, int u,
            (float)(scl * (sil - 32 * sxl) + sch * (sih - 32 * sxh));
 }
 
+/* Q6_K rows longer than 2048 by 64-element chunks (mv_rows_q6ch). Chunk (hh, h) of a
+ * superblock is elements 128 hh + 16 h + 32 i + [0, 16), i = 0..3: low nibbles of the 16
+ * ql bytes at 64 hh + 16 h (i = 0) and at 64 hh + 32 + 16 h (i = 1), their high nibbles
+ * (i = 2, 3), and bits 2i, 2i + 1 of the 16 qh bytes at 128 + 32 hh + 16 h. Every byte a
+ * lane loads is used once (the units load each qh byte for two lanes), and a lane adds its
+ * four 16-sums in integers before one float product: about half the instructions per
+ * byte of the units. Lane L of a round of 32 chunks (8 superblocks, 2048 elements) takes
+ * chunk L & 3 of superblock L / 4, so each weight load of a warp reads 16 whole sectors.
+ * Its activations come from the Q4_K chunk order (xact.qc, q4k_co): piece i of lane L is
+ * at 1024 (L / 16) + 512 (i & 1) + 128 (L / 4 % 4) + 64 hh + 32 (i / 2) + 16 h of the
+ * round, 8 L1 lines per warp load (2 per quarter-warp). */
+#define Q6K_CHUNKS 4 /* per superblock */
+
+typedef struct q6raw {
+    uint4 l, m, h;      /* ql at 64 hh + 16 h, at 64 hh + 32 + 16 h; qh at 128 + 32 hh + 16 h */
+    uint32_t s0, s1, d; /* scale bytes 8 hh .. 8 hh + 7, the word holding d */
+} q6raw;
+
+typedef struct q6k_lane {
+    int qo; /* byte of the lane's ql piece in its superblock: 64 hh + 16 h */
+    int ho; /* and of its qh piece: 128 + 32 hh + 16 h */
+    int so; /* its scale word: 2 hh */
+    int xo; /* its activations in a round of xact.qc (piece 0) */
+    int bo; /* its bs entries in the superblock: 8 hh */
+    int sh; /* 8 h: shift of its scale bytes */
+} q6k_lane;
+
+__device__ __forceinline__ q6k_lane q6k_lane_of(int lane) {
+    const int hh = (lane >> 1) & 1, h = lane & 1;
+    q6k_lane L;
+    L.qo = 64 * hh + 16 * h;
+    L.ho = 128 + 32 * hh + 16 * h;
+    L.so = 2 * hh;
+    L.xo = 1024 * (lane >> 4) + 128 * ((lane >> 2) & 3) + 64 * hh + 16 * h;
+    L.bo = 8 * hh;
+    L.sh = 8 * h;
+    return L;
+}
+
+/* chunk ch of a row (quant / scale bytes from q / s); zeros past n_ch */
+__device__ __forceinline__ q6raw q6k_load(const uint8_t *q, const uint8_t *s, int ch, int n_ch,
+                                          const q6k_lane &L) {
+    q6raw r;
+    if (ch < n_ch) {
+        const uint8_t *qb = q + (size_t)(ch >> 2) * 192;
+        const uint32_t *sw = reinterpret_cast<const uint32_t *>(s + (size_t)(ch >> 2) * 20);
+        r.l = ld16_stream(qb + L.qo);
+        r.m = ld16_stream(qb + L.qo + 32);
+        r.h = ld16_stream(qb + L.ho);
+        r.s0 = __ldg(sw + L.so);
+        r.s1 = __ldg(sw + L.so + 1);
+        r.d = __ldg(sw + 4);
+    } else {
+        r.l = r.m = r.h = make_uint4(0, 0, 0, 0);
+        r.s0 = r.s1 = r.d = 0;
+    }
+    return r;
+}
+
+/* the lane's activations of chunk ch (a round's, loaded once for all of a warp's rows) */
+typedef struct q6k_act {
+    int4 x0, x1, x2, x3; /* pieces i = 0..3 */
+    int4 bs;             /* the 8 sums of 16 of its half superblock */
+    float d;
+} q6k_act;
+__device__ __forceinline__ q6k_act q6k_act_load(int ch, const q6k_lane &L, const xact &x) {
+    const int8_t *xp = x.qc + 64 * (ch & ~31) + L.xo;
+    q6k_act a;
+    a.x0 = ldx16(xp);
+    a.x1 = ldx16(xp + 512);
+    a.x2 = ldx16(xp + 32);
+    a.x3 = ldx16(xp + 544);
+    a.bs = *reinterpret_cast<const int4 *>(x.bs + 16 * (ch >> 2) + L.bo);
+    a.d = xldf(x.d + (ch >> 2));
+    return a;
+}
+
+#define M30 0x30303030u
+/* sum over the chunk's 64 weights; (q - 32) through the activations' 16-sums */
+__device__ __forceinline__ float q6k_dot(const q6raw &r, const q6k_act &a, const q6k_lane &L) {
+    const uint4 &l = r.l, &m = r.m, &h = r.h;
+    const int d0 =
+        dot16((l.x & M4) | ((h.x << 4) & M30), (l.y & M4) | ((h.y << 4) & M30),
+              (l.z & M4) | ((h.z << 4) & M30), (l.w & M4) | ((h.w << 4) & M30), a.x0, 0);
+    const int d1 =
+        dot16((m.x & M4) | ((h.x << 2) & M30), (m.y & M4) | ((h.y << 2) & M30),
+              (m.z & M4) | ((h.z << 2) & M30), (m.w & M4) | ((h.w << 2) & M30), a.x1, 0);
+    const int d2 =
+        dot16(((l.x >> 4) & M4) | (h.x & M30), ((l.y >> 4) & M4) | (h.y & M30),
+              ((l.z >> 4) & M4) | (h.z & M30), ((l.w >> 4) & M4) | (h.w & M30), a.x2, 0);
+    const int d3 =
+        dot16(((m.x >> 4) & M4) | ((h.x >> 2) & M30), ((m.y >> 4) & M4) | ((h.y >> 2) & M30),
+              ((m.z >> 4) & M4) | ((h.z >> 2) & M30), ((m.w >> 4) & M4) | ((h.w >> 2) & M30),
+              a.x3, 0);
+    /* 16-sums h + 2 i of the half (high or low 16 bits of bs word i); scale bytes h + 2 i */
+    const int bsh = 16 - 2 * L.sh;
+    const int b0 = (int)((uint32_t)a.bs.x << bsh) >> 16,
+              b1 = (int)((uint32_t)a.bs.y << bsh) >> 16;
+    const int b2 = (int)((uint32_t)a.bs.z << bsh) >> 16,
+              b3 = (int)((uint32_t)a.bs.w << bsh) >> 16;
+    const int c0 = (int)(r.s0 << (24 - L.sh)) >> 24, c1 = (int)(r.s0 << (8 - L.sh)) >> 24;
+    const int c2 = (int)(r.s1 << (24 - L.sh)) >> 24, c3 = (int)(r.s1 << (8 - L.sh)) >> 24;
+    const int t =
+        c0 * (d0 - 32 * b0) + c1 * (d1 - 32 * b1) + c2 * (d2 - 32 * b2) + c3 * (d3 - 32 * b3);
+    return half_lo(r.d) * a.d * (float)t;
+}
+
 #endif
