@@ -367,15 +367,16 @@ static int cmd_decode(int argc, char **argv) {
         const char *name;
         int graphs, fuse, pdl, persist, pairs, fast, waves, pf, pfb, early, pfc, q4kr, kst;
     } vs[] = {
-        {"graphs (default)", 1, 0, 1, 2, 1, 1, 1, -1, -1, -1, -1, 2, -1},
-        {"graphs, attention stages no cache rows", 1, 0, 1, 2, 1, 1, 1, -1, -1, -1, -1, 2, 0},
+        {"graphs (default)", 1, 0, 1, 2, 1, 1, 1, -1, -1, -1, -1, 3, -1},
+        {"graphs, attention stages no cache rows", 1, 0, 1, 2, 1, 1, 1, -1, -1, -1, -1, 3, 0},
         {"graphs, Q4_K chunks one row per warp", 1, 0, 1, 2, 1, 1, 1, -1, -1, -1, -1, 1, -1},
-        {"graphs, no L2 prefetch", 1, 0, 1, 2, 1, 1, 1, 0, -1, -1, -1, 2, -1},
-        {"graphs, no pdl", 1, 0, 0, 2, 1, 1, 1, -1, -1, -1, -1, 2, -1},
-        {"graphs, early rmsnorm", 1, 0, 1, 2, 1, 1, 1, -1, -1, 3, -1, 2, -1},
-        {"graphs, early attention", 1, 0, 1, 2, 1, 1, 1, -1, -1, 5, -1, 2, -1},
-        {"graphs, early rmsnorm + attention", 1, 0, 1, 2, 1, 1, 1, -1, -1, 7, -1, 2, -1},
-        {"graphs (default, again)", 1, 0, 1, 2, 1, 1, 1, -1, -1, -1, -1, 2, -1},
+        {"graphs, no L2 prefetch", 1, 0, 1, 2, 1, 1, 1, 0, -1, -1, -1, 3, -1},
+        {"graphs, no pdl", 1, 0, 0, 2, 1, 1, 1, -1, -1, -1, -1, 3, -1},
+        {"graphs, Q4_K chunks 2 rows per warp", 1, 0, 1, 2, 1, 1, 1, -1, -1, -1, -1, 2, -1},
+        {"graphs, early rmsnorm", 1, 0, 1, 2, 1, 1, 1, -1, -1, 3, -1, 3, -1},
+        {"graphs, early attention", 1, 0, 1, 2, 1, 1, 1, -1, -1, 5, -1, 3, -1},
+        {"graphs, early rmsnorm + attention", 1, 0, 1, 2, 1, 1, 1, -1, -1, 7, -1, 3, -1},
+        {"graphs (default, again)", 1, 0, 1, 2, 1, 1, 1, -1, -1, -1, -1, 3, -1},
     };
     const int pf0 = cuda_tune(g, "prefetch", 0); /* the default (CHORD_CUDA_PREFETCH) */
     const int pfb0 = cuda_tune(g, "pfblocks", 32);
@@ -416,7 +417,7 @@ static int cmd_decode(int argc, char **argv) {
     cuda_tune(g, "pairs", 1);
     cuda_tune(g, "fast", 1);
     cuda_tune(g, "waves", 1);
-    cuda_tune(g, "q4krows", 2);
+    cuda_tune(g, "q4krows", 3);
     const char *tpf = getenv("TRACE_PREFETCH");
     cuda_tune(g, "prefetch", tpf ? atoi(tpf) : pf0);
     const char *tpb = getenv("TRACE_PFBLOCKS");

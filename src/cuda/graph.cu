@@ -576,7 +576,7 @@ extern "C" int cuda_tune(chord_backend *b, const char *knob, int value) {
         be->attn_kstage = value < 0 ? 0 : value > 4096 ? 4096 : value;
     } else if (!strcmp(knob, "q4krows")) {
         old = be->q4k_rows;
-        be->q4k_rows = value == 1 ? 1 : 2;
+        be->q4k_rows = value >= 1 && value <= 3 ? value : 3;
     } else if (!strcmp(knob, "persist")) {
         old = be->mv_persist;
         be->mv_persist = value < 0 ? 0 : value;
