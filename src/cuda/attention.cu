@@ -26,9 +26,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cooperative_groups.h>
+
 #include "cuda_common.cuh"
 #include "exact_math.h"
 #include "ptx.cuh"
+#include "quant.cuh"
 
 #define AT 128                      /* threads per block (scores) */
 #define PVT 256                     /* threads per block (P.V) */
@@ -344,6 +347,50 @@ __device__ __forceinline__ int kv_piece(int j, int t, int pieces) {
     return t ^ (j & (pieces - 1));
 }
 
+/* Where the decode kernel quantizes its output for the next matvec (qb 0: it does not). */
+typedef struct attn_q {
+    int8_t *q;
+    float *d;
+    int16_t *bs;
+    float *s;
+    int8_t *qc;
+    int qb;
+} attn_q;
+
+/* The head's hd outputs (ob, shared memory) quantized as quantize_act_kernel does: per 32
+ * by the block's own warps; per 256 (K-quants) over 256 / hd heads, a thread-block cluster:
+ * its first block's warp 0 reads the others' outputs from their shared memory (every
+ * block then waits until it has: a block's shared memory must outlive the reads). */
+__device__ __forceinline__ void attn_quant_out(const float *ob, int h, int hd,
+                                               const attn_q &a) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (a.qb == 32) {
+        __syncthreads();
+        if (warp < hd / 32) {
+            const float v = ob[32 * warp + lane];
+            quant_store<32>(&v, lane, (int64_t)h * (hd / 32) + warp, a.q, a.d, a.bs, a.s,
+                            nullptr);
+        }
+        return;
+    }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 /* clusters: sm_90 (cuda_attn_quant_ok) */
+    namespace cg = cooperative_groups;
+    cg::cluster_group cl = cg::this_cluster();
+    cl.sync();
+    if (cl.block_rank() == 0 && warp == 0) {
+        float v[8];
+        const int e = 8 * lane;
+        const float *src = cl.map_shared_rank(ob, (unsigned)(e / hd)) + e % hd;
+        const float4 v0 = *reinterpret_cast<const float4 *>(src);
+        const float4 v1 = *reinterpret_cast<const float4 *>(src + 4);
+        v[0] = v0.x, v[1] = v0.y, v[2] = v0.z, v[3] = v0.w;
+        v[4] = v1.x, v[5] = v1.y, v[6] = v1.z, v[7] = v1.w;
+        quant_store<256>(v, lane, (int64_t)h * hd / 256, a.q, a.d, a.bs, nullptr, a.qc);
+    }
+    cl.sync();
+#endif
+}
+
 /* One token, one block per q head: (rope,) K/V row into the cache, scores of every key
  * in shared memory, softmax, P.V, with the roundings of the kernels above. The key and
  * value of the token itself come from k / v directly (the cache row is written by the
@@ -357,7 +404,7 @@ __global__ void __launch_bounds__(ADT)
     attn_decode_kernel(float *__restrict__ out, float *q, const float *k,
                        const float *__restrict__ v, __half *kc, __half *vc, int n_head,
                        int n_head_kv, int hd_rt, int pos_val, const int *__restrict__ dpos,
-                       float scale, rope_args ra, int kmax, ktr tk, int early) {
+                       float scale, rope_args ra, int kmax, ktr tk, int early, attn_q aq) {
     const int hd = HDT ? HDT : hd_rt;
     extern __shared__ float4 sm4[];
     float *sm = reinterpret_cast<float *>(sm4);
@@ -520,19 +567,33 @@ __global__ void __launch_bounds__(ADT)
 #pragma unroll
         for (int l = 0; l < 16; l++)
             s[l] = red[l * hd + i];
-        out[(size_t)h * hd + i] = xm_sum16(s);
+        const float o = xm_sum16(s);
+        if (out) out[(size_t)h * hd + i] = o;
+        if (HDT > 0 && aq.qb) qs[i] = o; /* q is no longer read: the output to quantize */
     }
+    if constexpr (HDT > 0)
+        if (aq.qb) attn_quant_out(qs, h, hd, aq);
 }
 
 /* attn_decode_kernel for head_dim hd (64, 128 compiled for; others at run time) */
 template <bool ROPE, typename... A>
 static cudaError_t launch_decode_hd(cuda_backend *be, int hd, dim3 grid, dim3 blk, size_t smem,
-                                    A... args) {
-    return hd == 64
-               ? launch_pdl_smem(be, attn_decode_kernel<ROPE, 64>, grid, blk, smem, args...)
-           : hd == 128
-               ? launch_pdl_smem(be, attn_decode_kernel<ROPE, 128>, grid, blk, smem, args...)
-               : launch_pdl_smem(be, attn_decode_kernel<ROPE, 0>, grid, blk, smem, args...);
+                                    unsigned cl, A... args) {
+    return hd == 64 ? launch_pdl_cluster(be, attn_decode_kernel<ROPE, 64>, grid, blk, smem, cl,
+                                         args...)
+           : hd == 128 ? launch_pdl_cluster(be, attn_decode_kernel<ROPE, 128>, grid, blk, smem,
+                                            cl, args...)
+                       : launch_pdl_cluster(be, attn_decode_kernel<ROPE, 0>, grid, blk, smem,
+                                            cl, args...);
+}
+
+/* Can the decode kernel quantize its output per qb (head_dim 64 / 128: per 32 within a
+ * block, per 256 over a cluster of 256 / head_dim blocks)? */
+bool cuda_attn_quant_ok(const cuda_backend *be, const chord_attn_shape *s, int qb) {
+    const int hd = s->head_dim;
+    if (hd != 64 && hd != 128) return false;
+    if (qb == 32) return be->attn_quant >= 1;
+    return qb == 256 && be->attn_quant >= 2 && be->cc_major >= 9 && s->n_head % (256 / hd) == 0;
 }
 
 /* shared memory of the decode kernel with kmax rows staged */
@@ -594,8 +655,8 @@ bool cuda_attn_decode_ok(cuda_backend *be, const chord_attn_shape *s) {
 
 void cuda_attention_decode(cuda_backend *be, float *out, float *q, const float *k,
                            const float *v, chord_kv *kv, int pos0, const chord_attn_shape *s,
-                           const chord_rope_shape *rope, const int *dpos) {
-    if (!cuda_attn_decode_ok(be, s)) {
+                           const chord_rope_shape *rope, const int *dpos, const qact *xq) {
+    if (!cuda_attn_decode_ok(be, s) || (xq && !cuda_attn_quant_ok(be, s, xq->qb))) {
         cuda_fail(be, "attention: no one-token kernel for this shape");
         return;
     }
@@ -622,11 +683,16 @@ void cuda_attention_decode(cuda_backend *be, float *out, float *q, const float *
     const size_t smem = decode_smem(s, kmax);
     __half *kc = (__half *)kv->k, *vc = (__half *)kv->v;
     const ktr tk = take_ktr(be, 'a');
+    attn_q aq = {nullptr, nullptr, nullptr, nullptr, nullptr, 0};
+    if (xq)
+        aq = attn_q{(int8_t *)xq->q, (float *)xq->d,   (int16_t *)xq->bs,
+                    (float *)xq->s,  (int8_t *)xq->qc, xq->qb};
+    const unsigned cl = xq && xq->qb == 256 ? (unsigned)(256 / hd) : 1;
 #define DECODE_ARGS                                                                            \
     out, q, k, v, kc, vc, s->n_head, s->n_head_kv, hd, pos0, dpos, s->scale, ra, kmax, tk,     \
-        (int)(be->early_trigger & CUDA_EARLY_ATTN)
-    e = rope ? launch_decode_hd<true>(be, hd, grid, blk, smem, DECODE_ARGS)
-             : launch_decode_hd<false>(be, hd, grid, blk, smem, DECODE_ARGS);
+        (int)(be->early_trigger & CUDA_EARLY_ATTN), aq
+    e = rope ? launch_decode_hd<true>(be, hd, grid, blk, smem, cl, DECODE_ARGS)
+             : launch_decode_hd<false>(be, hd, grid, blk, smem, cl, DECODE_ARGS);
 #undef DECODE_ARGS
     CUDA_CHECK(be, e);
     CUDA_LAUNCHED(be, "attn_decode_kernel");
@@ -642,7 +708,7 @@ void cuda_attention(cuda_backend *be, float *out, const float *q, const float *k
     const bool exact = use_old || (mode && !strcmp(mode, "exact"));
     const bool force_flash = mode && !strcmp(mode, "flash");
     if (n == 1 && !force_split && cuda_attn_decode_ok(be, s)) {
-        cuda_attention_decode(be, out, (float *)q, k, v, kv, pos0, s, NULL, dpos);
+        cuda_attention_decode(be, out, (float *)q, k, v, kv, pos0, s, NULL, dpos, NULL);
         return;
     }
     if (dpos) {

@@ -568,6 +568,7 @@ extern "C" chord_status chord_backend_cuda_new(chord_backend **out, chord_error 
     be->smem_per_block_optin = best_prop.sharedMemPerBlockOptin;
     const char *pdl = getenv("CHORD_CUDA_PDL");
     be->pdl = best_prop.major >= 9 && !(pdl && !strcmp(pdl, "0"));
+    be->cc_major = best_prop.major;
     const char *gr = getenv("CHORD_CUDA_GRAPHS");
     be->graphs = gr && *gr ? atoi(gr) : 1;
     if (be->graphs < 0 || be->graphs > 2) be->graphs = 1;
@@ -594,6 +595,8 @@ extern "C" chord_status chord_backend_cuda_new(chord_backend **out, chord_error 
     if (be->attn_kstage < 0 || be->attn_kstage > 4096) be->attn_kstage = 256;
     const char *et = getenv("CHORD_CUDA_EARLY");
     be->early_trigger = et && *et ? atoi(et) & 7 : CUDA_EARLY_QS; /* CUDA_EARLY_* bits */
+    const char *aq = getenv("CHORD_CUDA_ATTNQ");
+    be->attn_quant = aq && *aq >= '0' && *aq <= '2' && !aq[1] ? *aq - '0' : 1;
     const char *pe = getenv("CHORD_CUDA_PERSIST");
     be->mv_persist = pe && *pe ? atoi(pe) : 2;
     if (be->mv_persist < 0 || be->mv_persist > 64) be->mv_persist = 2;

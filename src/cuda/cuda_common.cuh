@@ -105,6 +105,12 @@ typedef struct cuda_backend {
      * bits): the next matvec's blocks then fetch their weights while the kernel before
      * the short one still runs */
     int early_trigger;
+    /* decode attention quantizes its output for wo itself (CHORD_CUDA_ATTNQ): 0 never (a
+     * separate kernel does), 1 per 32 (Q8_0, Q4_0, ...: within each block), 2 also per 256
+     * (K-quants: over a thread-block cluster of heads; TinyLlama's attention 3.7 -> 5.2 us
+     * for 1.1 us of quantize kernel saved, so not by default) */
+    int attn_quant;
+    int cc_major; /* the device's compute capability (major) */
     size_t pf_window;
     long long pf_max_launch; /* steps with a larger matvec launch (but the last) go without */
     int pf_blocks;
@@ -219,8 +225,9 @@ static inline cudaError_t launch_pdl(cuda_backend *be, void (*kernel)(KArgs...),
 }
 
 template <typename... KArgs, typename... Args>
-static inline cudaError_t launch_pdl_smem(cuda_backend *be, void (*kernel)(KArgs...), dim3 grid,
-                                          dim3 block, size_t smem, Args... args) {
+static inline cudaError_t launch_pdl_cluster(cuda_backend *be, void (*kernel)(KArgs...),
+                                             dim3 grid, dim3 block, size_t smem,
+                                             unsigned cluster, Args... args) {
     cudaLaunchConfig_t cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.gridDim = grid;
@@ -232,12 +239,27 @@ static inline cudaError_t launch_pdl_smem(cuda_backend *be, void (*kernel)(KArgs
             kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
         if (e != cudaSuccess) return e;
     }
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchAttribute attr[2];
+    unsigned na = 0;
+    if (be->pdl) {
+        attr[na].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[na++].val.programmaticStreamSerializationAllowed = 1;
+    }
+    if (cluster > 1) { /* thread-block clusters of `cluster` consecutive blocks in x */
+        attr[na].id = cudaLaunchAttributeClusterDimension;
+        attr[na].val.clusterDim.x = cluster;
+        attr[na].val.clusterDim.y = 1;
+        attr[na++].val.clusterDim.z = 1;
+    }
     cfg.attrs = attr;
-    cfg.numAttrs = be->pdl ? 1 : 0;
+    cfg.numAttrs = na;
     return cudaLaunchKernelEx(&cfg, kernel, static_cast<KArgs>(args)...);
+}
+
+template <typename... KArgs, typename... Args>
+static inline cudaError_t launch_pdl_smem(cuda_backend *be, void (*kernel)(KArgs...), dim3 grid,
+                                          dim3 block, size_t smem, Args... args) {
+    return launch_pdl_cluster(be, kernel, grid, block, smem, 1, args...);
 }
 
 /* A device buffer of at least `bytes` that lives until the next call asking for more.
@@ -441,9 +463,12 @@ void cuda_attn_flash_init(cuda_backend *be);
 bool cuda_attn_flash_ok(const cuda_backend *be, const chord_attn_shape *s);
 void cuda_attn_flash(cuda_backend *be, float *out, const float *q, const __half *kc,
                      const __half *vc, int m, int pos_first, const chord_attn_shape *s);
+/* xq (or NULL): also quantize the output for a matvec of row length n_head * head_dim
+ * (cuda_qact_view's scratch, as cuda_quantize_act would; cuda_attn_quant_ok) */
 void cuda_attention_decode(cuda_backend *be, float *out, float *q, const float *k,
                            const float *v, chord_kv *kv, int pos0, const chord_attn_shape *s,
-                           const chord_rope_shape *rope, const int *dpos);
+                           const chord_rope_shape *rope, const int *dpos, const qact *xq);
+bool cuda_attn_quant_ok(const cuda_backend *be, const chord_attn_shape *s, int qb);
 void cuda_attention_init(cuda_backend *be);
 
 /* elementwise.cu: RoPE's (cos, sin) for positions [0, npos), [pos][i] for i < n_rot / 2,

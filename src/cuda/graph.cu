@@ -234,8 +234,23 @@ static void exec_fused_ops(cuda_backend *be, const cuda_rec *R, int nr, const in
             if (i + 2 < nr && rope_attn_fusable(be, r, &R[i + 1], &R[i + 2])) {
                 const cuda_rec *a = &R[i + 2];
                 chord_kv kv = a->kv;
+                /* and the quantization of its output for the next matmul (wo) */
+                const cuda_rec *m = i + 3 < nr ? &R[i + 3] : NULL;
+                const int64_t n_out = (int64_t)a->as.n_head * a->as.head_dim;
+                qact xa;
+                if (m && m->x == a->out && quant_matmul(m, n_out, &qb) &&
+                    cuda_attn_quant_ok(be, &a->as, qb) &&
+                    cuda_qact_view(be, n_out, 1, qb, &xa)) {
+                    float *out =
+                        dead_after(R, nr, i + 3, a->out, (size_t)n_out) ? NULL : a->out;
+                    cuda_attention_decode(be, out, (float *)a->x, a->y, a->z, &kv, a->pos0,
+                                          &a->as, &r->rs, dpos, &xa);
+                    i += 3;
+                    exec_matmul(be, R, nr, &i, &xa);
+                    continue;
+                }
                 cuda_attention_decode(be, a->out, (float *)a->x, a->y, a->z, &kv, a->pos0,
-                                      &a->as, &r->rs, dpos);
+                                      &a->as, &r->rs, dpos, NULL);
                 i += 2;
                 continue;
             }
@@ -562,6 +577,9 @@ extern "C" int cuda_tune(chord_backend *b, const char *knob, int value) {
     } else if (!strcmp(knob, "prefetch")) { /* MiB ahead, 0: off */
         old = (int)(be->pf_window >> 20);
         be->pf_window = value > 0 ? (size_t)value << 20 : 0;
+    } else if (!strcmp(knob, "attnquant")) {
+        old = be->attn_quant;
+        be->attn_quant = value < 0 ? 0 : value > 2 ? 2 : value;
     } else if (!strcmp(knob, "early")) {
         old = be->early_trigger;
         be->early_trigger = value & 7; /* CUDA_EARLY_* bits */
