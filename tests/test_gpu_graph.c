@@ -198,41 +198,48 @@ static void test_model(const char *path, const char *name) {
             CHECK(false, "context: %s", err.message);
             goto done;
         }
-    float *ref[2], *got[4][2];
+    float *ref[2], *got[5][2];
     for (int c = 0; c < 2; c++) {
         ref[c] = malloc(nl * sizeof(float));
-        for (int mo = 0; mo < 4; mo++)
+        for (int mo = 0; mo < 5; mo++)
             got[mo][c] = malloc(nl * sizeof(float));
     }
-    /* alone, each mode (3: graphs whose matvecs quantize their own input); then
-     * interleaved with graphs */
-    const int modes[4] = {0, 2, 1, 3};
-    for (int mi = 0; mi < 4; mi++) {
-        cuda_set_graphs(m->gpu, modes[mi] == 3 ? 1 : modes[mi]);
+    /* alone, each mode (3: graphs whose matvecs quantize their own input; 4: graphs whose
+     * attention also quantizes per 256 over thread-block clusters); then interleaved with
+     * graphs */
+    const int modes[5] = {0, 2, 1, 3, 4};
+    const int aq0 = cuda_tune(m->gpu, "attnquant", 1);
+    for (int mi = 0; mi < 5; mi++) {
+        cuda_set_graphs(m->gpu, modes[mi] >= 3 ? 1 : modes[mi]);
         cuda_set_fuse(m->gpu, modes[mi] == 3);
+        cuda_tune(m->gpu, "attnquant", modes[mi] == 4 ? 2 : aq0);
         for (int c = 0; c < 2; c++)
             CHECK(run_ctx(ctx[c], c, V, mi == 0 ? ref[c] : got[mi][c]), "%s mode %d", name,
                   modes[mi]);
     }
     cuda_set_fuse(m->gpu, 0);
     cuda_set_graphs(m->gpu, 1);
+    cuda_tune(m->gpu, "attnquant", aq0);
     float *inter[2] = {got[0][0], got[0][1]}; /* reuse as buffers */
     CHECK(run_interleaved(ctx, V, inter), "%s interleaved", name);
     int fails = 0, held = cuda_graph_count(m->gpu, &fails);
     for (int c = 0; c < 2; c++) {
-        size_t b2, b1, b3, bi;
+        size_t b2, b1, b3, b4, bi;
+        double e4 = cmp(got[4][c], ref[c], nl, &b4);
         double e2 = cmp(got[1][c], ref[c], nl, &b2);
         double e1 = cmp(got[2][c], ref[c], nl, &b1);
         double e3 = cmp(got[3][c], ref[c], nl, &b3);
         double ei = cmp(inter[c], got[2][c], nl, &bi);
         printf("  %-8s ctx %d: vs plain ops: fused %.2e (%zu of %zu values differ), graph %.2e "
                "(%zu), graph with input-quantizing matvecs %.2e (%zu); interleaved/alone %.2e "
-               "(%zu)\n",
-               name, c, e2, b2, nl, e1, b1, e3, b3, ei, bi);
+               "(%zu), clustered attention quantization %.2e (%zu)\n",
+               name, c, e2, b2, nl, e1, b1, e3, b3, ei, bi, e4, b4);
         CHECK(e2 <= 1e-6, "%s ctx %d: fused vs plain %.3e", name, c, e2);
         CHECK(e1 <= 1e-6, "%s ctx %d: graph vs plain %.3e", name, c, e1);
         CHECK(e3 <= 1e-6, "%s ctx %d: graph (input-quantizing matvecs) vs plain %.3e", name, c,
               e3);
+        CHECK(b4 == 0, "%s ctx %d: clustered attention quantization vs plain %.3e (%zu)", name,
+              c, e4, b4);
         CHECK(bi == 0, "%s ctx %d: interleaved graphs differ from one context (%zu values)",
               name, c, bi);
     }
@@ -249,7 +256,7 @@ static void test_model(const char *path, const char *name) {
     CHECK(held >= 2, "%s: two contexts should hold two graphs (%d)", name, held);
     for (int c = 0; c < 2; c++) {
         free(ref[c]);
-        for (int mo = 0; mo < 4; mo++)
+        for (int mo = 0; mo < 5; mo++)
             free(got[mo][c]);
     }
 done:
