@@ -106,6 +106,8 @@ for part in $PARTS; do
         if timeout 300 "$BUILD/tests/test_gpu_ops"; then result ops ok; else result ops FAILED; fi
         note "test_gpu_ops, exact attention only"
         if (set -o pipefail; CHORD_CUDA_ATTN=exact timeout 300 "$BUILD/tests/test_gpu_ops" | tail -3); then result ops-exact ok; else result ops-exact FAILED; fi
+        note "test_gpu_ops, Q4_K chunk rounds not split (CHORD_CUDA_Q4KSPLIT=0)"
+        if (set -o pipefail; CHORD_CUDA_Q4KSPLIT=0 timeout 300 "$BUILD/tests/test_gpu_ops" | tail -3); then result ops-nosplit ok; else result ops-nosplit FAILED; fi
         ;;
     graph)
         note "test_gpu_graph"

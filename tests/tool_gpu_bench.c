@@ -365,18 +365,18 @@ static int cmd_decode(int argc, char **argv) {
     printf("%-40s %10s %10s\n", "variant", "host us", "graph us");
     const struct {
         const char *name;
-        int graphs, fuse, pdl, persist, pairs, fast, waves, pf, pfb, early, pfc, q4kr, kst;
+        int graphs, fuse, pdl, persist, pairs, fast, waves, pf, pfb, early, pfc, q4kr, kst, spl;
     } vs[] = {
-        {"graphs (default)", 1, 0, 1, 2, 1, 1, 1, -1, -1, -1, -1, 3, -1},
-        {"graphs, attention stages no cache rows", 1, 0, 1, 2, 1, 1, 1, -1, -1, -1, -1, 3, 0},
-        {"graphs, Q4_K chunks one row per warp", 1, 0, 1, 2, 1, 1, 1, -1, -1, -1, -1, 1, -1},
-        {"graphs, no L2 prefetch", 1, 0, 1, 2, 1, 1, 1, 0, -1, -1, -1, 3, -1},
-        {"graphs, no pdl", 1, 0, 0, 2, 1, 1, 1, -1, -1, -1, -1, 3, -1},
-        {"graphs, Q4_K chunks 2 rows per warp", 1, 0, 1, 2, 1, 1, 1, -1, -1, -1, -1, 2, -1},
-        {"graphs, early rmsnorm", 1, 0, 1, 2, 1, 1, 1, -1, -1, 3, -1, 3, -1},
-        {"graphs, early attention", 1, 0, 1, 2, 1, 1, 1, -1, -1, 5, -1, 3, -1},
-        {"graphs, early rmsnorm + attention", 1, 0, 1, 2, 1, 1, 1, -1, -1, 7, -1, 3, -1},
-        {"graphs (default, again)", 1, 0, 1, 2, 1, 1, 1, -1, -1, -1, -1, 3, -1},
+        {"graphs (default)", 1, 0, 1, 2, 1, 1, 1, -1, -1, -1, -1, 3, -1, 1},
+        {"graphs, Q4_K chunk rounds not split", 1, 0, 1, 2, 1, 1, 1, -1, -1, -1, -1, 3, -1, 0},
+        {"graphs, not split, 2 rows per warp", 1, 0, 1, 2, 1, 1, 1, -1, -1, -1, -1, 2, -1, 0},
+        {"graphs, attention stages no cache rows", 1, 0, 1, 2, 1, 1, 1, -1, -1, -1, -1, 3, 0, 1},
+        {"graphs, no L2 prefetch", 1, 0, 1, 2, 1, 1, 1, 0, -1, -1, -1, 3, -1, 1},
+        {"graphs, no pdl", 1, 0, 0, 2, 1, 1, 1, -1, -1, -1, -1, 3, -1, 1},
+        {"graphs, early rmsnorm", 1, 0, 1, 2, 1, 1, 1, -1, -1, 3, -1, 3, -1, 1},
+        {"graphs, no early triggers", 1, 0, 1, 2, 1, 1, 1, -1, -1, 0, -1, 3, -1, 1},
+        {"graphs, not split (again)", 1, 0, 1, 2, 1, 1, 1, -1, -1, -1, -1, 3, -1, 0},
+        {"graphs (default, again)", 1, 0, 1, 2, 1, 1, 1, -1, -1, -1, -1, 3, -1, 1},
     };
     const int pf0 = cuda_tune(g, "prefetch", 0); /* the default (CHORD_CUDA_PREFETCH) */
     const int pfb0 = cuda_tune(g, "pfblocks", 32);
@@ -398,6 +398,7 @@ static int cmd_decode(int argc, char **argv) {
         cuda_tune(g, "early", vs[v].early < 0 ? early0 : vs[v].early);
         cuda_tune(g, "pfchunk", vs[v].pfc < 0 ? pfc0 : vs[v].pfc);
         cuda_tune(g, "kstage", vs[v].kst < 0 ? kst0 : vs[v].kst);
+        cuda_tune(g, "q4ksplit", vs[v].spl);
         cuda_graphs_drop(g);
         chord_context_truncate(ctx, 0);
         if (pos && chord_eval(ctx, toks, pos, false, &err) != CHORD_OK) goto fail;
@@ -426,6 +427,8 @@ static int cmd_decode(int argc, char **argv) {
     const char *tpc = getenv("TRACE_PFCHUNK");
     cuda_tune(g, "pfchunk", tpc ? atoi(tpc) : pfc0);
     cuda_tune(g, "kstage", kst0);
+    const char *tsp = getenv("TRACE_Q4KSPLIT");
+    cuda_tune(g, "q4ksplit", tsp ? atoi(tsp) : 1);
     if (trace_step(g, ctx, toks + pos) != 0) goto fail;
     goto done;
 fail:

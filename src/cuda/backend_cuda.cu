@@ -580,6 +580,8 @@ extern "C" chord_status chord_backend_cuda_new(chord_backend **out, chord_error 
     be->mv_waves = !(wv && !strcmp(wv, "0"));
     const char *qr = getenv("CHORD_CUDA_Q4KR");
     be->q4k_rows = qr && *qr >= '1' && *qr <= '3' && !qr[1] ? *qr - '0' : 3;
+    const char *qs = getenv("CHORD_CUDA_Q4KSPLIT");
+    be->q4k_split = !(qs && !strcmp(qs, "0"));
     const char *mp = getenv("CHORD_CUDA_PAIRS");
     be->mv_pairs = !(mp && !strcmp(mp, "0"));
     const char *pf = getenv("CHORD_CUDA_PREFETCH"); /* MiB of L2 prefetch ahead, 0: off */

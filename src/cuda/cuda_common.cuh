@@ -97,8 +97,11 @@ typedef struct cuda_backend {
     int mv_persist; /* those matvecs' blocks per SM (persistent grid; 0: a block per tile) */
     int mv_pairs;   /* decode: one launch for two weight types (CHORD_CUDA_PAIRS=0: off) */
     int mv_waves;   /* decode: more rows per warp when blocks would need two waves (=0: off) */
-    int q4k_rows;   /* decode: rows per warp of the Q4_K chunk kernel where one would need
-                       several waves (1, 2, 3; the paired kernel: 1 or 2) */
+    int q4k_split;  /* decode: Q4_K chunk matvecs that need several waves split each row's
+                       rounds over two warps, two rows per warp (mv_rows_ch2;
+                       CHORD_CUDA_Q4KSPLIT=0: off) */
+    int q4k_rows;   /* decode: without the split, rows per warp of those matvecs (1, 2, 3;
+                       the paired kernel: 1 or 2) */
     /* L2 prefetch of a captured step's weights (prefetch.cu): pf_window bytes ahead of
      * the running matvec (0: off); while capturing, the matvecs' weights in order */
     /* kernels that trigger their dependent at entry, not after their wait (CUDA_EARLY_*

@@ -595,6 +595,9 @@ extern "C" int cuda_tune(chord_backend *b, const char *knob, int value) {
     } else if (!strcmp(knob, "q4krows")) {
         old = be->q4k_rows;
         be->q4k_rows = value >= 1 && value <= 3 ? value : 3;
+    } else if (!strcmp(knob, "q4ksplit")) {
+        old = be->q4k_split;
+        be->q4k_split = value != 0;
     } else if (!strcmp(knob, "persist")) {
         old = be->mv_persist;
         be->mv_persist = value < 0 ? 0 : value;

@@ -267,6 +267,84 @@ __device__ __forceinline__ void mv_rows_ch(const mvjob &job, const xact &xa, int
     mv_store<R>(acc, row0, w.n_out, lane, job.y[k], job.res[k]);
 }
 
+/* Q4_K chunk rows, each row's rounds of 32 chunks split over two warps of the block (warp
+ * 2 g + h takes rounds h, h + 2, ... of rows R g .. R g + R - 1 of the block), one round in
+ * flight: a block is done in half the time of mv_rows_ch<R, 1> (4096-wide rows: one round
+ * each), so a kernel of several waves ends with a shorter tail. The two halves' warp sums
+ * meet in shared memory: not mv_rows_ch's order, so each launch takes one of the two. */
+template <int R>
+__device__ __forceinline__ void mv_rows_ch2(const mvjob &job, const xact &xa, int k,
+                                            ktrace &kt) {
+    static_assert(MV_ROWS % 2 == 0, "warp pairs");
+    __shared__ float half_sum[MV_ROWS / 2][R];
+    const wview &w = job.w[k];
+    const int wb = threadIdx.x >> 5, h = wb & 1, lane = threadIdx.x & 31;
+    const int64_t row0 = ((int64_t)(blockIdx.x - job.bstart[k]) * (MV_ROWS / 2) + (wb >> 1)) * R;
+    const bool live = row0 < w.n_out; /* uniform across the warp pair (barrier below) */
+    const int n_ch = (int)w.nb * Q4K_CHUNKS, own = q4k_own(lane);
+    const q4k_lane L = q4k_lane_pair(lane);
+    const uint8_t *q[R], *s[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        const int64_t row = row0 + r < w.n_out ? row0 + r : (live ? row0 : 0);
+        q[r] = w.q + (size_t)row * w.nb * 128;
+        s[r] = w.s + (size_t)row * w.nb * 16;
+    }
+    float acc[R];
+#pragma unroll
+    for (int r = 0; r < R; r++)
+        acc[r] = 0.f;
+    uraw raw[R];
+    uint32_t dep = 0;
+    int cs = 32 * h;
+    if (live && cs < n_ch)
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            raw[r] = q4k_load_pair(q[r], s[r], cs, n_ch, lane);
+            dep ^= raw[r].a.x ^ raw[r].s0;
+        }
+    pdl_wait_after(dep); /* x comes from the previous kernel */
+    kt.released();
+    pf_report(job.kt);
+    pdl_trigger();
+    while (live && cs < n_ch) { /* uniform across the warp */
+        const q4k_act xr = q4k_act_pair(cs, lane, xa);
+        const int c = cs + own;
+        int4 part[R];
+#pragma unroll
+        for (int r = 0; r < R; r++)
+            part[r] = q4k_part(raw[r], xr);
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            int sil, sih;
+            q4k_trade(part[r], lane, sil, sih);
+            if (c < n_ch) acc[r] += q4k_finish(raw[r], c >> 2, L, xa, sil, sih);
+        }
+        cs += 64;
+        if (cs >= n_ch) break;
+#pragma unroll
+        for (int r = 0; r < R; r++)
+            raw[r] = q4k_load_pair(q[r], s[r], cs, n_ch, lane);
+    }
+    float v[R];
+#pragma unroll
+    for (int r = 0; r < R; r++)
+        v[r] = mv_warp_sum(acc[r]);
+    if (h && lane == 0)
+#pragma unroll
+        for (int r = 0; r < R; r++)
+            half_sum[wb >> 1][r] = v[r];
+    __syncthreads();
+    if (!h && lane == 0 && live)
+#pragma unroll
+        for (int r = 0; r < R; r++)
+            if (row0 + r < w.n_out) {
+                const float o = v[r] + half_sum[wb >> 1][r];
+                job.y[k][row0 + r] = o;
+                if (job.res[k]) job.res[k][row0 + r] += o;
+            }
+}
+
 /* Q6_K rows by 64-element chunks (quant.cuh q6k_load): R consecutive rows per warp, U rounds
  * of 32 chunks per row in flight. No lane trades with another, so a lane past the row's
  * end skips its chunk. */
@@ -388,7 +466,9 @@ __device__ __forceinline__ void mv_rows_u(const mvjob &job, const xact &xa, int 
 
 template <int T, int R, int U0>
 __device__ __forceinline__ void mv_rows(const mvjob &job, const xact &xa, int k, ktrace &kt) {
-    if constexpr (T == MV_Q4K_CH)
+    if constexpr (T == MV_Q4K_CH && U0 == 0) /* U0 0: rounds split over warp pairs */
+        mv_rows_ch2<R>(job, xa, k, kt);
+    else if constexpr (T == MV_Q4K_CH)
         mv_rows_ch<R, (U0 + 1) / 2>(job, xa, k, kt);
     else if constexpr (T == MV_Q6K_CH)
         mv_rows_q6ch<R, (U0 + 1) / 2>(job, xa, k, kt);
@@ -621,7 +701,15 @@ static void launch_matvec(cuda_backend *be, mvjob &job, const float *x, const qa
         /* enough loads in flight per lane whatever the row length */
         const int64_t per_lane = (w.nb * units_per_block(T) + 31) / 32;
         cudaError_t e;
-        if (q4k_chunks(T, w.n_in) && be->q4k_rows == 3 &&
+        if (q4k_chunks(T, w.n_in) && be->q4k_split &&
+            !one_wave(be, matvec_q_kernel<MV_Q4K_CH, 1, 4>, job, MV_ROWS)) {
+            /* each row's rounds over a warp pair, two rows per warp (7B's gate / up: 5504
+             * blocks of 4 rows at 8 per SM): step 1968-1975 -> 1948 us in one run; three
+             * rows per warp split the same way: 1970, one row: 2046 */
+            if (!job_blocks(job, MV_ROWS)) return cuda_fail(be, "matvec: too many rows");
+            e = launch_pdl(be, matvec_q_kernel<MV_Q4K_CH, 2, 0>, dim3(job.bstart[job.nw]), blk,
+                           job, a);
+        } else if (q4k_chunks(T, w.n_in) && be->q4k_rows == 3 &&
             !one_wave(be, matvec_q_kernel<MV_Q4K_CH, 1, 4>, job, MV_ROWS)) {
             /* three rows per warp (7B's gate / up: 1835 blocks at 6 per SM, 2.3 waves
              * instead of 2.6 at two rows): step 1983 -> 1968 us in one run */
