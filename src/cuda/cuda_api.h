@@ -48,8 +48,9 @@ int cuda_set_fuse(chord_backend *be, int on);
  * decode matvec whose blocks would not all be resident at once (1, default;
  * CHORD_CUDA_WAVES=0: off), "q4ksplit" those Q4_K chunk matvecs split each row's rounds
  * over two warps, two rows per warp (1, default; CHORD_CUDA_Q4KSPLIT=0: off), "q4krows"
- * rows per warp of those Q4_K chunk matvecs when not split (1-3, default 3), "early" CUDA_EARLY_* bits, "attnquant" decode attention quantizes its output
- * (0 never, 1 per 32 (default), 2 also per 256 over clusters). */
+ * rows per warp of those Q4_K chunk matvecs when not split (1-3, default 3), "early"
+ * CUDA_EARLY_* bits, "attnquant" decode attention quantizes its output (0 never, 1 per 32
+ * (default), 2 also per 256 over clusters). */
 int cuda_tune(chord_backend *be, const char *knob, int value);
 /* Timing trace of the decode kernels (drops the graphs held; 1 if on). cuda_trace_step
  * replays the latest step graph once and gives per kernel its kind (n rmsnorm+quantize,

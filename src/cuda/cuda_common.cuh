@@ -98,7 +98,7 @@ typedef struct cuda_backend {
     int mv_pairs;   /* decode: one launch for two weight types (CHORD_CUDA_PAIRS=0: off) */
     int mv_waves;   /* decode: more rows per warp when blocks would need two waves (=0: off) */
     int q4k_split;  /* decode: Q4_K chunk matvecs that need several waves split each row's
-                       rounds over two warps, two rows per warp (mv_rows_ch2;
+                       rounds over two warps, two rows per warp (mv_rows_split;
                        CHORD_CUDA_Q4KSPLIT=0: off) */
     int q4k_rows;   /* decode: without the split, rows per warp of those matvecs (1, 2, 3;
                        the paired kernel: 1 or 2) */

@@ -267,47 +267,25 @@ __device__ __forceinline__ void mv_rows_ch(const mvjob &job, const xact &xa, int
     mv_store<R>(acc, row0, w.n_out, lane, job.y[k], job.res[k]);
 }
 
-/* Q4_K chunk rows, each row's rounds of 32 chunks split over two warps of the block (warp
- * 2 g + h takes rounds h, h + 2, ... of rows R g .. R g + R - 1 of the block), one round in
- * flight: a block is done in half the time of mv_rows_ch<R, 1> (4096-wide rows: one round
- * each), so a kernel of several waves ends with a shorter tail. The two halves' warp sums
- * meet in shared memory: not mv_rows_ch's order, so each launch takes one of the two. */
-template <int R>
-__device__ __forceinline__ void mv_rows_ch2(const mvjob &job, const xact &xa, int k,
-                                            ktrace &kt) {
-    static_assert(MV_ROWS % 2 == 0, "warp pairs");
-    __shared__ float half_sum[MV_ROWS / 2][R];
-    const wview &w = job.w[k];
-    const int wb = threadIdx.x >> 5, h = wb & 1, lane = threadIdx.x & 31;
-    const int64_t row0 = ((int64_t)(blockIdx.x - job.bstart[k]) * (MV_ROWS / 2) + (wb >> 1)) * R;
-    const bool live = row0 < w.n_out; /* uniform across the warp pair (barrier below) */
-    const int n_ch = (int)w.nb * Q4K_CHUNKS, own = q4k_own(lane);
-    const q4k_lane L = q4k_lane_pair(lane);
-    const uint8_t *q[R], *s[R];
-#pragma unroll
-    for (int r = 0; r < R; r++) {
-        const int64_t row = row0 + r < w.n_out ? row0 + r : (live ? row0 : 0);
-        q[r] = w.q + (size_t)row * w.nb * 128;
-        s[r] = w.s + (size_t)row * w.nb * 16;
+/* The Q4_K chunk kernel's pieces for mv_rows_split: a row's round of 32 chunks from chunk
+ * cs (load) and its arithmetic for R rows (round), as in mv_rows_ch. (A Q6_K one for the
+ * paired q / k / v launch measured no faster: 7B step 1951 vs 1950 us.) */
+struct mv_ch4 {
+    typedef uraw raw_t;
+    const uint8_t *q, *s;
+    int n_ch, lane, own;
+    q4k_lane L;
+    __device__ mv_ch4(const wview &w, int lane_)
+        : q(w.q), s(w.s), n_ch((int)w.nb * Q4K_CHUNKS), lane(lane_), own(q4k_own(lane_)),
+          L(q4k_lane_pair(lane_)) {}
+    __device__ __forceinline__ raw_t load(int64_t row, int cs) const {
+        return q4k_load_pair(q + (size_t)row * n_ch * 32, s + (size_t)row * n_ch * 4, cs, n_ch,
+                             lane);
     }
-    float acc[R];
-#pragma unroll
-    for (int r = 0; r < R; r++)
-        acc[r] = 0.f;
-    uraw raw[R];
-    uint32_t dep = 0;
-    int cs = 32 * h;
-    if (live && cs < n_ch)
-#pragma unroll
-        for (int r = 0; r < R; r++) {
-            raw[r] = q4k_load_pair(q[r], s[r], cs, n_ch, lane);
-            dep ^= raw[r].a.x ^ raw[r].s0;
-        }
-    pdl_wait_after(dep); /* x comes from the previous kernel */
-    kt.released();
-    pf_report(job.kt);
-    pdl_trigger();
-    while (live && cs < n_ch) { /* uniform across the warp */
+    __device__ __forceinline__ static uint32_t dep(const raw_t &r) { return r.a.x ^ r.s0; }
+    template <int R>
+    __device__ __forceinline__ void round(float (&acc)[R], const raw_t (&raw)[R], int cs,
+                                          const xact &xa) const {
         const q4k_act xr = q4k_act_pair(cs, lane, xa);
         const int c = cs + own;
         int4 part[R];
@@ -320,11 +298,53 @@ __device__ __forceinline__ void mv_rows_ch2(const mvjob &job, const xact &xa, in
             q4k_trade(part[r], lane, sil, sih);
             if (c < n_ch) acc[r] += q4k_finish(raw[r], c >> 2, L, xa, sil, sih);
         }
+    }
+};
+/* Chunk rows, each row's rounds of 32 chunks split over two warps of the block (warp
+ * 2 g + h takes rounds h, h + 2, ... of rows R g .. R g + R - 1 of the block), one round in
+ * flight: a block is done in half the time of mv_rows_ch<R, 1> (4096-wide rows: one round
+ * each), so a kernel of several waves ends with a shorter tail. The two halves' warp sums
+ * meet in shared memory: not mv_rows_ch's order, so each launch takes one of the two. */
+template <class C, int R>
+__device__ __forceinline__ void mv_rows_split(const mvjob &job, const xact &xa, int k,
+                                              ktrace &kt) {
+    static_assert(MV_ROWS % 2 == 0, "warp pairs");
+    typedef typename C::raw_t raw_t;
+    __shared__ float half_sum[MV_ROWS / 2][R];
+    const wview &w = job.w[k];
+    const int wb = threadIdx.x >> 5, h = wb & 1, lane = threadIdx.x & 31;
+    const int64_t row0 =
+        ((int64_t)(blockIdx.x - job.bstart[k]) * (MV_ROWS / 2) + (wb >> 1)) * R;
+    const bool live = row0 < w.n_out; /* uniform across the warp pair (barrier below) */
+    const C c(w, lane);
+    int64_t row[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) /* a row past the end rereads row0 (not stored) */
+        row[r] = row0 + r < w.n_out ? row0 + r : (live ? row0 : 0);
+    float acc[R];
+#pragma unroll
+    for (int r = 0; r < R; r++)
+        acc[r] = 0.f;
+    raw_t raw[R];
+    uint32_t dep = 0;
+    int cs = 32 * h;
+    if (live && cs < c.n_ch)
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            raw[r] = c.load(row[r], cs);
+            dep ^= C::dep(raw[r]);
+        }
+    pdl_wait_after(dep); /* x comes from the previous kernel */
+    kt.released();
+    pf_report(job.kt);
+    pdl_trigger();
+    while (live && cs < c.n_ch) { /* uniform across the warp */
+        c.template round<R>(acc, raw, cs, xa);
         cs += 64;
-        if (cs >= n_ch) break;
+        if (cs >= c.n_ch) break;
 #pragma unroll
         for (int r = 0; r < R; r++)
-            raw[r] = q4k_load_pair(q[r], s[r], cs, n_ch, lane);
+            raw[r] = c.load(row[r], cs);
     }
     float v[R];
 #pragma unroll
@@ -467,7 +487,7 @@ __device__ __forceinline__ void mv_rows_u(const mvjob &job, const xact &xa, int 
 template <int T, int R, int U0>
 __device__ __forceinline__ void mv_rows(const mvjob &job, const xact &xa, int k, ktrace &kt) {
     if constexpr (T == MV_Q4K_CH && U0 == 0) /* U0 0: rounds split over warp pairs */
-        mv_rows_ch2<R>(job, xa, k, kt);
+        mv_rows_split<mv_ch4, R>(job, xa, k, kt);
     else if constexpr (T == MV_Q4K_CH)
         mv_rows_ch<R, (U0 + 1) / 2>(job, xa, k, kt);
     else if constexpr (T == MV_Q6K_CH)
@@ -710,7 +730,7 @@ static void launch_matvec(cuda_backend *be, mvjob &job, const float *x, const qa
             e = launch_pdl(be, matvec_q_kernel<MV_Q4K_CH, 2, 0>, dim3(job.bstart[job.nw]), blk,
                            job, a);
         } else if (q4k_chunks(T, w.n_in) && be->q4k_rows == 3 &&
-            !one_wave(be, matvec_q_kernel<MV_Q4K_CH, 1, 4>, job, MV_ROWS)) {
+                   !one_wave(be, matvec_q_kernel<MV_Q4K_CH, 1, 4>, job, MV_ROWS)) {
             /* three rows per warp (7B's gate / up: 1835 blocks at 6 per SM, 2.3 waves
              * instead of 2.6 at two rows): step 1983 -> 1968 us in one run */
             if (!job_blocks(job, 3 * MV_ROWS)) return cuda_fail(be, "matvec: too many rows");
