@@ -385,7 +385,9 @@ static int cmd_decode(int argc, char **argv) {
     const int pfc0 = cuda_tune(g, "pfchunk", 32);
     const int kst0 = cuda_tune(g, "kstage", 256);
     int rc = 0;
-    for (size_t v = 0; v < sizeof vs / sizeof vs[0]; v++) {
+    /* TRACE_ONLY=1: no variant table (the A/B below and the trace only) */
+    const bool trace_only = getenv("TRACE_ONLY") != NULL;
+    for (size_t v = 0; v < (trace_only ? 0 : sizeof vs / sizeof vs[0]); v++) {
         cuda_set_graphs(g, vs[v].graphs);
         cuda_set_fuse(g, vs[v].fuse);
         cuda_set_pdl(g, vs[v].pdl);
@@ -430,6 +432,30 @@ static int cmd_decode(int argc, char **argv) {
     cuda_tune(g, "kstage", kst0);
     const char *tsp = getenv("TRACE_Q4KSPLIT");
     cuda_tune(g, "q4ksplit", tsp ? atoi(tsp) : 1);
+    /* AB_KNOB=name AB_VALS="a b a b": graph us per step with a cuda_tune knob at each
+     * value in turn (steps 0..127 each), interleaved in one run */
+    const char *abk = getenv("AB_KNOB"), *abv = getenv("AB_VALS");
+    if (abk && abv) {
+        char *end;
+        for (long val = strtol(abv, &end, 10); end != abv; val = strtol(abv = end, &end, 10)) {
+            const int old = cuda_tune(g, abk, (int)val);
+            chord_context_truncate(ctx, 0);
+            double t0 = 0;
+            for (int i = 0; i < steps; i++) {
+                if (i == 8) t0 = now_s();
+                if (chord_eval(ctx, toks + i, 1, false, &err) != CHORD_OK) goto fail;
+            }
+            double host = (now_s() - t0) / (steps - 8) * 1e6, gus = 0;
+            if (cuda_graph_bench(g, 200, &gus, &err) != CHORD_OK) goto fail;
+            printf("%s %ld: host %.1f graph %.1f us\n", abk, val, host, gus);
+            cuda_tune(g, abk, old);
+        }
+    }
+    if (trace_only) { /* the trace at positions 64.. */
+        chord_context_truncate(ctx, 0);
+        for (int i = 0; i < 64; i++)
+            if (chord_eval(ctx, toks + i, 1, false, &err) != CHORD_OK) goto fail;
+    }
     if (trace_step(g, ctx, toks + pos) != 0) goto fail;
     goto done;
 fail:
