@@ -347,64 +347,6 @@ __device__ __forceinline__ int kv_piece(int j, int t, int pieces) {
     return t ^ (j & (pieces - 1));
 }
 
-/* The decode kernel's scores with four threads per key (64 keys per pass, every warp
- * busy): thread t = tid % 4 runs the chains of lanes 2t, 2t + 1 (the even pieces) and
- * 2t + 8, 2t + 9 (the odd ones) of qk_dot8, i.e. the half2 at 4t of each 16-byte piece,
- * and the four threads finish xm_sum16 by shuffles: a[i] = v[i] + v[i + 8] in thread
- * i / 2, b[i] = a[i] + a[i + 4] in thread i / 2 (a[i + 4] from thread i / 2 + 2), then
- * (b0 + b2) + (b1 + b3) in thread 0. Same operations in the same order as qk_dot8. Rows
- * below nst come from the staged copy (kv_piece), the token's own key from ks, later
- * ones from the cache. The caller needs a block barrier before reading S. */
-template <int NP>
-__device__ __forceinline__ void scores_quad(float *S, const float *qs, const float *ks,
-                                            const __half *kst, const __half *kbase, int kvd,
-                                            int nst, int len, int pos, float scale) {
-    const int t = threadIdx.x & 3;
-    float qv[2 * NP];
-#pragma unroll
-    for (int v = 0; v < NP; v++) {
-        qv[2 * v] = qs[8 * v + 2 * t];
-        qv[2 * v + 1] = qs[8 * v + 2 * t + 1];
-    }
-    for (int jb = 0; jb < len; jb += ADT / 4) { /* warp-uniform: the shuffles below */
-        const int j = jb + (threadIdx.x >> 2);
-        __half2 raw[NP];
-        if (j < len && j != pos && j < nst) {
-#pragma unroll
-            for (int v = 0; v < NP; v++)
-                raw[v] = *reinterpret_cast<const __half2 *>(
-                    kst + 8 * (j * NP + kv_piece(j, v, NP)) + 2 * t);
-        } else if (j < len && j != pos) {
-#pragma unroll
-            for (int v = 0; v < NP; v++)
-                raw[v] = __ldg(
-                    reinterpret_cast<const __half2 *>(kbase + (size_t)j * kvd + 8 * v + 2 * t));
-        } else {
-#pragma unroll
-            for (int v = 0; v < NP; v++)
-                raw[v] = __floats2half2_rn(ks[8 * v + 2 * t], ks[8 * v + 2 * t + 1]);
-        }
-        float a0 = 0.f, a1 = 0.f, a8 = 0.f, a9 = 0.f;
-#pragma unroll
-        for (int v = 0; v < NP; v++) {
-            const float2 f = __half22float2(raw[v]);
-            if (v & 1) {
-                a8 = __fmaf_rn(f.x, qv[2 * v], a8);
-                a9 = __fmaf_rn(f.y, qv[2 * v + 1], a9);
-            } else {
-                a0 = __fmaf_rn(f.x, qv[2 * v], a0);
-                a1 = __fmaf_rn(f.y, qv[2 * v + 1], a1);
-            }
-        }
-        const float A0 = __fadd_rn(a0, a8), A1 = __fadd_rn(a1, a9);
-        const float B0 = __fadd_rn(A0, __shfl_xor_sync(0xffffffffu, A0, 2));
-        const float B1 = __fadd_rn(A1, __shfl_xor_sync(0xffffffffu, A1, 2));
-        const float C0 = __fadd_rn(B0, __shfl_xor_sync(0xffffffffu, B0, 1));
-        const float C1 = __fadd_rn(B1, __shfl_xor_sync(0xffffffffu, B1, 1));
-        if (t == 0 && j < len) S[j] = __fmul_rn(__fadd_rn(C0, C1), scale);
-    }
-}
-
 /* Where the decode kernel quantizes its output for the next matvec (qb 0: it does not). */
 typedef struct attn_q {
     int8_t *q;
@@ -560,24 +502,26 @@ __global__ void __launch_bounds__(ADT)
     if constexpr (STAGE) cp_wait<0>();
     __syncthreads();
 
-    /* scores; the token's own key from ks (the cache row may not be written yet). Staged
-     * rows (head_dim 128): four threads per key (scores_quad: every warp has keys, where
-     * one thread per key left five of eight warps idle below 96 keys; 7B step -2 us).
-     * Otherwise thread tid owns keys tid, tid + ADT, ..., as softmax_row expects. */
-    if constexpr (STAGE) {
-        scores_quad<NP>(S, qs, ks, kst, kbase, kvd, nst, len, pos, scale);
-        __syncthreads(); /* softmax_row reads keys other threads scored */
-    } else if constexpr (HDT > 0) {
+    /* scores (thread tid owns keys tid, tid + ADT, ..., as softmax_row expects); the
+     * token's own key from ks (the cache row may not be written yet) */
+    if constexpr (HDT > 0) {
         for (int j0 = tid; j0 < len; j0 += 2 * ADT) {
             uint4 raw[2][NP];
 #pragma unroll
             for (int u = 0; u < 2; u++) {
                 const int j = min(j0 + u * ADT, len - 1);
-                const uint4 *kr = reinterpret_cast<const uint4 *>(kbase + (size_t)j * kvd);
+                if (STAGE && j < nst) { /* separate branches: shared and global loads */
+                    const uint4 *kr = reinterpret_cast<const uint4 *>(kst) + (size_t)j * NP;
 #pragma unroll
-                for (int t = 0; t < NP; t++)
-                    raw[u][t] = HDT == 64 && j0 == tid && u < PU ? kpre[u < PU ? u : 0][t]
-                                                                 : __ldg(kr + t);
+                    for (int t = 0; t < NP; t++)
+                        raw[u][t] = kr[kv_piece(j, t, NP)];
+                } else {
+                    const uint4 *kr = reinterpret_cast<const uint4 *>(kbase + (size_t)j * kvd);
+#pragma unroll
+                    for (int t = 0; t < NP; t++)
+                        raw[u][t] = HDT == 64 && j0 == tid && u < PU ? kpre[u < PU ? u : 0][t]
+                                                                     : __ldg(kr + t);
+                }
             }
 #pragma unroll
             for (int u = 0; u < 2; u++) {
