@@ -190,6 +190,23 @@ static double now_s(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* Steps pos.. of ctx from an empty cache (the first 8 uncounted: the capture): host us per
+ * chord_eval, and with graphs the GPU us of one replay of the step's graph (else 0). */
+static chord_status time_steps(chord_backend *g, chord_context *ctx, const int32_t *toks,
+                               int pos, int steps, bool graphs, double *host, double *gus,
+                               chord_error *err) {
+    chord_context_truncate(ctx, 0);
+    if (pos && chord_eval(ctx, toks, pos, false, err) != CHORD_OK) return CHORD_E_BACKEND;
+    double t0 = 0;
+    for (int i = 0; i < steps; i++) {
+        if (i == 8) t0 = now_s(); /* after the capture */
+        if (chord_eval(ctx, toks + pos + i, 1, false, err) != CHORD_OK) return CHORD_E_BACKEND;
+    }
+    *host = (now_s() - t0) / (steps - 8) * 1e6;
+    *gus = 0;
+    return graphs ? cuda_graph_bench(g, 200, gus, err) : CHORD_OK;
+}
+
 /* The kernels of one step graph on the GPU's clock: per kind, the wait from the previous
  * kernel's end to the release of this one and its time after the release. */
 static int trace_step(chord_backend *g, chord_context *ctx, const int32_t *toks) {
@@ -403,15 +420,10 @@ static int cmd_decode(int argc, char **argv) {
         cuda_tune(g, "kstage", vs[v].kst < 0 ? kst0 : vs[v].kst);
         cuda_tune(g, "q4ksplit", vs[v].spl);
         cuda_graphs_drop(g);
-        chord_context_truncate(ctx, 0);
-        if (pos && chord_eval(ctx, toks, pos, false, &err) != CHORD_OK) goto fail;
-        double t0 = 0;
-        for (int i = 0; i < steps; i++) {
-            if (i == 8) t0 = now_s(); /* after the capture */
-            if (chord_eval(ctx, toks + pos + i, 1, false, &err) != CHORD_OK) goto fail;
-        }
-        double host = (now_s() - t0) / (steps - 8) * 1e6, gus = 0;
-        if (vs[v].graphs == 1 && cuda_graph_bench(g, 200, &gus, &err) != CHORD_OK) goto fail;
+        double host, gus;
+        if (time_steps(g, ctx, toks, pos, steps, vs[v].graphs == 1, &host, &gus, &err) !=
+            CHORD_OK)
+            goto fail;
         printf("%-40s %10.1f %10.1f\n", vs[v].name, host, gus);
     }
     cuda_set_graphs(g, 1);
@@ -433,20 +445,15 @@ static int cmd_decode(int argc, char **argv) {
     const char *tsp = getenv("TRACE_Q4KSPLIT");
     cuda_tune(g, "q4ksplit", tsp ? atoi(tsp) : 1);
     /* AB_KNOB=name AB_VALS="a b a b": graph us per step with a cuda_tune knob at each
-     * value in turn (steps 0..127 each), interleaved in one run */
+     * value in turn (steps pos.. each), interleaved in one run */
     const char *abk = getenv("AB_KNOB"), *abv = getenv("AB_VALS");
     if (abk && abv) {
         char *end;
         for (long val = strtol(abv, &end, 10); end != abv; val = strtol(abv = end, &end, 10)) {
             const int old = cuda_tune(g, abk, (int)val);
-            chord_context_truncate(ctx, 0);
-            double t0 = 0;
-            for (int i = 0; i < steps; i++) {
-                if (i == 8) t0 = now_s();
-                if (chord_eval(ctx, toks + i, 1, false, &err) != CHORD_OK) goto fail;
-            }
-            double host = (now_s() - t0) / (steps - 8) * 1e6, gus = 0;
-            if (cuda_graph_bench(g, 200, &gus, &err) != CHORD_OK) goto fail;
+            double host, gus;
+            if (time_steps(g, ctx, toks, pos, steps, true, &host, &gus, &err) != CHORD_OK)
+                goto fail;
             printf("%s %ld: host %.1f graph %.1f us\n", abk, val, host, gus);
             cuda_tune(g, abk, old);
         }
