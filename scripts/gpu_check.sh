@@ -108,6 +108,8 @@ for part in $PARTS; do
         if (set -o pipefail; CHORD_CUDA_ATTN=exact timeout 300 "$BUILD/tests/test_gpu_ops" | tail -3); then result ops-exact ok; else result ops-exact FAILED; fi
         note "test_gpu_ops, Q4_K chunk rounds not split (CHORD_CUDA_Q4KSPLIT=0)"
         if (set -o pipefail; CHORD_CUDA_Q4KSPLIT=0 timeout 300 "$BUILD/tests/test_gpu_ops" | tail -3); then result ops-nosplit ok; else result ops-nosplit FAILED; fi
+        note "test_gpu_ops, long Q4_K rows by the one-row kernel (CHORD_CUDA_Q4KLONG=0)"
+        if (set -o pipefail; CHORD_CUDA_Q4KLONG=0 timeout 300 "$BUILD/tests/test_gpu_ops" | tail -3); then result ops-nolong ok; else result ops-nolong FAILED; fi
         ;;
     graph)
         note "test_gpu_graph"

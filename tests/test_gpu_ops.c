@@ -462,6 +462,12 @@ static void test_matmul(void) {
     /* the same for Q6_K's chunks, and rows of 172 chunks (Llama-2-7B's ffn_down) */
     test_matmul_case(CHORD_TYPE_Q6_K, 8001, 2304, ns1, 1);
     test_matmul_case(CHORD_TYPE_Q6_K, 1000, 11008, ns1, 1);
+    /* Q4_K rows of 65-96 chunks in one wave (three rounds at once: TinyLlama's ffn_down;
+     * 80 chunks: the third round has 16) and of 172 chunks (each row's rounds over a warp
+     * pair: Llama-2-7B's ffn_down) */
+    test_matmul_case(CHORD_TYPE_Q4_K, 2048, 5632, ns1, 1);
+    test_matmul_case(CHORD_TYPE_Q4_K, 1001, 5120, ns1, 1);
+    test_matmul_case(CHORD_TYPE_Q4_K, 1001, 11008, ns1, 1);
     /* float rows that are not a multiple of 8 / 32 */
     const int ns3[] = {1, 4, 66};
     test_matmul_case(CHORD_TYPE_F32, 45, 100, ns3, 3);

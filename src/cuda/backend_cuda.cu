@@ -580,6 +580,10 @@ extern "C" chord_status chord_backend_cuda_new(chord_backend **out, chord_error 
     be->mv_waves = !(wv && !strcmp(wv, "0"));
     const char *qr = getenv("CHORD_CUDA_Q4KR");
     be->q4k_rows = qr && *qr >= '1' && *qr <= '3' && !qr[1] ? *qr - '0' : 3;
+    const char *pt = getenv("CHORD_CUDA_PAIRTRIG");
+    be->mv_ptrig = !(pt && !strcmp(pt, "0"));
+    const char *ql = getenv("CHORD_CUDA_Q4KLONG");
+    be->q4k_long = !(ql && !strcmp(ql, "0"));
     const char *qs = getenv("CHORD_CUDA_Q4KSPLIT");
     be->q4k_split = !(qs && !strcmp(qs, "0"));
     const char *mp = getenv("CHORD_CUDA_PAIRS");

@@ -97,6 +97,10 @@ typedef struct cuda_backend {
     int mv_persist; /* those matvecs' blocks per SM (persistent grid; 0: a block per tile) */
     int mv_pairs;   /* decode: one launch for two weight types (CHORD_CUDA_PAIRS=0: off) */
     int mv_waves;   /* decode: more rows per warp when blocks would need two waves (=0: off) */
+    int q4k_long;   /* decode: Q4_K chunk rows over 4096 in one wave by the long-row kernels
+                       (CHORD_CUDA_Q4KLONG=0: the one-row kernel) */
+    int mv_ptrig;   /* decode: a paired q / k / v launch of several waves lets the next
+                       kernel launch at its entry (CHORD_CUDA_PAIRTRIG=0: off) */
     int q4k_split;  /* decode: Q4_K chunk matvecs that need several waves split each row's
                        rounds over two warps, two rows per warp (mv_rows_split;
                        CHORD_CUDA_Q4KSPLIT=0: off) */

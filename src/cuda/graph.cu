@@ -598,6 +598,12 @@ extern "C" int cuda_tune(chord_backend *b, const char *knob, int value) {
     } else if (!strcmp(knob, "q4ksplit")) {
         old = be->q4k_split;
         be->q4k_split = value != 0;
+    } else if (!strcmp(knob, "pairtrig")) {
+        old = be->mv_ptrig;
+        be->mv_ptrig = value != 0;
+    } else if (!strcmp(knob, "q4klong")) {
+        old = be->q4k_long;
+        be->q4k_long = value != 0;
     } else if (!strcmp(knob, "persist")) {
         old = be->mv_persist;
         be->mv_persist = value < 0 ? 0 : value;

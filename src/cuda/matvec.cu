@@ -121,7 +121,8 @@ typedef struct mvjob {
     float *res[CUDA_MV_MAXW];
     unsigned bstart[CUDA_MV_MAXW + 1];
     int nw;
-    int nw0; /* matvec_q2_kernel: weights [0, nw0) have its first type */
+    int nw0;     /* matvec_q2_kernel: weights [0, nw0) have its first type */
+    int trig_in; /* matvec_q2_kernel: let the next kernel launch at entry */
     ktr kt;
 } mvjob;
 
@@ -502,6 +503,7 @@ __device__ __forceinline__ void mv_rows(const mvjob &job, const xact &xa, int k,
  * matvecs (1024 blocks) needed a second wave, and 7B decode lost ~5%. */
 __host__ __device__ constexpr int mv_min_blocks(int t, int r, int u = 4) {
     return t == CHORD_TYPE_Q4_0 || t == CHORD_TYPE_Q5_0 ? 8
+           : t == MV_Q4K_CH && r == 1 && u > 4          ? 6
            : t == MV_Q4K_CH                             ? (r <= 2 ? 8 : 6)
            : t == MV_Q6K_CH                             ? (r == 1 ? 8 : 6)
            : t == CHORD_TYPE_Q4_K                       ? (r == 1 ? 8 : 7)
@@ -524,6 +526,7 @@ __global__ void __launch_bounds__(32 * MV_ROWS, mv_min_blocks(T, R, U))
 template <int T0, int T1, int R, int U>
 __global__ void __launch_bounds__(32 * MV_ROWS, R == 4 || (T0 == MV_Q4K_CH && R == 2) ? 5 : 6)
     matvec_q2_kernel(const __grid_constant__ mvjob job, xact xa) {
+    if (job.trig_in) pdl_trigger();
     ktrace kt(job.kt);
     const int k = job_pick(job);
     if (k < job.nw0)
@@ -755,6 +758,22 @@ static void launch_matvec(cuda_backend *be, mvjob &job, const float *x, const qa
             if (!job_blocks(job, MV_ROWS)) return cuda_fail(be, "matvec: too many rows");
             e = launch_pdl(be, matvec_q_kernel<MV_Q6K_CH, 1, 2>, dim3(job.bstart[job.nw]), blk,
                            job, a);
+        } else if (q4k_chunks(T, w.n_in) && be->q4k_long && w.n_in > 64 * QK_K / Q4K_CHUNKS &&
+                   w.n_in <= 96 * QK_K / Q4K_CHUNKS &&
+                   one_wave(be, matvec_q_kernel<MV_Q4K_CH, 1, 6>, job, MV_ROWS)) {
+            /* rows of 65-96 chunks (TinyLlama's ffn_down) in one round trip: three rounds
+             * in flight per lane instead of two, then a third (--mvhot 2048 x 5632 from
+             * DRAM 4.46 -> 3.62 us; TinyLlama step 625 -> 616 us in one run) */
+            if (!job_blocks(job, MV_ROWS)) return cuda_fail(be, "matvec: too many rows");
+            e = launch_pdl(be, matvec_q_kernel<MV_Q4K_CH, 1, 6>, dim3(job.bstart[job.nw]), blk,
+                           job, a);
+        } else if (q4k_chunks(T, w.n_in) && be->q4k_long && w.n_in > 96 * QK_K / Q4K_CHUNKS) {
+            /* longer rows (7B's ffn_down, 172 chunks) even where one row per warp fits in one
+             * wave: each row's rounds split over a warp pair, as for several waves (--mvhot
+             * 4096 x 11008 from DRAM 10.43 -> 9.57 us; 7B step -4..-10 us in one run) */
+            if (!job_blocks(job, MV_ROWS)) return cuda_fail(be, "matvec: too many rows");
+            e = launch_pdl(be, matvec_q_kernel<MV_Q4K_CH, 2, 0>, dim3(job.bstart[job.nw]), blk,
+                           job, a);
         } else if (q4k_chunks(T, w.n_in)) {
             if (!job_blocks(job, MV_ROWS)) return cuda_fail(be, "matvec: too many rows");
             e = launch_pdl(be, matvec_q_kernel<MV_Q4K_CH, 1, 4>, dim3(job.bstart[job.nw]), blk,
@@ -817,8 +836,12 @@ template <int T0, int T1> static void launch_q2(cuda_backend *be, mvjob &job, co
         static_assert(T0 == CHORD_TYPE_Q4_K && T1 == CHORD_TYPE_Q6_K, "q2_pair's types");
         if (be->q4k_rows >= 2 &&
             !one_wave(be, matvec_q2_kernel<MV_Q4K_CH, MV_Q6K_CH, 1, 4>, job, MV_ROWS)) {
-            /* two rows per warp share each activation load (as in launch_matvec) */
+            /* two rows per warp share each activation load (as in launch_matvec). Several
+             * waves: the next kernel (the attention) may launch at entry and stage its K / V
+             * rows during the last wave (7B step 1940 -> 1935 us, three interleaved pairs;
+             * TinyLlama's one-wave launch got slower with it, 615 -> 622) */
             if (!job_blocks(job, 2 * MV_ROWS)) return cuda_fail(be, "matvec: too many rows");
+            job.trig_in = be->mv_ptrig;
             e = launch_pdl(be, matvec_q2_kernel<MV_Q4K_CH, MV_Q6K_CH, 2, 2>,
                            dim3(job.bstart[job.nw]), blk, job, a);
         } else {
