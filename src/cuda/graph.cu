@@ -561,19 +561,31 @@ extern "C" int cuda_trace_step(chord_backend *b, char *kinds, double *t4, int ma
     return ok ? n : -1;
 }
 
+/* Experiment knobs that are on or off: name and the backend field. */
+static int *tune_flag(cuda_backend *be, const char *knob) {
+    const struct {
+        const char *name;
+        int *field;
+    } flags[] = {{"waves", &be->mv_waves},
+                 {"pairs", &be->mv_pairs},
+                 {"q4ksplit", &be->q4k_split},
+                 {"pairtrig", &be->mv_ptrig},
+                 {"q4klong", &be->q4k_long}};
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
+        if (!strcmp(knob, flags[i].name)) return flags[i].field;
+    return NULL;
+}
+
 extern "C" int cuda_tune(chord_backend *b, const char *knob, int value) {
     cuda_backend *be = (cuda_backend *)b;
     cuda_graphs_drop(b);
     int old = -1;
-    if (!strcmp(knob, "waves")) {
-        old = be->mv_waves;
-        be->mv_waves = value != 0;
+    if (int *flag = tune_flag(be, knob)) {
+        old = *flag;
+        *flag = value != 0;
     } else if (!strcmp(knob, "fast")) {
         old = be->fast_steps;
         be->fast_steps = value != 0;
-    } else if (!strcmp(knob, "pairs")) {
-        old = be->mv_pairs;
-        be->mv_pairs = value != 0;
     } else if (!strcmp(knob, "prefetch")) { /* MiB ahead, 0: off */
         old = (int)(be->pf_window >> 20);
         be->pf_window = value > 0 ? (size_t)value << 20 : 0;
@@ -595,15 +607,6 @@ extern "C" int cuda_tune(chord_backend *b, const char *knob, int value) {
     } else if (!strcmp(knob, "q4krows")) {
         old = be->q4k_rows;
         be->q4k_rows = value >= 1 && value <= 3 ? value : 3;
-    } else if (!strcmp(knob, "q4ksplit")) {
-        old = be->q4k_split;
-        be->q4k_split = value != 0;
-    } else if (!strcmp(knob, "pairtrig")) {
-        old = be->mv_ptrig;
-        be->mv_ptrig = value != 0;
-    } else if (!strcmp(knob, "q4klong")) {
-        old = be->q4k_long;
-        be->q4k_long = value != 0;
     } else if (!strcmp(knob, "persist")) {
         old = be->mv_persist;
         be->mv_persist = value < 0 ? 0 : value;
